@@ -1,0 +1,38 @@
+# wfsched: make run (the main job on the embedded default), make test.
+GO      ?= go
+BIN     ?= bin/wfsched
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+RUN_TRACE ?= traces/research-team.json
+
+.PHONY: all build test lint bench run fuzz clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/wfsched
+
+test:
+	$(GO) test -race -count=1 ./...
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@if command -v staticcheck >/dev/null 2>&1; then staticcheck ./...; else echo "staticcheck not installed: skipped"; fi
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The main job on the embedded default. Until replay lands, it inspects a
+# shipped example trace.
+run: build
+	$(BIN) inspect $(RUN_TRACE)
+
+# Short fuzzing of every importer (FUZZTIME per target).
+FUZZTIME ?= 20s
+fuzz:
+	@for t in FuzzParseNative FuzzParseDAGJSON FuzzParseSteps FuzzParseAppWorld; do \
+		$(GO) test ./dag -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
+
+clean:
+	rm -rf bin

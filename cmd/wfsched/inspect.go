@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/wfsched/wfsched/dag"
+	"github.com/wfsched/wfsched/report"
+)
+
+type inspectOptions struct {
+	trace  traceFlags
+	output string
+}
+
+func newInspectCmd() *cobra.Command {
+	var o inspectOptions
+	cmd := &cobra.Command{
+		Use:   "inspect FILE",
+		Short: "Show a trace's statistics, levels, critical path and prefix-sharing bound",
+		Long: `Inspect loads a trace into a dependency graph and shows its size, shape, estimated
+work and span (the critical path), and the prefix-sharing bound: the fraction of prompt
+tokens that repeat a prefix of the same agent's earlier prompt.
+
+For a file holding many traces and no --trace-id or --index, it lists one row per trace.`,
+		Example: `  wfsched inspect traces/research-team.json
+  wfsched inspect ../shared/traces/steps/appworld.json --trace-id b119b1f_2
+  wfsched inspect traces/fanout-12.json -o dot | dot -Tsvg > fanout.svg`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runInspect(cmd, o, args[0])
+		},
+	}
+	o.trace.register(cmd.Flags())
+	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output: table, json, dot or mermaid")
+	return cmd
+}
+
+func runInspect(cmd *cobra.Command, o inspectOptions, path string) error {
+	switch o.output {
+	case "table", "json", "dot", "mermaid":
+	default:
+		return usageError("--output %q: want table, json, dot or mermaid", o.output)
+	}
+	opt, err := o.trace.options()
+	if err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	if !o.trace.chosen() && (o.output == "table" || o.output == "json") {
+		gs, err := dag.ReadFile(path, opt)
+		if err != nil {
+			return err
+		}
+		if len(gs) > 1 {
+			stats := make([]dag.Stats, len(gs))
+			for i, g := range gs {
+				t, err := dag.Analyze(g)
+				if err != nil {
+					return fmt.Errorf("%s: trace %d (%s): %w", path, i, g.ID, err)
+				}
+				stats[i] = dag.Summarize(g, t, dag.CostModel{})
+			}
+			if o.output == "json" {
+				return report.WriteJSON(w, stats)
+			}
+			return report.WriteInspectList(w, path, stats)
+		}
+	}
+	g, t, err := o.trace.readOne(path)
+	if err != nil {
+		return err
+	}
+	stats := dag.Summarize(g, t, dag.CostModel{})
+	switch o.output {
+	case "json":
+		return report.WriteJSON(w, report.Inspection{Path: path, Stats: stats})
+	case "dot", "mermaid":
+		path, _ := dag.CriticalPath(t, dag.CostModel{}.Costs(g))
+		if o.output == "dot" {
+			return dag.WriteDOT(w, g, path.Nodes)
+		}
+		return dag.WriteMermaid(w, g, path.Nodes)
+	}
+	return report.WriteInspectText(w, report.Inspection{Path: path, Stats: stats})
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/wfsched/wfsched/dag"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command ran and failed
+	exitUsage   = 2 // bad usage or bad input
+)
+
+// cliError carries an exit code and an optional hint to the edge.
+type cliError struct {
+	code int
+	err  error
+	hint string
+}
+
+func (e *cliError) Error() string { return e.err.Error() }
+func (e *cliError) Unwrap() error { return e.err }
+
+func usageError(format string, args ...any) error {
+	return &cliError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "wfsched",
+		Short: "Schedule and route the LLM calls of multi-agent workflows, and measure what it saves",
+		Long: `wfsched loads multi-agent execution traces (MAST AppWorld, AG2, HyperAgent, MetaGPT,
+OpenManus logs, the prototype's DAG JSON, and its own format) into dependency graphs,
+and analyses them: topological order, levels, critical path, prefix-sharing bound.`,
+		Version:       version,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &cliError{code: exitUsage, err: err, hint: "see 'wfsched --help'"}
+	})
+	root.AddCommand(newInspectCmd(), newConvertCmd(), newGenCmd())
+	return root
+}
+
+// execute runs the command line and returns the process exit code. Errors
+// are printed as "wfsched: error: ..." with a hint where one helps.
+func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	code, hint := classify(err)
+	fmt.Fprintf(stderr, "wfsched: error: %v\n", err)
+	if hint != "" {
+		fmt.Fprintf(stderr, "wfsched: hint: %s\n", hint)
+	}
+	return code
+}
+
+// classify maps an error to an exit code and a hint.
+func classify(err error) (int, string) {
+	var ce *cliError
+	if errors.As(err, &ce) {
+		return ce.code, ce.hint
+	}
+	var (
+		multi *dag.MultiTraceError
+		large *dag.TooLargeError
+		cyc   *dag.CycleError
+		syn   *dag.SyntaxError
+		edge  *dag.EdgeError
+		node  *dag.NodeError
+		input *dag.InputError
+	)
+	switch {
+	case errors.As(err, &multi):
+		return exitUsage, "pick one with --trace-id ID or --index N (0-based); 'wfsched inspect FILE' lists them"
+	case errors.As(err, &large):
+		return exitUsage, "raise the limit with --max-bytes"
+	case errors.As(err, &cyc):
+		return exitUsage, "a workflow's dependencies must form a DAG: remove one edge of this cycle"
+	case errors.As(err, &syn):
+		return exitUsage, "fix the file at that position, or check --format"
+	case errors.As(err, &edge):
+		return exitUsage, "every edge must join two node ids of the same trace"
+	case errors.As(err, &node):
+		return exitUsage, "node ids must be present and unique"
+	case errors.Is(err, dag.ErrEmpty):
+		return exitUsage, "the trace needs at least one LLM call or tool node"
+	case errors.As(err, &input), errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission):
+		return exitUsage, ""
+	case strings.HasPrefix(err.Error(), "unknown command"), strings.Contains(err.Error(), "accepts "),
+		strings.Contains(err.Error(), "requires at least"):
+		return exitUsage, "see 'wfsched --help'"
+	}
+	return exitFailure, ""
+}

@@ -1,0 +1,322 @@
+package dag
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/wfsched/wfsched/tokenizer"
+)
+
+// DefaultMaxBytes is the default limit on an input file's size.
+const DefaultMaxBytes int64 = 256 << 20
+
+// EdgeSource chooses where a graph's edges come from.
+type EdgeSource string
+
+const (
+	// EdgesRebuild (the default) rebuilds real dependencies from node types
+	// and agents.
+	EdgesRebuild EdgeSource = "rebuild"
+	// EdgesFile keeps the edges the file gives, as explicit edges, and all
+	// of its nodes.
+	EdgesFile EdgeSource = "file"
+)
+
+// Options control reading traces. The zero value means: detect the format,
+// rebuild edges, DefaultMaxBytes, the default tokenizer.
+type Options struct {
+	Format   string     // "" or "auto" to detect, else a name from Formats
+	Edges    EdgeSource // "" means EdgesRebuild
+	MaxBytes int64      // 0 means DefaultMaxBytes
+	Encoder  *tokenizer.Encoder
+}
+
+// Validate checks the options.
+func (o Options) Validate() error {
+	if o.Format != "" && o.Format != "auto" {
+		if _, ok := importers[o.Format]; !ok {
+			return fmt.Errorf("unknown format %q (want auto, %s)", o.Format, strings.Join(Formats(), ", "))
+		}
+	}
+	switch o.Edges {
+	case "", EdgesRebuild, EdgesFile:
+	default:
+		return fmt.Errorf("unknown edge source %q (want rebuild or file)", o.Edges)
+	}
+	if o.MaxBytes < 0 {
+		return fmt.Errorf("size limit %d is negative", o.MaxBytes)
+	}
+	return nil
+}
+
+// Importer reads one trace format. Parse returns graphs whose token counts
+// are not yet estimated; it must not panic on any input.
+type Importer interface {
+	Name() string
+	Detect(data []byte) bool
+	Parse(data []byte, opt Options) ([]*Graph, error)
+}
+
+var (
+	importers = map[string]Importer{}
+	detectOrd []Importer
+)
+
+// Register adds an importer; detection tries importers in registration order.
+func Register(imp Importer) {
+	importers[imp.Name()] = imp
+	detectOrd = append(detectOrd, imp)
+}
+
+// Formats lists the registered format names.
+func Formats() []string {
+	names := make([]string, 0, len(importers))
+	for n := range importers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func init() {
+	Register(nativeFormat{})
+	Register(dagJSONFormat{})
+	Register(stepsFormat{})
+	Register(appworldFormat{})
+}
+
+// ReadFile reads every trace in the file at path. Token counts are estimated
+// for all of them; use ReadOne to pick one first.
+func ReadFile(path string, opt Options) ([]*Graph, error) {
+	gs, err := readParse(path, opt)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := encoder(opt)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range gs {
+		EstimateTokens(g, enc)
+	}
+	return gs, nil
+}
+
+// ReadOne reads the file at path and returns the trace sel chooses, with its
+// token counts estimated. A file with one trace needs no selection.
+func ReadOne(path string, opt Options, sel Selector) (*Graph, error) {
+	gs, err := readParse(path, opt)
+	if err != nil {
+		return nil, err
+	}
+	g, err := sel.Pick(gs)
+	if err != nil {
+		return nil, &InputError{Path: path, Err: err}
+	}
+	enc, err := encoder(opt)
+	if err != nil {
+		return nil, err
+	}
+	EstimateTokens(g, enc)
+	return g, nil
+}
+
+func encoder(opt Options) (*tokenizer.Encoder, error) {
+	if opt.Encoder != nil {
+		return opt.Encoder, nil
+	}
+	return tokenizer.Default()
+}
+
+func readParse(path string, opt Options) ([]*Graph, error) {
+	if err := opt.Validate(); err != nil {
+		return nil, err
+	}
+	limit := opt.MaxBytes
+	if limit == 0 {
+		limit = DefaultMaxBytes
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > limit {
+		return nil, &InputError{Path: path, Err: &TooLargeError{Size: st.Size(), Limit: limit}}
+	} else if err == nil && st.IsDir() {
+		return nil, fmt.Errorf("%s is a directory", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, &InputError{Path: path, Err: &TooLargeError{Size: int64(len(data)), Limit: limit}}
+	}
+	gs, err := Parse(data, opt)
+	if err != nil {
+		return nil, &InputError{Path: path, Err: err}
+	}
+	return gs, nil
+}
+
+// Parse reads traces from data in the format opt names (or detects it).
+// Token counts are not estimated.
+func Parse(data []byte, opt Options) ([]*Graph, error) {
+	if err := opt.Validate(); err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, ErrEmpty
+	}
+	imp, err := detect(data, opt.Format)
+	if err != nil {
+		return nil, err
+	}
+	gs, err := imp.Parse(data, opt)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", imp.Name(), err)
+	}
+	if len(gs) == 0 {
+		return nil, fmt.Errorf("%s: %w", imp.Name(), ErrEmpty)
+	}
+	for _, g := range gs {
+		g.Format = imp.Name()
+	}
+	return gs, nil
+}
+
+func detect(data []byte, name string) (Importer, error) {
+	if name != "" && name != "auto" {
+		return importers[name], nil
+	}
+	for _, imp := range detectOrd {
+		if imp.Detect(data) {
+			return imp, nil
+		}
+	}
+	return nil, fmt.Errorf("cannot tell the trace format (want one of %s); pass --format", strings.Join(Formats(), ", "))
+}
+
+// Selector chooses one trace of a multi-trace file: by id, or by 0-based
+// position when ByIndex is set.
+type Selector struct {
+	TraceID string
+	Index   int
+	ByIndex bool
+}
+
+// Pick returns the chosen graph. With no choice it returns the only graph,
+// or a *MultiTraceError.
+func (s Selector) Pick(gs []*Graph) (*Graph, error) {
+	switch {
+	case s.ByIndex:
+		if s.Index < 0 || s.Index >= len(gs) {
+			return nil, fmt.Errorf("trace index %d out of range: the file holds %d traces (0 to %d)", s.Index, len(gs), len(gs)-1)
+		}
+		return gs[s.Index], nil
+	case s.TraceID != "":
+		var hits []int
+		for i, g := range gs {
+			if g.ID == s.TraceID {
+				hits = append(hits, i)
+			}
+		}
+		switch len(hits) {
+		case 0:
+			return nil, fmt.Errorf("no trace with id %q among %d traces", s.TraceID, len(gs))
+		case 1:
+			return gs[hits[0]], nil
+		default:
+			return nil, fmt.Errorf("trace id %q names %d traces (indexes %s); choose one by index", s.TraceID, len(hits), joinInts(hits))
+		}
+	case len(gs) == 1:
+		return gs[0], nil
+	}
+	ids := make([]string, 0, 3)
+	for _, g := range gs[:min(3, len(gs))] {
+		ids = append(ids, g.ID)
+	}
+	return nil, &MultiTraceError{N: len(gs), IDs: ids}
+}
+
+func joinInts(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ", ")
+}
+
+// unmarshal decodes JSON and turns positioned errors into *SyntaxError.
+func unmarshal(data []byte, v any) error {
+	err := json.Unmarshal(data, v)
+	if err == nil {
+		return nil
+	}
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		line, col := position(data, se.Offset)
+		return &SyntaxError{Line: line, Column: col, Msg: "malformed JSON: " + se.Error()}
+	case errors.As(err, &te):
+		line, col := position(data, te.Offset)
+		field := te.Field
+		if field == "" {
+			field = "value"
+		}
+		return &SyntaxError{Line: line, Column: col, Msg: fmt.Sprintf("%s: want %s, found JSON %s", field, te.Type, te.Value)}
+	case strings.HasPrefix(err.Error(), "unexpected end of JSON input"):
+		line, col := position(data, int64(len(data)))
+		return &SyntaxError{Line: line, Column: col, Msg: "malformed JSON: unexpected end of input"}
+	}
+	return err
+}
+
+// position converts a byte offset to a 1-based line and column.
+func position(data []byte, off int64) (line, col int) {
+	off = max(0, min(off, int64(len(data))))
+	before := data[:off]
+	line = bytes.Count(before, []byte{'\n'}) + 1
+	col = int(off) - bytes.LastIndexByte(before, '\n')
+	return line, col
+}
+
+// firstByte returns the first non-space byte of data, or 0.
+func firstByte(data []byte) byte {
+	t := bytes.TrimLeft(data, " \t\r\n\ufeff")
+	if len(t) == 0 {
+		return 0
+	}
+	return t[0]
+}
+
+// head returns at most n leading bytes of data.
+func head(data []byte, n int) []byte { return data[:min(n, len(data))] }
+
+// metaString renders scalar JSON metadata values as strings; objects and
+// arrays are left out.
+func metaString(raw map[string]json.RawMessage) map[string]string {
+	out := map[string]string{}
+	for k, v := range raw {
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			out[k] = s
+			continue
+		}
+		switch firstByte(v) {
+		case '{', '[', 'n', 0:
+			continue
+		}
+		out[k] = string(bytes.TrimSpace(v))
+	}
+	return out
+}

@@ -1,0 +1,144 @@
+package dag
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Kind classifies a node.
+type Kind string
+
+// Node kinds.
+const (
+	KindLLM   Kind = "llm"   // a call to a language model
+	KindTool  Kind = "tool"  // a tool or code execution whose result an agent observes
+	KindOther Kind = "other" // anything else (costs nothing when replayed)
+)
+
+// EdgeType says why one node depends on another.
+type EdgeType string
+
+// Edge types.
+const (
+	// EdgeHistory links an agent's call to its previous call: the later
+	// prompt contains the earlier one's conversation.
+	EdgeHistory EdgeType = "history"
+	// EdgeObservation links a call to the tool execution it requested, and
+	// the tool's result to the agent's next call.
+	EdgeObservation EdgeType = "observation"
+	// EdgeMessage carries a message from one agent to another.
+	EdgeMessage EdgeType = "message"
+	// EdgeExplicit is an edge given by the input file as it was.
+	EdgeExplicit EdgeType = "explicit"
+)
+
+// TokenCount is a number of tokens and whether a trace recorded it (Exact)
+// or wfsched estimated it from text.
+type TokenCount struct {
+	N     int  `json:"n"`
+	Exact bool `json:"exact,omitempty"`
+}
+
+// Input is a text an LLM node received since its agent's previous call: a
+// message from another agent, a tool's observation, or the task.
+type Input struct {
+	From   string `json:"from,omitempty"`   // the sending agent or node, if known
+	Text   string `json:"text,omitempty"`   // may be empty when only Tokens is known
+	Tokens int    `json:"tokens,omitempty"` // token count of Text (or of the lost text)
+}
+
+// Node is one event of a workflow.
+type Node struct {
+	ID    string `json:"id"`
+	Kind  Kind   `json:"kind"`
+	Agent string `json:"agent,omitempty"`
+	Label string `json:"label,omitempty"`
+
+	// System is the agent's system text, when the trace has it. Only the
+	// agent's first call's System is used when prompts are rebuilt.
+	System string `json:"system,omitempty"`
+	// SystemTokens is System's token count (or the lost text's).
+	SystemTokens int `json:"system_tokens,omitempty"`
+	// Inputs are the texts this call received since the agent's previous
+	// call, in order.
+	Inputs []Input `json:"inputs,omitempty"`
+	// Output is the reference output: what the model answered or the tool
+	// returned in the original run.
+	Output string `json:"output,omitempty"`
+
+	// InputTokens is, for an LLM node, the whole prompt as rebuilt (see
+	// Prompts); OutputTokens the reference output's length.
+	InputTokens  TokenCount `json:"input_tokens"`
+	OutputTokens TokenCount `json:"output_tokens"`
+
+	// Duration is a tool node's recorded execution time, zero if unknown.
+	Duration time.Duration `json:"-"`
+
+	// Line is where the node starts in its source file (1-based), 0 if none.
+	Line int               `json:"line,omitempty"`
+	Meta map[string]string `json:"meta,omitempty"`
+}
+
+// nodeJSON adds the duration in seconds to Node's JSON form.
+type nodeJSON struct {
+	*nodeAlias
+	DurationS float64 `json:"duration_s,omitempty"`
+}
+
+type nodeAlias Node
+
+// MarshalJSON writes the node with its duration in seconds.
+func (n *Node) MarshalJSON() ([]byte, error) {
+	return json.Marshal(nodeJSON{nodeAlias: (*nodeAlias)(n), DurationS: n.Duration.Seconds()})
+}
+
+// UnmarshalJSON reads the node written by MarshalJSON.
+func (n *Node) UnmarshalJSON(b []byte) error {
+	v := nodeJSON{nodeAlias: (*nodeAlias)(n)}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	if v.DurationS < 0 {
+		return fmt.Errorf("node %q: duration_s %v is negative", n.ID, v.DurationS)
+	}
+	n.Duration = time.Duration(v.DurationS * float64(time.Second))
+	return nil
+}
+
+// Edge says that To cannot start before From has finished.
+type Edge struct {
+	From string   `json:"from"`
+	To   string   `json:"to"`
+	Type EdgeType `json:"type"`
+}
+
+// Graph is one workflow's dependency graph. Nodes keep their file order,
+// which breaks ties in every ordering the package computes.
+type Graph struct {
+	ID     string            `json:"id"`
+	Format string            `json:"source_format,omitempty"` // the format it was read from
+	Meta   map[string]string `json:"meta,omitempty"`
+	Nodes  []*Node           `json:"nodes"`
+	Edges  []Edge            `json:"edges"`
+}
+
+// Index returns a map from node id to position in Nodes. It does not check
+// for duplicates; Validate does.
+func (g *Graph) Index() map[string]int {
+	idx := make(map[string]int, len(g.Nodes))
+	for i, n := range g.Nodes {
+		idx[n.ID] = i
+	}
+	return idx
+}
+
+// Node returns the node with the given id, or nil.
+func (g *Graph) Node(id string) *Node {
+	for _, n := range g.Nodes {
+		if n.ID == id {
+			return n
+		}
+	}
+	return nil
+}

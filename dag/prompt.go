@@ -1,0 +1,116 @@
+package dag
+
+import "github.com/wfsched/wfsched/tokenizer"
+
+// Message is one chat message of a rebuilt prompt. Content may be empty when
+// the trace kept only a token count; Tokens is then the length to stand in
+// for it (tokenizer.Encoder.Filler makes such text).
+type Message struct {
+	Role    string // "system", "user" or "assistant"
+	Content string
+	Tokens  int
+}
+
+// PreviousCalls returns, by position, the position of the same agent's
+// previous LLM node in file order, or -1 (also for nodes that are not LLM
+// calls).
+func PreviousCalls(g *Graph) []int {
+	prev := make([]int, len(g.Nodes))
+	last := map[string]int{}
+	for i, n := range g.Nodes {
+		prev[i] = -1
+		if n.Kind != KindLLM {
+			continue
+		}
+		if p, ok := last[n.Agent]; ok {
+			prev[i] = p
+		}
+		last[n.Agent] = i
+	}
+	return prev
+}
+
+// Messages rebuilds the chat messages LLM node i sent, as its agent saw them
+// in the original run ("reference" context): the agent's system text, then
+// for each of its earlier calls the inputs that call received (one user
+// message each) and its reference output (assistant), then node i's own
+// inputs. Successive calls of one agent therefore share a growing prefix.
+// prev is PreviousCalls(g).
+func Messages(g *Graph, prev []int, i int) []Message {
+	var chain []int
+	for j := i; j >= 0; j = prev[j] {
+		chain = append(chain, j)
+	}
+	first := g.Nodes[chain[len(chain)-1]]
+	var msgs []Message
+	if first.System != "" || first.SystemTokens > 0 {
+		msgs = append(msgs, Message{Role: "system", Content: first.System, Tokens: first.SystemTokens})
+	}
+	for k := len(chain) - 1; k >= 0; k-- {
+		n := g.Nodes[chain[k]]
+		for _, in := range n.Inputs {
+			msgs = append(msgs, Message{Role: "user", Content: in.Text, Tokens: in.Tokens})
+		}
+		if k > 0 {
+			msgs = append(msgs, Message{Role: "assistant", Content: n.Output, Tokens: n.OutputTokens.N})
+		}
+	}
+	return msgs
+}
+
+// EstimateTokens fills every count that is still zero: the system text's,
+// output tokens from Output, input tokens from each Input's text, and each
+// LLM node's prompt length as Messages rebuilds it, rendered by tokenizer's
+// chat template with the generation prompt. Counts already set (recorded by
+// a trace, or written by an earlier estimate) are kept, so estimating twice
+// changes nothing.
+func EstimateTokens(g *Graph, enc *tokenizer.Encoder) {
+	prev := PreviousCalls(g)
+	gen := enc.GenerationPromptTokens()
+	userOH := enc.MessageOverhead("user")
+	asstOH := enc.MessageOverhead("assistant")
+	for i, n := range g.Nodes {
+		if n.System != "" && n.SystemTokens == 0 {
+			n.SystemTokens = enc.Count(n.System)
+		}
+		if n.Output != "" && n.OutputTokens.N == 0 {
+			n.OutputTokens = TokenCount{N: enc.Count(n.Output)}
+		}
+		inputs := 0
+		for k := range n.Inputs {
+			if n.Inputs[k].Text != "" && n.Inputs[k].Tokens == 0 {
+				n.Inputs[k].Tokens = enc.Count(n.Inputs[k].Text)
+			}
+			inputs += userOH + n.Inputs[k].Tokens
+		}
+		if n.Kind != KindLLM || n.InputTokens.N > 0 {
+			continue
+		}
+		var p int
+		if j := prev[i]; j < 0 {
+			p = 1 + inputs + gen // <|begin_of_text|> ... assistant header
+			if n.System != "" || n.SystemTokens > 0 {
+				p += enc.MessageOverhead("system") + n.SystemTokens
+			}
+		} else {
+			pj := g.Nodes[j]
+			p = pj.InputTokens.N - gen + asstOH + pj.OutputTokens.N + inputs + gen
+		}
+		n.InputTokens = TokenCount{N: p}
+	}
+}
+
+// PrefixShare returns, by position, how many of LLM node i's prompt tokens
+// repeat a prefix of an earlier prompt by the same agent: with prompts
+// rebuilt as Messages does, the agent's previous prompt is a prefix of the
+// next, so this is the previous prompt's length (capped by this one's).
+func PrefixShare(g *Graph) []int {
+	prev := PreviousCalls(g)
+	share := make([]int, len(g.Nodes))
+	for i, n := range g.Nodes {
+		if j := prev[i]; j >= 0 {
+			share[i] = min(g.Nodes[j].InputTokens.N, n.InputTokens.N)
+		}
+	}
+	return share
+}

@@ -1,0 +1,175 @@
+package tokenizer
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/pkoukk/tiktoken-go-loader/assets"
+)
+
+// VocabName is the byte-pair encoding this package uses.
+const VocabName = "cl100k_base"
+
+// cacheLimit bounds the piece cache; when full it is dropped and rebuilt.
+const cacheLimit = 1 << 17
+
+// Encoder turns text into cl100k_base token ids. It is safe for concurrent
+// use. The zero value is not usable: call Default.
+type Encoder struct {
+	ranks map[string]int
+
+	mu    sync.RWMutex
+	cache map[string][]int
+}
+
+var (
+	defaultOnce sync.Once
+	defaultEnc  *Encoder
+	defaultErr  error
+)
+
+// Default returns the process-wide encoder, loading the embedded vocabulary
+// on first use (about 0.2 s).
+func Default() (*Encoder, error) {
+	defaultOnce.Do(func() {
+		defaultEnc, defaultErr = load()
+	})
+	return defaultEnc, defaultErr
+}
+
+// MustDefault is Default for callers that cannot proceed without a tokenizer;
+// it panics only if the embedded vocabulary is corrupt, a build defect.
+func MustDefault() *Encoder {
+	e, err := Default()
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
+
+func load() (*Encoder, error) {
+	data, err := assets.Assets.ReadFile(VocabName + ".tiktoken")
+	if err != nil {
+		return nil, fmt.Errorf("load %s vocabulary: %w", VocabName, err)
+	}
+	ranks := make(map[string]int, 100_300)
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for line := 1; sc.Scan(); line++ {
+		tok, rank, ok := bytes.Cut(sc.Bytes(), []byte{' '})
+		if !ok {
+			return nil, fmt.Errorf("load %s vocabulary: line %d: no rank", VocabName, line)
+		}
+		raw, err := base64.StdEncoding.DecodeString(string(tok))
+		if err != nil {
+			return nil, fmt.Errorf("load %s vocabulary: line %d: %w", VocabName, line, err)
+		}
+		r, err := strconv.Atoi(string(rank))
+		if err != nil {
+			return nil, fmt.Errorf("load %s vocabulary: line %d: %w", VocabName, line, err)
+		}
+		ranks[string(raw)] = r
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("load %s vocabulary: %w", VocabName, err)
+	}
+	return &Encoder{ranks: ranks, cache: make(map[string][]int)}, nil
+}
+
+// VocabSize is the number of ordinary (non-special) tokens.
+func (e *Encoder) VocabSize() int { return len(e.ranks) }
+
+// Encode appends the token ids of text to dst and returns the extended slice.
+// Special-token text such as "<|endoftext|>" is encoded as ordinary text.
+func (e *Encoder) Encode(dst []int, text string) []int {
+	splitPieces(text, func(p string) {
+		if r, ok := e.ranks[p]; ok {
+			dst = append(dst, r)
+			return
+		}
+		dst = append(dst, e.merged(p)...)
+	})
+	return dst
+}
+
+// Count returns the number of tokens Encode would produce for text.
+func (e *Encoder) Count(text string) int {
+	n := 0
+	splitPieces(text, func(p string) {
+		if _, ok := e.ranks[p]; ok {
+			n++
+			return
+		}
+		n += len(e.merged(p))
+	})
+	return n
+}
+
+// merged returns the ids of a pre-token that is not itself in the
+// vocabulary, from the cache when it can. The slice is shared: read only.
+func (e *Encoder) merged(p string) []int {
+	e.mu.RLock()
+	ids, ok := e.cache[p]
+	e.mu.RUnlock()
+	if ok {
+		return ids
+	}
+	ids = e.merge([]byte(p))
+	e.mu.Lock()
+	if len(e.cache) >= cacheLimit {
+		e.cache = make(map[string][]int)
+	}
+	e.cache[p] = ids
+	e.mu.Unlock()
+	return ids
+}
+
+// merge runs byte-pair merging over one piece: repeatedly join the adjacent
+// pair whose joined bytes have the lowest rank, until no pair is in the
+// vocabulary. Every single byte is in the vocabulary, so the result covers b.
+func (e *Encoder) merge(b []byte) []int {
+	const none = int(^uint(0) >> 1)
+	// bounds[k] is the start of part k; the last entry is len(b).
+	bounds := make([]int, len(b)+1)
+	for k := range bounds {
+		bounds[k] = k
+	}
+	rankOf := func(k int) int { // rank of parts k and k+1 joined
+		if k+2 >= len(bounds) {
+			return none
+		}
+		if r, ok := e.ranks[string(b[bounds[k]:bounds[k+2]])]; ok {
+			return r
+		}
+		return none
+	}
+	pairRanks := make([]int, len(bounds)-1)
+	for k := range pairRanks {
+		pairRanks[k] = rankOf(k)
+	}
+	for len(bounds) > 2 {
+		best, at := none, -1
+		for k := 0; k < len(pairRanks)-1; k++ {
+			if pairRanks[k] < best {
+				best, at = pairRanks[k], k
+			}
+		}
+		if at < 0 {
+			break
+		}
+		bounds = append(bounds[:at+1], bounds[at+2:]...)
+		pairRanks = append(pairRanks[:at+1], pairRanks[at+2:]...)
+		pairRanks[at] = rankOf(at)
+		if at > 0 {
+			pairRanks[at-1] = rankOf(at - 1)
+		}
+	}
+	ids := make([]int, 0, len(bounds)-1)
+	for k := 0; k+1 < len(bounds); k++ {
+		ids = append(ids, e.ranks[string(b[bounds[k]:bounds[k+1]])])
+	}
+	return ids
+}

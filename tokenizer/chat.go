@@ -1,0 +1,108 @@
+package tokenizer
+
+// Message is one chat message: a role ("system", "user", "assistant") and its
+// text.
+type Message struct {
+	Role    string
+	Content string
+}
+
+// Special token ids for the chat template. cl100k_base has no chat tokens of
+// its own, so ids past its vocabulary stand in for Llama 3's
+// <|begin_of_text|>, <|start_header_id|>, <|end_header_id|> and <|eot_id|>.
+const (
+	BeginOfText   = 100_300
+	StartHeader   = 100_301
+	EndHeader     = 100_302
+	EndOfTurn     = 100_303
+	headerNewline = "\n\n"
+)
+
+// Chat appends the token ids of messages rendered with a Llama-3-style
+// template to dst:
+//
+//	<|begin_of_text|> then, per message,
+//	<|start_header_id|>ROLE<|end_header_id|>\n\nCONTENT<|eot_id|>
+//	and, when addGenerationPrompt, <|start_header_id|>assistant<|end_header_id|>\n\n
+//
+// Because special tokens split the text, a prompt's ids are the
+// concatenation of its messages' ids: two prompts that share their first k
+// messages share a token prefix of exactly those messages' length.
+func (e *Encoder) Chat(dst []int, messages []Message, addGenerationPrompt bool) []int {
+	dst = append(dst, BeginOfText)
+	for _, m := range messages {
+		dst = e.header(dst, m.Role)
+		dst = e.Encode(dst, m.Content)
+		dst = append(dst, EndOfTurn)
+	}
+	if addGenerationPrompt {
+		dst = e.header(dst, "assistant")
+	}
+	return dst
+}
+
+func (e *Encoder) header(dst []int, role string) []int {
+	dst = append(dst, StartHeader)
+	dst = e.Encode(dst, role)
+	dst = append(dst, EndHeader)
+	return e.Encode(dst, headerNewline)
+}
+
+// MessageOverhead is the number of template tokens one message of the given
+// role adds besides its content.
+func (e *Encoder) MessageOverhead(role string) int {
+	return 3 + e.Count(role) + e.Count(headerNewline)
+}
+
+// ChatCount returns len(Chat(nil, messages, addGenerationPrompt)) without
+// building the slice.
+func (e *Encoder) ChatCount(messages []Message, addGenerationPrompt bool) int {
+	n := 1
+	for _, m := range messages {
+		n += e.MessageOverhead(m.Role) + e.Count(m.Content)
+	}
+	if addGenerationPrompt {
+		n += e.GenerationPromptTokens()
+	}
+	return n
+}
+
+// GenerationPromptTokens is the size of the assistant header that ends a
+// prompt awaiting the model's answer.
+func (e *Encoder) GenerationPromptTokens() int {
+	return e.MessageOverhead("assistant") - 1
+}
+
+// Filler returns text of exactly n tokens, built
+// from a deterministic word sequence seeded by seed, for prompts whose trace
+// recorded only a token count. Different seeds give different text from the
+// first token, so unrelated fillers share no prefix.
+func (e *Encoder) Filler(n int, seed uint64) string {
+	if n <= 0 {
+		return ""
+	}
+	// Each " wNNNN" word is two tokens or fewer; build greedily and verify.
+	buf := make([]byte, 0, n*6)
+	x := seed*0x9E3779B97F4A7C15 + 1
+	count := 0
+	for count < n {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		w := fillerWords[x%uint64(len(fillerWords))]
+		buf = append(buf, w...)
+		count++
+	}
+	return string(buf)
+}
+
+// fillerWords are common English words that are each exactly one
+// cl100k_base token with their leading space, checked by a test.
+var fillerWords = []string{
+	" the", " of", " and", " to", " in", " is", " that", " for", " it", " as",
+	" with", " was", " on", " be", " by", " this", " are", " or", " from", " at",
+	" which", " but", " have", " not", " an", " they", " one", " all", " were", " their",
+	" can", " more", " has", " there", " been", " also", " when", " other", " time", " would",
+	" into", " some", " new", " these", " two", " may", " first", " any", " than", " then",
+	" only", " its", " over", " such", " used", " most", " many", " out", " after", " could",
+}

@@ -1,0 +1,196 @@
+package tokenizer
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	tiktoken "github.com/pkoukk/tiktoken-go"
+	loader "github.com/pkoukk/tiktoken-go-loader"
+	"github.com/wfsched/wfsched/internal/testenv"
+)
+
+func reference(t testing.TB) *tiktoken.Tiktoken {
+	t.Helper()
+	tiktoken.SetBpeLoader(loader.NewOfflineLoader())
+	ref, err := tiktoken.GetEncoding(VocabName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// chunks cuts s into valid-UTF-8 pieces of about size bytes.
+func chunks(s string, size, max int) []string {
+	var out []string
+	for len(s) > 0 && len(out) < max {
+		n := min(size, len(s))
+		for n < len(s) && !utf8.RuneStart(s[n]) {
+			n++
+		}
+		out = append(out, s[:n])
+		s = s[n:]
+	}
+	return out
+}
+
+// TestMatchesTiktoken checks ids against tiktoken-go, the reference
+// implementation of cl100k_base, on hand-picked text and, when
+// WFSCHED_SHARED_TRACES is set, on samples of every shared trace file.
+func TestMatchesTiktoken(t *testing.T) {
+	ref := reference(t)
+	enc := MustDefault()
+
+	sample, err := os.ReadFile(filepath.Join("testdata", "sample.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := []string{"", " ", "a", "'s", "'S'll", " 'Re", "x'll", "  \n", "\n\n\n", "a  b", "a \t\n b", "123456", "   x", "!!!\n\n",
+		string(sample), strings.ReplaceAll(string(sample), `\r\n`, "\r\n")}
+	for _, line := range strings.Split(string(sample), "\n") {
+		texts = append(texts, line, line+"\n")
+	}
+	if os.Getenv(testenv.SharedTracesVar) != "" {
+		dir := testenv.SharedTraces(t)
+		var files []string
+		err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				files = append(files, p)
+			}
+			return err
+		})
+		if err != nil || len(files) == 0 {
+			t.Fatalf("%s: no trace files (%v)", dir, err)
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A sample from the start and the middle of each file.
+			texts = append(texts, chunks(string(data), 2048, 4)...)
+			texts = append(texts, chunks(string(data[len(data)/2:]), 2048, 4)[1:]...)
+		}
+	}
+	for i, text := range texts {
+		if !utf8.ValidString(text) {
+			continue
+		}
+		want := ref.Encode(text, nil, nil)
+		got := enc.Encode(nil, text)
+		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("text %d %q: ids differ from tiktoken (-want +got):\n%s", i, trunc(text), diff)
+			continue
+		}
+		if n := enc.Count(text); n != len(want) {
+			t.Errorf("text %d: Count = %d, want %d", i, n, len(want))
+		}
+	}
+}
+
+func trunc(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
+func TestSplitPiecesConcatenates(t *testing.T) {
+	for _, s := range []string{"hello world", "a\r\n\r\n b", "  x  ", "é'Ll 12345", "\xff\xfe bad utf8"} {
+		var got []string
+		splitPieces(s, func(p string) { got = append(got, p) })
+		if strings.Join(got, "") != s {
+			t.Errorf("pieces of %q = %q: do not rebuild the text", s, got)
+		}
+	}
+}
+
+func TestSplitPieces(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"I'm here", []string{"I", "'m", " here"}},
+		{"don't", []string{"don", "'t"}},
+		{"x  \ny", []string{"x", "  \n", "y"}},
+		{"a   b", []string{"a", "  ", " b"}},
+		{"1234567", []string{"123", "456", "7"}},
+		{" ...\n\nz", []string{" ...\n\n", "z"}},
+		{"end   ", []string{"end", "   "}},
+	}
+	for _, tt := range tests {
+		var got []string
+		splitPieces(tt.in, func(p string) { got = append(got, p) })
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("splitPieces(%q) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+}
+
+func TestChat(t *testing.T) {
+	enc := MustDefault()
+	msgs := []Message{{"system", "You are terse."}, {"user", "Hi there"}, {"assistant", "Hello."}}
+	ids := enc.Chat(nil, msgs, true)
+	if got, want := len(ids), enc.ChatCount(msgs, true); got != want {
+		t.Fatalf("ChatCount = %d, len(Chat) = %d", want, got)
+	}
+	if ids[0] != BeginOfText || ids[len(ids)-1] == EndOfTurn {
+		t.Errorf("template framing wrong: first %d last %d", ids[0], ids[len(ids)-1])
+	}
+	// A prompt extended by more messages keeps the shorter one as a prefix.
+	short := enc.Chat(nil, msgs[:2], false)
+	if diff := cmp.Diff(short, ids[:len(short)]); diff != "" {
+		t.Errorf("extended prompt does not start with the shorter one:\n%s", diff)
+	}
+	// Each message adds exactly its overhead plus its content tokens.
+	one := enc.Chat(nil, msgs[:1], false)
+	if got, want := len(one), 1+enc.MessageOverhead("system")+enc.Count("You are terse."); got != want {
+		t.Errorf("one-message prompt has %d tokens, want %d", got, want)
+	}
+}
+
+func TestFiller(t *testing.T) {
+	enc := MustDefault()
+	for _, w := range fillerWords {
+		if n := enc.Count(w); n != 1 {
+			t.Errorf("filler word %q is %d tokens, want 1", w, n)
+		}
+	}
+	for _, n := range []int{0, 1, 7, 100, 4096} {
+		if got := enc.Count(enc.Filler(n, 42)); got != n {
+			t.Errorf("Count(Filler(%d)) = %d", n, got)
+		}
+	}
+	if enc.Filler(50, 1) == enc.Filler(50, 2) {
+		t.Error("fillers with different seeds are equal")
+	}
+	if enc.Filler(50, 3) != enc.Filler(50, 3) {
+		t.Error("filler is not deterministic")
+	}
+}
+
+func BenchmarkCount(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join("testdata", "sample.txt"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	text := strings.Repeat(string(data), 20)
+	b.Run("wfsched", func(b *testing.B) {
+		enc := MustDefault()
+		b.SetBytes(int64(len(text)))
+		for b.Loop() {
+			enc.Count(text)
+		}
+	})
+	b.Run("tiktoken-go", func(b *testing.B) {
+		ref := reference(b)
+		b.SetBytes(int64(len(text)))
+		for b.Loop() {
+			ref.Encode(text, nil, nil)
+		}
+	})
+}
