@@ -65,7 +65,7 @@ func (m CostModel) Costs(g *Graph) []float64 {
 				m.DecodeStep.Seconds()*float64(max(n.OutputTokens.N, 1))
 		case KindTool:
 			if n.Duration > 0 {
-				costs[i] = n.Duration.Seconds()
+				costs[i] = n.Duration.D().Seconds()
 			} else {
 				costs[i] = m.ToolLatency.Seconds()
 			}

@@ -81,7 +81,8 @@ func (dagJSONFormat) Parse(data []byte, opt Options) ([]*Graph, error) {
 	}
 
 	var b *builder
-	switch variant := djVariant(f.Nodes); variant {
+	variant, types := djVariant(f.Nodes)
+	switch variant {
 	case "appworld":
 		a := newAppworld(id, "dag-json")
 		a.task(meta["task_description"])
@@ -105,7 +106,7 @@ func (dagJSONFormat) Parse(data []byte, opt Options) ([]*Graph, error) {
 			djHyperAgent(h, n)
 		}
 	default:
-		return nil, fmt.Errorf("unrecognized node types (%s): not an AppWorld, AG2 or HyperAgent DAG", variant)
+		return nil, fmt.Errorf("unrecognized node types (%s): not an AppWorld, AG2 or HyperAgent DAG", types)
 	}
 	g := b.g
 	for k, v := range meta {
@@ -122,28 +123,35 @@ func (dagJSONFormat) Parse(data []byte, opt Options) ([]*Graph, error) {
 
 var hyperTypes = map[string]bool{"planner_response": true, "navigator_response": true, "intern_assignment": true, "subgoal": true, "info_log": true}
 
-func djVariant(nodes []djNode) string {
-	types := map[string]bool{}
+// djVariant tells the converter's variants apart; when none matches it
+// returns "" and the node types it saw.
+func djVariant(nodes []djNode) (variant, types string) {
+	seen := map[string]bool{}
+	var list []string
 	for _, n := range nodes {
 		switch {
 		case n.AgentName != "":
-			return "ag2"
+			return "ag2", ""
 		case hyperTypes[n.Type]:
-			return "hyperagent"
+			return "hyperagent", ""
 		case n.Type == "agent_response":
-			return "appworld"
+			return "appworld", ""
 		}
-		types[fmt.Sprintf("%q", n.Type)] = true
+		if t := fmt.Sprintf("%q", n.Type); !seen[t] && len(list) < 8 {
+			seen[t] = true
+			list = append(list, t)
+		}
 	}
-	var list []string
-	for t := range types {
-		list = append(list, t)
-	}
-	return "types " + strings.Join(list, ", ")
+	return "", strings.Join(list, ", ")
 }
 
-// body drops a node's header line ("Response from X Agent") and indentation.
+// body drops a node's header line ("Response from X Agent") and indentation,
+// and the run's Evaluation block, which the prototype's converter left at
+// the end of the last node.
 func body(content string) string {
+	if k := strings.Index(content, "\nEvaluation\n"); k >= 0 {
+		content = content[:k]
+	}
 	_, rest, ok := strings.Cut(content, "\n")
 	if !ok {
 		return ""

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -164,6 +165,16 @@ func readParse(path string, opt Options) ([]*Graph, error) {
 	if err != nil {
 		return nil, &InputError{Path: path, Err: err}
 	}
+	// Graphs without an id are named after the file.
+	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	for i, g := range gs {
+		if g.ID == "" {
+			g.ID = base
+			if len(gs) > 1 {
+				g.ID = fmt.Sprintf("%s-%d", base, i)
+			}
+		}
+	}
 	return gs, nil
 }
 
@@ -265,11 +276,11 @@ func unmarshal(data []byte, v any) error {
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &se):
-		line, col := position(data, se.Offset)
+		line, col := position(data, se.Offset-1) // Offset is just past the bad byte
 		return &SyntaxError{Line: line, Column: col, Msg: "malformed JSON: " + se.Error()}
 	case errors.As(err, &te):
 		line, col := position(data, te.Offset)
-		field := te.Field
+		field := strings.TrimPrefix(te.Field, "Graph.")
 		if field == "" {
 			field = "value"
 		}

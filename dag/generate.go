@@ -105,7 +105,7 @@ func (b *gen) llm(agent string, task int, parents ...*Node) *Node {
 func (b *gen) tool(call *Node) *Node {
 	n := &Node{ID: fmt.Sprintf("n%d", len(b.g.Nodes)), Kind: KindTool, Agent: call.Agent, Label: call.Agent + " tool",
 		OutputTokens: TokenCount{N: b.tokens(genObserve)},
-		Duration:     time.Duration(genToolSec.draw(b.r) * float64(time.Second)).Round(time.Millisecond)}
+		Duration:     Seconds(time.Duration(genToolSec.draw(b.r) * float64(time.Second)).Round(time.Millisecond))}
 	b.g.Edges = append(b.g.Edges, Edge{From: call.ID, To: n.ID, Type: EdgeObservation})
 	b.g.Nodes = append(b.g.Nodes, n)
 	return n

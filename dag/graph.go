@@ -73,36 +73,32 @@ type Node struct {
 	OutputTokens TokenCount `json:"output_tokens"`
 
 	// Duration is a tool node's recorded execution time, zero if unknown.
-	Duration time.Duration `json:"-"`
+	Duration Seconds `json:"duration_s,omitempty"`
 
 	// Line is where the node starts in its source file (1-based), 0 if none.
 	Line int               `json:"line,omitempty"`
 	Meta map[string]string `json:"meta,omitempty"`
 }
 
-// nodeJSON adds the duration in seconds to Node's JSON form.
-type nodeJSON struct {
-	*nodeAlias
-	DurationS float64 `json:"duration_s,omitempty"`
+// Seconds is a duration written in JSON as a number of seconds.
+type Seconds time.Duration
+
+// D returns s as a time.Duration.
+func (s Seconds) D() time.Duration { return time.Duration(s) }
+
+// MarshalJSON writes s as seconds.
+func (s Seconds) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(s).Seconds())
 }
 
-type nodeAlias Node
-
-// MarshalJSON writes the node with its duration in seconds.
-func (n *Node) MarshalJSON() ([]byte, error) {
-	return json.Marshal(nodeJSON{nodeAlias: (*nodeAlias)(n), DurationS: n.Duration.Seconds()})
-}
-
-// UnmarshalJSON reads the node written by MarshalJSON.
-func (n *Node) UnmarshalJSON(b []byte) error {
-	v := nodeJSON{nodeAlias: (*nodeAlias)(n)}
+// UnmarshalJSON reads a number of seconds; values beyond about 290 years
+// saturate. Readers check the sign (see Analyze).
+func (s *Seconds) UnmarshalJSON(b []byte) error {
+	var v float64
 	if err := json.Unmarshal(b, &v); err != nil {
-		return err
+		return fmt.Errorf("duration_s: want a number of seconds, found %.40s", b)
 	}
-	if v.DurationS < 0 {
-		return fmt.Errorf("node %q: duration_s %v is negative", n.ID, v.DurationS)
-	}
-	n.Duration = time.Duration(v.DurationS * float64(time.Second))
+	*s = Seconds(time.Duration(max(min(v, 9e9), -9e9) * float64(time.Second)))
 	return nil
 }
 

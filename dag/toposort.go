@@ -52,6 +52,9 @@ func Analyze(g *Graph) (*Topology, error) {
 		default:
 			return nil, &NodeError{Index: i, ID: nd.ID, Reason: fmt.Sprintf("unknown kind %q (want llm, tool or other)", nd.Kind)}
 		}
+		if nd.Duration < 0 {
+			return nil, &NodeError{Index: i, ID: nd.ID, Reason: fmt.Sprintf("duration_s %v is negative", nd.Duration.D().Seconds())}
+		}
 		idx[nd.ID] = int32(i)
 	}
 

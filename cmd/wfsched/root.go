@@ -100,7 +100,7 @@ func classify(err error) (int, string) {
 	case errors.As(err, &edge):
 		return exitUsage, "every edge must join two node ids of the same trace"
 	case errors.As(err, &node):
-		return exitUsage, "node ids must be present and unique"
+		return exitUsage, "fix that node in the file (ids must be present and unique)"
 	case errors.Is(err, dag.ErrEmpty):
 		return exitUsage, "the trace needs at least one LLM call or tool node"
 	case errors.As(err, &input), errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission):

@@ -1,0 +1,272 @@
+package dag
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/wfsched/wfsched/internal/testenv"
+)
+
+// sharedFiles lists every trace file under the shared folder, by format.
+func sharedFiles(t *testing.T) map[string][]string {
+	dir := testenv.SharedTraces(t)
+	files := map[string][]string{}
+	for format, pattern := range map[string]string{
+		"dag-json":     "dag-json/*/*.json",
+		"appworld-log": "appworld-raw/*.txt",
+		"steps":        "steps/*.json",
+	} {
+		m, err := filepath.Glob(filepath.Join(dir, pattern))
+		if err != nil || len(m) == 0 {
+			t.Fatalf("shared traces: no %s files (%v)", pattern, err)
+		}
+		files[format] = m
+	}
+	return files
+}
+
+// TestSharedTracesImport reads every record of every shared trace file,
+// checks the format detected, and that each graph sorts, has LLM calls, and
+// has a critical path.
+func TestSharedTracesImport(t *testing.T) {
+	wantRecords := map[string]int{"appworld.json": 30, "ag2.json": 597, "metagpt.json": 230, "openmanus.json": 30, "hyperagent.json": 28}
+	total := 0
+	for format, files := range sharedFiles(t) {
+		for _, f := range files {
+			gs, err := ReadFile(f, Options{})
+			if err != nil {
+				t.Errorf("%s: %v", f, err)
+				continue
+			}
+			if want, ok := wantRecords[filepath.Base(f)]; ok && len(gs) != want {
+				t.Errorf("%s: %d traces, want %d", f, len(gs), want)
+			}
+			for i, g := range gs {
+				if g.Format != format {
+					t.Errorf("%s: detected %s, want %s", f, g.Format, format)
+				}
+				topo, err := Analyze(g)
+				if err != nil {
+					t.Errorf("%s: trace %d (%s): %v", f, i, g.ID, err)
+					continue
+				}
+				s := Summarize(g, topo, CostModel{})
+				if s.ByKind[KindLLM] == 0 || s.PromptTokens == 0 || s.Span <= 0 {
+					t.Errorf("%s: trace %d (%s): %d LLM calls, %d prompt tokens, span %v", f, i, g.ID, s.ByKind[KindLLM], s.PromptTokens, s.Span)
+				}
+				if s.PrefixShareBound < 0 || s.PrefixShareBound >= 1 {
+					t.Errorf("%s: trace %s: prefix bound %v out of [0,1)", f, g.ID, s.PrefixShareBound)
+				}
+				total++
+			}
+		}
+	}
+	t.Logf("%d traces imported", total)
+}
+
+func llmByAgent(g *Graph) map[string]int {
+	m := map[string]int{}
+	for _, n := range g.Nodes {
+		if n.Kind == KindLLM {
+			m[n.Agent]++
+		}
+	}
+	return m
+}
+
+func TestAppWorldRawLog(t *testing.T) {
+	path := testenv.SharedFile(t, "appworld-raw/b119b1f_2.txt")
+	g, err := ReadOne(path, Options{}, Selector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.ID != "b119b1f_2" || g.Format != "appworld-log" {
+		t.Errorf("id %q format %q", g.ID, g.Format)
+	}
+	if diff := cmp.Diff(map[string]int{"Supervisor": 9, "spotify": 20}, llmByAgent(g)); diff != "" {
+		t.Errorf("LLM calls by agent (-want +got):\n%s", diff)
+	}
+	// The first call is the Supervisor's and received the task; the first
+	// spotify call received the Supervisor's message through a message edge
+	// from its code execution.
+	first := g.Nodes[0]
+	if first.Agent != "Supervisor" || len(first.Inputs) != 1 || !strings.HasPrefix(first.Inputs[0].Text, "Keep going to the next song") {
+		t.Errorf("first node %+v", first)
+	}
+	if !strings.HasPrefix(first.Output, "# First, I need to interact with the Spotify agent") || first.Line != 5 {
+		t.Errorf("first output %q at line %d", first.Output, first.Line)
+	}
+	var sp *Node
+	for _, n := range g.Nodes {
+		if n.Agent == "spotify" && n.Kind == KindLLM {
+			sp = n
+			break
+		}
+	}
+	if sp == nil || len(sp.Inputs) != 1 || sp.Inputs[0].Text != "What song is currently playing?" {
+		t.Fatalf("first spotify call %+v", sp)
+	}
+	var from []Edge
+	for _, e := range g.Edges {
+		if e.To == sp.ID {
+			from = append(from, e)
+		}
+	}
+	if len(from) != 1 || from[0].Type != EdgeMessage || g.Node(from[0].From).Kind != KindTool {
+		t.Errorf("edges into the first spotify call: %+v", from)
+	}
+	// One AppWorld run is a total order: no two nodes can overlap.
+	topo, err := Analyze(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := Summarize(g, topo, CostModel{}); !s.SingleChain() || len(s.CriticalPath) != len(g.Nodes) {
+		t.Errorf("widest level %d, critical path %d of %d nodes", s.WidestLevel, len(s.CriticalPath), len(g.Nodes))
+	}
+}
+
+// structure renders a graph's nodes and edges by position, so graphs read
+// from different formats (with different ids) compare equal when they are
+// the same workflow.
+func structure(g *Graph) []string {
+	idx := g.Index()
+	var out []string
+	for _, n := range g.Nodes {
+		out = append(out, fmt.Sprintf("%s %s inputs=%d prompt=%d out=%d", n.Kind, n.Agent, len(n.Inputs), n.InputTokens.N, n.OutputTokens.N))
+	}
+	for _, e := range g.Edges {
+		out = append(out, fmt.Sprintf("%d->%d %s", idx[e.From], idx[e.To], e.Type))
+	}
+	return out
+}
+
+// TestAppWorldFormatsAgree checks that the same AppWorld task read from two
+// formats gives the same graph: the LLM-call counts the dataset documents,
+// and node for node the same kinds, agents, inputs, token counts and edges.
+func TestAppWorldFormatsAgree(t *testing.T) {
+	steps, err := ReadFile(testenv.SharedFile(t, "steps/appworld.json"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]*Graph{}
+	for _, g := range steps {
+		if _, dup := byID[g.ID]; !dup {
+			byID[g.ID] = g
+		}
+	}
+	tests := []struct {
+		file  string
+		calls int
+	}{
+		{"dag-json/AppWorld/692c77d_1_dag.json", 11},
+		{"dag-json/AppWorld/82e2fac_1_dag.json", 19},
+		{"dag-json/AppWorld/ccb4494_1_dag.json", 50},
+		{"dag-json/AppWorld/cf6abd2_1_dag.json", 25},
+		{"appworld-raw/b119b1f_2.txt", 29},
+	}
+	for _, tt := range tests {
+		t.Run(filepath.Base(tt.file), func(t *testing.T) {
+			g, err := ReadOne(testenv.SharedFile(t, tt.file), Options{}, Selector{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := byID[g.ID]
+			if s == nil {
+				t.Fatalf("no step-list record %s", g.ID)
+			}
+			for name, x := range map[string]*Graph{"file": g, "steps": s} {
+				n := 0
+				for _, c := range llmByAgent(x) {
+					n += c
+				}
+				if n != tt.calls {
+					t.Errorf("%s: %d LLM calls, want %d", name, n, tt.calls)
+				}
+			}
+			if diff := cmp.Diff(structure(g), structure(s)); diff != "" {
+				t.Errorf("graphs differ (-%s +steps):\n%s", g.Format, diff)
+			}
+		})
+	}
+}
+
+func TestDAGJSONFileEdges(t *testing.T) {
+	path := testenv.SharedFile(t, "dag-json/AppWorld/692c77d_1_dag.json")
+	g, err := ReadOne(path, Options{Edges: EdgesFile}, Selector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rebuilt, err := ReadOne(path, Options{}, Selector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	var f djFile
+	if err := unmarshal(data, &f); err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Nodes) != len(f.Nodes) || len(g.Edges) != len(f.Edges) {
+		t.Errorf("file edges: %d nodes %d edges, want the file's %d and %d", len(g.Nodes), len(g.Edges), len(f.Nodes), len(f.Edges))
+	}
+	for _, e := range g.Edges {
+		if e.Type != EdgeExplicit {
+			t.Fatalf("edge %+v is not explicit", e)
+		}
+	}
+	if llmByAgent(g)["Supervisor"] != llmByAgent(rebuilt)["Supervisor"] {
+		t.Errorf("file-edge graph lost LLM nodes: %v vs %v", llmByAgent(g), llmByAgent(rebuilt))
+	}
+	if _, err := Analyze(g); err != nil {
+		t.Errorf("file-edge graph: %v", err)
+	}
+}
+
+// TestStepsSelection checks choosing one trace of a multi-trace file.
+func TestStepsSelection(t *testing.T) {
+	path := testenv.SharedFile(t, "steps/appworld.json")
+	g, err := ReadOne(path, Options{}, Selector{TraceID: "692c77d_1"})
+	if err != nil || g.ID != "692c77d_1" {
+		t.Fatalf("by id: %v, %v", g, err)
+	}
+	g, err = ReadOne(path, Options{}, Selector{Index: 0, ByIndex: true})
+	if err != nil || g.ID != "b119b1f_2" {
+		t.Fatalf("by index: %v, %v", g, err)
+	}
+	for _, sel := range []Selector{{}, {TraceID: "df61dc5_2"}, {TraceID: "nope"}, {Index: 30, ByIndex: true}} {
+		if _, err := ReadOne(path, Options{}, sel); err == nil {
+			t.Errorf("selector %+v: no error", sel)
+		}
+	}
+}
+
+func TestStepsGroupChat(t *testing.T) {
+	// An AG2 MathChat record: the proxy's first message is the task, its
+	// later messages run the assistant's code.
+	data := []byte(`[{"steps": [
+	  {"agent": "mathproxyagent", "content": "Solve 2+2 with Python.", "kind": "message"},
+	  {"agent": "assistant", "content": "print(2+2)", "kind": "tool_call"},
+	  {"agent": "mathproxyagent", "content": "4", "kind": "tool_result"},
+	  {"agent": "assistant", "content": "The answer is 4.", "kind": "message"}
+	], "metadata": {"trace_id": 7, "mas_name": "AG2"}}]`)
+	gs, err := Parse(data, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := gs[0]
+	want := []string{
+		"llm assistant inputs=1 prompt=0 out=0",
+		"tool assistant inputs=0 prompt=0 out=0",
+		"llm assistant inputs=1 prompt=0 out=0",
+		"0->1 observation", "0->2 history", "1->2 observation",
+	}
+	if diff := cmp.Diff(want, structure(g)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if g.ID != "7" || g.Meta["mas_name"] != "AG2" {
+		t.Errorf("id %q meta %v", g.ID, g.Meta)
+	}
+}
