@@ -54,11 +54,17 @@ func newBuilder(id, format string) *builder {
 	}
 }
 
-// node adds a node with a unique id derived from id.
+// node adds a node with a unique id derived from id: a repeated id gets
+// the first free suffix "#2", "#3"...
 func (b *builder) node(id string, kind Kind, agent, text string, line int) *Node {
-	if n := b.ids[id]; n > 0 {
-		b.ids[id] = n + 1
-		id = fmt.Sprintf("%s#%d", id, n+1)
+	if b.ids[id] > 0 {
+		base := id
+		for k := b.ids[base] + 1; ; k++ {
+			if id = fmt.Sprintf("%s#%d", base, k); b.ids[id] == 0 {
+				b.ids[base] = k
+				break
+			}
+		}
 	}
 	b.ids[id]++
 	nd := &Node{ID: id, Kind: kind, Agent: agent, Output: text, Line: line}

@@ -9,7 +9,8 @@ import (
 // ErrEmpty is returned for input that holds no trace or a trace with no nodes.
 var ErrEmpty = errors.New("empty trace")
 
-// CycleError reports a dependency cycle; Nodes lists one cycle in edge order.
+// CycleError reports a dependency cycle; Nodes lists one cycle in edge
+// order, starting from its node earliest in the file.
 type CycleError struct {
 	Nodes []string
 }

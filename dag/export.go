@@ -46,10 +46,14 @@ func WriteDOT(w io.Writer, g *Graph, onPath []int) error {
 		}
 	}
 	idx := g.Index()
+	pathEdge := map[[2]int]bool{}
+	for k := 1; k < len(onPath); k++ {
+		pathEdge[[2]int{onPath[k-1], onPath[k]}] = true
+	}
 	for _, e := range g.Edges {
 		style := map[EdgeType]string{EdgeHistory: "solid", EdgeObservation: "dashed", EdgeMessage: "bold", EdgeExplicit: "solid"}[e.Type]
 		extra := ""
-		if crit[idx[e.From]] && crit[idx[e.To]] {
+		if pathEdge[[2]int{idx[e.From], idx[e.To]}] {
 			extra = `, color="red"`
 		}
 		fmt.Fprintf(bw, "  %s -> %s [style=%s, tooltip=%s%s];\n", dotID(e.From), dotID(e.To), style, dotQuote(string(e.Type)), extra)

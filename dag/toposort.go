@@ -169,6 +169,9 @@ func findCycle(g *Graph, t *Topology, remaining []int32) *CycleError {
 		if at, ok := pos[v]; ok {
 			cyc := path[at:]
 			slices.Reverse(cyc) // parents were walked backwards
+			// Start at the node earliest in the file.
+			first := slices.Index(cyc, slices.Min(cyc))
+			cyc = append(cyc[first:], cyc[:first]...)
 			names := make([]string, len(cyc))
 			for k, c := range cyc {
 				names[k] = g.Nodes[c].ID

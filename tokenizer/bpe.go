@@ -127,10 +127,23 @@ func (e *Encoder) merged(p string) []int {
 	return ids
 }
 
+// longPiece is the piece length above which merging uses a heap: the plain
+// algorithm is quadratic, which a long run of punctuation would exploit.
+const longPiece = 256
+
 // merge runs byte-pair merging over one piece: repeatedly join the adjacent
-// pair whose joined bytes have the lowest rank, until no pair is in the
-// vocabulary. Every single byte is in the vocabulary, so the result covers b.
+// pair whose joined bytes have the lowest rank (the leftmost among equals),
+// until no pair is in the vocabulary. Every single byte is in the
+// vocabulary, so the result covers b.
 func (e *Encoder) merge(b []byte) []int {
+	if len(b) > longPiece {
+		return e.mergeHeap(b)
+	}
+	return e.mergeQuadratic(b)
+}
+
+// mergeQuadratic is merge by repeated scans: fastest for short pieces.
+func (e *Encoder) mergeQuadratic(b []byte) []int {
 	const none = int(^uint(0) >> 1)
 	// bounds[k] is the start of part k; the last entry is len(b).
 	bounds := make([]int, len(b)+1)
@@ -172,4 +185,92 @@ func (e *Encoder) merge(b []byte) []int {
 		ids = append(ids, e.ranks[string(b[bounds[k]:bounds[k+1]])])
 	}
 	return ids
+}
+
+// mergeHeap is merge in O(n log n): the parts form a linked list and the
+// candidate pairs a min-heap keyed by (rank, start), entries checked for
+// staleness when popped. Starts are unique and increase left to right, so
+// pops come in the same order as merge's scans.
+func (e *Encoder) mergeHeap(b []byte) []int {
+	n := len(b)
+	next := make([]int, n) // start of the following part, n at the end
+	prev := make([]int, n) // start of the preceding part, -1 at the start
+	alive := make([]bool, n)
+	for i := range n {
+		next[i], prev[i], alive[i] = i+1, i-1, true
+	}
+	end := func(i int) int { return next[i] } // part i spans b[i:end(i)]
+	h := &pairHeap{}
+	push := func(i int) {
+		if i < 0 || next[i] >= n {
+			return
+		}
+		if r, ok := e.ranks[string(b[i:end(next[i])])]; ok {
+			h.push(pair{rank: r, start: i, right: next[i], stop: end(next[i])})
+		}
+	}
+	for i := 0; i+1 < n; i++ {
+		push(i)
+	}
+	for h.len() > 0 {
+		p := h.pop()
+		// Stale if either part has changed since the pair was pushed.
+		if !alive[p.start] || !alive[p.right] || next[p.start] != p.right || end(p.right) != p.stop {
+			continue
+		}
+		alive[p.right] = false
+		next[p.start] = p.stop
+		if p.stop < n {
+			prev[p.stop] = p.start
+		}
+		push(prev[p.start])
+		push(p.start)
+	}
+	var ids []int
+	for i := 0; i < n; i = next[i] {
+		ids = append(ids, e.ranks[string(b[i:next[i]])])
+	}
+	return ids
+}
+
+type pair struct{ rank, start, right, stop int }
+
+type pairHeap struct{ s []pair }
+
+func (h *pairHeap) len() int { return len(h.s) }
+
+func less(a, b pair) bool { return a.rank < b.rank || a.rank == b.rank && a.start < b.start }
+
+func (h *pairHeap) push(p pair) {
+	h.s = append(h.s, p)
+	for i := len(h.s) - 1; i > 0; {
+		q := (i - 1) / 2
+		if !less(h.s[i], h.s[q]) {
+			break
+		}
+		h.s[i], h.s[q] = h.s[q], h.s[i]
+		i = q
+	}
+}
+
+func (h *pairHeap) pop() pair {
+	top := h.s[0]
+	last := len(h.s) - 1
+	h.s[0] = h.s[last]
+	h.s = h.s[:last]
+	for i := 0; ; {
+		l, m := 2*i+1, i
+		if l < len(h.s) && less(h.s[l], h.s[m]) {
+			m = l
+		}
+		if r := l + 1; r < len(h.s) && less(h.s[r], h.s[m]) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		h.s[i], h.s[m] = h.s[m], h.s[i]
+		i = m
+	}
+	return top
 }

@@ -194,3 +194,38 @@ func BenchmarkCount(b *testing.B) {
 		}
 	})
 }
+
+// TestMergeHeapMatchesQuadratic checks the O(n log n) merge against the
+// plain one on long pieces of many kinds.
+func TestMergeHeapMatchesQuadratic(t *testing.T) {
+	enc := MustDefault()
+	pieces := []string{
+		strings.Repeat("=", 1000), strings.Repeat("=+", 700), strings.Repeat("-", 999) + ">",
+		strings.Repeat("ab", 600), strings.Repeat("😀", 300), strings.Repeat("{}[]()", 200),
+	}
+	sample, _ := os.ReadFile(filepath.Join("testdata", "sample.txt"))
+	pieces = append(pieces, string(sample))
+	for _, p := range pieces {
+		plain := func() []int { // merge's quadratic path, forced
+			return enc.mergeQuadratic([]byte(p))
+		}()
+		if diff := cmp.Diff(plain, enc.mergeHeap([]byte(p))); diff != "" {
+			t.Errorf("piece %q...: heap merge differs:\n%s", trunc(p), diff)
+		}
+	}
+	// And against the reference on a whole long run.
+	ref := reference(t)
+	long := " " + strings.Repeat("=-", 5000) + "\n"
+	if diff := cmp.Diff(ref.Encode(long, nil, nil), enc.Encode(nil, long)); diff != "" {
+		t.Errorf("long run differs from tiktoken:\n%s", diff)
+	}
+}
+
+func BenchmarkLongPiece(b *testing.B) {
+	enc := MustDefault()
+	s := strings.Repeat("=+", 50_000) // one 100 kB piece
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		enc.merge([]byte(s))
+	}
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/wfsched/wfsched/internal/testenv"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// run executes the command line with buffers.
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = execute(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s differs from golden (-want +got):\n%s", name, diff)
+	}
+}
+
+const example = "../../traces/research-team.json"
+
+func TestInspectGolden(t *testing.T) {
+	for _, tt := range []struct{ name, file, out string }{
+		{"inspect-research-table", example, "table"},
+		{"inspect-research-json", example, "json"},
+		{"inspect-research-dot", example, "dot"},
+		{"inspect-research-mermaid", example, "mermaid"},
+		{"inspect-fanout-table", "../../traces/fanout-12.json", "table"},
+		{"inspect-chain-table", "../../traces/chain-16.json", "table"},
+		{"inspect-multi-table", "testdata/multi.json", "table"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := run(t, "inspect", tt.file, "-o", tt.out)
+			if code != 0 || errOut != "" {
+				t.Fatalf("exit %d, stderr %q", code, errOut)
+			}
+			golden(t, tt.name, out)
+		})
+	}
+}
+
+func TestInspectSharedAppWorld(t *testing.T) {
+	dir := testenv.SharedTraces(t)
+	code, out, errOut := run(t, "inspect", filepath.Join(dir, "steps", "appworld.json"), "--trace-id", "b119b1f_2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"29, tool 22", "Supervisor", "spotify", "single chain", "prefix-sharing bound"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = run(t, "inspect", filepath.Join(dir, "steps", "appworld.json"))
+	if code != 0 || !strings.Contains(out, "holds 30 traces") || strings.Count(out, "\n") < 30 {
+		t.Errorf("multi-trace listing (exit %d):\n%s", code, out)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	malformed := write("bad.json", "{\n \"format\": \"wfsched-dag\",\n \"version\": 1,\n \"nodes\": [}\n")
+	cycle := write("cycle.json", `{"format": "wfsched-dag", "version": 1, "id": "c",
+	 "nodes": [{"id": "a", "kind": "llm"}, {"id": "b", "kind": "llm"}],
+	 "edges": [{"from": "a", "to": "b", "type": "message"}, {"from": "b", "to": "a", "type": "message"}]}`)
+	unknown := write("unknown.json", `{"format": "wfsched-dag", "version": 1, "id": "u",
+	 "nodes": [{"id": "a", "kind": "llm"}], "edges": [{"from": "a", "to": "ghost", "type": "message"}]}`)
+	dup := write("dup.json", `{"format": "wfsched-dag", "version": 1, "id": "d", "nodes": [{"id": "a", "kind": "llm"}, {"id": "a", "kind": "tool"}], "edges": []}`)
+	empty := write("empty.json", "")
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want []string // substrings of stderr
+	}{
+		{"missing file", []string{"inspect", filepath.Join(dir, "nope.json")}, 2, []string{"wfsched: error:", "no such file"}},
+		{"malformed JSON", []string{"inspect", malformed}, 2, []string{"bad.json", "line 4, column 12", "wfsched: hint:"}},
+		{"cycle", []string{"inspect", cycle}, 2, []string{"dependency cycle: a -> b -> a", "remove one edge"}},
+		{"edge to unknown node", []string{"inspect", unknown}, 2, []string{`edge 0 ("a" -> "ghost"): unknown target node "ghost"`}},
+		{"duplicate ids", []string{"inspect", dup}, 2, []string{`node 1 ("a"): duplicate id`}},
+		{"empty file", []string{"inspect", empty}, 2, []string{"empty trace"}},
+		{"too large", []string{"inspect", example, "--max-bytes", "64"}, 2, []string{"over the 64-byte limit", "--max-bytes"}},
+		{"multi-trace needs a choice", []string{"inspect", "testdata/multi.json", "-o", "dot"}, 2, []string{"holds 2 traces", "--trace-id"}},
+		{"no such trace", []string{"inspect", "testdata/multi.json", "--trace-id", "zzz"}, 2, []string{`no trace with id "zzz"`}},
+		{"both selectors", []string{"inspect", "testdata/multi.json", "--trace-id", "a", "--index", "0"}, 2, []string{"give one"}},
+		{"bad output", []string{"inspect", example, "-o", "yaml"}, 2, []string{`--output "yaml"`}},
+		{"bad format", []string{"inspect", example, "--format", "csv"}, 2, []string{`unknown format "csv"`}},
+		{"file edges on native", []string{"inspect", example, "--edges", "sideways"}, 2, []string{"unknown edge source"}},
+		{"unknown flag", []string{"inspect", example, "--frobnicate"}, 2, []string{"unknown flag"}},
+		{"unknown command", []string{"frobnicate"}, 2, []string{"unknown command"}},
+		{"missing argument", []string{"inspect"}, 2, []string{"accepts 1 arg"}},
+		{"convert without -o", []string{"convert", example}, 2, []string{"needs -o"}},
+		{"gen bad shape", []string{"gen", "--shape", "star"}, 2, []string{`unknown shape "star"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := run(t, tt.args...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d (stderr %q)", code, tt.code, errOut)
+			}
+			if out != "" {
+				t.Errorf("stdout not empty on error: %q", out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr %q lacks %q", errOut, w)
+				}
+			}
+			if strings.Contains(errOut, "goroutine ") || strings.Contains(errOut, "panic") {
+				t.Errorf("stack trace on stderr: %s", errOut)
+			}
+		})
+	}
+}
+
+func TestConvertRoundTrip(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "rt.json")
+	code, _, errOut := run(t, "convert", example, "-o", out)
+	if code != 0 {
+		t.Fatalf("convert: exit %d: %s", code, errOut)
+	}
+	_, a, _ := run(t, "inspect", example, "-o", "json")
+	code, b, errOut := run(t, "inspect", out, "-o", "json")
+	if code != 0 {
+		t.Fatalf("inspect converted: exit %d: %s", code, errOut)
+	}
+	// Same statistics; only the path differs.
+	a = strings.Replace(a, example, "X", 1)
+	b = strings.Replace(b, out, "X", 1)
+	if diff := cmp.Diff(a, b); diff != "" {
+		t.Errorf("converted trace inspects differently:\n%s", diff)
+	}
+	if _, err := os.Stat(out + ".tmp"); !os.IsNotExist(err) {
+		t.Errorf("temporary file left behind: %v", err)
+	}
+}
+
+func TestConvertSharedRawLog(t *testing.T) {
+	src := testenv.SharedFile(t, "appworld-raw/b119b1f_2.txt")
+	out := filepath.Join(t.TempDir(), "b119b1f_2.json")
+	if code, _, errOut := run(t, "convert", src, "-o", out); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	_, a, _ := run(t, "inspect", src)
+	_, b, _ := run(t, "inspect", out)
+	a = strings.Replace(a, "(appworld-log)", "(F)", 1)
+	b = strings.Replace(b, "(native)", "(F)", 1)
+	if diff := cmp.Diff(a, b); diff != "" {
+		t.Errorf("converted log inspects differently:\n%s", diff)
+	}
+}
+
+func TestGen(t *testing.T) {
+	_, a, _ := run(t, "gen", "--shape", "mapreduce", "--nodes", "20", "--seed", "4")
+	_, b, _ := run(t, "gen", "--shape", "mapreduce", "--nodes", "20", "--seed", "4")
+	if a == "" || a != b {
+		t.Fatal("gen is not deterministic or wrote nothing")
+	}
+	p := filepath.Join(t.TempDir(), "g.json")
+	if code, _, errOut := run(t, "gen", "--shape", "layered", "--nodes", "30", "-o", p); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	code, out, _ := run(t, "inspect", p)
+	if code != 0 || !strings.Contains(out, "30 (llm 30") {
+		t.Errorf("inspect of generated file (exit %d):\n%s", code, out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := run(t, "--version")
+	if code != 0 || !strings.Contains(out, "wfsched version") {
+		t.Errorf("exit %d: %q", code, out)
+	}
+}
