@@ -31,7 +31,7 @@ run: build
 # Short fuzzing of every importer (FUZZTIME per target).
 FUZZTIME ?= 20s
 fuzz:
-	@for t in FuzzParseNative FuzzParseDAGJSON FuzzParseSteps FuzzParseAppWorld; do \
+	@for t in FuzzParseNative FuzzParseDAGJSON FuzzParseSteps FuzzParseAppWorld FuzzParseChatDev FuzzParseMetaGPT; do \
 		$(GO) test ./dag -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 clean:

@@ -88,8 +88,10 @@ func Formats() []string {
 
 func init() {
 	Register(nativeFormat{})
+	Register(metaGPTFormat{})
 	Register(dagJSONFormat{})
 	Register(stepsFormat{})
+	Register(chatDevFormat{})
 	Register(appworldFormat{})
 }
 

@@ -19,6 +19,8 @@ func sharedFiles(t *testing.T) map[string][]string {
 		"dag-json":     "dag-json/*/*.json",
 		"appworld-log": "appworld-raw/*.txt",
 		"steps":        "steps/*.json",
+		"chatdev-log":  "other/chatdev_*.txt",
+		"metagpt-run":  "other/metagpt_run_*.json",
 	} {
 		m, err := filepath.Glob(filepath.Join(dir, pattern))
 		if err != nil || len(m) == 0 {
@@ -191,6 +193,51 @@ func TestAppWorldFormatsAgree(t *testing.T) {
 				t.Errorf("graphs differ (-%s +steps):\n%s", g.Format, diff)
 			}
 		})
+	}
+}
+
+func TestChatDevExactTokens(t *testing.T) {
+	g, err := ReadOne(testenv.SharedFile(t, "other/chatdev_round_3.head.txt"), Options{}, Selector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The head of the log holds two calls, with the counts the log records.
+	want := []string{
+		"llm Chief Product Officer/DemandAnalysis inputs=1 prompt=465 out=60",
+		"llm Chief Executive Officer/DemandAnalysis inputs=1 prompt=565 out=52",
+		"0->1 message",
+	}
+	if diff := cmp.Diff(want, structure(g)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	for _, n := range g.Nodes {
+		if !n.InputTokens.Exact || !n.OutputTokens.Exact {
+			t.Errorf("node %s: counts not marked exact", n.ID)
+		}
+	}
+	if g.ID != "TheCrossword" || !strings.HasPrefix(g.Nodes[0].Output, "Given the task of implementing a crossword puzzle") {
+		t.Errorf("id %q, first output %q", g.ID, g.Nodes[0].Output)
+	}
+	topo, _ := Analyze(g)
+	if s := Summarize(g, topo, CostModel{}); !s.TokensExact {
+		t.Error("stats do not report exact tokens")
+	}
+}
+
+func TestMetaGPTRun(t *testing.T) {
+	g, err := ReadOne(testenv.SharedFile(t, "other/metagpt_run_1.json"), Options{}, Selector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]int{"SimpleCoder": 1, "SimpleTester": 2, "SimpleReviewer": 2}, llmByAgent(g)); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+	// 14:37:42.009 to 14:38:04.829.
+	if got := g.Nodes[0].Meta["recorded_s"]; got != "22.820" {
+		t.Errorf("first call recorded_s = %q, want 22.820", got)
+	}
+	if !strings.HasPrefix(g.Nodes[0].Output, "```python") || g.Nodes[0].Inputs[0].Text != "write playable 2048 game" {
+		t.Errorf("first node %+v", g.Nodes[0])
 	}
 }
 

@@ -3,9 +3,11 @@ package dag
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/wfsched/wfsched/internal/testenv"
 	"github.com/wfsched/wfsched/tokenizer"
@@ -16,6 +18,12 @@ import (
 // with a typed error. Rebuilt graphs (every format but native) must sort:
 // the builder only adds edges from earlier nodes to later ones.
 func fuzzParse(t *testing.T, data []byte, format string) {
+	// A slow input is a bug too (it would stall a server): crash the
+	// process so that the fuzzer keeps the input.
+	watchdog := time.AfterFunc(10*time.Second, func() {
+		panic(fmt.Sprintf("%s input of %d bytes took over 10 s: %.200q", format, len(data), data))
+	})
+	defer watchdog.Stop()
 	gs, err := Parse(data, Options{Format: format})
 	if err != nil {
 		return
@@ -87,4 +95,14 @@ func FuzzParseSteps(f *testing.F) {
 func FuzzParseAppWorld(f *testing.F) {
 	addSeeds(f, "appworld-seed.txt", "appworld-raw/*.txt")
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzParse(t, data, "appworld-log") })
+}
+
+func FuzzParseChatDev(f *testing.F) {
+	addSeeds(f, "chatdev-seed.txt", "other/chatdev_*.txt")
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzParse(t, data, "chatdev-log") })
+}
+
+func FuzzParseMetaGPT(f *testing.F) {
+	addSeeds(f, "metagpt-seed.json", "other/metagpt_run_*.json")
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzParse(t, data, "metagpt-run") })
 }

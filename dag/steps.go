@@ -1,6 +1,7 @@
 package dag
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -23,7 +24,19 @@ type stepsFormat struct{}
 
 func (stepsFormat) Name() string { return "steps" }
 
-func (stepsFormat) Detect(data []byte) bool { return firstByte(data) == '[' }
+// Detect accepts a JSON array whose first element is an object or a list
+// (a log line starting with "[2025-01-17 ..." is not one).
+func (stepsFormat) Detect(data []byte) bool {
+	t := bytes.TrimLeft(data, " \t\r\n\ufeff")
+	if len(t) == 0 || t[0] != '[' {
+		return false
+	}
+	switch firstByte(t[1:]) {
+	case '{', '[', ']':
+		return true
+	}
+	return false
+}
 
 var (
 	awStepEnter = regexp.MustCompile(`^Entering (.+) Agent message loop`)
