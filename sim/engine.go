@@ -1,0 +1,678 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/wfsched/wfsched/tokenizer"
+)
+
+// DefaultMedianOutput is the median output length, in tokens, drawn for
+// requests that do not set ignore_eos.
+const DefaultMedianOutput = 150
+
+// Config configures an Engine. The zero value of each field means its
+// default.
+type Config struct {
+	Profile   Profile // zero: the DefaultProfile built-in
+	Model     string  // served model name; "" means Profile.Model
+	TimeScale float64 // wall seconds per modeled second; 0 means 1
+	Seed      uint64  // seeds every output draw
+	Clock     Clock   // nil means the wall clock
+	// SlowFactor multiplies every step's time (a fault: 1.2 plants a 20%
+	// slowdown); 0 means 1.
+	SlowFactor float64
+	// MedianOutput is the median output length of requests without
+	// ignore_eos (a log-normal draw); 0 means DefaultMedianOutput.
+	MedianOutput int
+	// OnStep, if set, is called by the engine loop after every step.
+	OnStep func(StepInfo)
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.TimeScale < 0 || math.IsNaN(c.TimeScale) || math.IsInf(c.TimeScale, 0) {
+		return fmt.Errorf("time scale %v: want a positive number", c.TimeScale)
+	}
+	if c.SlowFactor < 0 {
+		return fmt.Errorf("slow factor %v: want a positive number", c.SlowFactor)
+	}
+	if c.MedianOutput < 0 {
+		return fmt.Errorf("median output %d is negative", c.MedianOutput)
+	}
+	return nil
+}
+
+// StepInfo describes one engine step.
+type StepInfo struct {
+	Start, Duration time.Duration // modeled
+	Tokens          int           // computed tokens (prefill chunks + decodes)
+	Context         int           // context tokens read
+	Seqs            int           // sequences in the step
+	Prefills        int           // sequences still in prefill
+	Preempted       int           // requests preempted to make room
+	Running         int           // running after the step
+	Waiting         int           // waiting after the step
+}
+
+// Request is one completion to serve: prompt token ids and sampling limits.
+type Request struct {
+	Prompt    []int
+	MaxTokens int // at least 1
+	MinTokens int
+	IgnoreEOS bool
+	Stop      []string
+	Seed      *uint64 // output draws; nil: from the engine seed and arrival order
+}
+
+// Finish reasons.
+const (
+	FinishStop   = "stop"
+	FinishLength = "length"
+	FinishAbort  = "abort"
+)
+
+// Stream carries one request's output from the engine to its reader. Reads
+// are safe while the engine writes.
+type Stream struct {
+	mu       sync.Mutex
+	tokens   []int
+	times    []time.Duration // modeled time of each token
+	done     bool
+	reason   string
+	prompt   int
+	cached   int
+	arrival  time.Duration
+	notify   chan struct{}
+	abortReq chan struct{}
+	abortOne sync.Once
+	engine   *Engine
+}
+
+// Notify returns a channel that receives a value after new output.
+func (s *Stream) Notify() <-chan struct{} { return s.notify }
+
+// Snapshot returns the tokens from index from on, whether the request is
+// done and why.
+func (s *Stream) Snapshot(from int) (tokens []int, done bool, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if from < len(s.tokens) {
+		tokens = append(tokens, s.tokens[from:]...)
+	}
+	return tokens, s.done, s.reason
+}
+
+// Usage returns the prompt tokens, prompt tokens served from the prefix
+// cache (as first scheduled), and output tokens so far.
+func (s *Stream) Usage() (prompt, cached, completion int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.prompt, s.cached, len(s.tokens)
+}
+
+// Times returns the modeled arrival time and each output token's modeled
+// time, relative to the engine's start.
+func (s *Stream) Times() (arrival time.Duration, tokens []time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.arrival, append([]time.Duration(nil), s.times...)
+}
+
+// Abort asks the engine to stop the request and free its blocks.
+func (s *Stream) Abort() {
+	s.abortOne.Do(func() {
+		s.engine.mu.Lock()
+		s.engine.aborts = append(s.engine.aborts, s)
+		s.engine.mu.Unlock()
+		s.engine.poke()
+	})
+}
+
+// seq is the engine's state of one request. Owned by the engine loop.
+type seq struct {
+	stream    *Stream
+	tokens    []int    // prompt, then outputs
+	nPrompt   int      //
+	hashes    []uint64 // prefix hashes of the full blocks of tokens
+	computed  int      // tokens whose KV is in the cache
+	blocks    []int32
+	target    int // output length at which it stops
+	maxTokens int
+	stop      []string
+	tail      string // recent output text, for stop strings
+	rng       rand.PCG
+	submitted time.Duration
+	arrival   time.Duration
+	scheduled time.Duration // first scheduled; -1 before
+	firstTok  time.Duration // -1 before
+	lastTok   time.Duration
+	cachedSet bool
+	finished  bool
+	aborted   bool
+}
+
+type scheduled struct {
+	s *seq
+	n int
+}
+
+type event struct {
+	s      *seq
+	token  int // -1: none
+	at     time.Duration
+	reason string // non-empty: finished
+}
+
+// Engine is one simulated vLLM instance. Submit and Stream methods are safe
+// for concurrent use; the step loop (Run, or Step in tests) is owned by one
+// goroutine.
+type Engine struct {
+	prof     Profile
+	cfg      Config
+	clock    Clock
+	scale    float64
+	slow     float64
+	epoch    time.Time
+	model    string
+	enc      *tokenizer.Encoder
+	fillIDs  []int
+	fillText map[int]string
+
+	mu      sync.Mutex
+	inbox   []*seq
+	aborts  []*Stream
+	arrived uint64
+	wake    chan struct{}
+
+	// Owned by the loop.
+	now     time.Duration
+	running []*seq
+	waiting []*seq
+	kv      *kvCache
+	sched   []scheduled
+	events  []event
+
+	stats *stats
+}
+
+// New returns an engine; call Run to serve.
+func New(cfg Config) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Profile.Name == "" {
+		cfg.Profile = builtin[DefaultProfile]
+	}
+	if err := cfg.Profile.Validate(); err != nil {
+		return nil, fmt.Errorf("profile %s: %w", cfg.Profile.Name, err)
+	}
+	if c := cfg.Profile.NumBlocks * cfg.Profile.BlockSize; cfg.Profile.MaxModelLen > c {
+		return nil, fmt.Errorf("profile %s: max_model_len %d exceeds the KV cache's %d tokens", cfg.Profile.Name, cfg.Profile.MaxModelLen, c)
+	}
+	enc, err := tokenizer.Default()
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		prof: cfg.Profile, cfg: cfg, clock: cfg.Clock, scale: cfg.TimeScale, slow: cfg.SlowFactor,
+		model: cfg.Model, enc: enc, wake: make(chan struct{}, 1), kv: newKVCache(cfg.Profile.NumBlocks),
+		fillText: map[int]string{},
+	}
+	if e.clock == nil {
+		e.clock = WallClock{}
+	}
+	if e.scale == 0 {
+		e.scale = 1
+	}
+	if e.slow == 0 {
+		e.slow = 1
+	}
+	if e.model == "" {
+		e.model = cfg.Profile.Model
+	}
+	if e.cfg.MedianOutput == 0 {
+		e.cfg.MedianOutput = DefaultMedianOutput
+	}
+	for _, w := range fillerVocabulary(enc) {
+		id := enc.Encode(nil, w)[0]
+		e.fillIDs = append(e.fillIDs, id)
+		e.fillText[id] = w
+	}
+	e.epoch = e.clock.Now()
+	e.stats = newStats(e.model)
+	return e, nil
+}
+
+// fillerVocabulary returns single-token words the engine answers with.
+func fillerVocabulary(enc *tokenizer.Encoder) []string {
+	words := strings.Fields(enc.Filler(400, 1))
+	seen := map[string]bool{}
+	var out []string
+	for _, w := range words {
+		if w = " " + w; !seen[w] {
+			seen[w] = true
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// Model is the served model name.
+func (e *Engine) Model() string { return e.model }
+
+// Profile is the profile in use.
+func (e *Engine) Profile() Profile { return e.prof }
+
+// TimeScale is the wall seconds per modeled second.
+func (e *Engine) TimeScale() float64 { return e.scale }
+
+// Encoder is the tokenizer the engine counts prompts with.
+func (e *Engine) Encoder() *tokenizer.Encoder { return e.enc }
+
+// Counters returns a snapshot of the engine's counters.
+func (e *Engine) Counters() Counters { return e.stats.counters() }
+
+// Collector exposes the engine's metrics under vLLM's names.
+func (e *Engine) Collector() prometheus.Collector { return e.stats }
+
+// TokenText returns the text of an output token id.
+func (e *Engine) TokenText(id int) string { return e.fillText[id] }
+
+// ErrContextLength reports a request longer than the model's context.
+var ErrContextLength = errors.New("context length exceeded")
+
+// Submit queues a request and returns its stream. The request is admitted
+// at the next step boundary.
+func (e *Engine) Submit(r Request) (*Stream, error) {
+	p := &e.prof
+	if len(r.Prompt) == 0 {
+		return nil, errors.New("empty prompt")
+	}
+	if r.MaxTokens < 1 {
+		return nil, fmt.Errorf("max_tokens %d: want at least 1", r.MaxTokens)
+	}
+	if n := len(r.Prompt) + r.MaxTokens; n > p.MaxModelLen {
+		return nil, fmt.Errorf("%w: this model's maximum context length is %d tokens, but %d were requested (%d in the prompt, %d for the completion)",
+			ErrContextLength, p.MaxModelLen, n, len(r.Prompt), r.MaxTokens)
+	}
+	st := &Stream{prompt: len(r.Prompt), notify: make(chan struct{}, 1), engine: e}
+	s := &seq{
+		stream: st, nPrompt: len(r.Prompt), maxTokens: r.MaxTokens, stop: r.Stop,
+		scheduled: -1, firstTok: -1,
+	}
+	s.tokens = make([]int, len(r.Prompt), len(r.Prompt)+min(r.MaxTokens, 4096))
+	copy(s.tokens, r.Prompt)
+	var prev uint64
+	for b := 0; (b+1)*p.BlockSize <= len(s.tokens); b++ {
+		prev = blockHash(prev, s.tokens[b*p.BlockSize:(b+1)*p.BlockSize])
+		s.hashes = append(s.hashes, prev)
+	}
+	e.mu.Lock()
+	e.arrived++
+	seed := e.cfg.Seed*0x9E3779B97F4A7C15 + e.arrived
+	if r.Seed != nil {
+		seed = *r.Seed ^ e.cfg.Seed*0x9E3779B97F4A7C15
+	}
+	s.rng = *rand.NewPCG(seed, 0x73696d) // "sim"
+	s.target = r.MaxTokens
+	if !r.IgnoreEOS {
+		draw := float64(e.cfg.MedianOutput) * math.Exp(0.9*rand.New(&s.rng).NormFloat64())
+		s.target = max(1, r.MinTokens, min(r.MaxTokens, int(math.Round(draw))))
+	}
+	s.submitted = e.modeledNow()
+	st.arrival = s.submitted
+	e.inbox = append(e.inbox, s)
+	e.mu.Unlock()
+	e.poke()
+	return st, nil
+}
+
+func (e *Engine) poke() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// modeledNow is the modeled time the clock reads now.
+func (e *Engine) modeledNow() time.Duration {
+	return time.Duration(float64(e.clock.Now().Sub(e.epoch)) / e.scale)
+}
+
+// wallAt is the wall time of modeled time t.
+func (e *Engine) wallAt(t time.Duration) time.Time {
+	return e.epoch.Add(time.Duration(float64(t) * e.scale))
+}
+
+// Run serves until ctx is done, then aborts every request left.
+func (e *Engine) Run(ctx context.Context) error {
+	for {
+		ran, err := e.iterate(ctx)
+		if err != nil {
+			e.abortAll()
+			return nil
+		}
+		if ran {
+			continue
+		}
+		select {
+		case <-e.wake:
+			e.now = max(e.now, e.modeledNow())
+		case <-ctx.Done():
+			e.abortAll()
+			return nil
+		}
+	}
+}
+
+// Step runs one step if there is work, sleeping on the clock until its end
+// (instantly with a FakeClock), and reports it.
+func (e *Engine) Step() (StepInfo, bool) {
+	e.now = max(e.now, e.modeledNow())
+	info, ran := e.stepOnce(context.Background())
+	return info, ran
+}
+
+func (e *Engine) iterate(ctx context.Context) (bool, error) {
+	_, ran := e.stepOnce(ctx)
+	return ran, ctx.Err()
+}
+
+func (e *Engine) stepOnce(ctx context.Context) (StepInfo, bool) {
+	e.drain()
+	e.stats.mu.Lock()
+	info, ran := e.schedule()
+	e.stats.mu.Unlock()
+	if !ran {
+		e.publish()
+		return info, false
+	}
+	_ = e.clock.SleepUntil(ctx, e.wallAt(e.now))
+	e.stats.lag(e.modeledNow() - e.now)
+	e.publish()
+	if e.cfg.OnStep != nil {
+		e.cfg.OnStep(info)
+	}
+	return info, true
+}
+
+// drain admits submitted requests and applies aborts.
+func (e *Engine) drain() {
+	e.mu.Lock()
+	inbox, aborts := e.inbox, e.aborts
+	e.inbox, e.aborts = nil, nil
+	e.mu.Unlock()
+	for _, s := range inbox {
+		s.arrival = min(s.submitted, e.now)
+		s.stream.mu.Lock()
+		s.stream.arrival = s.arrival
+		s.stream.mu.Unlock()
+		e.waiting = append(e.waiting, s)
+	}
+	if len(aborts) == 0 {
+		return
+	}
+	gone := map[*Stream]bool{}
+	for _, a := range aborts {
+		gone[a] = true
+	}
+	keep := func(list []*seq) []*seq {
+		out := list[:0]
+		for _, s := range list {
+			if gone[s.stream] && !s.finished {
+				s.aborted = true
+				e.finish(s, FinishAbort)
+				continue
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	e.running = keep(e.running)
+	e.waiting = keep(e.waiting)
+}
+
+func (e *Engine) blocksFor(tokens int) int {
+	return (tokens + e.prof.BlockSize - 1) / e.prof.BlockSize
+}
+
+// reserve gives s the blocks to hold n more computed tokens.
+func (e *Engine) reserve(s *seq, n int) bool {
+	need := e.blocksFor(s.computed+n) - len(s.blocks)
+	if need > e.kv.numFree {
+		return false
+	}
+	if need > 0 {
+		s.blocks = e.kv.alloc(s.blocks, need)
+	}
+	return true
+}
+
+// preempt frees a running request's blocks and puts it back at the front
+// of the queue, to be recomputed.
+func (e *Engine) preempt(s *seq) {
+	e.kv.release(s.blocks)
+	s.blocks = s.blocks[:0]
+	s.computed = 0
+	e.waiting = append([]*seq{s}, e.waiting...)
+	e.stats.preemptions++
+}
+
+// schedule runs one step's scheduling and execution at e.now, as vLLM V1
+// schedules: running requests first, in order, each computing what it still
+// lacks within the token budget (preempting the newest running request when
+// no block is free); then, if nothing was preempted, waiting requests in
+// arrival order, each after a prefix-cache lookup, while sequences and
+// budget allow. The step's modeled duration advances e.now.
+func (e *Engine) schedule() (StepInfo, bool) {
+	p := &e.prof
+	budget := p.MaxNumBatchedTokens
+	e.sched = e.sched[:0]
+	preempted := 0
+	for i := 0; i < len(e.running) && budget > 0; i++ {
+		s := e.running[i]
+		n := min(len(s.tokens)-s.computed, budget)
+		for !e.reserve(s, n) {
+			victim := e.running[len(e.running)-1]
+			e.running = e.running[:len(e.running)-1]
+			e.preempt(victim)
+			preempted++
+			if victim == s {
+				s = nil
+				break
+			}
+		}
+		if s == nil {
+			break
+		}
+		e.sched = append(e.sched, scheduled{s, n})
+		budget -= n
+	}
+	if preempted == 0 {
+		for len(e.waiting) > 0 && len(e.running) < p.MaxNumSeqs && budget > 0 {
+			s := e.waiting[0]
+			cacheable := min((len(s.tokens)-1)/p.BlockSize, len(s.hashes)) // the last token is always computed
+			hits := e.kv.match(s.hashes[:cacheable])
+			cached := hits * p.BlockSize
+			n := min(len(s.tokens)-cached, budget)
+			need := e.blocksFor(cached+n) - hits
+			if need+e.kv.freeAmong(s.hashes[:hits]) > e.kv.numFree {
+				break
+			}
+			s.blocks = e.kv.touch(s.blocks, s.hashes[:hits])
+			s.blocks = e.kv.alloc(s.blocks, need)
+			s.computed = cached
+			e.stats.queries += int64(len(s.tokens))
+			e.stats.hits += int64(cached)
+			if !s.cachedSet {
+				s.cachedSet = true
+				s.stream.mu.Lock()
+				s.stream.cached = cached
+				s.stream.mu.Unlock()
+			}
+			if s.scheduled < 0 {
+				s.scheduled = e.now
+			}
+			e.waiting = e.waiting[1:]
+			e.running = append(e.running, s)
+			e.sched = append(e.sched, scheduled{s, n})
+			budget -= n
+		}
+	}
+	if len(e.sched) == 0 {
+		return StepInfo{}, false
+	}
+
+	info := StepInfo{Start: e.now, Seqs: len(e.sched), Preempted: preempted}
+	for _, sc := range e.sched {
+		info.Tokens += sc.n
+		info.Context += sc.s.computed + sc.n
+		if sc.s.computed+sc.n < len(sc.s.tokens) || sc.s.computed < sc.s.nPrompt {
+			info.Prefills++
+		}
+	}
+	info.Duration = time.Duration(float64(p.StepTime(info.Tokens, info.Context, info.Seqs)) * e.slow)
+	e.now += info.Duration
+
+	for _, sc := range e.sched {
+		e.advance(sc.s, sc.n)
+	}
+	if e.finishedAny() {
+		out := e.running[:0]
+		for _, s := range e.running {
+			if !s.finished {
+				out = append(out, s)
+			}
+		}
+		clear(e.running[len(out):])
+		e.running = out
+	}
+	info.Running, info.Waiting = len(e.running), len(e.waiting)
+	e.stats.step(info, e.kv)
+	return info, true
+}
+
+func (e *Engine) finishedAny() bool {
+	for _, s := range e.running {
+		if s.finished {
+			return true
+		}
+	}
+	return false
+}
+
+// advance applies a step's computation to s: its new full blocks join the
+// prefix cache, and a request that has caught up samples its next token.
+func (e *Engine) advance(s *seq, n int) {
+	bs := e.prof.BlockSize
+	before := s.computed / bs
+	s.computed += n
+	for b := before; b < s.computed/bs && b < len(s.hashes); b++ {
+		e.kv.register(s.blocks[b], s.hashes[b])
+	}
+	if s.computed < len(s.tokens) {
+		return // still in prefill
+	}
+	tok := e.fillIDs[s.rng.Uint64()%uint64(len(e.fillIDs))]
+	s.tokens = append(s.tokens, tok)
+	if len(s.tokens)%bs == 0 {
+		var prev uint64
+		if k := len(s.hashes); k > 0 {
+			prev = s.hashes[k-1]
+		}
+		s.hashes = append(s.hashes, blockHash(prev, s.tokens[len(s.tokens)-bs:]))
+	}
+	out := len(s.tokens) - s.nPrompt
+	if s.firstTok < 0 {
+		s.firstTok = e.now
+		e.stats.first(s.firstTok-s.arrival, s.scheduled-s.arrival, s.firstTok-s.scheduled)
+	} else {
+		e.stats.itl(e.now - s.lastTok)
+	}
+	s.lastTok = e.now
+	e.stats.generated++
+	e.events = append(e.events, event{s: s, token: tok, at: e.now})
+	reason := ""
+	switch {
+	case out >= s.maxTokens:
+		reason = FinishLength
+	case out >= s.target:
+		reason = FinishStop
+	case len(s.stop) > 0 && e.hitStop(s, tok):
+		reason = FinishStop
+	}
+	if reason != "" {
+		e.finish(s, reason)
+	}
+}
+
+func (e *Engine) hitStop(s *seq, tok int) bool {
+	s.tail += e.fillText[tok]
+	longest := 0
+	for _, st := range s.stop {
+		if st != "" && strings.Contains(s.tail, st) {
+			return true
+		}
+		longest = max(longest, len(st))
+	}
+	if len(s.tail) > 2*longest+16 {
+		s.tail = s.tail[len(s.tail)-longest-16:]
+	}
+	return false
+}
+
+// finish ends a request: its blocks go back (staying cached) and its reader
+// is told at publication.
+func (e *Engine) finish(s *seq, reason string) {
+	s.finished = true
+	e.kv.release(s.blocks)
+	s.blocks = nil
+	e.events = append(e.events, event{s: s, token: -1, at: e.now, reason: reason})
+	if reason != FinishAbort {
+		e.stats.finished(reason, len(s.tokens)-s.nPrompt, s.nPrompt, e.now-s.arrival, e.now-s.firstTok)
+	}
+}
+
+// publish hands the step's outputs to the streams: at the step's end.
+func (e *Engine) publish() {
+	for _, ev := range e.events {
+		st := ev.s.stream
+		st.mu.Lock()
+		if ev.token >= 0 {
+			st.tokens = append(st.tokens, ev.token)
+			st.times = append(st.times, ev.at)
+		}
+		if ev.reason != "" {
+			st.done, st.reason = true, ev.reason
+		}
+		st.mu.Unlock()
+		select {
+		case st.notify <- struct{}{}:
+		default:
+		}
+	}
+	clear(e.events)
+	e.events = e.events[:0]
+}
+
+// abortAll ends every request (the engine is stopping).
+func (e *Engine) abortAll() {
+	e.drain()
+	for _, list := range [][]*seq{e.running, e.waiting} {
+		for _, s := range list {
+			if !s.finished {
+				e.finish(s, FinishAbort)
+			}
+		}
+	}
+	e.running, e.waiting = nil, nil
+	e.publish()
+}

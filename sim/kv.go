@@ -1,0 +1,170 @@
+package sim
+
+// kvCache is a paged KV cache with automatic prefix caching, as vLLM V1's
+// block pool keeps it: a fixed number of blocks; a block whose tokens are
+// all computed is registered under a hash chained over the whole prefix up
+// to it; blocks no request uses (reference count 0) sit on a free list in
+// least-recently-freed order and keep their cached contents until they are
+// taken for new data (eviction). It is owned by the engine loop: not safe
+// for concurrent use.
+type kvCache struct {
+	blocks   []kvBlock
+	head     int32 // free list, evicted from the head
+	tail     int32
+	numFree  int
+	cached   map[uint64]int32 // prefix hash -> block
+	evicted  int64            // cached blocks reused for new data
+	inUseMax int
+}
+
+type kvBlock struct {
+	ref        int32
+	prev, next int32 // free-list links, -1 at the ends
+	free       bool
+	hashed     bool
+	hash       uint64
+}
+
+func newKVCache(numBlocks int) *kvCache {
+	c := &kvCache{blocks: make([]kvBlock, numBlocks), head: -1, tail: -1, cached: make(map[uint64]int32)}
+	for i := range c.blocks {
+		c.blocks[i].prev, c.blocks[i].next = -1, -1
+		c.pushFree(int32(i))
+	}
+	return c
+}
+
+// used is the number of blocks some request holds.
+func (c *kvCache) used() int { return len(c.blocks) - c.numFree }
+
+func (c *kvCache) pushFree(id int32) {
+	b := &c.blocks[id]
+	b.free, b.prev, b.next = true, c.tail, -1
+	if c.tail >= 0 {
+		c.blocks[c.tail].next = id
+	} else {
+		c.head = id
+	}
+	c.tail = id
+	c.numFree++
+}
+
+func (c *kvCache) unlinkFree(id int32) {
+	b := &c.blocks[id]
+	if b.prev >= 0 {
+		c.blocks[b.prev].next = b.next
+	} else {
+		c.head = b.next
+	}
+	if b.next >= 0 {
+		c.blocks[b.next].prev = b.prev
+	} else {
+		c.tail = b.prev
+	}
+	b.free, b.prev, b.next = false, -1, -1
+	c.numFree--
+}
+
+// match returns how many leading hashes have a cached block.
+func (c *kvCache) match(hashes []uint64) int {
+	for k, h := range hashes {
+		if _, ok := c.cached[h]; !ok {
+			return k
+		}
+	}
+	return len(hashes)
+}
+
+// freeAmong counts the cached blocks of the first n hashes that sit on the
+// free list: touching them takes them off it.
+func (c *kvCache) freeAmong(hashes []uint64) int {
+	n := 0
+	for _, h := range hashes {
+		if c.blocks[c.cached[h]].free {
+			n++
+		}
+	}
+	return n
+}
+
+// touch takes a reference to the cached blocks of hashes and appends them
+// to dst.
+func (c *kvCache) touch(dst []int32, hashes []uint64) []int32 {
+	for _, h := range hashes {
+		id := c.cached[h]
+		if c.blocks[id].free {
+			c.unlinkFree(id)
+		}
+		c.blocks[id].ref++
+		dst = append(dst, id)
+	}
+	c.inUseMax = max(c.inUseMax, c.used())
+	return dst
+}
+
+// alloc takes n blocks for new data, evicting the least recently freed
+// cached blocks, and appends them to dst. The caller has checked that n
+// blocks are free.
+func (c *kvCache) alloc(dst []int32, n int) []int32 {
+	for ; n > 0; n-- {
+		id := c.head
+		c.unlinkFree(id)
+		b := &c.blocks[id]
+		if b.hashed {
+			if c.cached[b.hash] == id {
+				delete(c.cached, b.hash)
+			}
+			b.hashed = false
+			c.evicted++
+		}
+		b.ref = 1
+		dst = append(dst, id)
+	}
+	c.inUseMax = max(c.inUseMax, c.used())
+	return dst
+}
+
+// register records that block id now holds the full block with the given
+// prefix hash. A hash already cached in another block keeps that block.
+func (c *kvCache) register(id int32, hash uint64) {
+	if _, ok := c.cached[hash]; ok {
+		return
+	}
+	b := &c.blocks[id]
+	b.hashed, b.hash = true, hash
+	c.cached[hash] = id
+}
+
+// release drops a reference to each block, last block first, so that a
+// request's tail blocks are evicted before its head (whose prefix other
+// requests are likelier to share).
+func (c *kvCache) release(ids []int32) {
+	for k := len(ids) - 1; k >= 0; k-- {
+		id := ids[k]
+		b := &c.blocks[id]
+		b.ref--
+		if b.ref == 0 {
+			c.pushFree(id)
+		}
+	}
+}
+
+// blockHash chains the hash of one full block's token ids onto the previous
+// block's hash (FNV-1a over the previous hash and the ids), so a block's hash
+// identifies the whole prefix up to it.
+func blockHash(prev uint64, ids []int) uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	mix := func(v uint64) {
+		for k := 0; k < 8; k++ {
+			h ^= v & 0xff
+			h *= prime
+			v >>= 8
+		}
+	}
+	mix(prev)
+	for _, id := range ids {
+		mix(uint64(id))
+	}
+	return h
+}
