@@ -277,6 +277,13 @@ func (e *Engine) TimeScale() float64 { return e.scale }
 // Encoder is the tokenizer the engine counts prompts with.
 func (e *Engine) Encoder() *tokenizer.Encoder { return e.enc }
 
+// kvUsed is the number of KV blocks in use, read under the stats lock.
+func (e *Engine) kvUsed() int {
+	e.stats.mu.Lock()
+	defer e.stats.mu.Unlock()
+	return e.kv.used()
+}
+
 // Counters returns a snapshot of the engine's counters.
 func (e *Engine) Counters() Counters { return e.stats.counters() }
 
@@ -390,6 +397,7 @@ func (e *Engine) stepOnce(ctx context.Context) (StepInfo, bool) {
 	e.drain()
 	e.stats.mu.Lock()
 	info, ran := e.schedule()
+	e.stats.gauges(len(e.running), len(e.waiting), e.kv)
 	e.stats.mu.Unlock()
 	if !ran {
 		e.publish()
@@ -556,7 +564,7 @@ func (e *Engine) schedule() (StepInfo, bool) {
 		e.running = out
 	}
 	info.Running, info.Waiting = len(e.running), len(e.waiting)
-	e.stats.step(info, e.kv)
+	e.stats.steps++
 	return info, true
 }
 

@@ -96,9 +96,8 @@ func (s *stats) lag(d time.Duration) {
 	s.mu.Unlock()
 }
 
-func (s *stats) step(info StepInfo, kv *kvCache) {
-	s.steps++
-	s.running, s.waiting = info.Running, info.Waiting
+func (s *stats) gauges(running, waiting int, kv *kvCache) {
+	s.running, s.waiting = running, waiting
 	s.kvUsage = float64(kv.used()) / float64(len(kv.blocks))
 }
 
