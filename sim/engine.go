@@ -25,7 +25,7 @@ type Config struct {
 	Model     string  // served model name; "" means Profile.Model
 	TimeScale float64 // wall seconds per modeled second; 0 means 1
 	Seed      uint64  // seeds every output draw
-	Clock     Clock   // nil means the wall clock
+	Clock     Clock   // nil means a WallClock with DefaultSpin
 	// SlowFactor multiplies every step's time (a fault: 1.2 plants a 20%
 	// slowdown); 0 means 1.
 	SlowFactor float64
@@ -70,6 +70,11 @@ type Request struct {
 	IgnoreEOS bool
 	Stop      []string
 	Seed      *uint64 // output draws; nil: from the engine seed and arrival order
+	// Arrival is when the request reached the server, read from the
+	// engine's Clock (zero: when Submit is called). Work done before Submit
+	// (parsing, tokenizing) then takes no modeled time: an idle engine
+	// starts the request's first step at its arrival.
+	Arrival time.Time
 }
 
 // Finish reasons.
@@ -227,7 +232,7 @@ func New(cfg Config) (*Engine, error) {
 		fillText: map[int]string{},
 	}
 	if e.clock == nil {
-		e.clock = WallClock{}
+		e.clock = &WallClock{Spin: DefaultSpin}
 	}
 	if e.scale == 0 {
 		e.scale = 1
@@ -335,6 +340,9 @@ func (e *Engine) Submit(r Request) (*Stream, error) {
 		s.target = max(1, r.MinTokens, min(r.MaxTokens, int(math.Round(draw))))
 	}
 	s.submitted = e.modeledNow()
+	if !r.Arrival.IsZero() {
+		s.submitted = min(s.submitted, e.modeledAt(r.Arrival))
+	}
 	st.arrival = s.submitted
 	e.inbox = append(e.inbox, s)
 	e.mu.Unlock()
@@ -350,8 +358,11 @@ func (e *Engine) poke() {
 }
 
 // modeledNow is the modeled time the clock reads now.
-func (e *Engine) modeledNow() time.Duration {
-	return time.Duration(float64(e.clock.Now().Sub(e.epoch)) / e.scale)
+func (e *Engine) modeledNow() time.Duration { return e.modeledAt(e.clock.Now()) }
+
+// modeledAt is the modeled time of wall time t.
+func (e *Engine) modeledAt(t time.Time) time.Duration {
+	return time.Duration(float64(t.Sub(e.epoch)) / e.scale)
 }
 
 // wallAt is the wall time of modeled time t.
@@ -371,8 +382,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			continue
 		}
 		select {
-		case <-e.wake:
-			e.now = max(e.now, e.modeledNow())
+		case <-e.wake: // stepOnce moves the modeled time to the arrival
 		case <-ctx.Done():
 			e.abortAll()
 			return nil
@@ -394,7 +404,18 @@ func (e *Engine) iterate(ctx context.Context) (bool, error) {
 }
 
 func (e *Engine) stepOnce(ctx context.Context) (StepInfo, bool) {
-	e.drain()
+	if e.drain() && len(e.running) == 0 && len(e.waiting) == 0 {
+		// Idle, and requests have arrived since: the modeled time moves to
+		// the earliest arrival, which is admitted now.
+		e.mu.Lock()
+		first := e.inbox[0].submitted
+		for _, s := range e.inbox {
+			first = min(first, s.submitted)
+		}
+		e.mu.Unlock()
+		e.now = max(e.now, first)
+		e.drain()
+	}
 	e.stats.mu.Lock()
 	info, ran := e.schedule()
 	e.stats.gauges(len(e.running), len(e.waiting), e.kv)
@@ -412,21 +433,28 @@ func (e *Engine) stepOnce(ctx context.Context) (StepInfo, bool) {
 	return info, true
 }
 
-// drain admits submitted requests and applies aborts.
-func (e *Engine) drain() {
+// drain admits the submitted requests that have arrived by the modeled
+// time e.now, in submission order, and applies aborts. It reports whether
+// requests remain to be admitted later.
+func (e *Engine) drain() (pending bool) {
 	e.mu.Lock()
-	inbox, aborts := e.inbox, e.aborts
-	e.inbox, e.aborts = nil, nil
-	e.mu.Unlock()
-	for _, s := range inbox {
-		s.arrival = min(s.submitted, e.now)
-		s.stream.mu.Lock()
-		s.stream.arrival = s.arrival
-		s.stream.mu.Unlock()
+	aborts := e.aborts
+	e.aborts = nil
+	later := e.inbox[:0]
+	for _, s := range e.inbox {
+		if s.submitted > e.now {
+			later = append(later, s)
+			continue
+		}
+		s.arrival = s.submitted
 		e.waiting = append(e.waiting, s)
 	}
+	clear(e.inbox[len(later):])
+	e.inbox = later
+	pending = len(later) > 0
+	e.mu.Unlock()
 	if len(aborts) == 0 {
-		return
+		return pending
 	}
 	gone := map[*Stream]bool{}
 	for _, a := range aborts {
@@ -446,6 +474,7 @@ func (e *Engine) drain() {
 	}
 	e.running = keep(e.running)
 	e.waiting = keep(e.waiting)
+	return pending
 }
 
 func (e *Engine) blocksFor(tokens int) int {
@@ -673,6 +702,10 @@ func (e *Engine) publish() {
 
 // abortAll ends every request (the engine is stopping).
 func (e *Engine) abortAll() {
+	e.mu.Lock()
+	e.waiting = append(e.waiting, e.inbox...)
+	e.inbox = nil
+	e.mu.Unlock()
 	e.drain()
 	for _, list := range [][]*seq{e.running, e.waiting} {
 		for _, s := range list {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,8 +26,8 @@ var Version = "dev"
 // client can convert wall times back to modeled ones (modeled = wall / scale).
 const TimeScaleHeader = "X-Wfsched-Time-Scale"
 
-// MaxBodyBytes bounds a request body.
-const MaxBodyBytes = 32 << 20
+// DefaultMaxBodyBytes bounds a request body unless ServerConfig says.
+const DefaultMaxBodyBytes = 32 << 20
 
 // ServerConfig configures a Server. The zero value means defaults.
 type ServerConfig struct {
@@ -34,6 +35,9 @@ type ServerConfig struct {
 	// NoPromptDetails answers prompt_tokens_details as null, as vLLM does
 	// without --enable-prompt-tokens-details.
 	NoPromptDetails bool
+	// MaxBodyBytes bounds a request body (larger ones get 413); 0 means
+	// DefaultMaxBodyBytes.
+	MaxBodyBytes int64
 }
 
 // Server serves one Engine over vLLM's OpenAI-compatible HTTP API.
@@ -50,6 +54,9 @@ type Server struct {
 func NewServer(e *Engine, cfg ServerConfig) (*Server, error) {
 	if err := cfg.Faults.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	s := &Server{e: e, cfg: cfg, faults: newFaultSource(cfg.Faults), reg: prometheus.NewRegistry(), mux: http.NewServeMux(), closing: make(chan struct{})}
 	s.reg.MustRegister(e.Collector())
@@ -71,10 +78,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// Serve runs the engine loop and serves HTTP on ln until ctx is done, then
-// aborts running requests and shuts down within a few seconds.
+// Serve runs the engine loop and serves HTTP on ln until ctx is done. Then
+// it stops taking requests, ends running streams (finish reason "abort"),
+// lets their handlers finish (up to ShutdownGrace) and closes every
+// connection.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second} // no WriteTimeout: streams
+	var mu sync.Mutex
+	busy := map[net.Conn]bool{} // connections serving a request
+	hs := &http.Server{ // no WriteTimeout: streams
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(c net.Conn, st http.ConnState) {
+			mu.Lock()
+			defer mu.Unlock()
+			if st == http.StateActive {
+				busy[c] = true
+			} else {
+				delete(busy, c)
+			}
+		},
+	}
 	engineCtx, stopEngine := context.WithCancel(context.Background())
 	engineDone := make(chan struct{})
 	go func() {
@@ -93,18 +116,28 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
+	ln.Close()
 	close(s.closing) // hung handlers return
-	stopEngine()     // streams end with finish_reason "abort"
+	stopEngine()     // streams end
 	<-engineDone
-	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := hs.Shutdown(shut)
-	if errors.Is(err, context.DeadlineExceeded) {
-		err = hs.Close()
+	for deadline := time.Now().Add(ShutdownGrace); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(busy)
+		mu.Unlock()
+		if n == 0 {
+			break
+		}
 	}
+	err := hs.Close()
 	<-serveErr
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
 	return err
 }
+
+// ShutdownGrace bounds how long Serve waits for handlers when stopping.
+const ShutdownGrace = 2 * time.Second
 
 // ListenAndServe serves on addr (default 127.0.0.1:8000) until ctx is done.
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
@@ -160,6 +193,7 @@ func newID(prefix string) string {
 // completions serves /v1/chat/completions (chat) or /v1/completions.
 func (s *Server) completions(chat bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		arrival := s.e.clock.Now()
 		f, err := s.faults.draw(r)
 		if err != nil {
 			s.writeError(w, badRequest("", "%v", err))
@@ -176,7 +210,7 @@ func (s *Server) completions(chat bool) http.HandlerFunc {
 			s.writeError(w, &apiError{status: f.status, typ: http.StatusText(f.status), msg: fmt.Sprintf("injected fault: status %d", f.status)})
 			return
 		}
-		req, st, apiErr := s.admit(w, r, chat)
+		req, st, apiErr := s.admit(w, r, chat, arrival)
 		if apiErr != nil {
 			s.writeError(w, apiErr)
 			return
@@ -194,12 +228,12 @@ func (s *Server) completions(chat bool) http.HandlerFunc {
 }
 
 // admit validates a request and submits it to the engine.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, chat bool) (*completionRequest, *Stream, *apiError) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, chat bool, arrival time.Time) (*completionRequest, *Stream, *apiError) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, nil, &apiError{status: http.StatusRequestEntityTooLarge, typ: "RequestEntityTooLarge", msg: fmt.Sprintf("request body over %d bytes", MaxBodyBytes)}
+			return nil, nil, &apiError{status: http.StatusRequestEntityTooLarge, typ: "RequestEntityTooLarge", msg: fmt.Sprintf("request body over %d bytes", s.cfg.MaxBodyBytes)}
 		}
 		return nil, nil, badRequest("", "reading the request: %v", err)
 	}
@@ -254,7 +288,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, chat bool) (*comp
 	if req.MinTokens > maxTokens {
 		return nil, nil, badRequest("min_tokens", "min_tokens (%d) must be at most max_tokens (%d)", req.MinTokens, maxTokens)
 	}
-	er := Request{Prompt: prompt, MaxTokens: maxTokens, MinTokens: req.MinTokens, IgnoreEOS: req.IgnoreEOS, Stop: stop}
+	er := Request{Prompt: prompt, MaxTokens: maxTokens, MinTokens: req.MinTokens, IgnoreEOS: req.IgnoreEOS, Stop: stop, Arrival: arrival}
 	if req.Seed != nil {
 		seed := uint64(*req.Seed)
 		er.Seed = &seed

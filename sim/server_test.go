@@ -202,6 +202,7 @@ func TestErrors(t *testing.T) {
 		p := builtin[DefaultProfile]
 		p.MaxModelLen = 1000
 		cc.Engine.Profile = p
+		cc.Server.MaxBodyBytes = 4096
 	})
 	url := c.URLs()[0]
 	tests := []struct {
@@ -235,7 +236,7 @@ func TestErrors(t *testing.T) {
 			}
 		})
 	}
-	big := `{"prompt": "` + strings.Repeat("a", MaxBodyBytes) + `"}`
+	big := `{"prompt": "` + strings.Repeat("a", 5000) + `"}`
 	if status, _, _ := post(t, url, "/v1/completions", big); status != 413 {
 		t.Errorf("oversize body: status %d, want 413", status)
 	}

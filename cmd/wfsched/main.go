@@ -10,7 +10,13 @@ import (
 )
 
 func main() {
+	// The first Ctrl-C cancels ctx (commands drain and keep what they
+	// finished); after it, the default handler lets a second one exit.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/wfsched/wfsched/sim"
+)
+
+type simOptions struct {
+	listen       string
+	instances    int
+	profile      string
+	model        string
+	timeScale    float64
+	seed         uint64
+	printProfile bool
+	slow         float64
+	noDetails    bool
+	faults       sim.Faults
+}
+
+func newSimCmd() *cobra.Command {
+	var o simOptions
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Serve the embedded vLLM-like engine over the OpenAI API (no GPU needed)",
+		Long: `Sim serves N independent embedded engines on consecutive ports. Each behaves like vLLM
+where a scheduler or router can see it: continuous batching with chunked prefill, a paged
+KV cache with prefix caching and preemption, vLLM's metric names, and a step-time model
+calibrated from published measurements. Times are modeled: --time-scale 0.1 runs ten times
+faster than the modeled GPU; responses carry the scale in the X-Wfsched-Time-Scale header.
+
+Faults for reliability tests: rates here, or per request with the header
+X-Wfsched-Fault: error=503 | hang | cut=N | slow=F.`,
+		Example: `  wfsched sim
+  wfsched sim --instances 4 --listen 127.0.0.1:8000 --time-scale 0.1
+  wfsched sim --print-profile
+  wfsched sim --profile a100-llama3.1-8b --fault-error-rate 0.05 --fault-error-status 429`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runSim(cmd, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8000", "first instance's address; the others take the next ports")
+	f.IntVar(&o.instances, "instances", 1, "number of independent engines")
+	f.StringVar(&o.profile, "profile", sim.DefaultProfile, "built-in profile ("+strings.Join(sim.Profiles(), ", ")+") or a JSON profile file")
+	f.StringVar(&o.model, "model", "", "served model name (default: the profile's)")
+	f.Float64Var(&o.timeScale, "time-scale", 1, "wall seconds per modeled second (0.1 runs 10x faster than the modeled GPU)")
+	f.Uint64Var(&o.seed, "seed", 1, "seed of output lengths, outputs and fault draws")
+	f.BoolVar(&o.printProfile, "print-profile", false, "print the profile in use as JSON and exit")
+	f.Float64Var(&o.slow, "fault-slow", 1, "multiply every step's modeled time (1.2 = a 20% slowdown)")
+	f.Float64Var(&o.faults.ErrorRate, "fault-error-rate", 0, "fraction of requests answered with --fault-error-status")
+	f.IntVar(&o.faults.ErrorStatus, "fault-error-status", 503, "status of injected errors: 429, 500 or 503")
+	f.Float64Var(&o.faults.HangRate, "fault-hang-rate", 0, "fraction of requests never answered")
+	f.Float64Var(&o.faults.CutRate, "fault-cut-rate", 0, "fraction of streams cut abruptly after --fault-cut-after chunks")
+	f.IntVar(&o.faults.CutAfter, "fault-cut-after", 3, "chunks sent before a cut")
+	f.BoolVar(&o.noDetails, "no-prompt-details", false, "answer prompt_tokens_details as null, like vLLM without --enable-prompt-tokens-details")
+	return cmd
+}
+
+func runSim(cmd *cobra.Command, o simOptions) error {
+	prof, err := sim.LoadProfile(o.profile)
+	if err != nil {
+		return usageError("--profile: %v", err)
+	}
+	if o.printProfile {
+		return prof.WriteJSON(cmd.OutOrStdout())
+	}
+	if o.instances < 1 {
+		return usageError("--instances %d: want at least 1", o.instances)
+	}
+	if o.timeScale <= 0 {
+		return usageError("--time-scale %v: want a positive number", o.timeScale)
+	}
+	if o.slow < 1 {
+		return usageError("--fault-slow %v: want a factor of at least 1", o.slow)
+	}
+	if err := o.faults.Validate(); err != nil {
+		return usageError("%v", err)
+	}
+	o.faults.Seed = o.seed
+	host, _, err := net.SplitHostPort(o.listen)
+	if err != nil {
+		return usageError("--listen %q: %v", o.listen, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "wfsched: warning: listening on %s, beyond this machine's loopback\n", host)
+	}
+	c, err := sim.Start(cmd.Context(), sim.ClusterConfig{
+		Engine:    sim.Config{Profile: prof, Model: o.model, TimeScale: o.timeScale, Seed: o.seed, SlowFactor: o.slow},
+		Server:    sim.ServerConfig{Faults: o.faults, NoPromptDetails: o.noDetails},
+		Instances: o.instances,
+		Listen:    o.listen,
+	})
+	if err != nil {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	e := c.Servers()[0].Engine()
+	fmt.Fprintf(w, "wfsched sim: %d engine(s), profile %s, model %s, time scale %g\n", o.instances, prof.Name, e.Model(), o.timeScale)
+	for _, u := range c.URLs() {
+		fmt.Fprintf(w, "  %s/v1\n", u)
+	}
+	fmt.Fprintln(w, "Ctrl-C stops.")
+	<-cmd.Context().Done()
+	fmt.Fprintln(w, "wfsched sim: stopping")
+	return c.Close()
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestSimServesAndStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- execute(ctx, []string{"sim", "--listen", "127.0.0.1:0", "--instances", "2", "--time-scale", "0.01"}, &out, &errOut)
+	}()
+	urlRE := regexp.MustCompile(`http://127\.0\.0\.1:\d+/v1`)
+	deadline := time.Now().Add(10 * time.Second)
+	var urls []string
+	for len(urls) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no URLs printed: %q %q", out.String(), errOut.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+		urls = urlRE.FindAllString(out.String(), -1)
+	}
+	for _, u := range urls {
+		resp, err := http.Post(u+"/chat/completions", "application/json",
+			strings.NewReader(`{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "ignore_eos": true}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			Usage struct {
+				CompletionTokens int `json:"completion_tokens"`
+			} `json:"usage"`
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if json.Unmarshal(b, &r); resp.StatusCode != 200 || r.Usage.CompletionTokens != 3 {
+			t.Errorf("%s: %d %s", u, resp.StatusCode, b)
+		}
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 || !strings.Contains(out.String(), "stopping") {
+			t.Errorf("exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sim did not stop after cancel")
+	}
+}
+
+func TestSimPrintProfileAndErrors(t *testing.T) {
+	code, out, _ := run(t, "sim", "--print-profile", "--profile", "a100-llama3.1-8b")
+	if code != 0 || !strings.Contains(out, `"c_tok_us": 70`) {
+		t.Errorf("exit %d: %s", code, out)
+	}
+	for _, args := range [][]string{
+		{"sim", "--profile", "tpu-v9"},
+		{"sim", "--time-scale", "0"},
+		{"sim", "--fault-error-status", "418"},
+		{"sim", "--fault-error-rate", "2"},
+		{"sim", "--instances", "0"},
+	} {
+		if code, _, errOut := run(t, args...); code != 2 || !strings.Contains(errOut, "wfsched: error:") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+}
