@@ -1,0 +1,338 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+	"github.com/wfsched/wfsched/scheduler"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultTimeout     = 10 * time.Minute
+	DefaultMaxAttempts = 4
+	DefaultBackoff     = 250 * time.Millisecond
+	DefaultMaxBackoff  = 10 * time.Second
+)
+
+// Config configures a Client. The zero value of each field but BaseURL
+// means its default.
+type Config struct {
+	// BaseURL is the server, with or without the /v1 suffix.
+	BaseURL string
+	// Model names the served model; "" asks the server (Discover).
+	Model  string
+	APIKey string
+	// Timeout bounds one attempt; DefaultTimeout when 0.
+	Timeout time.Duration
+	// MaxAttempts bounds the tries of one call (1 = no retry).
+	MaxAttempts int
+	// Backoff is the first retry's base delay, doubled each retry up to
+	// MaxBackoff, with full jitter; Retry-After, when longer, wins.
+	Backoff, MaxBackoff time.Duration
+	// NoStream asks for whole responses (TTFT is then E2E).
+	NoStream bool
+	// Seed seeds the jitter.
+	Seed uint64
+	// HTTPClient is the transport; nil means one with no total timeout and
+	// keep-alive pools sized for many concurrent calls.
+	HTTPClient *http.Client
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.BaseURL == "" {
+		return errors.New("no server URL")
+	}
+	if !strings.HasPrefix(c.BaseURL, "http://") && !strings.HasPrefix(c.BaseURL, "https://") {
+		return fmt.Errorf("server URL %q: want http:// or https://", c.BaseURL)
+	}
+	if c.Timeout < 0 || c.MaxAttempts < 0 || c.Backoff < 0 || c.MaxBackoff < 0 {
+		return errors.New("timeouts, attempts and backoffs must not be negative")
+	}
+	return nil
+}
+
+// Client sends measured chat completions to one server. It is safe for
+// concurrent use.
+type Client struct {
+	cfg  Config
+	base string // without /v1
+	oa   *openai.Client
+	hc   *http.Client
+
+	mu  sync.Mutex
+	rng *rand.Rand
+}
+
+var _ scheduler.Completer = (*Client)(nil)
+
+// New returns a client for cfg.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.Backoff == 0 {
+		cfg.Backoff = DefaultBackoff
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        4096,
+			MaxIdleConnsPerHost: 4096,
+			IdleConnTimeout:     90 * time.Second,
+		}}
+	}
+	base := strings.TrimSuffix(strings.TrimSuffix(cfg.BaseURL, "/"), "/v1")
+	oc := openai.DefaultConfig(cfg.APIKey)
+	oc.BaseURL = base + "/v1"
+	oc.HTTPClient = doer{hc: hc}
+	return &Client{cfg: cfg, base: base, oa: openai.NewClientWithConfig(oc), hc: hc, rng: rand.New(rand.NewPCG(cfg.Seed, 0x636c69))}, nil
+}
+
+// BaseURL is the server's URL without /v1.
+func (c *Client) BaseURL() string { return c.base }
+
+// Model is the model the client asks for.
+func (c *Client) Model() string { return c.cfg.Model }
+
+// Health checks the server's /health (an OpenAI server without one is
+// checked through /v1/models).
+func (c *Client) Health(ctx context.Context) error {
+	req, _ := http.NewRequestWithContext(ctx, "GET", c.base+"/health", nil)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach %s: %w", c.base, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		_, err := c.Models(ctx)
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s/health answered %d", c.base, resp.StatusCode)
+	}
+	return nil
+}
+
+// Models lists the served models.
+func (c *Client) Models(ctx context.Context) ([]string, error) {
+	list, err := c.oa.ListModels(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list models at %s: %w", c.base, err)
+	}
+	var ids []string
+	for _, m := range list.Models {
+		ids = append(ids, m.ID)
+	}
+	return ids, nil
+}
+
+// Discover sets the model to the server's first when none was given.
+func (c *Client) Discover(ctx context.Context) error {
+	if c.cfg.Model != "" {
+		return nil
+	}
+	ids, err := c.Models(ctx)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return fmt.Errorf("%s serves no model", c.base)
+	}
+	c.cfg.Model = ids[0]
+	return nil
+}
+
+// Complete sends the call, retrying failed attempts, and measures it.
+func (c *Client) Complete(ctx context.Context, call scheduler.Call) scheduler.CallResult {
+	var attempts []scheduler.Attempt
+	for k := 0; ; k++ {
+		start := time.Now()
+		res, ex := c.once(ctx, call)
+		a := scheduler.Attempt{Start: start, Duration: time.Since(start), Status: ex.status}
+		if res.Err != nil {
+			a.Err = res.Err.Error()
+		}
+		attempts = append(attempts, a)
+		res.Attempts = attempts
+		if res.Err == nil || !retryable(ctx, ex.status) || k+1 >= c.cfg.MaxAttempts {
+			return res
+		}
+		timer := time.NewTimer(c.backoff(k, ex.retryAfter))
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			res.Err = fmt.Errorf("%w (after %d attempts; last: %v)", ctx.Err(), k+1, res.Err)
+			return res
+		}
+	}
+}
+
+// backoff is the delay before retry k (0-based): full jitter over an
+// exponentially growing cap, but never less than Retry-After.
+func (c *Client) backoff(k int, retryAfter time.Duration) time.Duration {
+	limit := c.cfg.Backoff << min(k, 20)
+	limit = min(limit, c.cfg.MaxBackoff)
+	c.mu.Lock()
+	d := time.Duration(c.rng.Int64N(int64(limit) + 1))
+	c.mu.Unlock()
+	return max(d, retryAfter)
+}
+
+// retryable tells failures worth another try: 429, 5xx, connection errors,
+// timeouts and cut streams, unless the caller gave up.
+func retryable(ctx context.Context, status int) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	switch {
+	case status == http.StatusTooManyRequests || status >= 500:
+		return true
+	case status >= 400:
+		return false
+	}
+	return true // no status: connection error, timeout, cut stream
+}
+
+// once runs one attempt.
+func (c *Client) once(ctx context.Context, call scheduler.Call) (scheduler.CallResult, *extras) {
+	ex := &extras{body: map[string]any{}, headers: call.Headers, timeScale: 1}
+	for k, v := range call.Extra {
+		ex.body[k] = v
+	}
+	if call.Temperature != nil {
+		ex.body["temperature"] = *call.Temperature
+	}
+	if call.IgnoreEOS {
+		ex.body["ignore_eos"] = true
+	}
+	if call.MinTokens > 0 {
+		ex.body["min_tokens"] = call.MinTokens
+	}
+	actx, cancel := context.WithTimeout(withExtras(ctx, ex), c.cfg.Timeout)
+	defer cancel()
+	req := openai.ChatCompletionRequest{Model: c.cfg.Model, MaxTokens: call.MaxTokens}
+	for _, m := range call.Messages {
+		req.Messages = append(req.Messages, openai.ChatCompletionMessage{Role: m.Role, Content: m.Content})
+	}
+	if call.Seed != nil {
+		s := int(*call.Seed)
+		req.Seed = &s
+	}
+	var res scheduler.CallResult
+	if c.cfg.NoStream {
+		res = c.whole(actx, req)
+	} else {
+		res = c.stream(actx, req)
+	}
+	res.Status, res.TimeScale = ex.status, ex.timeScale
+	if res.Err != nil && actx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		res.Err = fmt.Errorf("timed out after %v: %w", c.cfg.Timeout, res.Err)
+	}
+	return res, ex
+}
+
+func (c *Client) whole(ctx context.Context, req openai.ChatCompletionRequest) scheduler.CallResult {
+	res := scheduler.CallResult{Start: time.Now()}
+	resp, err := c.oa.CreateChatCompletion(ctx, req)
+	res.E2E = time.Since(res.Start)
+	res.TTFT = res.E2E
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	if len(resp.Choices) > 0 {
+		res.Text = resp.Choices[0].Message.Content
+		res.FinishReason = string(resp.Choices[0].FinishReason)
+	}
+	setUsage(&res, &resp.Usage)
+	return res
+}
+
+func (c *Client) stream(ctx context.Context, req openai.ChatCompletionRequest) scheduler.CallResult {
+	req.Stream = true
+	req.StreamOptions = &openai.StreamOptions{IncludeUsage: true}
+	res := scheduler.CallResult{Start: time.Now()}
+	st, err := c.oa.CreateChatCompletionStream(ctx, req)
+	if err != nil {
+		res.E2E = time.Since(res.Start)
+		res.Err = err
+		return res
+	}
+	defer st.Close()
+	var text strings.Builder
+	var last time.Time
+	chunks := 0
+	for {
+		r, err := st.Recv()
+		now := time.Now()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			res.E2E = now.Sub(res.Start)
+			res.Err = fmt.Errorf("stream broke after %d chunks: %w", chunks, err)
+			res.Text = text.String()
+			return res
+		}
+		if r.Usage != nil {
+			setUsage(&res, r.Usage)
+		}
+		for _, ch := range r.Choices {
+			if ch.Delta.Content != "" {
+				if chunks == 0 {
+					res.TTFT = now.Sub(res.Start)
+				} else {
+					res.ITL = append(res.ITL, now.Sub(last))
+				}
+				last = now
+				chunks++
+				text.WriteString(ch.Delta.Content)
+			}
+			if ch.FinishReason != "" {
+				res.FinishReason = string(ch.FinishReason)
+			}
+		}
+	}
+	res.E2E = time.Since(res.Start)
+	res.Text = text.String()
+	if !res.UsageReported {
+		res.CompletionTokens = chunks
+	}
+	if chunks == 0 {
+		res.TTFT = res.E2E
+	}
+	return res
+}
+
+func setUsage(res *scheduler.CallResult, u *openai.Usage) {
+	res.UsageReported = true
+	res.PromptTokens, res.CompletionTokens = u.PromptTokens, u.CompletionTokens
+	if u.PromptTokensDetails != nil {
+		n := u.PromptTokensDetails.CachedTokens
+		res.CachedTokens = &n
+	}
+}

@@ -1,0 +1,64 @@
+package scheduler
+
+import (
+	"context"
+	"time"
+)
+
+// Message is one chat message of a call.
+type Message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// Call is one chat completion to send.
+type Call struct {
+	Messages    []Message
+	MaxTokens   int
+	MinTokens   int      // 0: not sent
+	IgnoreEOS   bool     // sent as ignore_eos when true
+	Temperature *float64 // nil: not sent (the server's default); 0 is sent as 0
+	Seed        *int64
+	// Extra holds body fields the OpenAI schema lacks (workflow_metadata).
+	Extra map[string]any
+	// Headers are sent with the request (X-Workflow-Id, X-Agent-Id).
+	Headers map[string]string
+}
+
+// Attempt is one try of a call.
+type Attempt struct {
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"duration_ns"`
+	Status   int           `json:"status,omitempty"` // HTTP status, 0 if none
+	Err      string        `json:"error,omitempty"`
+}
+
+// CallResult is what a call measured, on the client's clock (wall time).
+type CallResult struct {
+	Start time.Time // send of the successful (or last) attempt
+	// TTFT is the time to the first chunk carrying output, E2E the time to
+	// the last byte; ITL the gaps between consecutive output chunks.
+	TTFT, E2E time.Duration
+	ITL       []time.Duration
+	// PromptTokens and CompletionTokens come from the server's usage when
+	// UsageReported; otherwise CompletionTokens counts output chunks.
+	PromptTokens, CompletionTokens int
+	UsageReported                  bool
+	// CachedTokens is usage.prompt_tokens_details.cached_tokens; nil when
+	// the server sent null or nothing (unknown, not zero).
+	CachedTokens *int
+	Text         string
+	FinishReason string
+	Status       int // HTTP status of the last attempt
+	Attempts     []Attempt
+	// TimeScale is the server's X-Wfsched-Time-Scale (wall seconds per
+	// modeled second), 1 when absent.
+	TimeScale float64
+	Err       error // nil on success
+}
+
+// Completer sends chat completions. Implementations must be safe for
+// concurrent use and return promptly when ctx is done.
+type Completer interface {
+	Complete(ctx context.Context, c Call) CallResult
+}
