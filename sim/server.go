@@ -85,7 +85,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var mu sync.Mutex
 	busy := map[net.Conn]bool{} // connections serving a request
-	hs := &http.Server{ // no WriteTimeout: streams
+	hs := &http.Server{         // no WriteTimeout: streams
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
 		ConnState: func(c net.Conn, st http.ConnState) {
