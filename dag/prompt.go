@@ -1,6 +1,10 @@
 package dag
 
-import "github.com/wfsched/wfsched/tokenizer"
+import (
+	"fmt"
+
+	"github.com/wfsched/wfsched/tokenizer"
+)
 
 // Message is one chat message of a rebuilt prompt. Content may be empty when
 // the trace kept only a token count; Tokens is then the length to stand in
@@ -9,6 +13,15 @@ type Message struct {
 	Role    string // "system", "user" or "assistant"
 	Content string
 	Tokens  int
+	// Source identifies the text ("NODE/system", "NODE/in/K", "NODE/out"):
+	// the same text recurs under the same Source in later prompts, so text
+	// made up for it can be made the same each time.
+	Source string
+	// Node is the position of the node the text belongs to.
+	Node int
+	// Input is the index of the input within that node, -1 for the system
+	// text and outputs.
+	Input int
 }
 
 // PreviousCalls returns, by position, the position of the same agent's
@@ -44,15 +57,19 @@ func Messages(g *Graph, prev []int, i int) []Message {
 	first := g.Nodes[chain[len(chain)-1]]
 	var msgs []Message
 	if first.System != "" || first.SystemTokens > 0 {
-		msgs = append(msgs, Message{Role: "system", Content: first.System, Tokens: first.SystemTokens})
+		msgs = append(msgs, Message{Role: "system", Content: first.System, Tokens: first.SystemTokens,
+			Source: first.ID + "/system", Node: chain[len(chain)-1], Input: -1})
 	}
 	for k := len(chain) - 1; k >= 0; k-- {
-		n := g.Nodes[chain[k]]
-		for _, in := range n.Inputs {
-			msgs = append(msgs, Message{Role: "user", Content: in.Text, Tokens: in.Tokens})
+		j := chain[k]
+		n := g.Nodes[j]
+		for q, in := range n.Inputs {
+			msgs = append(msgs, Message{Role: "user", Content: in.Text, Tokens: in.Tokens,
+				Source: fmt.Sprintf("%s/in/%d", n.ID, q), Node: j, Input: q})
 		}
 		if k > 0 {
-			msgs = append(msgs, Message{Role: "assistant", Content: n.Output, Tokens: n.OutputTokens.N})
+			msgs = append(msgs, Message{Role: "assistant", Content: n.Output, Tokens: n.OutputTokens.N,
+				Source: n.ID + "/out", Node: j, Input: -1})
 		}
 	}
 	return msgs

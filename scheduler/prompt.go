@@ -1,0 +1,88 @@
+package scheduler
+
+import (
+	"hash/fnv"
+
+	"github.com/wfsched/wfsched/dag"
+	"github.com/wfsched/wfsched/tokenizer"
+)
+
+// ContextMode chooses how prompts are rebuilt.
+type ContextMode string
+
+const (
+	// ContextReference rebuilds each prompt as the agent saw it in the
+	// original run, from the trace: reproducible whatever the model says.
+	ContextReference ContextMode = "reference"
+	// ContextLive puts the outputs generated in this run in place of the
+	// recorded ones: the agent's earlier answers, and messages from calls
+	// it depends on.
+	ContextLive ContextMode = "live"
+)
+
+// prompter builds the messages of one workflow's LLM nodes.
+type prompter struct {
+	g    *dag.Graph
+	prev []int
+	enc  *tokenizer.Encoder
+	mode ContextMode
+	// from maps (node, input index) to the LLM node whose output the input
+	// is, for the live context: the message parent of the same agent name.
+	from map[[2]int]int
+}
+
+func newPrompter(g *dag.Graph, t *dag.Topology, enc *tokenizer.Encoder, mode ContextMode) *prompter {
+	p := &prompter{g: g, prev: dag.PreviousCalls(g), enc: enc, mode: mode}
+	if mode == ContextLive {
+		p.from = map[[2]int]int{}
+		for v, n := range g.Nodes {
+			for q, in := range n.Inputs {
+				for _, u := range t.Parents(v) {
+					if pu := g.Nodes[u]; pu.Kind == dag.KindLLM && pu.Agent == in.From && pu.Agent != n.Agent {
+						p.from[[2]int{v, q}] = int(u)
+					}
+				}
+			}
+		}
+	}
+	return p
+}
+
+// messages rebuilds node v's prompt. generated holds this run's outputs by
+// node (used by the live context). Text a trace lost (only its token count
+// is known) is replaced by filler text of that many tokens, the same for
+// the same source wherever it recurs, so shared prefixes stay shared.
+func (p *prompter) messages(v int, generated func(int) (string, bool)) []Message {
+	msgs := dag.Messages(p.g, p.prev, v)
+	out := make([]Message, len(msgs))
+	for i, m := range msgs {
+		text := m.Content
+		if p.mode == ContextLive && generated != nil {
+			switch {
+			case m.Role == "assistant":
+				if t, ok := generated(m.Node); ok {
+					text = t
+				}
+			case m.Input >= 0:
+				if u, ok := p.from[[2]int{m.Node, m.Input}]; ok {
+					if t, ok := generated(u); ok {
+						text = t
+					}
+				}
+			}
+		}
+		if text == "" && m.Tokens > 0 {
+			text = p.enc.Filler(m.Tokens, sourceSeed(p.g.ID, m.Source))
+		}
+		out[i] = Message{Role: m.Role, Content: text}
+	}
+	return out
+}
+
+func sourceSeed(trace, source string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(trace))
+	h.Write([]byte{0})
+	h.Write([]byte(source))
+	return h.Sum64()
+}
