@@ -23,10 +23,10 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# The main job on the embedded default. Until replay lands, it inspects a
-# shipped example trace.
+# The main job on the embedded default: replay a shipped example trace on
+# the in-process engine and write results/<run-id>/.
 run: build
-	$(BIN) inspect $(RUN_TRACE)
+	$(BIN) run --dag $(RUN_TRACE)
 
 # Short fuzzing of every importer (FUZZTIME per target).
 FUZZTIME ?= 20s

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -117,23 +118,29 @@ func (c *Client) BaseURL() string { return c.base }
 func (c *Client) Model() string { return c.cfg.Model }
 
 // Health checks the server's /health (an OpenAI server without one is
-// checked through /v1/models).
-func (c *Client) Health(ctx context.Context) error {
+// checked through /v1/models) and returns its time scale: the
+// X-Wfsched-Time-Scale header of wfsched's engine and router, 1 for any
+// other server.
+func (c *Client) Health(ctx context.Context) (timeScale float64, err error) {
 	req, _ := http.NewRequestWithContext(ctx, "GET", c.base+"/health", nil)
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach %s: %w", c.base, err)
+		return 0, fmt.Errorf("cannot reach %s: %w", c.base, err)
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	timeScale = 1
+	if s, err := strconv.ParseFloat(resp.Header.Get("X-Wfsched-Time-Scale"), 64); err == nil && s > 0 {
+		timeScale = s
+	}
 	if resp.StatusCode == http.StatusNotFound {
 		_, err := c.Models(ctx)
-		return err
+		return timeScale, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s/health answered %d", c.base, resp.StatusCode)
+		return 0, fmt.Errorf("%s/health answered %d", c.base, resp.StatusCode)
 	}
-	return nil
+	return timeScale, nil
 }
 
 // Models lists the served models.

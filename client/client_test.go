@@ -48,8 +48,8 @@ func TestStreamingMeasuresAgainstEngine(t *testing.T) {
 	c := startSim(t, nil)
 	cl := newClient(t, Config{BaseURL: c.URLs()[0] + "/v1"})
 	ctx := context.Background()
-	if err := cl.Health(ctx); err != nil {
-		t.Fatal(err)
+	if scale, err := cl.Health(ctx); err != nil || scale != 1 {
+		t.Fatalf("health: scale %v, %v", scale, err)
 	}
 	if err := cl.Discover(ctx); err != nil || cl.Model() != "meta-llama/Llama-3.1-8B-Instruct" {
 		t.Fatalf("discover: %q %v", cl.Model(), err)
@@ -215,7 +215,7 @@ func TestRetries(t *testing.T) {
 		if r := cl.Complete(context.Background(), userCall("hi", 1)); r.Err == nil || len(r.Attempts) != 2 || r.Attempts[0].Status != 0 {
 			t.Errorf("err %v attempts %+v", r.Err, r.Attempts)
 		}
-		if err := cl.Health(context.Background()); err == nil || !strings.Contains(err.Error(), "cannot reach") {
+		if _, err := cl.Health(context.Background()); err == nil || !strings.Contains(err.Error(), "cannot reach") {
 			t.Errorf("health: %v", err)
 		}
 	})

@@ -131,3 +131,82 @@ func PrefixShare(g *Graph) []int {
 	}
 	return share
 }
+
+// PrefixShareAny returns, by position, how many of LLM node i's prompt
+// tokens repeat a prefix of any earlier prompt in file order, whatever its
+// agent (agents with the same system text share it, for instance): the
+// tokens a prefix cache that kept everything could serve. Matching is by
+// whole messages (identical role and text, or the same Source when only a
+// count is known); it is at least PrefixShare.
+func PrefixShareAny(g *Graph, enc *tokenizer.Encoder) []int {
+	prev := PreviousCalls(g)
+	same := PrefixShare(g)
+	share := make([]int, len(g.Nodes))
+	seen := map[uint64]bool{} // hashes of message prefixes of earlier prompts
+	end := map[int]uint64{}   // the hash of each LLM node's whole message list
+	ends := map[int]int{}     // and its token count
+	userOH, asstOH := enc.MessageOverhead("user"), enc.MessageOverhead("assistant")
+	for i, n := range g.Nodes {
+		if n.Kind != KindLLM {
+			continue
+		}
+		// The messages this prompt adds to its agent's previous prompt, or
+		// all of them for the agent's first call.
+		type part struct {
+			id     string
+			tokens int
+		}
+		var parts []part
+		h, tokens := uint64(14695981039346656037), 1 // <|begin_of_text|>
+		if j := prev[i]; j >= 0 {
+			h, tokens = end[j], ends[j]
+			pj := g.Nodes[j]
+			parts = append(parts, part{msgID("assistant", pj.Output, pj.ID+"/out"), asstOH + pj.OutputTokens.N})
+		} else if n.System != "" || n.SystemTokens > 0 {
+			parts = append(parts, part{msgID("system", n.System, n.ID+"/system"), enc.MessageOverhead("system") + n.SystemTokens})
+		}
+		for q, in := range n.Inputs {
+			parts = append(parts, part{msgID("user", in.Text, fmt.Sprintf("%s/in/%d", n.ID, q)), userOH + in.Tokens})
+		}
+		// Continuing an agent's own prompt, all of it is seen already.
+		shared, matching := 0, true
+		if prev[i] >= 0 {
+			shared = tokens
+		}
+		for _, p := range parts {
+			h = chain(h, p.id)
+			tokens += p.tokens
+			if matching && seen[h] {
+				shared = tokens
+			} else {
+				matching = false
+			}
+			seen[h] = true
+		}
+		end[i], ends[i] = h, tokens
+		share[i] = max(same[i], min(shared, n.InputTokens.N))
+	}
+	return share
+}
+
+// msgID identifies a message's text: the text itself when known, else its
+// source (whose stand-in text is derived from it).
+func msgID(role, text, source string) string {
+	if text == "" {
+		return role + "\x00@" + source
+	}
+	return role + "\x00" + text
+}
+
+func chain(h uint64, s string) uint64 {
+	const prime = 1099511628211
+	for k := 0; k < 8; k++ {
+		h ^= (h >> 29) & 0xff
+		h *= prime
+	}
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= prime
+	}
+	return h
+}

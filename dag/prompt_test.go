@@ -26,6 +26,7 @@ func checkPrompts(t *testing.T, g *Graph) {
 	enc := tokenizer.MustDefault()
 	prev := PreviousCalls(g)
 	share := PrefixShare(g)
+	anyShare := PrefixShareAny(g, enc)
 	ids := make([][]int, len(g.Nodes))
 	for i, n := range g.Nodes {
 		if n.Kind != KindLLM {
@@ -35,6 +36,21 @@ func checkPrompts(t *testing.T, g *Graph) {
 		ids[i] = enc.Chat(nil, chatMessages(msgs), true)
 		if len(ids[i]) != n.InputTokens.N {
 			t.Fatalf("%s node %s: estimated prompt %d tokens, rendered %d", g.ID, n.ID, n.InputTokens.N, len(ids[i]))
+		}
+		// The any-prompt share is a real token prefix of an earlier prompt.
+		best := 0
+		for j := 0; j < i; j++ {
+			if ids[j] == nil {
+				continue
+			}
+			k := 0
+			for k < len(ids[j]) && k < len(ids[i]) && ids[j][k] == ids[i][k] {
+				k++
+			}
+			best = max(best, k)
+		}
+		if anyShare[i] > best || anyShare[i] < share[i] {
+			t.Fatalf("%s node %s: any-prompt share %d, longest real common prefix %d, same-agent share %d", g.ID, n.ID, anyShare[i], best, share[i])
 		}
 		if j := prev[i]; j >= 0 {
 			p := ids[j]
@@ -78,6 +94,24 @@ func TestPromptsSharedTraces(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkPrompts(t, g)
+	}
+}
+
+func TestPrefixShareAnyAcrossAgents(t *testing.T) {
+	g, err := ReadOne(filepath.Join("..", "traces", "research-team.json"), Options{}, Selector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, anyShare := PrefixShare(g), PrefixShareAny(g, tokenizer.MustDefault())
+	idx := g.Index()
+	// researcher-b's first call has the same system text as researcher-a's.
+	b := idx["b-search"]
+	if same[b] != 0 || anyShare[b] == 0 {
+		t.Errorf("b-search: same-agent share %d, any-prompt share %d", same[b], anyShare[b])
+	}
+	// The planner's first call shares nothing with anyone.
+	if p := idx["plan"]; anyShare[p] != 0 {
+		t.Errorf("plan shares %d tokens with no earlier prompt", anyShare[p])
 	}
 }
 

@@ -1,6 +1,10 @@
 package dag
 
-import "sort"
+import (
+	"sort"
+
+	"github.com/wfsched/wfsched/tokenizer"
+)
 
 // AgentStats summarizes one agent's nodes.
 type AgentStats struct {
@@ -41,6 +45,9 @@ type Stats struct {
 	// a prefix of an earlier prompt by the same agent: the largest hit rate
 	// any prefix cache could reach replaying this graph alone.
 	PrefixShareBound float64 `json:"prefix_share_bound"`
+	// PrefixShareAnyBound counts sharing with any earlier prompt, whatever
+	// its agent (see PrefixShareAny); at least PrefixShareBound.
+	PrefixShareAnyBound float64 `json:"prefix_share_any_bound"`
 }
 
 // SingleChain reports whether no two nodes can ever run at once, so no
@@ -49,6 +56,10 @@ func (s *Stats) SingleChain() bool { return s.WidestLevel <= 1 }
 
 // Summarize computes g's statistics; t is Analyze(g).
 func Summarize(g *Graph, t *Topology, m CostModel) Stats {
+	enc, err := tokenizer.Default()
+	if err != nil {
+		panic(err) // the embedded vocabulary is part of the build
+	}
 	s := Stats{
 		ID: g.ID, Format: g.Format, Nodes: len(g.Nodes), ByKind: map[Kind]int{},
 		ByEdgeType: map[EdgeType]int{}, Depth: len(t.Levels), TokensExact: true,
@@ -60,7 +71,8 @@ func Summarize(g *Graph, t *Topology, m CostModel) Stats {
 	agents := map[string]*AgentStats{}
 	var order []string
 	share := PrefixShare(g)
-	shared := 0
+	anyShare := PrefixShareAny(g, enc)
+	shared, sharedAny := 0, 0
 	for i, n := range g.Nodes {
 		s.ByKind[n.Kind]++
 		a := agents[n.Agent]
@@ -77,6 +89,7 @@ func Summarize(g *Graph, t *Topology, m CostModel) Stats {
 			s.PromptTokens += n.InputTokens.N
 			s.OutputTokens += n.OutputTokens.N
 			shared += share[i]
+			sharedAny += anyShare[i]
 			s.TokensExact = s.TokensExact && n.InputTokens.Exact && n.OutputTokens.Exact
 		case KindTool:
 			a.ToolCalls++
@@ -93,6 +106,7 @@ func Summarize(g *Graph, t *Topology, m CostModel) Stats {
 	}
 	if s.PromptTokens > 0 {
 		s.PrefixShareBound = float64(shared) / float64(s.PromptTokens)
+		s.PrefixShareAnyBound = float64(sharedAny) / float64(s.PromptTokens)
 	}
 	for _, l := range t.Levels {
 		s.LevelSizes = append(s.LevelSizes, len(l))

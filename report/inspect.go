@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,7 +40,8 @@ func WriteInspectText(w io.Writer, in Inspection) error {
 		{"parallelism (work / span)", fmt.Sprintf("%.2f", s.Parallelism)},
 		{"prompt tokens, " + est, thousands(s.PromptTokens)},
 		{"output tokens, " + est, thousands(s.OutputTokens)},
-		{"prefix-sharing bound", fmt.Sprintf("%.1f%% of prompt tokens", 100*s.PrefixShareBound)},
+		{"prefix-sharing bound, same agent", fmt.Sprintf("%.1f%% of prompt tokens", 100*s.PrefixShareBound)},
+		{"prefix-sharing bound, any earlier prompt", fmt.Sprintf("%.1f%%", 100*s.PrefixShareAnyBound)},
 	}
 	if err := Table(w, []string{"statistic", "value"}, rows); err != nil {
 		return err
@@ -137,6 +139,8 @@ func elide(xs []string, headN, tailN int) string {
 
 func seconds(s float64) string {
 	switch {
+	case math.IsNaN(s):
+		return "n/a"
 	case s >= 100:
 		return fmt.Sprintf("%.0f s", s)
 	case s >= 1:

@@ -165,10 +165,14 @@ func BenchmarkServe2000Streams(b *testing.B) {
 // back to modeled time, with the model's values, one request at a time
 // (target: within 2%).
 func BenchmarkServedTiming(b *testing.B) {
-	for _, scale := range []float64{1, 0.1} {
-		b.Run(fmt.Sprintf("scale=%g", scale), func(b *testing.B) {
+	for _, tc := range []struct {
+		scale float64
+		spin  time.Duration
+	}{{1, 0}, {0.25, 0}, {0.1, 0}, {1, 1500 * time.Microsecond}, {0.1, 1500 * time.Microsecond}} {
+		scale := tc.scale
+		b.Run(fmt.Sprintf("scale=%g/spin=%v", scale, tc.spin), func(b *testing.B) {
 			ctx := context.Background()
-			c, err := Start(ctx, ClusterConfig{Engine: Config{TimeScale: scale, Seed: 1}})
+			c, err := Start(ctx, ClusterConfig{Engine: Config{TimeScale: scale, Seed: 1, Spin: tc.spin}})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -15,17 +15,16 @@ type Clock interface {
 	SleepUntil(ctx context.Context, t time.Time) error
 }
 
-// DefaultSpin is the default length of the final stretch of each sleep that
-// WallClock spends polling the clock rather than on a timer.
-const DefaultSpin = 1500 * time.Microsecond
-
 // WallClock is the real clock. Timers can fire a millisecond late (on the
 // development machines here, any timer under about 1.1 ms lasts 1.1 ms, and
 // longer ones overshoot by about 0.25 ms), which would add that much to every
 // modeled step seen from outside. So SleepUntil sleeps on a timer until a
 // margin before the deadline (the overshoot it has measured, at least
 // Spin), then polls the clock, yielding the processor between polls, until
-// the deadline. Spin 0 never polls: cheaper, less exact. One WallClock
+// the deadline. Spin 0 never polls. Polling makes a lone engine's times
+// exact to a fraction of a millisecond, but it takes a core: with several
+// engines or busy clients on few cores it makes timing worse, so engines
+// do not poll unless asked (Config.Spin). One WallClock
 // serves one engine loop; it is not safe for concurrent sleeps.
 type WallClock struct {
 	Spin time.Duration

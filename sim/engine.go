@@ -25,7 +25,10 @@ type Config struct {
 	Model     string  // served model name; "" means Profile.Model
 	TimeScale float64 // wall seconds per modeled second; 0 means 1
 	Seed      uint64  // seeds every output draw
-	Clock     Clock   // nil means a WallClock with DefaultSpin
+	Clock     Clock   // nil means a WallClock polling the last Spin of each sleep
+	// Spin is how long before each step's end the wall clock stops sleeping
+	// on a timer and polls instead (see WallClock); 0: never.
+	Spin time.Duration
 	// SlowFactor multiplies every step's time (a fault: 1.2 plants a 20%
 	// slowdown); 0 means 1.
 	SlowFactor float64
@@ -43,6 +46,9 @@ func (c Config) Validate() error {
 	}
 	if c.SlowFactor < 0 {
 		return fmt.Errorf("slow factor %v: want a positive number", c.SlowFactor)
+	}
+	if c.Spin < 0 {
+		return fmt.Errorf("spin %v is negative", c.Spin)
 	}
 	if c.MedianOutput < 0 {
 		return fmt.Errorf("median output %d is negative", c.MedianOutput)
@@ -232,7 +238,7 @@ func New(cfg Config) (*Engine, error) {
 		fillText: map[int]string{},
 	}
 	if e.clock == nil {
-		e.clock = &WallClock{Spin: DefaultSpin}
+		e.clock = &WallClock{Spin: cfg.Spin}
 	}
 	if e.scale == 0 {
 		e.scale = 1

@@ -1,0 +1,429 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/wfsched/wfsched/client"
+	"github.com/wfsched/wfsched/dag"
+	"github.com/wfsched/wfsched/metrics"
+	"github.com/wfsched/wfsched/report"
+	"github.com/wfsched/wfsched/scheduler"
+	"github.com/wfsched/wfsched/sim"
+)
+
+// DefaultEmbeddedScale is the time scale of the embedded engine in runs:
+// four times faster than the modeled GPU. Smaller scales make modeled
+// decode steps shorter than the ~1 ms timers can sleep here, so tokens
+// arrive in bursts and inter-token latencies stop being faithful.
+const DefaultEmbeddedScale = 0.25
+
+type runOptions struct {
+	trace       traceFlags
+	dagPath     string
+	policy      string
+	endpoints   []string
+	model       string
+	maxParallel int
+	maxTokens   int
+	temperature float64
+	context     string
+	onError     string
+	workflows   int
+	concurrency int
+	seed        uint64
+	out         string
+	toolLatency time.Duration
+	noIgnoreEOS bool
+	timeout     time.Duration
+	attempts    int
+	// embedded engine
+	profile   string
+	timeScale float64
+}
+
+func newRunCmd() *cobra.Command {
+	var o runOptions
+	cmd := &cobra.Command{
+		Use:   "run --dag PATH [--policy P] [--endpoint URL] [flags]",
+		Short: "Replay a workflow DAG against an LLM server under a scheduling policy",
+		Long: `Run replays one or many workflows against an OpenAI-compatible server and measures every
+call and every workflow. With no --endpoint it starts the embedded engine in-process
+(--profile, --time-scale; times are then reported in modeled seconds).
+
+Policies: sequential (one node at a time, the baseline), dependency-aware (level by level
+with a barrier between levels), parallel (each node as soon as its parents finish, longest
+remaining critical path first), at most --max-parallel nodes in flight per workflow.
+
+LLM nodes send the prompt the agent saw in the original run (--context reference) or with
+this run's outputs in place of the recorded ones (--context live), with max_tokens the
+node's reference output length and ignore_eos, so the original load is reproduced. Tool
+nodes wait their recorded duration (or --tool-latency).
+
+Results go to OUT/<run-id>/: nodes.jsonl and workflows.jsonl, written as each completes,
+and summary.json at the end (also when interrupted by Ctrl-C).`,
+		Example: `  wfsched run --dag traces/research-team.json
+  wfsched run --dag traces/fanout-12.json --policy sequential
+  wfsched run --dag ../shared/traces/steps/appworld.json --workflows 30 --concurrency 8
+  wfsched run --dag traces/agents-40.json --endpoint http://127.0.0.1:8000 --temperature 0`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runRun(cmd, &o) },
+	}
+	f := cmd.Flags()
+	o.trace.register(f)
+	f.StringVar(&o.dagPath, "dag", "", "trace file, multi-trace file or directory of traces (required)")
+	f.StringVar(&o.policy, "policy", "parallel", "scheduling policy: "+strings.Join(scheduler.Policies(), ", "))
+	f.StringArrayVar(&o.endpoints, "endpoint", nil, "OpenAI-compatible server URL (default: the embedded engine)")
+	f.StringVar(&o.model, "model", "", "model name (default: the server's first)")
+	f.IntVar(&o.maxParallel, "max-parallel", scheduler.DefaultMaxParallel, "most nodes of one workflow in flight")
+	f.IntVar(&o.maxTokens, "max-tokens", 0, "max_tokens of every call (default: each node's reference output length)")
+	f.Float64Var(&o.temperature, "temperature", 0, "sampling temperature, sent as given (0 included); unset: the server's default")
+	f.StringVar(&o.context, "context", string(scheduler.ContextReference), "prompts: reference (the trace's texts) or live (this run's outputs)")
+	f.StringVar(&o.onError, "on-error", string(scheduler.SkipDependents), "a failed node: "+scheduler.ErrorModes())
+	f.IntVar(&o.workflows, "workflows", 0, "workflows to replay, cycling through the traces (default: one per trace)")
+	f.IntVar(&o.concurrency, "concurrency", 1, "workflows in flight at once")
+	f.Uint64Var(&o.seed, "seed", 1, "seed of the embedded engine and of retry jitter")
+	f.StringVar(&o.out, "out", "results", "folder for the run's results")
+	f.DurationVar(&o.toolLatency, "tool-latency", 0, "modeled time of tool nodes with no recorded duration")
+	f.BoolVar(&o.noIgnoreEOS, "no-ignore-eos", false, "do not send ignore_eos (outputs may end before the reference length)")
+	f.DurationVar(&o.timeout, "timeout", client.DefaultTimeout, "per-attempt timeout of a call")
+	f.IntVar(&o.attempts, "max-attempts", client.DefaultMaxAttempts, "tries per call (429, 5xx, connection errors and timeouts are retried)")
+	f.StringVar(&o.profile, "profile", sim.DefaultProfile, "embedded engine: built-in profile or JSON file")
+	f.Float64Var(&o.timeScale, "time-scale", DefaultEmbeddedScale, "embedded engine: wall seconds per modeled second")
+	return cmd
+}
+
+func runRun(cmd *cobra.Command, o *runOptions) error {
+	ctx := cmd.Context()
+	stderr := cmd.ErrOrStderr()
+	cfg, err := o.config(cmd)
+	if err != nil {
+		return err
+	}
+	graphs, infos, err := o.load()
+	if err != nil {
+		return err
+	}
+	if cfg.Workflows == 0 {
+		cfg.Workflows = len(graphs)
+	}
+
+	// The backend: the embedded engine, or a server that must answer now.
+	backend := report.Backend{Kind: "endpoint", URLs: o.endpoints, TimeScale: 1}
+	var base string
+	switch len(o.endpoints) {
+	case 0:
+		prof, err := sim.LoadProfile(o.profile)
+		if err != nil {
+			return usageError("--profile: %v", err)
+		}
+		if o.timeScale <= 0 {
+			return usageError("--time-scale %v: want a positive number", o.timeScale)
+		}
+		c, err := sim.Start(context.WithoutCancel(ctx), sim.ClusterConfig{Engine: sim.Config{Profile: prof, TimeScale: o.timeScale, Seed: o.seed}})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		base = c.URLs()[0]
+		backend = report.Backend{Kind: "embedded", URLs: c.URLs(), Profile: prof.Name, TimeScale: o.timeScale}
+		fmt.Fprintf(stderr, "wfsched: embedded engine, profile %s, time scale %g (times reported are modeled)\n", prof.Name, o.timeScale)
+	case 1:
+		base = o.endpoints[0]
+	default:
+		return usageError("%d endpoints given: spreading calls over several servers needs the router (--routing-logic), not yet available; give one --endpoint", len(o.endpoints))
+	}
+	cl, err := client.New(client.Config{BaseURL: base, Model: o.model, Timeout: o.timeout, MaxAttempts: o.attempts, Seed: o.seed})
+	if err != nil {
+		return usageError("--endpoint: %v", err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	scale, err := cl.Health(hctx)
+	if err == nil {
+		err = cl.Discover(hctx)
+	}
+	cancel()
+	if err != nil {
+		return &cliError{code: exitFailure, err: err, hint: "is the server running? 'wfsched sim' starts a local one; leave out --endpoint to use the embedded engine"}
+	}
+	backend.TimeScale, backend.Model = scale, cl.Model()
+	cfg.TimeScale = scale
+
+	// The results folder, written as the run goes.
+	dir, err := newRunDir(o.out, cfg.Policy.Name())
+	if err != nil {
+		return err
+	}
+	nodesF, err := os.Create(filepath.Join(dir, "nodes.jsonl"))
+	if err != nil {
+		return err
+	}
+	defer nodesF.Close()
+	wfF, err := os.Create(filepath.Join(dir, "workflows.jsonl"))
+	if err != nil {
+		return err
+	}
+	defer wfF.Close()
+	rec := &metrics.Recorder{}
+	prog := newProgress(stderr, cfg.Workflows, totalNodes(graphs, cfg.Workflows))
+	sink := metrics.Tee{metrics.NewJSONL(nodesF, wfF), rec, prog}
+
+	rep := report.RunReport{
+		RunID: filepath.Base(dir), Dir: dir, Args: os.Args[1:], Traces: infos, Backend: backend,
+		Versions: map[string]string{"wfsched": version, "go": runtime.Version(), "sim": sim.Version},
+		Config: report.RunConfig{Policy: cfg.Policy.Name(), MaxParallel: o.maxParallel, OnError: string(cfg.OnError), Context: string(cfg.Context),
+			MaxTokens: cfg.MaxTokens, Temperature: cfg.Temperature, IgnoreEOS: !cfg.NoIgnoreEOS, ToolLatencyS: cfg.ToolLatency.Seconds(),
+			Workflows: cfg.Workflows, Concurrency: cfg.Concurrency, Seed: o.seed},
+	}
+	rep.PrefixShareBound, rep.PrefixAnyBound = weightedBounds(infos, cfg.Workflows)
+	stopProgress := prog.start()
+	res, runErr := scheduler.Run(ctx, cfg, graphs, cl, sink)
+	stopProgress()
+	rep.Start, rep.End, rep.WallS = res.Start, res.End, res.End.Sub(res.Start).Seconds()
+	rep.Outcome, rep.Reason = res.Outcome, res.Reason
+	if runErr != nil {
+		rep.Outcome, rep.Reason = scheduler.OutcomeFailed, runErr.Error()
+	}
+	rep.Summary = rec.Summarize(res.DurationS)
+	if err := writeOut(nil, filepath.Join(dir, "summary.json"), func(w io.Writer) error { return report.WriteJSON(w, rep) }); err != nil {
+		return fmt.Errorf("write summary: %w", err)
+	}
+	if err := report.WriteRunText(cmd.OutOrStdout(), rep); err != nil {
+		return err
+	}
+	switch {
+	case runErr != nil:
+		return runErr
+	case rep.Outcome == scheduler.OutcomeInterrupted:
+		return &cliError{code: exitFailure, err: errors.New("interrupted: the results completed so far are in " + dir)}
+	case rep.Outcome == scheduler.OutcomeFailed:
+		return &cliError{code: exitFailure, err: errors.New("run failed: " + rep.Reason), hint: "see the failed nodes' errors in " + filepath.Join(dir, "nodes.jsonl")}
+	}
+	return nil
+}
+
+// config validates the flags into a scheduler configuration.
+func (o *runOptions) config(cmd *cobra.Command) (scheduler.Config, error) {
+	if o.dagPath == "" {
+		return scheduler.Config{}, usageError("run needs --dag PATH (a trace file, a multi-trace file or a directory)")
+	}
+	pol, err := scheduler.PolicyByName(o.policy)
+	if err != nil {
+		return scheduler.Config{}, usageError("--policy: %v", err)
+	}
+	cfg := scheduler.Config{
+		Policy: pol, MaxParallel: o.maxParallel, OnError: scheduler.ErrorMode(o.onError), Context: scheduler.ContextMode(o.context),
+		MaxTokens: o.maxTokens, NoIgnoreEOS: o.noIgnoreEOS, ToolLatency: o.toolLatency, Workflows: o.workflows,
+		Concurrency: o.concurrency, Seed: o.seed,
+	}
+	if cmd.Flags().Changed("temperature") {
+		t := o.temperature
+		cfg.Temperature = &t
+	}
+	if o.maxParallel < 1 {
+		return cfg, usageError("--max-parallel %d: want at least 1", o.maxParallel)
+	}
+	if o.concurrency < 1 {
+		return cfg, usageError("--concurrency %d: want at least 1", o.concurrency)
+	}
+	if o.attempts < 1 || o.timeout <= 0 {
+		return cfg, usageError("--max-attempts must be at least 1 and --timeout positive")
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, usageError("%v", err)
+	}
+	return cfg, nil
+}
+
+// load reads the traces: one file (all its traces unless one is chosen) or
+// every file of a directory.
+func (o *runOptions) load() ([]*dag.Graph, []report.TraceInfo, error) {
+	st, err := os.Stat(o.dagPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	var files []string
+	if st.IsDir() {
+		entries, err := os.ReadDir(o.dagPath)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, e := range entries {
+			if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+				files = append(files, filepath.Join(o.dagPath, e.Name()))
+			}
+		}
+		sort.Strings(files)
+		if len(files) == 0 {
+			return nil, nil, &cliError{code: exitUsage, err: fmt.Errorf("%s holds no trace file", o.dagPath)}
+		}
+	} else {
+		files = []string{o.dagPath}
+	}
+	var graphs []*dag.Graph
+	var infos []report.TraceInfo
+	for _, f := range files {
+		var gs []*dag.Graph
+		if o.trace.chosen() {
+			g, _, err := o.trace.readOne(f)
+			if err != nil {
+				return nil, nil, err
+			}
+			gs = []*dag.Graph{g}
+		} else {
+			opt, err := o.trace.options()
+			if err != nil {
+				return nil, nil, err
+			}
+			if gs, err = dag.ReadFile(f, opt); err != nil {
+				return nil, nil, err
+			}
+		}
+		for _, g := range gs {
+			t, err := dag.Analyze(g)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: trace %s: %w", f, g.ID, err)
+			}
+			s := dag.Summarize(g, t, dag.CostModel{})
+			infos = append(infos, report.TraceInfo{ID: g.ID, Path: f, Format: g.Format, Nodes: s.Nodes, LLMCalls: s.ByKind[dag.KindLLM],
+				SingleChain: s.SingleChain(), EstimatedSpanS: s.Span, PrefixShareBound: s.PrefixShareBound,
+				PrefixAnyBound: s.PrefixShareAnyBound, PromptTokens: s.PromptTokens})
+			graphs = append(graphs, g)
+		}
+	}
+	return graphs, infos, nil
+}
+
+func totalNodes(gs []*dag.Graph, workflows int) int {
+	n := 0
+	for i := 0; i < workflows; i++ {
+		n += len(gs[i%len(gs)].Nodes)
+	}
+	return n
+}
+
+// weightedBounds are the prefix-sharing bounds of the workflows a run
+// replays (workflow i replays trace i mod len(infos)).
+func weightedBounds(infos []report.TraceInfo, workflows int) (same, anyPrompt float64) {
+	prompt := 0.0
+	for i := 0; i < workflows; i++ {
+		t := infos[i%len(infos)]
+		same += t.PrefixShareBound * float64(t.PromptTokens)
+		anyPrompt += t.PrefixAnyBound * float64(t.PromptTokens)
+		prompt += float64(t.PromptTokens)
+	}
+	if prompt == 0 {
+		return 0, 0
+	}
+	return same / prompt, anyPrompt / prompt
+}
+
+// newRunDir makes OUT/<time>-<policy>, unique.
+func newRunDir(out, policy string) (string, error) {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return "", err
+	}
+	base := filepath.Join(out, time.Now().Format("20060102-150405")+"-"+policy)
+	dir := base
+	for k := 2; ; k++ {
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			return dir, nil
+		}
+		if !os.IsExist(err) {
+			return "", err
+		}
+		dir = fmt.Sprintf("%s-%d", base, k)
+	}
+}
+
+// progress reports on stderr: a bar redrawn in place on a terminal,
+// otherwise a plain line every few seconds.
+type progress struct {
+	w            io.Writer
+	tty          bool
+	workflows    int
+	nodes        int
+	doneN, doneW atomic.Int64
+	failed       atomic.Int64
+	began        time.Time
+}
+
+func newProgress(w io.Writer, workflows, nodes int) *progress {
+	p := &progress{w: w, workflows: workflows, nodes: nodes}
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			p.tty = true
+		}
+	}
+	return p
+}
+
+func (p *progress) Node(r scheduler.NodeResult) error {
+	p.doneN.Add(1)
+	if r.Status == scheduler.StatusFailed {
+		p.failed.Add(1)
+	}
+	return nil
+}
+
+func (p *progress) Workflow(scheduler.WorkflowResult) error {
+	p.doneW.Add(1)
+	return nil
+}
+
+func (p *progress) line() string {
+	n, w := p.doneN.Load(), p.doneW.Load()
+	return fmt.Sprintf("%d/%d nodes, %d/%d workflows, %d failed, %.0f s", n, p.nodes, w, p.workflows, p.failed.Load(), time.Since(p.began).Seconds())
+}
+
+// start prints until the returned function is called.
+func (p *progress) start() (stop func()) {
+	p.began = time.Now()
+	every := 5 * time.Second
+	if p.tty {
+		every = 200 * time.Millisecond
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				if p.tty {
+					fmt.Fprintf(p.w, "\r%s %s\n", bar(float64(p.doneN.Load())/float64(max(p.nodes, 1))), p.line())
+				}
+				return
+			case <-t.C:
+				if p.tty {
+					fmt.Fprintf(p.w, "\r%s %s", bar(float64(p.doneN.Load())/float64(max(p.nodes, 1))), p.line())
+				} else {
+					fmt.Fprintf(p.w, "wfsched: progress: %s\n", p.line())
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+func bar(frac float64) string {
+	const width = 30
+	n := int(min(1, max(0, frac)) * width)
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
+}

@@ -1,0 +1,73 @@
+package metrics
+
+import (
+	"encoding/json"
+	"math"
+	"testing"
+
+	"gonum.org/v1/gonum/stat"
+
+	"github.com/wfsched/wfsched/scheduler"
+)
+
+func TestPercentileMatchesNumpyLinear(t *testing.T) {
+	// Values numpy.percentile(x, q) gives with its default method.
+	tests := []struct {
+		x    []float64
+		p    float64
+		want float64
+	}{
+		{[]float64{1, 2, 3, 4}, 0.5, 2.5},
+		{[]float64{1, 2, 3, 4}, 0.9, 3.7},
+		{[]float64{1, 2, 3, 4}, 0.99, 3.97},
+		{[]float64{10}, 0.99, 10},
+		{[]float64{1, 3}, 0, 1},
+		{[]float64{1, 3}, 1, 3},
+		{[]float64{0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100}, 0.25, 25},
+	}
+	for _, tt := range tests {
+		if got := Percentile(tt.x, tt.p); math.Abs(got-tt.want) > 1e-12 {
+			t.Errorf("Percentile(%v, %v) = %v, want %v", tt.x, tt.p, got, tt.want)
+		}
+	}
+	// Why not gonum's LinInterp: it is another definition.
+	if g := stat.Quantile(0.5, stat.LinInterp, []float64{1, 2, 3, 4}, nil); g == 2.5 {
+		t.Errorf("gonum LinInterp gave numpy's %v: the comment in Percentile is stale", g)
+	}
+	if !math.IsNaN(Percentile(nil, 0.5)) {
+		t.Error("empty sample must give NaN")
+	}
+}
+
+func TestRecorderDefinitions(t *testing.T) {
+	var r Recorder
+	two := 40
+	r.Node(scheduler.NodeResult{Kind: "llm", Status: "ok", TTFTS: 0.1, E2ES: 1.1, ITLS: []float64{0.5, 0.5}, PromptTokens: 100, CompletionTokens: 3, CachedTokens: &two, UsageReported: true})
+	// One output token: no TPOT, as vLLM's benchmark defines it.
+	r.Node(scheduler.NodeResult{Kind: "llm", Status: "ok", TTFTS: 0.3, E2ES: 0.3, PromptTokens: 50, CompletionTokens: 1, UsageReported: true})
+	r.Node(scheduler.NodeResult{Kind: "tool", Status: "ok"})
+	r.Node(scheduler.NodeResult{Kind: "llm", Status: "failed"})
+	r.Node(scheduler.NodeResult{Kind: "llm", Status: "skipped"})
+	r.Workflow(scheduler.WorkflowResult{Outcome: "completed", MakespanS: 2, CriticalPathS: 1.5, Efficiency: 0.75, Parallelism: 1.2})
+	s := r.Summarize(4)
+	if s.Requests != 2 || s.Failed != 1 || s.Skipped != 1 || s.ToolNodes != 1 {
+		t.Errorf("counts %+v", s)
+	}
+	if s.TPOT.N != 1 || math.Abs(float64(s.TPOT.Mean)-0.5) > 1e-12 {
+		t.Errorf("TPOT %+v, want one sample of (1.1-0.1)/(3-1) = 0.5", s.TPOT)
+	}
+	if s.TTFT.N != 2 || math.Abs(float64(s.TTFT.P50)-0.2) > 1e-12 || s.ITL.N != 2 {
+		t.Errorf("TTFT %+v ITL %+v", s.TTFT, s.ITL)
+	}
+	// The second request's cached count is unknown: the rate uses the first.
+	if s.CachedUnknown != 1 || math.Abs(float64(s.CacheHitRate)-0.4) > 1e-12 {
+		t.Errorf("hit rate %v unknown %d", s.CacheHitRate, s.CachedUnknown)
+	}
+	if math.Abs(float64(s.RequestsPerS)-0.5) > 1e-12 || math.Abs(float64(s.OutputTokensPerS)-1) > 1e-12 {
+		t.Errorf("throughput %v %v", s.RequestsPerS, s.OutputTokensPerS)
+	}
+	b, err := json.Marshal(Describe(nil))
+	if err != nil || string(b) != `{"n":0,"mean":null,"std":null,"min":null,"p50":null,"p90":null,"p99":null,"max":null}` {
+		t.Errorf("empty dist JSON %s %v", b, err)
+	}
+}

@@ -1,0 +1,149 @@
+package metrics
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+	"sync"
+
+	"github.com/wfsched/wfsched/scheduler"
+)
+
+func formatFloat(v float64) string        { return strconv.FormatFloat(v, 'g', 10, 64) }
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// Recorder accumulates results; it is a scheduler.Sink and safe for
+// concurrent use.
+type Recorder struct {
+	mu sync.Mutex
+
+	ok, failed, skipped, canceled, tools int
+	ttft, tpot, itl, e2e, queue          []float64
+	prompt, completion                   int
+	cachedPrompt, cached, unknownCached  int
+	usageMissing                         int
+
+	workflows, completed                int
+	makespan, critical, efficiency, par []float64
+}
+
+var _ scheduler.Sink = (*Recorder)(nil)
+
+// Node records one node's result.
+func (r *Recorder) Node(res scheduler.NodeResult) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch res.Status {
+	case scheduler.StatusSkipped:
+		r.skipped++
+		return nil
+	case scheduler.StatusCanceled:
+		r.canceled++
+		return nil
+	case scheduler.StatusFailed:
+		r.failed++
+		return nil
+	}
+	if res.Kind != "llm" {
+		r.tools++
+		return nil
+	}
+	r.ok++
+	r.ttft = append(r.ttft, res.TTFTS)
+	r.e2e = append(r.e2e, res.E2ES)
+	r.queue = append(r.queue, res.QueueWaitS)
+	r.itl = append(r.itl, res.ITLS...)
+	if res.CompletionTokens > 1 {
+		r.tpot = append(r.tpot, (res.E2ES-res.TTFTS)/float64(res.CompletionTokens-1))
+	}
+	r.prompt += res.PromptTokens
+	r.completion += res.CompletionTokens
+	if !res.UsageReported {
+		r.usageMissing++
+	}
+	if res.CachedTokens != nil {
+		r.cached += *res.CachedTokens
+		r.cachedPrompt += res.PromptTokens
+	} else {
+		r.unknownCached++
+	}
+	return nil
+}
+
+// Workflow records one workflow's result.
+func (r *Recorder) Workflow(w scheduler.WorkflowResult) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.workflows++
+	if w.Outcome != scheduler.OutcomeCompleted {
+		return nil
+	}
+	r.completed++
+	r.makespan = append(r.makespan, w.MakespanS)
+	r.critical = append(r.critical, w.CriticalPathS)
+	r.efficiency = append(r.efficiency, w.Efficiency)
+	r.par = append(r.par, w.Parallelism)
+	return nil
+}
+
+// Summary is a run's figures. Times in modeled seconds.
+type Summary struct {
+	DurationS float64 `json:"duration_s"`
+
+	Requests         int   `json:"requests"` // LLM calls that succeeded
+	Failed           int   `json:"failed"`
+	Skipped          int   `json:"skipped"`
+	Canceled         int   `json:"canceled"`
+	ToolNodes        int   `json:"tool_nodes"`
+	RequestsPerS     Float `json:"requests_per_s"`
+	OutputTokensPerS Float `json:"output_tokens_per_s"`
+
+	TTFT      Dist `json:"ttft_s"`
+	TPOT      Dist `json:"tpot_s"` // requests with more than one output token
+	ITL       Dist `json:"itl_s"`  // every gap, pooled over requests
+	E2E       Dist `json:"e2e_s"`
+	QueueWait Dist `json:"queue_wait_s"`
+
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	// CompletionCounted is how many requests' output tokens were counted by
+	// the client because the server sent no usage.
+	CompletionCounted int `json:"completion_counted_client_side"`
+	CachedTokens      int `json:"cached_tokens"`
+	// CacheHitRate is cached over prompt tokens of the requests whose
+	// response said how many were cached (NaN when none did);
+	// CachedUnknown counts the others.
+	CacheHitRate  Float `json:"cache_hit_rate"`
+	CachedUnknown int   `json:"cached_unknown"`
+
+	Workflows   int   `json:"workflows"`
+	Completed   int   `json:"workflows_completed"`
+	Makespan    Dist  `json:"makespan_s"`
+	Critical    Dist  `json:"critical_path_s"`
+	Efficiency  Float `json:"efficiency_mean"`
+	Parallelism Float `json:"parallelism_mean"`
+}
+
+// Summarize computes the summary of everything recorded over a run of the
+// given modeled duration.
+func (r *Recorder) Summarize(durationS float64) Summary {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := Summary{
+		DurationS: durationS, Requests: r.ok, Failed: r.failed, Skipped: r.skipped, Canceled: r.canceled, ToolNodes: r.tools,
+		TTFT: Describe(r.ttft), TPOT: Describe(r.tpot), ITL: Describe(r.itl), E2E: Describe(r.e2e), QueueWait: Describe(r.queue),
+		PromptTokens: r.prompt, CompletionTokens: r.completion, CompletionCounted: r.usageMissing, CachedTokens: r.cached,
+		CachedUnknown: r.unknownCached, Workflows: r.workflows, Completed: r.completed,
+		Makespan: Describe(r.makespan), Critical: Describe(r.critical),
+		Efficiency: Describe(r.efficiency).Mean, Parallelism: Describe(r.par).Mean,
+		CacheHitRate: Float(math.NaN()), RequestsPerS: Float(math.NaN()), OutputTokensPerS: Float(math.NaN()),
+	}
+	if r.cachedPrompt > 0 {
+		s.CacheHitRate = Float(float64(r.cached) / float64(r.cachedPrompt))
+	}
+	if durationS > 0 {
+		s.RequestsPerS = Float(float64(r.ok) / durationS)
+		s.OutputTokensPerS = Float(float64(r.completion) / durationS)
+	}
+	return s
+}

@@ -1,0 +1,169 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/wfsched/wfsched/metrics"
+)
+
+// TraceInfo describes a replayed trace.
+type TraceInfo struct {
+	ID               string  `json:"id"`
+	Path             string  `json:"path"`
+	Format           string  `json:"format"`
+	Nodes            int     `json:"nodes"`
+	LLMCalls         int     `json:"llm_calls"`
+	SingleChain      bool    `json:"single_chain"`
+	EstimatedSpanS   float64 `json:"estimated_span_s"`
+	PrefixShareBound float64 `json:"prefix_share_bound"`
+	PrefixAnyBound   float64 `json:"prefix_share_any_bound"`
+	PromptTokens     int     `json:"prompt_tokens"`
+}
+
+// Backend says what served a run.
+type Backend struct {
+	Kind      string   `json:"kind"` // "embedded" or "endpoint"
+	URLs      []string `json:"urls"`
+	Model     string   `json:"model"`
+	Profile   string   `json:"profile,omitempty"`
+	TimeScale float64  `json:"time_scale"`
+}
+
+// RunConfig is a run's configuration as summary.json records it.
+type RunConfig struct {
+	Policy       string   `json:"policy"`
+	MaxParallel  int      `json:"max_parallel"`
+	OnError      string   `json:"on_error"`
+	Context      string   `json:"context"`
+	MaxTokens    int      `json:"max_tokens,omitempty"`
+	Temperature  *float64 `json:"temperature,omitempty"`
+	IgnoreEOS    bool     `json:"ignore_eos"`
+	ToolLatencyS float64  `json:"tool_latency_s"`
+	Workflows    int      `json:"workflows"`
+	Concurrency  int      `json:"concurrency"`
+	Seed         uint64   `json:"seed"`
+}
+
+// RunReport is summary.json: everything needed to understand and repeat a
+// run.
+type RunReport struct {
+	RunID    string            `json:"run_id"`
+	Dir      string            `json:"dir"`
+	Args     []string          `json:"args"`
+	Config   RunConfig         `json:"config"`
+	Traces   []TraceInfo       `json:"traces"`
+	Backend  Backend           `json:"backend"`
+	Versions map[string]string `json:"versions"`
+	Start    time.Time         `json:"start"`
+	End      time.Time         `json:"end"`
+	WallS    float64           `json:"wall_s"`
+	Outcome  string            `json:"outcome"`
+	Reason   string            `json:"reason,omitempty"`
+	// PrefixShareBound and PrefixAnyBound are the replayed workflows'
+	// prefix-sharing bounds (same agent; any earlier prompt), weighted by
+	// their prompt tokens. The second is the highest hit rate a prefix cache
+	// could reach replaying each workflow on its own.
+	PrefixShareBound float64         `json:"prefix_share_bound"`
+	PrefixAnyBound   float64         `json:"prefix_share_any_bound"`
+	Summary          metrics.Summary `json:"summary"`
+}
+
+// WriteRunText writes a run's summary table.
+func WriteRunText(w io.Writer, r RunReport) error {
+	s := r.Summary
+	times := "times are measured"
+	if r.Backend.TimeScale != 1 {
+		times = fmt.Sprintf("time scale %g: times are modeled (wall / scale)", r.Backend.TimeScale)
+	}
+	backend := "endpoint " + strings.Join(r.Backend.URLs, ", ")
+	if r.Backend.Kind == "embedded" {
+		backend = "embedded engine " + r.Backend.Profile
+	}
+	ids := make([]string, 0, len(r.Traces))
+	for _, t := range r.Traces {
+		ids = append(ids, t.ID)
+	}
+	if _, err := fmt.Fprintf(w, "Run %s: policy %s, %d workflow(s) of %s, %s (%s)\n",
+		r.RunID, r.Config.Policy, r.Config.Workflows, elide(ids, 3, 1), backend, times); err != nil {
+		return err
+	}
+	rows := [][]string{
+		{"outcome", r.Outcome + reason(r.Reason)},
+		{"workflows completed", fmt.Sprintf("%d of %d", s.Completed, s.Workflows)},
+		{"nodes", fmt.Sprintf("%d llm ok, %d tool ok, %d failed, %d skipped, %d canceled", s.Requests, s.ToolNodes, s.Failed, s.Skipped, s.Canceled)},
+		{"run duration", seconds(s.DurationS)},
+		{"makespan per workflow, mean (p50 / p90)", distSeconds(s.Makespan)},
+		{"critical-path bound, mean", seconds(float64(s.Critical.Mean))},
+		{"efficiency (bound / makespan), mean", num(s.Efficiency, "%.3f")},
+		{"achieved parallelism, mean", num(s.Parallelism, "%.2f")},
+		{"requests/s, output tokens/s", num(s.RequestsPerS, "%.2f") + ", " + num(s.OutputTokensPerS, "%.1f")},
+		{"TTFT p50 / p90 / p99", pct(s.TTFT)},
+		{"TPOT p50 / p90 / p99", pct(s.TPOT)},
+		{"E2E latency p50 / p90 / p99", pct(s.E2E)},
+		{"queue wait in wfsched p50 / p99", ms(float64(s.QueueWait.P50)) + " / " + ms(float64(s.QueueWait.P99))},
+		{"prefix-cache hit rate (responses)", hitRate(s)},
+		{"prefix-sharing bound: same agent, any prompt", fmt.Sprintf("%.1f%%, %.1f%%", 100*r.PrefixShareBound, 100*r.PrefixAnyBound)},
+	}
+	if err := Table(w, []string{"figure", "value"}, rows); err != nil {
+		return err
+	}
+	for _, t := range r.Traces {
+		if t.SingleChain {
+			if _, err := fmt.Fprintf(w, "Note: %s is a single chain (no two nodes can overlap), so no policy can make one workflow of it faster; concurrency across workflows and prefix reuse are what can help.\n", t.ID); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := fmt.Fprintf(w, "Results: %s (nodes.jsonl, workflows.jsonl, summary.json)\n", r.Dir)
+	return err
+}
+
+func reason(r string) string {
+	if r == "" {
+		return ""
+	}
+	return " (" + r + ")"
+}
+
+func num(f metrics.Float, format string) string {
+	if math.IsNaN(float64(f)) {
+		return "n/a"
+	}
+	return fmt.Sprintf(format, float64(f))
+}
+
+func ms(s float64) string {
+	if math.IsNaN(s) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f ms", 1000*s)
+}
+
+func pct(d metrics.Dist) string {
+	if d.N == 0 {
+		return "n/a"
+	}
+	return ms(float64(d.P50)) + " / " + ms(float64(d.P90)) + " / " + ms(float64(d.P99))
+}
+
+func distSeconds(d metrics.Dist) string {
+	if d.N == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%s (%s / %s)", seconds(float64(d.Mean)), seconds(float64(d.P50)), seconds(float64(d.P90)))
+}
+
+func hitRate(s metrics.Summary) string {
+	if math.IsNaN(float64(s.CacheHitRate)) {
+		return "unknown (the server did not report cached tokens)"
+	}
+	out := fmt.Sprintf("%.1f%%", 100*float64(s.CacheHitRate))
+	if s.CachedUnknown > 0 {
+		out += fmt.Sprintf(", %d responses did not say", s.CachedUnknown)
+	}
+	return out
+}
