@@ -2,6 +2,7 @@ package dag
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/wfsched/wfsched/tokenizer"
 )
@@ -19,8 +20,8 @@ type Message struct {
 	Source string
 	// Node is the position of the node the text belongs to.
 	Node int
-	// Input is the index of the input within that node, -1 for the system
-	// text and outputs.
+	// Input is the index of the input within that node, or InputOutput or
+	// InputSystem.
 	Input int
 }
 
@@ -51,29 +52,37 @@ func PreviousCalls(g *Graph) []int {
 // prev is PreviousCalls(g).
 func Messages(g *Graph, prev []int, i int) []Message {
 	var chain []int
+	size := 1
 	for j := i; j >= 0; j = prev[j] {
 		chain = append(chain, j)
+		size += len(g.Nodes[j].Inputs) + 1
 	}
 	first := g.Nodes[chain[len(chain)-1]]
-	var msgs []Message
+	msgs := make([]Message, 0, size)
 	if first.System != "" || first.SystemTokens > 0 {
 		msgs = append(msgs, Message{Role: "system", Content: first.System, Tokens: first.SystemTokens,
-			Source: first.ID + "/system", Node: chain[len(chain)-1], Input: -1})
+			Source: first.ID + "/system", Node: chain[len(chain)-1], Input: InputSystem})
 	}
 	for k := len(chain) - 1; k >= 0; k-- {
 		j := chain[k]
 		n := g.Nodes[j]
 		for q, in := range n.Inputs {
 			msgs = append(msgs, Message{Role: "user", Content: in.Text, Tokens: in.Tokens,
-				Source: fmt.Sprintf("%s/in/%d", n.ID, q), Node: j, Input: q})
+				Source: n.ID + "/in/" + strconv.Itoa(q), Node: j, Input: q})
 		}
 		if k > 0 {
 			msgs = append(msgs, Message{Role: "assistant", Content: n.Output, Tokens: n.OutputTokens.N,
-				Source: n.ID + "/out", Node: j, Input: -1})
+				Source: n.ID + "/out", Node: j, Input: InputOutput})
 		}
 	}
 	return msgs
 }
+
+// Message.Input values for texts that are not inputs.
+const (
+	InputOutput = -1 // the node's reference output
+	InputSystem = -2 // the agent's system text
+)
 
 // EstimateTokens fills every count that is still zero: the system text's,
 // output tokens from Output, input tokens from each Input's text, and each

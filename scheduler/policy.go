@@ -28,6 +28,11 @@ type State struct {
 
 // Policy decides which ready nodes start, and in which order. A ready node
 // is one whose parents have all finished.
+//
+// The coordinator keeps ready nodes in a heap by Less and starts them from
+// the top while Admit allows, stopping at the first it refuses; so Admit
+// must be monotone in Less's order: if a node is refused, every node after
+// it is too.
 type Policy interface {
 	// Name is the name the command line uses.
 	Name() string
@@ -58,17 +63,24 @@ var (
 	_ Policy = Parallel{}
 )
 
-func (Sequential) Name() string                      { return "sequential" }
-func (Sequential) Limit(int) int                     { return 1 }
-func (Sequential) Admit(*State, int) bool            { return true }
-func (Sequential) Less(s *State, a, b int) bool      { return s.Pos[a] < s.Pos[b] }
-func (DependencyAware) Name() string                 { return "dependency-aware" }
-func (DependencyAware) Limit(max int) int            { return max }
-func (DependencyAware) Admit(s *State, v int) bool   { return s.Topo.Level[v] == s.Level }
-func (DependencyAware) Less(_ *State, a, b int) bool { return a < b }
-func (Parallel) Name() string                        { return "parallel" }
-func (Parallel) Limit(max int) int                   { return max }
-func (Parallel) Admit(*State, int) bool              { return true }
+func (Sequential) Name() string                    { return "sequential" }
+func (Sequential) Limit(int) int                   { return 1 }
+func (Sequential) Admit(*State, int) bool          { return true }
+func (Sequential) Less(s *State, a, b int) bool    { return s.Pos[a] < s.Pos[b] }
+func (DependencyAware) Name() string               { return "dependency-aware" }
+func (DependencyAware) Limit(max int) int          { return max }
+func (DependencyAware) Admit(s *State, v int) bool { return s.Topo.Level[v] == s.Level }
+
+// Less puts lower levels first (Admit's monotonicity), then file order.
+func (DependencyAware) Less(s *State, a, b int) bool {
+	if la, lb := s.Topo.Level[a], s.Topo.Level[b]; la != lb {
+		return la < lb
+	}
+	return a < b
+}
+func (Parallel) Name() string           { return "parallel" }
+func (Parallel) Limit(max int) int      { return max }
+func (Parallel) Admit(*State, int) bool { return true }
 
 // Less puts the longer remaining critical path first, then topological
 // order.

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"hash/fnv"
+	"sync"
 
 	"github.com/wfsched/wfsched/dag"
 	"github.com/wfsched/wfsched/tokenizer"
@@ -29,10 +30,15 @@ type prompter struct {
 	// from maps (node, input index) to the LLM node whose output the input
 	// is, for the live context: the message parent of the same agent name.
 	from map[[2]int]int
+
+	// fill memoizes stand-in texts by source: an agent's history recurs in
+	// each of its later prompts. Shared by the trace's workflows.
+	mu   sync.RWMutex
+	fill map[[2]int]string // by (node, input index or dag.InputOutput/InputSystem)
 }
 
 func newPrompter(g *dag.Graph, t *dag.Topology, enc *tokenizer.Encoder, mode ContextMode) *prompter {
-	p := &prompter{g: g, prev: dag.PreviousCalls(g), enc: enc, mode: mode}
+	p := &prompter{g: g, prev: dag.PreviousCalls(g), enc: enc, mode: mode, fill: map[[2]int]string{}}
 	if mode == ContextLive {
 		p.from = map[[2]int]int{}
 		for v, n := range g.Nodes {
@@ -59,7 +65,7 @@ func (p *prompter) messages(v int, generated func(int) (string, bool)) []Message
 		text := m.Content
 		if p.mode == ContextLive && generated != nil {
 			switch {
-			case m.Role == "assistant":
+			case m.Input == dag.InputOutput:
 				if t, ok := generated(m.Node); ok {
 					text = t
 				}
@@ -72,11 +78,27 @@ func (p *prompter) messages(v int, generated func(int) (string, bool)) []Message
 			}
 		}
 		if text == "" && m.Tokens > 0 {
-			text = p.enc.Filler(m.Tokens, sourceSeed(p.g.ID, m.Source))
+			text = p.filler(m, m.Tokens)
 		}
 		out[i] = Message{Role: m.Role, Content: text}
 	}
 	return out
+}
+
+// filler returns the stand-in text of a message's source, made once.
+func (p *prompter) filler(m dag.Message, tokens int) string {
+	key := [2]int{m.Node, m.Input}
+	p.mu.RLock()
+	text, ok := p.fill[key]
+	p.mu.RUnlock()
+	if ok {
+		return text
+	}
+	text = p.enc.Filler(tokens, sourceSeed(p.g.ID, m.Source))
+	p.mu.Lock()
+	p.fill[key] = text
+	p.mu.Unlock()
+	return text
 }
 
 func sourceSeed(trace, source string) uint64 {
