@@ -102,7 +102,6 @@ type Stream struct {
 	cached   int
 	arrival  time.Duration
 	notify   chan struct{}
-	abortReq chan struct{}
 	abortOne sync.Once
 	engine   *Engine
 }

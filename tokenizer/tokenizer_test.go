@@ -168,7 +168,7 @@ func TestFiller(t *testing.T) {
 	if enc.Filler(50, 1) == enc.Filler(50, 2) {
 		t.Error("fillers with different seeds are equal")
 	}
-	if enc.Filler(50, 3) != enc.Filler(50, 3) {
+	if a, b := enc.Filler(50, 3), enc.Filler(50, 3); a != b {
 		t.Error("filler is not deterministic")
 	}
 }
