@@ -3,6 +3,8 @@ package dag
 import (
 	"fmt"
 	"slices"
+
+	"github.com/wfsched/wfsched/internal/heap"
 )
 
 // Topology is a validated graph's structure, by node position in
@@ -116,18 +118,17 @@ func Analyze(g *Graph) (*Topology, error) {
 	// Kahn's algorithm with a min-heap of positions: deterministic, ties in
 	// file order.
 	remaining := make([]int32, n)
-	ready := make(minHeap, 0, n)
+	ready := heap.New(func(a, b int32) bool { return a < b }, n)
 	for i := 0; i < n; i++ {
 		remaining[i] = indeg[i+1]
 		if remaining[i] == 0 {
-			ready = append(ready, int32(i))
+			ready.Push(int32(i))
 		}
 	}
-	ready.init()
 	t.Order = make([]int, 0, n)
 	t.Level = make([]int, n)
-	for len(ready) > 0 {
-		v := ready.pop()
+	for ready.Len() > 0 {
+		v := ready.Pop()
 		t.Order = append(t.Order, int(v))
 		for _, c := range t.Children(int(v)) {
 			if l := t.Level[v] + 1; l > t.Level[c] {
@@ -135,7 +136,7 @@ func Analyze(g *Graph) (*Topology, error) {
 			}
 			remaining[c]--
 			if remaining[c] == 0 {
-				ready.push(c)
+				ready.Push(c)
 			}
 		}
 	}
@@ -188,53 +189,5 @@ func findCycle(g *Graph, t *Topology, remaining []int32) *CycleError {
 			}
 		}
 		v = next
-	}
-}
-
-type minHeap []int32
-
-func (h minHeap) init() {
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
-}
-
-func (h *minHeap) push(v int32) {
-	*h = append(*h, v)
-	s := *h
-	for i := len(s) - 1; i > 0; {
-		p := (i - 1) / 2
-		if s[p] <= s[i] {
-			break
-		}
-		s[p], s[i] = s[i], s[p]
-		i = p
-	}
-}
-
-func (h *minHeap) pop() int32 {
-	s := *h
-	v := s[0]
-	s[0] = s[len(s)-1]
-	*h = s[:len(s)-1]
-	h.down(0)
-	return v
-}
-
-func (h minHeap) down(i int) {
-	for {
-		l := 2*i + 1
-		if l >= len(h) {
-			return
-		}
-		m := l
-		if r := l + 1; r < len(h) && h[r] < h[l] {
-			m = r
-		}
-		if h[i] <= h[m] {
-			return
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
 	}
 }

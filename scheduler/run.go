@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/wfsched/wfsched/dag"
+	"github.com/wfsched/wfsched/internal/heap"
 	"github.com/wfsched/wfsched/tokenizer"
 )
 
@@ -274,12 +275,12 @@ func (r *runner) workflow(ctx context.Context, idx int, t *trace) WorkflowResult
 	status := make([]string, n)
 	readyAt := make([]time.Time, n)
 	left := append([]int(nil), t.levels...)
-	ready := &readyHeap{less: func(a, b int) bool { return pol.Less(st, a, b) }}
+	ready := heap.New(func(a, b int) bool { return pol.Less(st, a, b) }, 0)
 	now := time.Now()
 	for v := 0; v < n; v++ {
 		indeg[v] = len(t.topo.Parents(v))
 		if indeg[v] == 0 {
-			ready.push(v)
+			ready.Push(v)
 			readyAt[v] = now
 		}
 	}
@@ -317,8 +318,8 @@ func (r *runner) workflow(ctx context.Context, idx int, t *trace) WorkflowResult
 	}
 
 	for {
-		for ctx.Err() == nil && inFlight < limit && ready.len() > 0 && pol.Admit(st, ready.top()) {
-			v := ready.pop()
+		for ctx.Err() == nil && inFlight < limit && ready.Len() > 0 && pol.Admit(st, ready.Top()) {
+			v := ready.Pop()
 			{
 				inFlight++
 				status[v] = "running"
@@ -358,7 +359,7 @@ func (r *runner) workflow(ctx context.Context, idx int, t *trace) WorkflowResult
 		for _, c := range t.topo.Children(d.v) {
 			indeg[c]--
 			if indeg[c] == 0 && status[c] == "" {
-				ready.push(int(c))
+				ready.Push(int(c))
 				readyAt[c] = at
 			}
 		}
@@ -496,47 +497,4 @@ func (r *runner) summarize(wr WorkflowResult, t *trace, all []NodeResult) Workfl
 // ErrorModes lists the on-error modes.
 func ErrorModes() string {
 	return strings.Join([]string{string(SkipDependents), string(FailFast), string(Continue)}, ", ")
-}
-
-// readyHeap is a binary heap of ready nodes ordered by a policy's Less.
-type readyHeap struct {
-	s    []int
-	less func(a, b int) bool
-}
-
-func (h *readyHeap) len() int { return len(h.s) }
-func (h *readyHeap) top() int { return h.s[0] }
-
-func (h *readyHeap) push(v int) {
-	h.s = append(h.s, v)
-	for i := len(h.s) - 1; i > 0; {
-		p := (i - 1) / 2
-		if !h.less(h.s[i], h.s[p]) {
-			break
-		}
-		h.s[i], h.s[p] = h.s[p], h.s[i]
-		i = p
-	}
-}
-
-func (h *readyHeap) pop() int {
-	v := h.s[0]
-	last := len(h.s) - 1
-	h.s[0] = h.s[last]
-	h.s = h.s[:last]
-	for i := 0; ; {
-		l, m := 2*i+1, i
-		if l < len(h.s) && h.less(h.s[l], h.s[m]) {
-			m = l
-		}
-		if r := l + 1; r < len(h.s) && h.less(h.s[r], h.s[m]) {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		h.s[i], h.s[m] = h.s[m], h.s[i]
-		i = m
-	}
-	return v
 }

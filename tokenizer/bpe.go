@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/pkoukk/tiktoken-go-loader/assets"
+	"github.com/wfsched/wfsched/internal/heap"
 )
 
 // VocabName is the byte-pair encoding this package uses.
@@ -200,20 +201,20 @@ func (e *Encoder) mergeHeap(b []byte) []int {
 		next[i], prev[i], alive[i] = i+1, i-1, true
 	}
 	end := func(i int) int { return next[i] } // part i spans b[i:end(i)]
-	h := &pairHeap{}
+	h := heap.New(func(a, b pair) bool { return a.rank < b.rank || a.rank == b.rank && a.start < b.start }, n)
 	push := func(i int) {
 		if i < 0 || next[i] >= n {
 			return
 		}
 		if r, ok := e.ranks[string(b[i:end(next[i])])]; ok {
-			h.push(pair{rank: r, start: i, right: next[i], stop: end(next[i])})
+			h.Push(pair{rank: r, start: i, right: next[i], stop: end(next[i])})
 		}
 	}
 	for i := 0; i+1 < n; i++ {
 		push(i)
 	}
-	for h.len() > 0 {
-		p := h.pop()
+	for h.Len() > 0 {
+		p := h.Pop()
 		// Stale if either part has changed since the pair was pushed.
 		if !alive[p.start] || !alive[p.right] || next[p.start] != p.right || end(p.right) != p.stop {
 			continue
@@ -234,43 +235,3 @@ func (e *Encoder) mergeHeap(b []byte) []int {
 }
 
 type pair struct{ rank, start, right, stop int }
-
-type pairHeap struct{ s []pair }
-
-func (h *pairHeap) len() int { return len(h.s) }
-
-func less(a, b pair) bool { return a.rank < b.rank || a.rank == b.rank && a.start < b.start }
-
-func (h *pairHeap) push(p pair) {
-	h.s = append(h.s, p)
-	for i := len(h.s) - 1; i > 0; {
-		q := (i - 1) / 2
-		if !less(h.s[i], h.s[q]) {
-			break
-		}
-		h.s[i], h.s[q] = h.s[q], h.s[i]
-		i = q
-	}
-}
-
-func (h *pairHeap) pop() pair {
-	top := h.s[0]
-	last := len(h.s) - 1
-	h.s[0] = h.s[last]
-	h.s = h.s[:last]
-	for i := 0; ; {
-		l, m := 2*i+1, i
-		if l < len(h.s) && less(h.s[l], h.s[m]) {
-			m = l
-		}
-		if r := l + 1; r < len(h.s) && less(h.s[r], h.s[m]) {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		h.s[i], h.s[m] = h.s[m], h.s[i]
-		i = m
-	}
-	return top
-}
