@@ -3,6 +3,7 @@ package metrics
 import (
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 
 	"gonum.org/v1/gonum/stat"
@@ -69,5 +70,50 @@ func TestRecorderDefinitions(t *testing.T) {
 	b, err := json.Marshal(Describe(nil))
 	if err != nil || string(b) != `{"n":0,"mean":null,"std":null,"min":null,"p50":null,"p90":null,"p99":null,"max":null}` {
 		t.Errorf("empty dist JSON %s %v", b, err)
+	}
+}
+
+func TestGoodput(t *testing.T) {
+	slo, err := ParseSLO("ttft:200,tpot:50,e2el:1000")
+	if err != nil || slo.TTFT != 0.2 || slo.TPOT != 0.05 || slo.E2EL != 1 || slo.String() != "ttft:200,tpot:50,e2el:1000" {
+		t.Fatalf("%+v %v", slo, err)
+	}
+	r := Recorder{SLO: slo}
+	r.Node(scheduler.NodeResult{Kind: "llm", Status: "ok", TTFTS: 0.1, E2ES: 0.5, CompletionTokens: 9}) // tpot 0.05: good
+	r.Node(scheduler.NodeResult{Kind: "llm", Status: "ok", TTFTS: 0.3, E2ES: 0.5, CompletionTokens: 5}) // ttft too slow
+	r.Node(scheduler.NodeResult{Kind: "llm", Status: "ok", TTFTS: 0.1, E2ES: 0.9, CompletionTokens: 5}) // tpot 0.2: too slow
+	r.Node(scheduler.NodeResult{Kind: "llm", Status: "ok", TTFTS: 0.1, E2ES: 0.1, CompletionTokens: 1}) // no tpot: good
+	s := r.Summarize(2)
+	if float64(s.Goodput) != 1 || float64(s.GoodFraction) != 0.5 {
+		t.Errorf("goodput %v fraction %v, want 1/s and 0.5", s.Goodput, s.GoodFraction)
+	}
+	for _, bad := range []string{"ttft", "ttft:-1", "speed:5", "ttft:abc"} {
+		if _, err := ParseSLO(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestParseCountersBothSpellings(t *testing.T) {
+	python := `# HELP vllm:prefix_cache_queries Prefix cache queries
+# TYPE vllm:prefix_cache_queries counter
+vllm:prefix_cache_queries_total{model_name="m"} 1000.0
+vllm:prefix_cache_hits_total{model_name="m",engine="0"} 250.0
+vllm:prefix_cache_hits_total{model_name="m",engine="1"} 50.0
+vllm:num_preemptions_total{model_name="m"} 3
+vllm:prompt_tokens_total{model_name="a \"quoted\" {name}"} 1000
+`
+	c, err := ParseCounters(strings.NewReader(python))
+	if err != nil || !c.Found || c.PrefixQueries != 1000 || c.PrefixHits != 300 || c.Preemptions != 3 || c.PromptTokens != 1000 {
+		t.Errorf("python spelling: %+v %v", c, err)
+	}
+	bare := "vllm:prefix_cache_queries{model_name=\"m\"} 400\nvllm:prefix_cache_hits{model_name=\"m\"} 100\n"
+	c, err = ParseCounters(strings.NewReader(bare))
+	if err != nil || !c.Found || float64(c.HitRate()) != 0.25 {
+		t.Errorf("bare spelling: %+v %v", c, err)
+	}
+	c, _ = ParseCounters(strings.NewReader("other_metric 1\n"))
+	if c.Found || !math.IsNaN(float64(c.HitRate())) {
+		t.Errorf("no counters: %+v", c)
 	}
 }

@@ -13,9 +13,12 @@ func formatFloat(v float64) string        { return strconv.FormatFloat(v, 'g', 1
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // Recorder accumulates results; it is a scheduler.Sink and safe for
-// concurrent use.
+// concurrent use. Set SLO before the first result to count goodput.
 type Recorder struct {
-	mu sync.Mutex
+	SLO SLO
+
+	mu   sync.Mutex
+	good int
 
 	ok, failed, skipped, canceled, tools int
 	ttft, tpot, itl, e2e, queue          []float64
@@ -53,8 +56,13 @@ func (r *Recorder) Node(res scheduler.NodeResult) error {
 	r.e2e = append(r.e2e, res.E2ES)
 	r.queue = append(r.queue, res.QueueWaitS)
 	r.itl = append(r.itl, res.ITLS...)
-	if res.CompletionTokens > 1 {
-		r.tpot = append(r.tpot, (res.E2ES-res.TTFTS)/float64(res.CompletionTokens-1))
+	tpot, hasTPOT := 0.0, res.CompletionTokens > 1
+	if hasTPOT {
+		tpot = (res.E2ES - res.TTFTS) / float64(res.CompletionTokens-1)
+		r.tpot = append(r.tpot, tpot)
+	}
+	if r.SLO.good(res.TTFTS, tpot, res.E2ES, hasTPOT) {
+		r.good++
 	}
 	r.prompt += res.PromptTokens
 	r.completion += res.CompletionTokens
@@ -116,12 +124,34 @@ type Summary struct {
 	CacheHitRate  Float `json:"cache_hit_rate"`
 	CachedUnknown int   `json:"cached_unknown"`
 
+	// SLO, when set, gives Goodput: requests meeting every objective per
+	// second, and GoodFraction: their share of successful requests.
+	SLO          string `json:"slo,omitempty"`
+	Goodput      Float  `json:"goodput_per_s"`
+	GoodFraction Float  `json:"good_fraction"`
+
+	// Server holds the servers' counter deltas over the run (from their
+	// /metrics) and ServerHitRate their prefix-cache hit rate; NaN when no
+	// server exposed the counters.
+	Server        ServerCounters `json:"server_counters"`
+	ServerHitRate Float          `json:"server_cache_hit_rate"`
+
 	Workflows   int   `json:"workflows"`
 	Completed   int   `json:"workflows_completed"`
 	Makespan    Dist  `json:"makespan_s"`
 	Critical    Dist  `json:"critical_path_s"`
 	Efficiency  Float `json:"efficiency_mean"`
 	Parallelism Float `json:"parallelism_mean"`
+}
+
+// WithServer records the servers' counter deltas over the run.
+func (s Summary) WithServer(delta ServerCounters) Summary {
+	s.Server = delta
+	s.ServerHitRate = Float(math.NaN())
+	if delta.Found {
+		s.ServerHitRate = delta.HitRate()
+	}
+	return s
 }
 
 // Summarize computes the summary of everything recorded over a run of the
@@ -137,6 +167,16 @@ func (r *Recorder) Summarize(durationS float64) Summary {
 		Makespan: Describe(r.makespan), Critical: Describe(r.critical),
 		Efficiency: Describe(r.efficiency).Mean, Parallelism: Describe(r.par).Mean,
 		CacheHitRate: Float(math.NaN()), RequestsPerS: Float(math.NaN()), OutputTokensPerS: Float(math.NaN()),
+		Goodput: Float(math.NaN()), GoodFraction: Float(math.NaN()), ServerHitRate: Float(math.NaN()),
+	}
+	if !r.SLO.IsZero() {
+		s.SLO = r.SLO.String()
+		if durationS > 0 {
+			s.Goodput = Float(float64(r.good) / durationS)
+		}
+		if r.ok > 0 {
+			s.GoodFraction = Float(float64(r.good) / float64(r.ok))
+		}
 	}
 	if r.cachedPrompt > 0 {
 		s.CacheHitRate = Float(float64(r.cached) / float64(r.cachedPrompt))

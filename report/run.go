@@ -46,6 +46,7 @@ type RunConfig struct {
 	Workflows    int      `json:"workflows"`
 	Concurrency  int      `json:"concurrency"`
 	Seed         uint64   `json:"seed"`
+	SLO          string   `json:"slo,omitempty"`
 }
 
 // RunReport is summary.json: everything needed to understand and repeat a
@@ -105,9 +106,14 @@ func WriteRunText(w io.Writer, r RunReport) error {
 		{"TPOT p50 / p90 / p99", pct(s.TPOT)},
 		{"E2E latency p50 / p90 / p99", pct(s.E2E)},
 		{"queue wait in wfsched p50 / p99", ms(float64(s.QueueWait.P50)) + " / " + ms(float64(s.QueueWait.P99))},
-		{"prefix-cache hit rate (responses)", hitRate(s)},
-		{"prefix-sharing bound: same agent, any prompt", fmt.Sprintf("%.1f%%, %.1f%%", 100*r.PrefixShareBound, 100*r.PrefixAnyBound)},
 	}
+	if s.SLO != "" {
+		rows = append(rows, []string{"goodput (" + s.SLO + ")", num(s.Goodput, "%.2f req/s") + ", " + num(s.GoodFraction*100, "%.1f%%") + " of requests good"})
+	}
+	rows = append(rows, [][]string{
+		{"prefix-cache hit rate: responses, server counters", hitRate(s) + ", " + serverRate(s)},
+		{"prefix-sharing bound: same agent, any prompt", fmt.Sprintf("%.1f%%, %.1f%%", 100*r.PrefixShareBound, 100*r.PrefixAnyBound)},
+	}...)
 	if err := Table(w, []string{"figure", "value"}, rows); err != nil {
 		return err
 	}
@@ -120,6 +126,13 @@ func WriteRunText(w io.Writer, r RunReport) error {
 	}
 	_, err := fmt.Fprintf(w, "Results: %s (nodes.jsonl, workflows.jsonl, summary.json)\n", r.Dir)
 	return err
+}
+
+func serverRate(s metrics.Summary) string {
+	if math.IsNaN(float64(s.ServerHitRate)) {
+		return "n/a (no vLLM counters on /metrics)"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(s.ServerHitRate))
 }
 
 func reason(r string) string {

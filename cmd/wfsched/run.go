@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -47,6 +48,9 @@ type runOptions struct {
 	noIgnoreEOS bool
 	timeout     time.Duration
 	attempts    int
+	slo         string
+	sloValue    metrics.SLO
+	quiet       bool // no embedded-engine banner (compare prints its own)
 	// embedded engine
 	profile   string
 	timeScale float64
@@ -98,6 +102,7 @@ and summary.json at the end (also when interrupted by Ctrl-C).`,
 	f.BoolVar(&o.noIgnoreEOS, "no-ignore-eos", false, "do not send ignore_eos (outputs may end before the reference length)")
 	f.DurationVar(&o.timeout, "timeout", client.DefaultTimeout, "per-attempt timeout of a call")
 	f.IntVar(&o.attempts, "max-attempts", client.DefaultMaxAttempts, "tries per call (429, 5xx, connection errors and timeouts are retried)")
+	f.StringVar(&o.slo, "slo", "", "service-level objectives for goodput, in ms: ttft:MS,tpot:MS,e2el:MS (any subset)")
 	f.StringVar(&o.profile, "profile", sim.DefaultProfile, "embedded engine: built-in profile or JSON file")
 	f.Float64Var(&o.timeScale, "time-scale", DefaultEmbeddedScale, "embedded engine: wall seconds per modeled second")
 	return cmd
@@ -117,86 +122,18 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 	if cfg.Workflows == 0 {
 		cfg.Workflows = len(graphs)
 	}
-
-	// The backend: the embedded engine, or a server that must answer now.
-	backend := report.Backend{Kind: "endpoint", URLs: o.endpoints, TimeScale: 1}
-	var base string
-	switch len(o.endpoints) {
-	case 0:
-		prof, err := sim.LoadProfile(o.profile)
-		if err != nil {
-			return usageError("--profile: %v", err)
-		}
-		if o.timeScale <= 0 {
-			return usageError("--time-scale %v: want a positive number", o.timeScale)
-		}
-		c, err := sim.Start(context.WithoutCancel(ctx), sim.ClusterConfig{Engine: sim.Config{Profile: prof, TimeScale: o.timeScale, Seed: o.seed}})
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		base = c.URLs()[0]
-		backend = report.Backend{Kind: "embedded", URLs: c.URLs(), Profile: prof.Name, TimeScale: o.timeScale}
-		fmt.Fprintf(stderr, "wfsched: embedded engine, profile %s, time scale %g (times reported are modeled)\n", prof.Name, o.timeScale)
-	case 1:
-		base = o.endpoints[0]
-	default:
-		return usageError("%d endpoints given: spreading calls over several servers needs the router (--routing-logic), not yet available; give one --endpoint", len(o.endpoints))
-	}
-	cl, err := client.New(client.Config{BaseURL: base, Model: o.model, Timeout: o.timeout, MaxAttempts: o.attempts, Seed: o.seed})
+	be, err := o.startBackend(ctx, stderr)
 	if err != nil {
-		return usageError("--endpoint: %v", err)
+		return err
 	}
-	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	scale, err := cl.Health(hctx)
-	if err == nil {
-		err = cl.Discover(hctx)
-	}
-	cancel()
-	if err != nil {
-		return &cliError{code: exitFailure, err: err, hint: "is the server running? 'wfsched sim' starts a local one; leave out --endpoint to use the embedded engine"}
-	}
-	backend.TimeScale, backend.Model = scale, cl.Model()
-	cfg.TimeScale = scale
-
-	// The results folder, written as the run goes.
+	defer be.close()
 	dir, err := newRunDir(o.out, cfg.Policy.Name())
 	if err != nil {
 		return err
 	}
-	nodesF, err := os.Create(filepath.Join(dir, "nodes.jsonl"))
-	if err != nil {
-		return err
-	}
-	defer nodesF.Close()
-	wfF, err := os.Create(filepath.Join(dir, "workflows.jsonl"))
-	if err != nil {
-		return err
-	}
-	defer wfF.Close()
-	rec := &metrics.Recorder{}
-	prog := newProgress(stderr, cfg.Workflows, totalNodes(graphs, cfg.Workflows))
-	sink := metrics.Tee{metrics.NewJSONL(nodesF, wfF), rec, prog}
-
-	rep := report.RunReport{
-		RunID: filepath.Base(dir), Dir: dir, Args: os.Args[1:], Traces: infos, Backend: backend,
-		Versions: map[string]string{"wfsched": version, "go": runtime.Version(), "sim": sim.Version},
-		Config: report.RunConfig{Policy: cfg.Policy.Name(), MaxParallel: o.maxParallel, OnError: string(cfg.OnError), Context: string(cfg.Context),
-			MaxTokens: cfg.MaxTokens, Temperature: cfg.Temperature, IgnoreEOS: !cfg.NoIgnoreEOS, ToolLatencyS: cfg.ToolLatency.Seconds(),
-			Workflows: cfg.Workflows, Concurrency: cfg.Concurrency, Seed: o.seed},
-	}
-	rep.PrefixShareBound, rep.PrefixAnyBound = weightedBounds(infos, cfg.Workflows)
-	stopProgress := prog.start()
-	res, runErr := scheduler.Run(ctx, cfg, graphs, cl, sink)
-	stopProgress()
-	rep.Start, rep.End, rep.WallS = res.Start, res.End, res.End.Sub(res.Start).Seconds()
-	rep.Outcome, rep.Reason = res.Outcome, res.Reason
-	if runErr != nil {
-		rep.Outcome, rep.Reason = scheduler.OutcomeFailed, runErr.Error()
-	}
-	rep.Summary = rec.Summarize(res.DurationS)
-	if err := writeOut(nil, filepath.Join(dir, "summary.json"), func(w io.Writer) error { return report.WriteJSON(w, rep) }); err != nil {
-		return fmt.Errorf("write summary: %w", err)
+	rep, runErr := replay(ctx, stderr, dir, o, cfg, graphs, infos, be, true)
+	if rep.Dir == "" {
+		return runErr
 	}
 	if err := report.WriteRunText(cmd.OutOrStdout(), rep); err != nil {
 		return err
@@ -210,6 +147,129 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 		return &cliError{code: exitFailure, err: errors.New("run failed: " + rep.Reason), hint: "see the failed nodes' errors in " + filepath.Join(dir, "nodes.jsonl")}
 	}
 	return nil
+}
+
+// backend is what serves a run: the embedded engine or an endpoint.
+type backend struct {
+	info  report.Backend
+	cl    *client.Client
+	close func()
+}
+
+// startBackend starts the embedded engine (fresh state) or checks the
+// endpoint, which must answer now.
+func (o *runOptions) startBackend(ctx context.Context, stderr io.Writer) (*backend, error) {
+	be := &backend{info: report.Backend{Kind: "endpoint", URLs: o.endpoints, TimeScale: 1}, close: func() {}}
+	var base string
+	switch len(o.endpoints) {
+	case 0:
+		prof, err := sim.LoadProfile(o.profile)
+		if err != nil {
+			return nil, usageError("--profile: %v", err)
+		}
+		if o.timeScale <= 0 {
+			return nil, usageError("--time-scale %v: want a positive number", o.timeScale)
+		}
+		c, err := sim.Start(context.WithoutCancel(ctx), sim.ClusterConfig{Engine: sim.Config{Profile: prof, TimeScale: o.timeScale, Seed: o.seed}})
+		if err != nil {
+			return nil, err
+		}
+		be.close = func() { c.Close() }
+		base = c.URLs()[0]
+		be.info = report.Backend{Kind: "embedded", URLs: c.URLs(), Profile: prof.Name, TimeScale: o.timeScale}
+		if !o.quiet {
+			fmt.Fprintf(stderr, "wfsched: embedded engine, profile %s, time scale %g (times reported are modeled)\n", prof.Name, o.timeScale)
+		}
+	case 1:
+		base = o.endpoints[0]
+	default:
+		return nil, usageError("%d endpoints given: spreading calls over several servers needs the router (--routing-logic), not yet available; give one --endpoint", len(o.endpoints))
+	}
+	cl, err := client.New(client.Config{BaseURL: base, Model: o.model, Timeout: o.timeout, MaxAttempts: o.attempts, Seed: o.seed})
+	if err != nil {
+		be.close()
+		return nil, usageError("--endpoint: %v", err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	scale, err := cl.Health(hctx)
+	if err == nil {
+		err = cl.Discover(hctx)
+	}
+	cancel()
+	if err != nil {
+		be.close()
+		return nil, &cliError{code: exitFailure, err: err, hint: "is the server running? 'wfsched sim' starts a local one; leave out --endpoint to use the embedded engine"}
+	}
+	be.info.TimeScale, be.info.Model = scale, cl.Model()
+	be.cl = cl
+	return be, nil
+}
+
+// scrapeAll sums the counters of every server of the backend; Found is
+// false when any could not be read.
+func (be *backend) scrapeAll(ctx context.Context) metrics.ServerCounters {
+	var sum metrics.ServerCounters
+	found := true
+	for _, u := range be.info.URLs {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		c, err := metrics.Scrape(sctx, http.DefaultClient, u)
+		cancel()
+		found = found && err == nil && c.Found
+		sum = sum.Add(c)
+	}
+	sum.Found = found && len(be.info.URLs) > 0
+	return sum
+}
+
+// replay runs cfg into dir: nodes.jsonl and workflows.jsonl as results
+// come, then summary.json and traces.json. The report's Dir is empty when
+// nothing could be written.
+func replay(ctx context.Context, stderr io.Writer, dir string, o *runOptions, cfg scheduler.Config, graphs []*dag.Graph,
+	infos []report.TraceInfo, be *backend, showProgress bool) (report.RunReport, error) {
+	nodesF, err := os.Create(filepath.Join(dir, "nodes.jsonl"))
+	if err != nil {
+		return report.RunReport{}, err
+	}
+	defer nodesF.Close()
+	wfF, err := os.Create(filepath.Join(dir, "workflows.jsonl"))
+	if err != nil {
+		return report.RunReport{}, err
+	}
+	defer wfF.Close()
+	if err := writeOut(nil, filepath.Join(dir, "traces.json"), func(w io.Writer) error { return dag.WriteJSON(w, graphs...) }); err != nil {
+		return report.RunReport{}, err
+	}
+	cfg.TimeScale = be.info.TimeScale
+	rec := &metrics.Recorder{SLO: o.sloValue}
+	sinks := metrics.Tee{metrics.NewJSONL(nodesF, wfF), rec}
+	stopProgress := func() {}
+	if showProgress {
+		prog := newProgress(stderr, cfg.Workflows, totalNodes(graphs, cfg.Workflows))
+		sinks = append(sinks, prog)
+		stopProgress = prog.start()
+	}
+	rep := report.RunReport{
+		RunID: filepath.Base(dir), Dir: dir, Args: os.Args[1:], Traces: infos, Backend: be.info,
+		Versions: map[string]string{"wfsched": version, "go": runtime.Version(), "sim": sim.Version},
+		Config: report.RunConfig{Policy: cfg.Policy.Name(), MaxParallel: cfg.MaxParallel, OnError: string(cfg.OnError), Context: string(cfg.Context),
+			MaxTokens: cfg.MaxTokens, Temperature: cfg.Temperature, IgnoreEOS: !cfg.NoIgnoreEOS, ToolLatencyS: cfg.ToolLatency.Seconds(),
+			Workflows: cfg.Workflows, Concurrency: cfg.Concurrency, Seed: o.seed, SLO: o.sloValue.String()},
+	}
+	rep.PrefixShareBound, rep.PrefixAnyBound = weightedBounds(infos, cfg.Workflows)
+	before := be.scrapeAll(ctx)
+	res, runErr := scheduler.Run(ctx, cfg, graphs, be.cl, sinks)
+	stopProgress()
+	after := be.scrapeAll(ctx)
+	rep.Start, rep.End, rep.WallS = res.Start, res.End, res.End.Sub(res.Start).Seconds()
+	rep.Outcome, rep.Reason = res.Outcome, res.Reason
+	if runErr != nil {
+		rep.Outcome, rep.Reason = scheduler.OutcomeFailed, runErr.Error()
+	}
+	rep.Summary = rec.Summarize(res.DurationS).WithServer(after.Sub(before))
+	if err := writeOut(nil, filepath.Join(dir, "summary.json"), func(w io.Writer) error { return report.WriteJSON(w, rep) }); err != nil {
+		return rep, fmt.Errorf("write summary: %w", err)
+	}
+	return rep, runErr
 }
 
 // config validates the flags into a scheduler configuration.
@@ -235,6 +295,9 @@ func (o *runOptions) config(cmd *cobra.Command) (scheduler.Config, error) {
 	}
 	if o.concurrency < 1 {
 		return cfg, usageError("--concurrency %d: want at least 1", o.concurrency)
+	}
+	if o.sloValue, err = metrics.ParseSLO(o.slo); err != nil {
+		return cfg, usageError("--slo: %v", err)
 	}
 	if o.attempts < 1 || o.timeout <= 0 {
 		return cfg, usageError("--max-attempts must be at least 1 and --timeout positive")
