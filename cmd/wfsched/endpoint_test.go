@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -19,6 +20,9 @@ func TestRunSendsWorkflowFieldsToEndpoint(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/health":
+			return
+		case "/metrics":
+			http.NotFound(w, r)
 			return
 		case "/v1/models":
 			fmt.Fprint(w, `{"object": "list", "data": [{"id": "served-model", "object": "model"}]}`)
@@ -56,7 +60,8 @@ func TestRunSendsWorkflowFieldsToEndpoint(t *testing.T) {
 	}
 	r := readSummary(t, runDir(t, out))
 	// The server sent prompt_tokens_details: null: cached tokens unknown.
-	if r.Backend.Kind != "endpoint" || r.Backend.Model != "served-model" || r.Summary.CachedUnknown != 16 || r.Backend.TimeScale != 1 {
+	if r.Backend.Kind != "endpoint" || r.Backend.Model != "served-model" || r.Summary.CachedUnknown != 16 || r.Backend.TimeScale != 1 ||
+		!math.IsNaN(float64(r.Summary.ServerHitRate)) {
 		t.Errorf("summary backend %+v, cached unknown %d", r.Backend, r.Summary.CachedUnknown)
 	}
 }
