@@ -117,3 +117,34 @@ vllm:prompt_tokens_total{model_name="a \"quoted\" {name}"} 1000
 		t.Errorf("no counters: %+v", c)
 	}
 }
+
+func TestEstimateAndCompare(t *testing.T) {
+	// mean 2, sd 1, n 4: t(0.975, 3) = 3.182446, half-width 1.591223.
+	e := Estimate95([]float64{1, 2, 3, 2, math.NaN()})
+	if e.N != 4 || float64(e.Mean) != 2 || math.Abs(float64(e.Hi)-2-3.182446*math.Sqrt(2.0/3)/2) > 1e-5 {
+		t.Errorf("estimate %+v", e)
+	}
+	if e1 := Estimate95([]float64{5}); !math.IsNaN(float64(e1.Lo)) || float64(e1.Mean) != 5 {
+		t.Errorf("one value: %+v", e1)
+	}
+	sum := func(makespan float64) Summary { return Summary{Makespan: Dist{Mean: Float(makespan)}} }
+	arms := []Arm{
+		{"sequential", []Summary{sum(10), sum(11), sum(9.5)}},
+		{"parallel", []Summary{sum(2), sum(2.2), sum(1.9)}},
+		{"noise", []Summary{sum(9), sum(12), sum(10)}},
+	}
+	c := Compare(arms, "sequential")
+	if c.Baseline != "sequential" || len(c.Arms) != 3 {
+		t.Fatalf("%+v", c)
+	}
+	p := c.Arms[1]
+	if math.Abs(float64(p.Speedup.Mean)-5) > 0.01 || !p.Significant {
+		t.Errorf("parallel speedup %+v significant %v", p.Speedup, p.Significant)
+	}
+	if n := c.Arms[2]; n.Significant {
+		t.Errorf("noise arm significant: %+v", n.Speedup)
+	}
+	if s := c.Arms[0]; float64(s.Speedup.Mean) != 1 || s.Significant {
+		t.Errorf("baseline speedup %+v", s.Speedup)
+	}
+}

@@ -62,6 +62,9 @@ func runConvert(cmd *cobra.Command, o convertOptions, path string) error {
 	return writeOut(cmd.OutOrStdout(), o.output, func(w io.Writer) error { return dag.WriteJSON(w, gs...) })
 }
 
+// ioWriter shortens signatures of writers passed to writeOut.
+type ioWriter = io.Writer
+
 // writeOut writes through fn to path, or to stdout for "-" or "". A file is
 // written under a temporary name and renamed, so a failed write leaves no
 // half file behind.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/wfsched/wfsched/client"
 	"github.com/wfsched/wfsched/dag"
 	"github.com/wfsched/wfsched/metrics"
@@ -83,28 +84,7 @@ and summary.json at the end (also when interrupted by Ctrl-C).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runRun(cmd, &o) },
 	}
-	f := cmd.Flags()
-	o.trace.register(f)
-	f.StringVar(&o.dagPath, "dag", "", "trace file, multi-trace file or directory of traces (required)")
-	f.StringVar(&o.policy, "policy", "parallel", "scheduling policy: "+strings.Join(scheduler.Policies(), ", "))
-	f.StringArrayVar(&o.endpoints, "endpoint", nil, "OpenAI-compatible server URL (default: the embedded engine)")
-	f.StringVar(&o.model, "model", "", "model name (default: the server's first)")
-	f.IntVar(&o.maxParallel, "max-parallel", scheduler.DefaultMaxParallel, "most nodes of one workflow in flight")
-	f.IntVar(&o.maxTokens, "max-tokens", 0, "max_tokens of every call (default: each node's reference output length)")
-	f.Float64Var(&o.temperature, "temperature", 0, "sampling temperature, sent as given (0 included); unset: the server's default")
-	f.StringVar(&o.context, "context", string(scheduler.ContextReference), "prompts: reference (the trace's texts) or live (this run's outputs)")
-	f.StringVar(&o.onError, "on-error", string(scheduler.SkipDependents), "a failed node: "+scheduler.ErrorModes())
-	f.IntVar(&o.workflows, "workflows", 0, "workflows to replay, cycling through the traces (default: one per trace)")
-	f.IntVar(&o.concurrency, "concurrency", 1, "workflows in flight at once")
-	f.Uint64Var(&o.seed, "seed", 1, "seed of the embedded engine and of retry jitter")
-	f.StringVar(&o.out, "out", "results", "folder for the run's results")
-	f.DurationVar(&o.toolLatency, "tool-latency", 0, "modeled time of tool nodes with no recorded duration")
-	f.BoolVar(&o.noIgnoreEOS, "no-ignore-eos", false, "do not send ignore_eos (outputs may end before the reference length)")
-	f.DurationVar(&o.timeout, "timeout", client.DefaultTimeout, "per-attempt timeout of a call")
-	f.IntVar(&o.attempts, "max-attempts", client.DefaultMaxAttempts, "tries per call (429, 5xx, connection errors and timeouts are retried)")
-	f.StringVar(&o.slo, "slo", "", "service-level objectives for goodput, in ms: ttft:MS,tpot:MS,e2el:MS (any subset)")
-	f.StringVar(&o.profile, "profile", sim.DefaultProfile, "embedded engine: built-in profile or JSON file")
-	f.Float64Var(&o.timeScale, "time-scale", DefaultEmbeddedScale, "embedded engine: wall seconds per modeled second")
+	o.register(cmd.Flags(), true)
 	return cmd
 }
 
@@ -270,6 +250,33 @@ func replay(ctx context.Context, stderr io.Writer, dir string, o *runOptions, cf
 		return rep, fmt.Errorf("write summary: %w", err)
 	}
 	return rep, runErr
+}
+
+// register adds the replay flags (and --policy when withPolicy).
+func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
+	o.trace.register(f)
+	f.StringVar(&o.dagPath, "dag", "", "trace file, multi-trace file or directory of traces (required)")
+	if withPolicy {
+		f.StringVar(&o.policy, "policy", "parallel", "scheduling policy: "+strings.Join(scheduler.Policies(), ", "))
+	}
+	f.StringArrayVar(&o.endpoints, "endpoint", nil, "OpenAI-compatible server URL (default: the embedded engine)")
+	f.StringVar(&o.model, "model", "", "model name (default: the server's first)")
+	f.IntVar(&o.maxParallel, "max-parallel", scheduler.DefaultMaxParallel, "most nodes of one workflow in flight")
+	f.IntVar(&o.maxTokens, "max-tokens", 0, "max_tokens of every call (default: each node's reference output length)")
+	f.Float64Var(&o.temperature, "temperature", 0, "sampling temperature, sent as given (0 included); unset: the server's default")
+	f.StringVar(&o.context, "context", string(scheduler.ContextReference), "prompts: reference (the trace's texts) or live (this run's outputs)")
+	f.StringVar(&o.onError, "on-error", string(scheduler.SkipDependents), "a failed node: "+scheduler.ErrorModes())
+	f.IntVar(&o.workflows, "workflows", 0, "workflows to replay, cycling through the traces (default: one per trace)")
+	f.IntVar(&o.concurrency, "concurrency", 1, "workflows in flight at once")
+	f.Uint64Var(&o.seed, "seed", 1, "seed of the embedded engine and of retry jitter")
+	f.StringVar(&o.out, "out", "results", "folder for the run's results")
+	f.DurationVar(&o.toolLatency, "tool-latency", 0, "modeled time of tool nodes with no recorded duration")
+	f.BoolVar(&o.noIgnoreEOS, "no-ignore-eos", false, "do not send ignore_eos (outputs may end before the reference length)")
+	f.DurationVar(&o.timeout, "timeout", client.DefaultTimeout, "per-attempt timeout of a call")
+	f.IntVar(&o.attempts, "max-attempts", client.DefaultMaxAttempts, "tries per call (429, 5xx, connection errors and timeouts are retried)")
+	f.StringVar(&o.slo, "slo", "", "service-level objectives for goodput, in ms: ttft:MS,tpot:MS,e2el:MS (any subset)")
+	f.StringVar(&o.profile, "profile", sim.DefaultProfile, "embedded engine: built-in profile or JSON file")
+	f.Float64Var(&o.timeScale, "time-scale", DefaultEmbeddedScale, "embedded engine: wall seconds per modeled second")
 }
 
 // config validates the flags into a scheduler configuration.

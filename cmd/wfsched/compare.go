@@ -1,0 +1,228 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/wfsched/wfsched/report"
+	"github.com/wfsched/wfsched/scheduler"
+)
+
+type compareOptions struct {
+	run        runOptions
+	policies   string
+	iterations int
+	warmup     int
+	baseline   string
+	png        bool
+}
+
+func newCompareCmd() *cobra.Command {
+	var o compareOptions
+	cmd := &cobra.Command{
+		Use:   "compare (--dag PATH [--policies P,P,...] [flags] | RUN_OR_COMPARISON_DIR...)",
+		Short: "Compare scheduling policies with confidence intervals, or compare saved runs",
+		Long: `Compare replays the traces under each policy, interleaved (A B C A B C ...) so that every
+policy sees the same conditions, each run on a fresh embedded engine (or on the given
+endpoint, whose state then carries over). It reports each figure's mean over the
+iterations with a 95% confidence interval, each policy's speedup over the baseline with
+its interval, and says when a difference is not significant. Warm-up rounds run first and
+are left out of the figures.
+
+Given folders instead of --dag, it compares saved runs (results/<run-id>) and saved
+comparisons (their policies become arms), for instance a baseline against today.
+
+Outputs, in OUT/<id>-compare/: a table on stdout, comparison.json, comparison.csv,
+comparison.md, and report.html (self-contained: makespan bars with intervals, latency CDFs,
+a timeline of each policy's first workflow with the critical path marked); --png also
+writes the figures as PNG. Runs are kept under runs/.`,
+		Example: `  wfsched compare --dag traces/fanout-12.json --iterations 3
+  wfsched compare --dag traces/layered-60.json --policies dependency-aware,parallel --warmup 1 --png
+  wfsched compare results/20261123-101500-parallel results/20261124-093000-parallel`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				if cmd.Flags().Changed("dag") {
+					return usageError("give either --dag (to run a comparison) or saved folders, not both")
+				}
+				return compareSaved(cmd, &o, args)
+			}
+			return compareLive(cmd, &o)
+		},
+	}
+	o.run.register(cmd.Flags(), false)
+	f := cmd.Flags()
+	f.StringVar(&o.policies, "policies", strings.Join([]string{"sequential", "dependency-aware", "parallel"}, ","), "policies to compare, in order")
+	f.IntVar(&o.iterations, "iterations", 3, "measured rounds of every policy")
+	f.IntVar(&o.warmup, "warmup", 0, "rounds run first and left out of the figures")
+	f.StringVar(&o.baseline, "baseline", "sequential", "arm that speedups are measured against (default: sequential, else the first)")
+	f.BoolVar(&o.png, "png", false, "also write the figures as PNG files")
+	return cmd
+}
+
+func compareLive(cmd *cobra.Command, o *compareOptions) error {
+	ctx := cmd.Context()
+	stderr := cmd.ErrOrStderr()
+	if o.iterations < 1 || o.warmup < 0 {
+		return usageError("--iterations must be at least 1 and --warmup not negative")
+	}
+	var policies []scheduler.Policy
+	for _, name := range strings.Split(o.policies, ",") {
+		p, err := scheduler.PolicyByName(strings.TrimSpace(name))
+		if err != nil {
+			return usageError("--policies: %v", err)
+		}
+		policies = append(policies, p)
+	}
+	o.run.policy = policies[0].Name()
+	if _, err := o.run.config(cmd); err != nil {
+		return err
+	}
+	graphs, infos, err := o.run.load()
+	if err != nil {
+		return err
+	}
+	dir, err := newRunDir(o.run.out, "compare")
+	if err != nil {
+		return err
+	}
+	doc := report.ComparisonDoc{ID: filepath.Base(dir), Created: time.Now(), Args: os.Args[1:], Iterations: o.iterations, Warmup: o.warmup, Traces: infos}
+	for _, p := range policies {
+		doc.Arms = append(doc.Arms, p.Name())
+	}
+	doc.Method = "interleaved, a fresh embedded engine for every run"
+	if len(o.run.endpoints) > 0 {
+		doc.Method = "interleaved, on the given endpoint (its cache carries over between runs)"
+	}
+	o.run.quiet = true
+	total := (o.warmup + o.iterations) * len(policies)
+	k := 0
+	var stopped error
+rounds:
+	for it := 0; it < o.warmup+o.iterations; it++ {
+		for _, p := range policies {
+			k++
+			o.run.policy = p.Name()
+			cfg, err := o.run.config(cmd)
+			if err != nil {
+				return err
+			}
+			if cfg.Workflows == 0 {
+				cfg.Workflows = len(graphs)
+			}
+			warm := it < o.warmup
+			label := fmt.Sprintf("%s-%d", p.Name(), it-o.warmup+1)
+			if warm {
+				label = fmt.Sprintf("warmup-%s-%d", p.Name(), it+1)
+			}
+			runDir := filepath.Join(dir, "runs", label)
+			if err := os.MkdirAll(runDir, 0o755); err != nil {
+				return err
+			}
+			be, err := o.run.startBackend(ctx, stderr)
+			if err != nil {
+				return err
+			}
+			rep, runErr := replay(ctx, stderr, runDir, &o.run, cfg, graphs, infos, be, false)
+			be.close()
+			doc.Backend = be.info
+			if runErr != nil || rep.Outcome == scheduler.OutcomeInterrupted {
+				stopped = errors.Join(runErr, fmt.Errorf("run %s %s: %s", label, rep.Outcome, rep.Reason))
+				break rounds
+			}
+			doc.Runs = append(doc.Runs, report.RunRef{Dir: filepath.Join("runs", label), Arm: p.Name(), Iteration: it - o.warmup + 1, Warmup: warm})
+			fmt.Fprintf(stderr, "wfsched: run %d/%d: %s: %s, makespan %.3g s\n", k, total, label, rep.Outcome, float64(rep.Summary.Makespan.Mean))
+		}
+	}
+	if err := finishComparison(cmd, dir, doc, o); err != nil {
+		return err
+	}
+	if stopped != nil {
+		return &cliError{code: exitFailure, err: fmt.Errorf("comparison stopped early: %w; the finished runs are in %s", stopped, dir)}
+	}
+	return nil
+}
+
+// finishComparison writes comparison.json and loads the runs back to
+// render every output from the files, as 'wfsched report' does.
+func finishComparison(cmd *cobra.Command, dir string, doc report.ComparisonDoc, o *compareOptions) error {
+	if err := writeOut(nil, filepath.Join(dir, "comparison.json"), func(w ioWriter) error { return report.WriteJSON(w, doc) }); err != nil {
+		return err
+	}
+	d, runs, err := report.LoadComparison(dir)
+	if err != nil {
+		return err
+	}
+	report.Recompute(&d, runs, o.baseline)
+	if err := report.WriteComparisonFiles(dir, d, runs, o.png); err != nil {
+		return err
+	}
+	if err := report.WriteComparisonText(cmd.OutOrStdout(), d); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(cmd.OutOrStdout(), "Results: %s (comparison.json, .csv, .md, report.html)\n", dir)
+	return err
+}
+
+// compareSaved compares saved runs and comparisons.
+func compareSaved(cmd *cobra.Command, o *compareOptions, dirs []string) error {
+	doc := report.ComparisonDoc{Created: time.Now(), Args: os.Args[1:], Method: "saved runs", Iterations: 1}
+	seen := map[string]bool{}
+	addArm := func(label string) string {
+		base := label
+		for k := 2; seen[label]; k++ {
+			label = fmt.Sprintf("%s-%d", base, k)
+		}
+		seen[label] = true
+		doc.Arms = append(doc.Arms, label)
+		return label
+	}
+	for _, d := range dirs {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return err
+		}
+		name := filepath.Base(filepath.Clean(d))
+		if _, err := os.Stat(filepath.Join(d, "comparison.json")); err == nil {
+			sub, runs, err := report.LoadComparison(d)
+			if err != nil {
+				return &cliError{code: exitUsage, err: err}
+			}
+			for _, arm := range sub.Arms {
+				label := addArm(name + ":" + arm)
+				for i, rd := range runs[arm] {
+					p, _ := filepath.Abs(rd.Dir)
+					doc.Runs = append(doc.Runs, report.RunRef{Dir: p, Arm: label, Iteration: i + 1})
+				}
+				doc.Iterations = max(doc.Iterations, len(runs[arm]))
+			}
+			doc.Traces, doc.Backend = sub.Traces, sub.Backend
+			continue
+		}
+		rd, err := report.LoadRun(d)
+		if err != nil {
+			return &cliError{code: exitUsage, err: err, hint: "give folders written by 'wfsched run' or 'wfsched compare'"}
+		}
+		label := addArm(name)
+		doc.Runs = append(doc.Runs, report.RunRef{Dir: abs, Arm: label, Iteration: 1})
+		doc.Traces, doc.Backend = rd.Report.Traces, rd.Report.Backend
+	}
+	if len(doc.Arms) < 2 {
+		return usageError("compare needs at least two runs (or a comparison with two policies)")
+	}
+	dir, err := newRunDir(o.run.out, "compare")
+	if err != nil {
+		return err
+	}
+	doc.ID = filepath.Base(dir)
+	baseline := o.baseline
+	if !cmd.Flags().Changed("baseline") {
+		baseline = doc.Arms[0]
+	}
+	o.baseline = baseline
+	return finishComparison(cmd, dir, doc, o)
+}

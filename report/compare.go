@@ -1,0 +1,211 @@
+package report
+
+import (
+	"encoding/csv"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wfsched/wfsched/metrics"
+)
+
+// RunRef places a run in a comparison.
+type RunRef struct {
+	Dir       string `json:"dir"` // relative to the comparison folder when inside it
+	Arm       string `json:"arm"`
+	Iteration int    `json:"iteration"`
+	Warmup    bool   `json:"warmup,omitempty"`
+}
+
+// ComparisonDoc is comparison.json: how a comparison was made and what it
+// found.
+type ComparisonDoc struct {
+	ID         string             `json:"id"`
+	Created    time.Time          `json:"created"`
+	Args       []string           `json:"args"`
+	Arms       []string           `json:"arms"`
+	Iterations int                `json:"iterations"`
+	Warmup     int                `json:"warmup"`
+	Method     string             `json:"method"`
+	Runs       []RunRef           `json:"runs"`
+	Traces     []TraceInfo        `json:"traces"`
+	Backend    Backend            `json:"backend"`
+	Comparison metrics.Comparison `json:"comparison"`
+	// SingleChain is set when every trace compared is a single chain: no
+	// policy can shorten one workflow, and differences are noise.
+	SingleChain bool   `json:"single_chain"`
+	Note        string `json:"note,omitempty"`
+}
+
+// FillNote sets SingleChain and the note that says what the comparison can
+// and cannot show.
+func (d *ComparisonDoc) FillNote() {
+	d.SingleChain = len(d.Traces) > 0
+	for _, t := range d.Traces {
+		d.SingleChain = d.SingleChain && t.SingleChain
+	}
+	switch {
+	case d.SingleChain:
+		d.Note = "Every trace compared is a single chain: its critical path is all of its work, so no policy can make one workflow faster; differences in makespan are noise, whatever their intervals say."
+	case d.Iterations < 2:
+		d.Note = "One iteration: no confidence intervals; run --iterations 3 or more before trusting a difference."
+	}
+}
+
+func fmtValue(f metrics.Figure, v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	switch f.Unit {
+	case "s":
+		if math.Abs(v) < 1 {
+			return fmt.Sprintf("%.1f ms", 1000*v)
+		}
+		return fmt.Sprintf("%.3g s", v)
+	case "%":
+		return fmt.Sprintf("%.1f%%", 100*v)
+	case "/s":
+		return fmt.Sprintf("%.3g/s", v)
+	}
+	return fmt.Sprintf("%.3g", v)
+}
+
+func fmtEstimate(f metrics.Figure, e metrics.Estimate) string {
+	s := fmtValue(f, float64(e.Mean))
+	if e.N > 1 && !math.IsNaN(float64(e.Lo)) {
+		s += " ± " + fmtValue(f, float64(e.Hi-e.Mean))
+	}
+	return s
+}
+
+func fmtSpeedup(e metrics.Estimate) string {
+	if math.IsNaN(float64(e.Mean)) {
+		return "n/a"
+	}
+	if e.N > 1 && !math.IsNaN(float64(e.Lo)) {
+		return fmt.Sprintf("%.2f× [%.2f, %.2f]", float64(e.Mean), float64(e.Lo), float64(e.Hi))
+	}
+	return fmt.Sprintf("%.2f×", float64(e.Mean))
+}
+
+// comparisonRows is the table every text format shows.
+func comparisonRows(d ComparisonDoc) (header []string, rows [][]string) {
+	header = []string{"figure"}
+	for _, a := range d.Comparison.Arms {
+		header = append(header, a.Label)
+	}
+	for _, f := range metrics.Figures {
+		row := []string{f.Label}
+		shown := false
+		for _, a := range d.Comparison.Arms {
+			e := a.Figures[f.Key]
+			row = append(row, fmtEstimate(f, e))
+			shown = shown || e.N > 0
+		}
+		if shown {
+			rows = append(rows, row)
+		}
+	}
+	sp := []string{"speedup vs " + d.Comparison.Baseline + " (makespan), 95% CI"}
+	sig := []string{"significant?"}
+	for _, a := range d.Comparison.Arms {
+		sp = append(sp, fmtSpeedup(a.Speedup))
+		switch {
+		case a.Label == d.Comparison.Baseline:
+			sig = append(sig, "baseline")
+		case d.SingleChain:
+			sig = append(sig, "no (single chain)")
+		case math.IsNaN(float64(a.Speedup.Lo)):
+			sig = append(sig, "unknown (one run)")
+		case a.Significant:
+			sig = append(sig, "yes")
+		default:
+			sig = append(sig, "no: the interval includes 1")
+		}
+	}
+	return header, append(rows, sp, sig)
+}
+
+func comparisonTitle(d ComparisonDoc) string {
+	ids := make([]string, 0, len(d.Traces))
+	for _, t := range d.Traces {
+		ids = append(ids, t.ID)
+	}
+	warm := ""
+	if d.Warmup > 0 {
+		warm = fmt.Sprintf(" (+%d warm-up)", d.Warmup)
+	}
+	return fmt.Sprintf("Comparison %s: %d arms × %d iteration(s)%s, %s; traces %s", d.ID, len(d.Arms), d.Iterations, warm, d.Method, elide(ids, 3, 1))
+}
+
+// WriteComparisonText writes the comparison table.
+func WriteComparisonText(w io.Writer, d ComparisonDoc) error {
+	if _, err := fmt.Fprintln(w, comparisonTitle(d)); err != nil {
+		return err
+	}
+	header, rows := comparisonRows(d)
+	if err := Table(w, header, rows); err != nil {
+		return err
+	}
+	if d.Note != "" {
+		if _, err := fmt.Fprintln(w, "Note: "+d.Note); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteComparisonMarkdown writes the comparison as Markdown.
+func WriteComparisonMarkdown(w io.Writer, d ComparisonDoc) error {
+	header, rows := comparisonRows(d)
+	var b strings.Builder
+	fmt.Fprintf(&b, "## %s\n\n", comparisonTitle(d))
+	b.WriteString("| " + strings.Join(header, " | ") + " |\n|" + strings.Repeat("---|", len(header)) + "\n")
+	for _, r := range rows {
+		b.WriteString("| " + strings.Join(r, " | ") + " |\n")
+	}
+	if d.Note != "" {
+		fmt.Fprintf(&b, "\n%s\n", d.Note)
+	}
+	fmt.Fprintf(&b, "\nMeans over iterations with 95%% confidence intervals (Student's t). Times are %s.\n", timesWord(d.Backend))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func timesWord(b Backend) string {
+	if b.TimeScale != 1 {
+		return fmt.Sprintf("modeled seconds (time scale %g)", b.TimeScale)
+	}
+	return "measured seconds"
+}
+
+// WriteComparisonCSV writes one row per arm and figure.
+func WriteComparisonCSV(w io.Writer, d ComparisonDoc) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write([]string{"arm", "figure", "unit", "n", "mean", "ci95_low", "ci95_high"}); err != nil {
+		return err
+	}
+	num := func(f metrics.Float) string {
+		if math.IsNaN(float64(f)) {
+			return ""
+		}
+		return strconv.FormatFloat(float64(f), 'g', 8, 64)
+	}
+	for _, a := range d.Comparison.Arms {
+		for _, f := range metrics.Figures {
+			e := a.Figures[f.Key]
+			if err := cw.Write([]string{a.Label, f.Key, f.Unit, strconv.Itoa(e.N), num(e.Mean), num(e.Lo), num(e.Hi)}); err != nil {
+				return err
+			}
+		}
+		e := a.Speedup
+		if err := cw.Write([]string{a.Label, "speedup", "x", strconv.Itoa(e.N), num(e.Mean), num(e.Lo), num(e.Hi)}); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}

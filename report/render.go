@@ -1,0 +1,114 @@
+package report
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/wfsched/wfsched/metrics"
+)
+
+// LoadComparison reads comparison.json and the runs it names (paths
+// relative to the comparison folder, else as written), grouped by arm;
+// warm-up runs are left out.
+func LoadComparison(dir string) (ComparisonDoc, map[string][]RunData, error) {
+	var d ComparisonDoc
+	b, err := os.ReadFile(filepath.Join(dir, "comparison.json"))
+	if err != nil {
+		return d, nil, fmt.Errorf("%s is not a comparison folder: %w", dir, err)
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		return d, nil, fmt.Errorf("%s/comparison.json: %w", dir, err)
+	}
+	runs := map[string][]RunData{}
+	for _, ref := range d.Runs {
+		if ref.Warmup {
+			continue
+		}
+		p := ref.Dir
+		if !filepath.IsAbs(p) {
+			if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
+				p = filepath.Join(dir, p)
+			}
+		}
+		rd, err := LoadRun(p)
+		if err != nil {
+			return d, nil, err
+		}
+		runs[ref.Arm] = append(runs[ref.Arm], rd)
+	}
+	return d, runs, nil
+}
+
+// Recompute estimates the comparison again from the runs' summaries.
+func Recompute(d *ComparisonDoc, runs map[string][]RunData, baseline string) {
+	var arms []metrics.Arm
+	for _, label := range d.Arms {
+		a := metrics.Arm{Label: label}
+		for _, rd := range runs[label] {
+			a.Summaries = append(a.Summaries, rd.Report.Summary)
+		}
+		arms = append(arms, a)
+	}
+	d.Comparison = metrics.Compare(arms, baseline)
+	d.FillNote()
+}
+
+// WriteComparisonFiles writes comparison.json, .csv, .md and report.html
+// into dir, and PNGs of the figures into dir/png when png is set.
+func WriteComparisonFiles(dir string, d ComparisonDoc, runs map[string][]RunData, png bool) error {
+	writers := []struct {
+		name string
+		fn   func(io.Writer) error
+	}{
+		{"comparison.json", func(w io.Writer) error { return WriteJSON(w, d) }},
+		{"comparison.csv", func(w io.Writer) error { return WriteComparisonCSV(w, d) }},
+		{"comparison.md", func(w io.Writer) error { return WriteComparisonMarkdown(w, d) }},
+		{"report.html", func(w io.Writer) error { return WriteHTML(w, d, runs) }},
+	}
+	for _, f := range writers {
+		if err := writeFile(filepath.Join(dir, f.name), f.fn); err != nil {
+			return fmt.Errorf("write %s: %w", f.name, err)
+		}
+	}
+	if png {
+		return WritePNGs(filepath.Join(dir, "png"), d, runs)
+	}
+	return nil
+}
+
+// RunAsComparison presents one run as a one-arm comparison, so that a run
+// gets the same report.
+func RunAsComparison(rd RunData) (ComparisonDoc, map[string][]RunData) {
+	arm := rd.Report.Config.Policy
+	d := ComparisonDoc{ID: rd.Report.RunID, Created: rd.Report.End, Arms: []string{arm}, Iterations: 1, Method: "a single run",
+		Runs: []RunRef{{Dir: rd.Dir, Arm: arm}}, Traces: rd.Report.Traces, Backend: rd.Report.Backend}
+	runs := map[string][]RunData{arm: {rd}}
+	Recompute(&d, runs, arm)
+	return d, runs
+}
+
+// writeFile writes through fn to a temporary file renamed into place.
+func writeFile(path string, fn func(io.Writer) error) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(f)
+	err = fn(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
