@@ -37,6 +37,16 @@ type Config struct {
 	MedianOutput int
 	// OnStep, if set, is called by the engine loop after every step.
 	OnStep func(StepInfo)
+	// OnFinish, if set, is called by the engine loop as each request ends.
+	OnFinish func(Finished)
+}
+
+// Finished is what the engine recorded of one request, in modeled time
+// since the engine started.
+type Finished struct {
+	PromptTokens, OutputTokens int
+	Arrival, FirstToken, End   time.Duration // FirstToken is -1 without output
+	Reason                     string
 }
 
 // Validate checks the configuration.
@@ -678,6 +688,10 @@ func (e *Engine) finish(s *seq, reason string) {
 	e.kv.release(s.blocks)
 	s.blocks = nil
 	e.events = append(e.events, event{s: s, token: -1, at: e.now, reason: reason})
+	if e.cfg.OnFinish != nil {
+		e.cfg.OnFinish(Finished{PromptTokens: s.nPrompt, OutputTokens: len(s.tokens) - s.nPrompt,
+			Arrival: s.arrival, FirstToken: s.firstTok, End: e.now, Reason: reason})
+	}
 	if reason != FinishAbort {
 		e.stats.finished(reason, len(s.tokens)-s.nPrompt, s.nPrompt, e.now-s.arrival, e.now-s.firstTok)
 	}
