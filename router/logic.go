@@ -1,0 +1,310 @@
+package router
+
+import (
+	"container/list"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// backend is one upstream server.
+type backend struct {
+	url       string
+	inFlight  atomic.Int64
+	homes     atomic.Int64 // workflows whose home it is
+	healthy   atomic.Bool
+	fails     atomic.Int64 // consecutive failed health checks
+	timeScale atomic.Value // string of its X-Wfsched-Time-Scale, "" if none
+	prefix    *prefixIndex
+}
+
+// ring is a consistent-hash ring with virtual nodes.
+type ring struct {
+	points []uint64
+	owner  []int
+	n      int
+}
+
+const vnodes = 160
+
+func hash64(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	x := h.Sum64()
+	// Finalize (splitmix64) so that nearby keys spread.
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+func newRing(urls []string) *ring {
+	r := &ring{n: len(urls)}
+	type pt struct {
+		h uint64
+		o int
+	}
+	var pts []pt
+	for i, u := range urls {
+		for v := 0; v < vnodes; v++ {
+			pts = append(pts, pt{hash64(fmt.Sprintf("%s#%d", u, v)), i})
+		}
+	}
+	sort.Slice(pts, func(a, b int) bool { return pts[a].h < pts[b].h })
+	for _, p := range pts {
+		r.points = append(r.points, p.h)
+		r.owner = append(r.owner, p.o)
+	}
+	return r
+}
+
+// walk returns every backend once, in ring order from key's position.
+func (r *ring) walk(key string) []int {
+	h := hash64(key)
+	i := sort.Search(len(r.points), func(k int) bool { return r.points[k] >= h })
+	seen := make([]bool, r.n)
+	out := make([]int, 0, r.n)
+	for k := 0; k < len(r.points) && len(out) < r.n; k++ {
+		o := r.owner[(i+k)%len(r.points)]
+		if !seen[o] {
+			seen[o] = true
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Request is one request as routing sees it.
+type Request struct {
+	Meta   *Metadata // nil without workflow metadata
+	Prompt func() string
+	// Session is the key of the session logic: the workflow id, else the
+	// X-Session-Id header.
+	Session string
+
+	// Set by Pick.
+	Affinity string // "hit", "miss" (new home or moved), "" for no workflow
+	Spilled  bool
+}
+
+// Logic chooses a backend for a request.
+type Logic interface {
+	// Name is the name the command line uses.
+	Name() string
+	// Pick returns the index of a healthy backend, or -1 when none is.
+	Pick(rt *Router, r *Request) int
+}
+
+var logics = map[string]func() Logic{
+	"roundrobin":     func() Logic { return &roundRobin{} },
+	"least-loaded":   func() Logic { return leastLoaded{} },
+	"session":        func() Logic { return session{} },
+	"prefix-aware":   func() Logic { return prefixAware{} },
+	"workflow-aware": func() Logic { return workflowAware{} },
+}
+
+// Logics lists the routing logic names.
+func Logics() []string {
+	var names []string
+	for n := range logics {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// normalizeLogic accepts the design documents' spellings (workflow_aware,
+// prefixaware, least_loaded).
+func normalizeLogic(name string) string {
+	n := strings.ReplaceAll(strings.ToLower(name), "_", "-")
+	switch n {
+	case "prefixaware":
+		return "prefix-aware"
+	case "leastloaded":
+		return "least-loaded"
+	case "workflowaware":
+		return "workflow-aware"
+	case "round-robin":
+		return "roundrobin"
+	}
+	return n
+}
+
+func newLogic(name string) (Logic, error) {
+	f, ok := logics[normalizeLogic(name)]
+	if !ok {
+		return nil, fmt.Errorf("unknown routing logic %q (want %s)", name, strings.Join(Logics(), ", "))
+	}
+	return f(), nil
+}
+
+type roundRobin struct{ next atomic.Uint64 }
+
+func (*roundRobin) Name() string { return "roundrobin" }
+
+func (l *roundRobin) Pick(rt *Router, _ *Request) int {
+	n := len(rt.backends)
+	start := int(l.next.Add(1) % uint64(n))
+	for k := 0; k < n; k++ {
+		if i := (start + k) % n; rt.backends[i].healthy.Load() {
+			return i
+		}
+	}
+	return -1
+}
+
+type leastLoaded struct{}
+
+func (leastLoaded) Name() string { return "least-loaded" }
+
+func (leastLoaded) Pick(rt *Router, _ *Request) int { return rt.leastLoaded() }
+
+// leastLoaded is the healthy backend with the fewest requests in flight;
+// ties rotate so that an idle system spreads.
+func (rt *Router) leastLoaded() int {
+	n := len(rt.backends)
+	start := int(rt.tie.Add(1) % uint64(n))
+	best, load := -1, int64(math.MaxInt64)
+	for k := 0; k < n; k++ {
+		i := (start + k) % n
+		b := rt.backends[i]
+		if l := b.inFlight.Load(); b.healthy.Load() && l < load {
+			best, load = i, l
+		}
+	}
+	return best
+}
+
+type session struct{}
+
+func (session) Name() string { return "session" }
+
+// Pick hashes the session key onto the ring, with no load bound; without a
+// key it takes the least loaded.
+func (session) Pick(rt *Router, r *Request) int {
+	if r.Session == "" {
+		return rt.leastLoaded()
+	}
+	for _, i := range rt.ring.walk(r.Session) {
+		if rt.backends[i].healthy.Load() {
+			return i
+		}
+	}
+	return -1
+}
+
+// prefixAware routes to the backend that has seen the longest prefix of the
+// prompt (in 128-character chunks, an approximate and bounded index per
+// backend), unless load is imbalanced, then to the least loaded.
+type prefixAware struct{}
+
+func (prefixAware) Name() string { return "prefix-aware" }
+
+const chunkChars = 128
+
+func chunkHashes(text string) []uint64 {
+	var out []uint64
+	h := fnv.New64a()
+	for i := 0; i+chunkChars <= len(text); i += chunkChars {
+		h.Write([]byte(text[i : i+chunkChars]))
+		out = append(out, h.Sum64())
+	}
+	return out
+}
+
+func (prefixAware) Pick(rt *Router, r *Request) int {
+	chunks := chunkHashes(r.Prompt())
+	// Imbalance, as SGLang's cache-aware router judges it.
+	minL, maxL := int64(math.MaxInt64), int64(-1)
+	for _, b := range rt.backends {
+		if b.healthy.Load() {
+			l := b.inFlight.Load()
+			minL, maxL = min(minL, l), max(maxL, l)
+		}
+	}
+	pick := -1
+	if maxL-minL > 32 && float64(maxL) > 1.1*float64(minL) || len(chunks) == 0 {
+		pick = rt.leastLoaded()
+	} else {
+		best := -1
+		for i, b := range rt.backends {
+			if !b.healthy.Load() {
+				continue
+			}
+			m := b.prefix.match(chunks)
+			if m > best || m == best && b.inFlight.Load() < rt.backends[pick].inFlight.Load() {
+				best, pick = m, i
+			}
+		}
+		if best == 0 {
+			pick = rt.leastLoaded()
+		}
+	}
+	if pick >= 0 {
+		rt.backends[pick].prefix.add(chunks)
+	}
+	return pick
+}
+
+// prefixIndex remembers chunk-prefix hashes a backend has seen, evicting
+// the least recently used beyond its limit.
+type prefixIndex struct {
+	mu    sync.Mutex
+	limit int
+	m     map[uint64]*list.Element
+	lru   list.List
+}
+
+func newPrefixIndex(limit int) *prefixIndex {
+	return &prefixIndex{limit: limit, m: map[uint64]*list.Element{}}
+}
+
+func (p *prefixIndex) match(chunks []uint64) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, h := range chunks {
+		e, ok := p.m[h]
+		if !ok {
+			return k
+		}
+		p.lru.MoveToFront(e)
+	}
+	return len(chunks)
+}
+
+func (p *prefixIndex) add(chunks []uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, h := range chunks {
+		if e, ok := p.m[h]; ok {
+			p.lru.MoveToFront(e)
+			continue
+		}
+		p.m[h] = p.lru.PushFront(h)
+		if p.lru.Len() > p.limit {
+			old := p.lru.Back()
+			p.lru.Remove(old)
+			delete(p.m, old.Value.(uint64))
+		}
+	}
+}
+
+// workflowAware keeps a workflow on its home backend, chosen by consistent
+// hashing with bounded loads, unless the home is over the load bound; a
+// second candidate takes over if the home fails. Requests without a
+// workflow use the fallback logic.
+type workflowAware struct{}
+
+func (workflowAware) Name() string { return "workflow-aware" }
+
+func (workflowAware) Pick(rt *Router, r *Request) int {
+	if r.Meta == nil || r.Meta.WorkflowID == "" {
+		return rt.fallback.Pick(rt, r)
+	}
+	return rt.workflows.route(rt, r)
+}

@@ -1,0 +1,208 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Message is one agent-to-agent message.
+type Message struct {
+	ID        string          `json:"id"`
+	Source    string          `json:"source"`
+	Target    string          `json:"target"`
+	Type      string          `json:"type"`
+	Payload   json.RawMessage `json:"payload"`
+	Timestamp time.Time       `json:"timestamp"`
+}
+
+// ErrFull reports a refused message: a full queue or too many queues.
+type ErrFull struct{ Reason string }
+
+func (e *ErrFull) Error() string { return e.Reason }
+
+type queueKey struct{ workflow, agent string }
+
+type queue struct {
+	msgs    []Message
+	wake    chan struct{} // closed and replaced when a message arrives
+	waiters int
+}
+
+// mailboxes holds the message queues of every (workflow, agent), with
+// bounded length, number of queues and message age. Safe for concurrent
+// use.
+type mailboxes struct {
+	mu        sync.Mutex
+	q         map[queueKey]*queue
+	holding   int // queues holding messages
+	maxLen    int
+	maxQueues int
+	ttl       time.Duration
+	now       func() time.Time
+	seq       atomic.Uint64
+
+	sent, received, expired atomic.Int64
+}
+
+func newMailboxes(maxLen, maxQueues int, ttl time.Duration, now func() time.Time) *mailboxes {
+	return &mailboxes{q: map[queueKey]*queue{}, maxLen: maxLen, maxQueues: maxQueues, ttl: ttl, now: now}
+}
+
+// get returns the queue of k, creating it. Called with mu held.
+func (m *mailboxes) get(k queueKey) *queue {
+	q := m.q[k]
+	if q == nil {
+		q = &queue{wake: make(chan struct{})}
+		m.q[k] = q
+	}
+	return q
+}
+
+// expire drops a queue's messages older than the TTL. Called with mu held.
+func (m *mailboxes) expire(q *queue) {
+	cut := m.now().Add(-m.ttl)
+	k := 0
+	for k < len(q.msgs) && q.msgs[k].Timestamp.Before(cut) {
+		k++
+	}
+	if k > 0 {
+		m.expired.Add(int64(k))
+		q.msgs = q.msgs[k:]
+		if len(q.msgs) == 0 {
+			m.holding--
+		}
+	}
+}
+
+// drop removes an empty queue nobody waits on. Called with mu held.
+func (m *mailboxes) drop(k queueKey, q *queue) {
+	if len(q.msgs) == 0 && q.waiters == 0 {
+		delete(m.q, k)
+	}
+}
+
+// send queues a message for (workflow, target).
+func (m *mailboxes) send(workflow string, msg Message) (Message, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := queueKey{workflow, msg.Target}
+	q := m.get(k)
+	m.expire(q)
+	if len(q.msgs) >= m.maxLen {
+		return msg, &ErrFull{fmt.Sprintf("the queue of agent %q in workflow %q is full (%d messages); read it first or raise --max-message-queue-size", msg.Target, workflow, m.maxLen)}
+	}
+	if len(q.msgs) == 0 && m.holding >= m.maxQueues {
+		m.drop(k, q)
+		return msg, &ErrFull{fmt.Sprintf("too many message queues hold messages (%d)", m.maxQueues)}
+	}
+	if len(q.msgs) == 0 {
+		m.holding++
+	}
+	msg.ID = fmt.Sprintf("msg-%d", m.seq.Add(1))
+	msg.Timestamp = m.now()
+	q.msgs = append(q.msgs, msg)
+	close(q.wake)
+	q.wake = make(chan struct{})
+	m.sent.Add(1)
+	return msg, nil
+}
+
+// receive takes up to max messages of (workflow, agent), in order. With
+// none there it waits, up to timeout, for one to arrive: a long poll, also
+// before the queue exists.
+func (m *mailboxes) receive(ctx context.Context, workflow, agent string, timeout time.Duration, max int) []Message {
+	k := queueKey{workflow, agent}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for {
+		q := m.get(k)
+		m.expire(q)
+		if n := min(len(q.msgs), max); n > 0 {
+			out := append([]Message(nil), q.msgs[:n]...)
+			q.msgs = q.msgs[n:]
+			if len(q.msgs) == 0 {
+				m.holding--
+			}
+			m.drop(k, q)
+			m.received.Add(int64(n))
+			return out
+		}
+		if timeout <= 0 {
+			m.drop(k, q)
+			return nil
+		}
+		wake := q.wake
+		q.waiters++
+		m.mu.Unlock()
+		done := false
+		select {
+		case <-wake:
+		case <-deadline.C:
+			done = true
+		case <-ctx.Done():
+			done = true
+		}
+		m.mu.Lock()
+		q.waiters--
+		if done {
+			m.drop(k, q)
+			return nil
+		}
+	}
+}
+
+// pending counts the messages queued for a workflow.
+func (m *mailboxes) pending(workflow string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for k, q := range m.q {
+		if k.workflow == workflow {
+			n += len(q.msgs)
+		}
+	}
+	return n
+}
+
+// depth counts every queued message and the queues holding some.
+func (m *mailboxes) depth() (messages, queues int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, q := range m.q {
+		messages += len(q.msgs)
+	}
+	return messages, m.holding
+}
+
+// forget drops a workflow's queues (the workflow ended).
+func (m *mailboxes) forget(workflow string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, q := range m.q {
+		if k.workflow == workflow {
+			if len(q.msgs) > 0 {
+				m.holding--
+			}
+			q.msgs = nil
+			if q.waiters == 0 {
+				delete(m.q, k)
+			}
+		}
+	}
+}
+
+// sweep expires old messages everywhere.
+func (m *mailboxes) sweep() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, q := range m.q {
+		m.expire(q)
+		m.drop(k, q)
+	}
+}

@@ -1,0 +1,50 @@
+package router
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// routerMetrics are the router's Prometheus metrics, on its own registry.
+// Labels are bounded: backend, code, logic; never a workflow or agent id.
+type routerMetrics struct {
+	requests                     *prometheus.CounterVec
+	inFlight                     *prometheus.GaugeVec
+	affinityHits, affinityMisses prometheus.Counter
+	spillovers                   prometheus.Counter
+	decision                     *prometheus.HistogramVec
+	ttft, duration               *prometheus.HistogramVec
+	promptTokens, cachedTokens   *prometheus.CounterVec
+}
+
+var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+
+func newRouterMetrics(rt *Router) *routerMetrics {
+	m := &routerMetrics{
+		requests:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_requests_total", Help: "Completion requests forwarded, by backend and status code (error: no response)."}, []string{"backend", "code"}),
+		inFlight:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wfsched_router_in_flight", Help: "Requests in flight, by backend."}, []string{"backend"}),
+		affinityHits:   prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_affinity_hits_total", Help: "Workflow requests routed to their home backend's workflow as assigned."}),
+		affinityMisses: prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_affinity_misses_total", Help: "Workflow requests that had to pick a home (new workflow or migration)."}),
+		spillovers:     prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_spillovers_total", Help: "Workflow requests sent elsewhere because their home was over the load bound."}),
+		decision:       prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wfsched_router_routing_decision_seconds", Help: "Time to choose a backend.", Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10)}, []string{"logic"}),
+		ttft:           prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wfsched_router_ttft_seconds", Help: "Time to the backend's first body byte, by backend.", Buckets: latencyBuckets}, []string{"backend"}),
+		duration:       prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wfsched_router_request_duration_seconds", Help: "Request duration through the router, by backend.", Buckets: latencyBuckets}, []string{"backend"}),
+		promptTokens:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_prompt_tokens_total", Help: "Prompt tokens the backends' responses reported."}, []string{"backend"}),
+		cachedTokens:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_cached_prompt_tokens_total", Help: "Cached prompt tokens the backends' responses reported."}, []string{"backend"}),
+	}
+	rt.reg.MustRegister(m.requests, m.inFlight, m.affinityHits, m.affinityMisses, m.spillovers, m.decision, m.ttft, m.duration, m.promptTokens, m.cachedTokens)
+	gauge := func(name, help string, f func() float64) {
+		rt.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+	}
+	counter := func(name, help string, f func() float64) {
+		rt.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+	}
+	gauge("wfsched_router_active_workflows", "Workflows tracked.", func() float64 { return float64(rt.workflows.len()) })
+	counter("wfsched_router_migrations_total", "Workflows moved off a failed home.", func() float64 {
+		rt.workflows.mu.Lock()
+		defer rt.workflows.mu.Unlock()
+		return float64(rt.workflows.stats.migrations)
+	})
+	counter("wfsched_router_messages_sent_total", "Agent messages queued.", func() float64 { return float64(rt.mail.sent.Load()) })
+	counter("wfsched_router_messages_received_total", "Agent messages delivered.", func() float64 { return float64(rt.mail.received.Load()) })
+	counter("wfsched_router_messages_expired_total", "Agent messages dropped after their TTL.", func() float64 { return float64(rt.mail.expired.Load()) })
+	gauge("wfsched_router_message_queue_depth", "Messages waiting in all queues.", func() float64 { n, _ := rt.mail.depth(); return float64(n) })
+	return m
+}

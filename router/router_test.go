@@ -1,0 +1,477 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeBackend answers completions with a fixed SSE stream and records
+// every body it receives.
+type fakeBackend struct {
+	*httptest.Server
+	mu     sync.Mutex
+	bodies [][]byte
+	down   atomic.Bool // /health and completions answer 503
+	hang   atomic.Bool // completions never answer
+	stall  atomic.Bool // completions send one chunk, then nothing
+}
+
+const sse = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" a\"}}]}\n\n" +
+	"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":40,\"completion_tokens\":1,\"total_tokens\":41,\"prompt_tokens_details\":{\"cached_tokens\":32}}}\n\n" +
+	"data: [DONE]\n\n"
+
+func newFake(t *testing.T) *fakeBackend {
+	f := &fakeBackend{}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.down.Load() {
+			w.WriteHeader(503)
+			return
+		}
+		switch r.URL.Path {
+		case "/health":
+			w.Header().Set("X-Wfsched-Time-Scale", "0.5")
+			return
+		case "/v1/models":
+			fmt.Fprintf(w, `{"data": [{"id": "m-%s"}]}`, r.Host)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		f.mu.Lock()
+		f.bodies = append(f.bodies, b)
+		f.mu.Unlock()
+		if f.hang.Load() {
+			<-r.Context().Done()
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		if f.stall.Load() {
+			io.WriteString(w, "data: {\"choices\":[]}\n\n")
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return
+		}
+		io.WriteString(w, sse)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeBackend) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.bodies)
+}
+
+func startRouter(t *testing.T, cfg Config) (*Router, string) {
+	t.Helper()
+	rt, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("router did not stop")
+		}
+	})
+	return rt, "http://" + ln.Addr().String()
+}
+
+func completion(t *testing.T, url, body string, hdr ...string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func wfBody(wf, agent, text string) string {
+	return fmt.Sprintf(`{"model":"m","messages":[{"role":"user","content":%q}],"stream":true,"workflow_metadata":{"workflow_id":%q,"agent_id":%q}}`, text, wf, agent)
+}
+
+func backends(fs ...*fakeBackend) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.URL)
+	}
+	return out
+}
+
+func TestWorkflowAffinityAndLoadBound(t *testing.T) {
+	fs := []*fakeBackend{newFake(t), newFake(t), newFake(t), newFake(t)}
+	rt, url := startRouter(t, Config{Backends: backends(fs...), HealthInterval: time.Hour})
+	const workflows, calls = 100, 4
+	for c := 0; c < calls; c++ {
+		for w := 0; w < workflows; w++ {
+			if code, out := completion(t, url, wfBody(fmt.Sprintf("wf-%d", w), "a", fmt.Sprintf("wf-%d call %d", w, c))); code != 200 || out != sse {
+				t.Fatalf("status %d body %q", code, out)
+			}
+		}
+	}
+	// Every call of a workflow reached one backend.
+	home := map[string]int{}
+	for i, f := range fs {
+		for _, b := range f.bodies {
+			var req struct {
+				Messages []struct{ Content string } `json:"messages"`
+			}
+			json.Unmarshal(b, &req)
+			wf := strings.Fields(req.Messages[0].Content)[0]
+			if h, ok := home[wf]; ok && h != i {
+				t.Fatalf("%s served by backends %d and %d", wf, h, i)
+			}
+			home[wf] = i
+			if bytes.Contains(b, []byte("workflow_metadata")) {
+				t.Fatal("workflow_metadata reached a backend")
+			}
+		}
+	}
+	s := rt.StatsNow()
+	limit := int64(bound(DefaultLoadFactor, workflows-1, 4))
+	for _, b := range s.Backends {
+		if b.Workflows > limit {
+			t.Errorf("backend %s is home to %d workflows, bound %d", b.URL, b.Workflows, limit)
+		}
+	}
+	if s.AffinityHits != workflows*(calls-1) || s.AffinityMisses != workflows || s.Spillovers != 0 || s.ActiveWorkflows != workflows {
+		t.Errorf("stats %+v", s)
+	}
+	st, ok := rt.workflows.status(rt, "wf-7")
+	if !ok || st.TotalRequests != calls || st.AssignedInstance == "" || st.CacheHitRate == nil || *st.CacheHitRate != 0.8 {
+		t.Errorf("status %+v", st)
+	}
+}
+
+func TestSpilloverUnderLoad(t *testing.T) {
+	fs := []*fakeBackend{newFake(t), newFake(t)}
+	for _, f := range fs {
+		f.hang.Store(true)
+	}
+	rt, url := startRouter(t, Config{Backends: backends(fs...), HealthInterval: time.Hour})
+	// Four concurrent requests of one workflow: the bound ceil(1.25*(n+1)/2)
+	// lets the home take 2 of them when 3 are in flight: the rest spill.
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for k := 0; k < 4; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequestWithContext(ctx, "POST", url+"/v1/chat/completions", strings.NewReader(wfBody("busy", "a", "x")))
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		for fs[0].count()+fs[1].count() < k+1 { // wait until it is in flight
+			time.Sleep(time.Millisecond)
+		}
+	}
+	s := rt.StatsNow()
+	cancel()
+	wg.Wait()
+	if s.Spillovers == 0 || fs[0].count() == 0 || fs[1].count() == 0 {
+		t.Errorf("no spillover: stats %+v, counts %d %d", s, fs[0].count(), fs[1].count())
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for rt.backends[0].inFlight.Load()+rt.backends[1].inFlight.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("in-flight counts not given back after the clients left")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestWithoutMetadataBytesPassThrough(t *testing.T) {
+	f := newFake(t)
+	_, url := startRouter(t, Config{Backends: backends(f), HealthInterval: time.Hour})
+	odd := "{ \"model\" : \"m\",\n\t\"messages\": [ {\"role\":\"user\", \"content\":\"héllo \\u00e9\"} ],  \"stream\":true }"
+	if code, out := completion(t, url, odd); code != 200 || out != sse {
+		t.Fatalf("%d %q", code, out)
+	}
+	with := "{\"workflow_metadata\": {\"workflow_id\": \"w\"}, \"model\" : \"m\",\n\t\"stream\":true }"
+	completion(t, url, with)
+	if string(f.bodies[0]) != odd {
+		t.Errorf("body changed:\n%s\n%s", odd, f.bodies[0])
+	}
+	if string(f.bodies[1]) != "{\"model\" : \"m\",\n\t\"stream\":true }" {
+		t.Errorf("stripped body %q", f.bodies[1])
+	}
+}
+
+func TestHungAndStalledBackends(t *testing.T) {
+	hung, good := newFake(t), newFake(t)
+	hung.hang.Store(true)
+	_, url := startRouter(t, Config{Backends: backends(hung, good), Logic: "roundrobin", FirstByteTimeout: 200 * time.Millisecond, HealthInterval: time.Hour})
+	start := time.Now()
+	for k := 0; k < 4; k++ {
+		if code, out := completion(t, url, `{"model":"m","messages":[]}`); code != 200 || out != sse {
+			t.Fatalf("request %d: %d %q", k, code, out)
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a hung backend held the router for %v", d)
+	}
+	// A stream that stops producing is ended after the idle timeout.
+	stalled := newFake(t)
+	stalled.stall.Store(true)
+	_, url2 := startRouter(t, Config{Backends: backends(stalled), IdleTimeout: 200 * time.Millisecond, HealthInterval: time.Hour})
+	start = time.Now()
+	code, out := completion(t, url2, `{"model":"m","messages":[]}`)
+	if code != 200 || !strings.HasPrefix(out, "data:") || time.Since(start) > 5*time.Second {
+		t.Errorf("stalled stream: %d %q after %v", code, out, time.Since(start))
+	}
+}
+
+func TestFailedBackendMovesWorkflows(t *testing.T) {
+	a, b := newFake(t), newFake(t)
+	rt, url := startRouter(t, Config{Backends: backends(a, b), HealthInterval: 20 * time.Millisecond})
+	var ids []string
+	for w := 0; len(ids) < 3 && w < 100; w++ {
+		id := fmt.Sprintf("w%d", w)
+		completion(t, url, wfBody(id, "x", id))
+		if st, _ := rt.workflows.status(rt, id); st.AssignedInstance == a.URL {
+			ids = append(ids, id)
+		}
+	}
+	a.down.Store(true)
+	deadline := time.Now().Add(5 * time.Second)
+	for rt.backends[0].healthy.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("backend never marked down")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, id := range ids {
+		if code, out := completion(t, url, wfBody(id, "x", id)); code != 200 || out != sse {
+			t.Fatalf("%s after failover: %d %q", id, code, out)
+		}
+		st, _ := rt.workflows.status(rt, id)
+		if st.AssignedInstance != b.URL || st.Migrations != 1 {
+			t.Errorf("%s: %+v", id, st)
+		}
+	}
+	// Recovery breaks nothing: moved workflows stay, everything serves.
+	a.down.Store(false)
+	for rt.backends[0].healthy.Load() == false {
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, id := range ids {
+		completion(t, url, wfBody(id, "x", id))
+		if st, _ := rt.workflows.status(rt, id); st.AssignedInstance != b.URL || st.Migrations != 1 {
+			t.Errorf("%s after recovery: %+v", id, st)
+		}
+	}
+	if s := rt.StatsNow(); s.Migrations != int64(len(ids)) {
+		t.Errorf("migrations %d, want %d", s.Migrations, len(ids))
+	}
+}
+
+func TestMessaging(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	rt, url := startRouter(t, Config{Backends: []string{newFake(t).URL}, MaxQueueSize: 3, MaxQueues: 2, MaxPayload: 64, MessageTTL: time.Minute, Now: clock, HealthInterval: time.Hour})
+	post := func(wf, body string) (int, string) {
+		resp, err := http.Post(url+"/v1/workflows/"+wf+"/messages", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	get := func(wf, agent, q string) (int, []Message) {
+		resp, err := http.Get(url + "/v1/workflows/" + wf + "/agents/" + agent + "/messages" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Messages []Message `json:"messages"`
+			Count    int       `json:"count"`
+		}
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out.Messages
+	}
+	msg := func(to string, k int) string {
+		return fmt.Sprintf(`{"source_agent": "a", "target_agent": %q, "message_type": "data", "payload": {"k": %d}}`, to, k)
+	}
+	for k := 1; k <= 3; k++ {
+		if code, out := post("w1", msg("b", k)); code != 200 || !strings.Contains(out, `"status":"queued"`) {
+			t.Fatalf("send %d: %d %s", k, code, out)
+		}
+	}
+	if code, out := post("w1", msg("b", 4)); code != 429 || !strings.Contains(out, "full") {
+		t.Errorf("full queue: %d %s", code, out)
+	}
+	_, got := get("w1", "b", "")
+	if len(got) != 3 || string(got[0].Payload) != `{"k":1}` || string(got[2].Payload) != `{"k":3}` || got[0].Source != "a" {
+		t.Errorf("messages out of order: %+v", got)
+	}
+	// Limits and bad input.
+	for _, c := range []struct {
+		wf, body string
+		code     int
+	}{
+		{"w1", `{"source_agent": "a", "target_agent": "b", "payload": "` + strings.Repeat("x", 100) + `"}`, 413},
+		{"w1", `{"source_agent": "", "target_agent": "b"}`, 400},
+		{"w1", `{"source_agent": "a", "target_agent": "b c"}`, 400},
+		{"w1", `not json`, 400},
+		{"bad%20id", msg("b", 1), 400},
+	} {
+		if code, out := post(c.wf, c.body); code != c.code {
+			t.Errorf("%s %s: %d %s, want %d", c.wf, c.body, code, out, c.code)
+		}
+	}
+	post("q1", msg("x", 1))
+	post("q2", msg("x", 1))
+	if code, out := post("q3", msg("x", 1)); code != 429 || !strings.Contains(out, "too many") {
+		t.Errorf("queue limit: %d %s", code, out)
+	}
+	// A long poll on a queue that does not exist yet returns as soon as a
+	// message arrives.
+	done := make(chan []Message, 1)
+	start := time.Now()
+	go func() {
+		_, m := get("w9", "late", "?timeout=30")
+		done <- m
+	}()
+	for {
+		rt.mail.mu.Lock()
+		q := rt.mail.q[queueKey{"w9", "late"}]
+		waiting := q != nil && q.waiters == 1
+		rt.mail.mu.Unlock()
+		if waiting {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	get("q1", "x", "") // make room under the queue limit
+	if code, out := post("w9", msg("late", 7)); code != 200 {
+		t.Fatalf("%d %s", code, out)
+	}
+	select {
+	case m := <-done:
+		if len(m) != 1 || time.Since(start) > 10*time.Second {
+			t.Errorf("long poll got %+v after %v", m, time.Since(start))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("long poll did not wake")
+	}
+	// Messages expire after their TTL.
+	post("w2", msg("old", 1))
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	if _, m := get("w2", "old", ""); len(m) != 0 || rt.mail.expired.Load() == 0 {
+		t.Errorf("expired message delivered: %+v", m)
+	}
+}
+
+func TestWorkflowLifecycle(t *testing.T) {
+	now := time.Unix(0, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	f := newFake(t)
+	rt, url := startRouter(t, Config{Backends: []string{f.URL}, MaxWorkflows: 5, WorkflowTTL: time.Minute, Now: clock, HealthInterval: time.Hour})
+	for w := 0; w < 8; w++ {
+		if code, _ := completion(t, url, wfBody(fmt.Sprintf("w%d", w), "a", "x")); code != 200 {
+			t.Fatalf("workflow %d refused at the limit", w)
+		}
+	}
+	if ids := rt.workflows.ids(); len(ids) != 5 || ids[0] != "w3" {
+		t.Errorf("after LRU eviction: %v", ids)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	completion(t, url, wfBody("w7", "a", "x")) // active again
+	if n := rt.workflows.sweep(); n != 4 || rt.workflows.len() != 1 {
+		t.Errorf("swept %d, left %v", n, rt.workflows.ids())
+	}
+	req, _ := http.NewRequest("DELETE", url+"/v1/workflows/w7", nil)
+	resp, _ := http.DefaultClient.Do(req)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || rt.workflows.len() != 0 || rt.backends[0].homes.Load() != 0 {
+		t.Errorf("delete: %d, %d left, homes %d", resp.StatusCode, rt.workflows.len(), rt.backends[0].homes.Load())
+	}
+	resp, _ = http.Get(url + "/v1/workflows/w7/status")
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("status of a deleted workflow: %d", resp.StatusCode)
+	}
+}
+
+func TestMetricsModelsHealth(t *testing.T) {
+	a, b := newFake(t), newFake(t)
+	_, url := startRouter(t, Config{Backends: backends(a, b), HealthInterval: 20 * time.Millisecond})
+	completion(t, url, wfBody("secret-workflow-id", "agent", "x"))
+	resp, _ := http.Get(url + "/metrics")
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"wfsched_router_requests_total", "wfsched_router_affinity_misses_total 1", "wfsched_router_active_workflows 1",
+		"wfsched_router_cached_prompt_tokens_total", "wfsched_router_routing_decision_seconds_bucket"} {
+		if !bytes.Contains(m, []byte(want)) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if bytes.Contains(m, []byte("secret-workflow-id")) || bytes.Contains(m, []byte("agent=")) {
+		t.Error("a workflow or agent id became a label")
+	}
+	resp, _ = http.Get(url + "/v1/models")
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Count(string(body), `"id":"m-`) != 2 {
+		t.Errorf("models union %s", body)
+	}
+	time.Sleep(0) // health was checked at start
+	resp, _ = http.Get(url + "/health")
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Wfsched-Time-Scale") != "0.5" {
+		t.Errorf("health %d scale %q", resp.StatusCode, resp.Header.Get("X-Wfsched-Time-Scale"))
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, c := range []Config{
+		{},
+		{Backends: []string{"localhost:1"}},
+		{Backends: []string{"http://x"}, Logic: "random"},
+		{Backends: []string{"http://x"}, FallbackLogic: "workflow_aware"},
+		{Backends: []string{"http://x"}, LoadFactor: 0.9},
+	} {
+		if _, err := New(c); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+	if rt, err := New(Config{Backends: []string{"http://x"}, Logic: "workflow_aware"}); err != nil || rt.Logic() != "workflow-aware" {
+		t.Errorf("design spelling: %v", err)
+	}
+}

@@ -1,0 +1,304 @@
+package router
+
+import (
+	"container/list"
+	"math"
+	"sort"
+	"sync"
+	"time"
+)
+
+// workflow is the router's state of one workflow.
+type workflow struct {
+	id          string
+	created     time.Time
+	lastSeen    time.Time
+	home        int // backend index, -1 before the first request
+	second      int // failover candidate, -1 if none
+	agents      map[string]int
+	requests    int64
+	inFlight    int
+	spillovers  int64
+	migrations  int64
+	prompt      int64
+	cached      int64
+	cachedKnown int64 // responses that reported cached tokens
+	elem        *list.Element
+}
+
+// workflowTable holds workflows with an idle TTL and a size limit evicting
+// the least recently used. Safe for concurrent use.
+type workflowTable struct {
+	mu       sync.Mutex
+	backends []*backend
+	ttl      time.Duration
+	max      int
+	now      func() time.Time
+	m        map[string]*workflow
+	lru      list.List // front: most recently used
+	stats    struct {
+		hits, misses, spillovers, migrations, evicted, expired int64
+	}
+}
+
+func newWorkflowTable(backends []*backend, ttl time.Duration, max int, now func() time.Time) *workflowTable {
+	return &workflowTable{backends: backends, ttl: ttl, max: max, now: now, m: map[string]*workflow{}}
+}
+
+// touch returns the workflow, creating it (and evicting the least recently
+// used one if the table is full). Called with mu held.
+func (t *workflowTable) touch(id string) *workflow {
+	now := t.now()
+	if w, ok := t.m[id]; ok {
+		w.lastSeen = now
+		t.lru.MoveToFront(w.elem)
+		return w
+	}
+	if len(t.m) >= t.max {
+		t.evictOne()
+	}
+	w := &workflow{id: id, created: now, lastSeen: now, home: -1, second: -1, agents: map[string]int{}}
+	w.elem = t.lru.PushFront(w)
+	t.m[id] = w
+	return w
+}
+
+// evictOne removes the least recently used workflow, preferring one with
+// nothing in flight among the oldest few. Called with mu held.
+func (t *workflowTable) evictOne() {
+	victim := t.lru.Back()
+	for e, k := victim, 0; e != nil && k < 16; e, k = e.Prev(), k+1 {
+		if e.Value.(*workflow).inFlight == 0 {
+			victim = e
+			break
+		}
+	}
+	if victim != nil {
+		t.remove(victim.Value.(*workflow))
+		t.stats.evicted++
+	}
+}
+
+// remove drops a workflow. Called with mu held.
+func (t *workflowTable) remove(w *workflow) {
+	if w.home >= 0 {
+		t.backends[w.home].homes.Add(-1)
+	}
+	t.lru.Remove(w.elem)
+	delete(t.m, w.id)
+}
+
+// delete ends a workflow; false if unknown.
+func (t *workflowTable) delete(id string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w, ok := t.m[id]
+	if ok {
+		t.remove(w)
+	}
+	return ok
+}
+
+// len is the number of workflows tracked.
+func (t *workflowTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.m)
+}
+
+// bound is ceil(factor * (total+1) / n): the most any of n backends may
+// take so that the loads stay within factor of the average.
+func bound(factor float64, total, n int) int {
+	return int(math.Ceil(factor * float64(total+1) / float64(n)))
+}
+
+// route picks the backend of a request of a known workflow: its home unless
+// the home is over the in-flight bound (a spillover to the next backend on
+// the workflow's ring walk with room). A workflow's first request picks a
+// home by consistent hashing with bounded loads over the workflows' homes;
+// a failed home hands over to the second candidate (a migration).
+func (t *workflowTable) route(rt *Router, r *Request) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := t.touch(r.Meta.WorkflowID)
+	w.requests++
+	if r.Meta.AgentID != "" {
+		w.agents[r.Meta.AgentID]++
+	}
+	healthy := 0
+	var homes, inFlight int64
+	for _, b := range t.backends {
+		if b.healthy.Load() {
+			healthy++
+			homes += b.homes.Load()
+			inFlight += b.inFlight.Load()
+		}
+	}
+	if healthy == 0 {
+		return -1
+	}
+	ok := func(i int) bool { return i >= 0 && t.backends[i].healthy.Load() }
+	walk := rt.ring.walk(w.id)
+	firstHealthy := func(skip int) int {
+		for _, i := range walk {
+			if i != skip && ok(i) {
+				return i
+			}
+		}
+		return -1
+	}
+	r.Affinity = "hit"
+	switch {
+	case w.home < 0:
+		limit := int64(bound(rt.cfg.LoadFactor, int(homes), healthy))
+		for _, i := range walk {
+			if ok(i) && t.backends[i].homes.Load() < limit {
+				w.home = i
+				break
+			}
+		}
+		if w.home < 0 {
+			w.home = firstHealthy(-1)
+		}
+		t.backends[w.home].homes.Add(1)
+		w.second = firstHealthy(w.home)
+		t.stats.misses++
+		r.Affinity = "miss"
+	case !ok(w.home):
+		old := w.home
+		w.home = w.second
+		if !ok(w.home) {
+			w.home = firstHealthy(old)
+		}
+		t.backends[old].homes.Add(-1)
+		t.backends[w.home].homes.Add(1)
+		w.second = firstHealthy(w.home)
+		w.migrations++
+		t.stats.migrations++
+		t.stats.misses++
+		r.Affinity = "miss"
+	default:
+		t.stats.hits++
+		if !ok(w.second) || w.second == w.home {
+			w.second = firstHealthy(w.home)
+		}
+	}
+	pick := w.home
+	limit := int64(bound(rt.cfg.LoadFactor, int(inFlight), healthy))
+	if t.backends[pick].inFlight.Load()+1 > limit {
+		for _, i := range walk {
+			if ok(i) && t.backends[i].inFlight.Load()+1 <= limit {
+				pick = i
+				break
+			}
+		}
+		if pick != w.home {
+			w.spillovers++
+			t.stats.spillovers++
+			r.Spilled = true
+		}
+	}
+	w.inFlight++
+	return pick
+}
+
+// done records the end of a workflow's request and what the response said
+// of its prompt.
+func (t *workflowTable) done(id string, prompt, cached int, cachedKnown bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w, ok := t.m[id]
+	if !ok {
+		return
+	}
+	w.inFlight--
+	w.lastSeen = t.now()
+	t.lru.MoveToFront(w.elem)
+	w.prompt += int64(prompt)
+	if cachedKnown {
+		w.cached += int64(cached)
+		w.cachedKnown++
+	}
+}
+
+// sweep removes workflows idle for longer than the TTL with nothing in
+// flight.
+func (t *workflowTable) sweep() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cut := t.now().Add(-t.ttl)
+	n := 0
+	for e := t.lru.Back(); e != nil; {
+		w := e.Value.(*workflow)
+		prev := e.Prev()
+		if w.lastSeen.After(cut) {
+			break // the rest are newer
+		}
+		if w.inFlight == 0 {
+			t.remove(w)
+			t.stats.expired++
+			n++
+		}
+		e = prev
+	}
+	return n
+}
+
+// WorkflowStatus is GET /v1/workflows/{id}/status.
+type WorkflowStatus struct {
+	WorkflowID       string         `json:"workflow_id"`
+	CreatedAt        time.Time      `json:"created_at"`
+	LastSeen         time.Time      `json:"last_seen"`
+	ActiveAgents     int            `json:"active_agents"`
+	Agents           map[string]int `json:"agents"`
+	TotalRequests    int64          `json:"total_requests"`
+	InFlight         int            `json:"in_flight"`
+	AssignedInstance string         `json:"assigned_instance"`
+	SecondCandidate  string         `json:"second_candidate,omitempty"`
+	Spillovers       int64          `json:"spillovers"`
+	Migrations       int64          `json:"migrations"`
+	PromptTokens     int64          `json:"prompt_tokens"`
+	CachedTokens     int64          `json:"cached_tokens"`
+	// CacheHitRate is cached over prompt tokens, from the backends'
+	// responses; null when no response reported cached tokens.
+	CacheHitRate    *float64 `json:"cache_hit_rate"`
+	MessagesPending int      `json:"messages_pending"`
+}
+
+func (t *workflowTable) status(rt *Router, id string) (WorkflowStatus, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w, ok := t.m[id]
+	if !ok {
+		return WorkflowStatus{}, false
+	}
+	s := WorkflowStatus{WorkflowID: id, CreatedAt: w.created, LastSeen: w.lastSeen, ActiveAgents: len(w.agents), Agents: map[string]int{},
+		TotalRequests: w.requests, InFlight: w.inFlight, Spillovers: w.spillovers, Migrations: w.migrations,
+		PromptTokens: w.prompt, CachedTokens: w.cached}
+	for a, n := range w.agents {
+		s.Agents[a] = n
+	}
+	if w.home >= 0 {
+		s.AssignedInstance = rt.backends[w.home].url
+	}
+	if w.second >= 0 {
+		s.SecondCandidate = rt.backends[w.second].url
+	}
+	if w.cachedKnown > 0 && w.prompt > 0 {
+		rate := float64(w.cached) / float64(w.prompt)
+		s.CacheHitRate = &rate
+	}
+	return s, true
+}
+
+// ids lists the workflows, for tests.
+func (t *workflowTable) ids() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	for id := range t.m {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
