@@ -23,11 +23,14 @@ type RunRef struct {
 // ComparisonDoc is comparison.json: how a comparison was made and what it
 // found.
 type ComparisonDoc struct {
-	ID         string             `json:"id"`
-	Created    time.Time          `json:"created"`
-	Args       []string           `json:"args"`
-	Arms       []string           `json:"arms"`
-	Iterations int                `json:"iterations"`
+	ID         string    `json:"id"`
+	Created    time.Time `json:"created"`
+	Args       []string  `json:"args"`
+	Arms       []string  `json:"arms"`
+	Iterations int       `json:"iterations"`
+	// ArmsAre says what differs between arms: "policies" or
+	// "routing-logics" (or "runs" for saved runs).
+	ArmsAre    string             `json:"arms_are,omitempty"`
 	Warmup     int                `json:"warmup"`
 	Method     string             `json:"method"`
 	Runs       []RunRef           `json:"runs"`
@@ -48,6 +51,8 @@ func (d *ComparisonDoc) FillNote() {
 		d.SingleChain = d.SingleChain && t.SingleChain
 	}
 	switch {
+	case d.SingleChain && d.ArmsAre == "routing-logics":
+		d.Note = "Every trace compared is a single chain, so no schedule shortens one workflow alone; differences between routing logics come from prefix-cache reuse and load across the concurrent workflows."
 	case d.SingleChain:
 		d.Note = "Every trace compared is a single chain: its critical path is all of its work, so no policy can make one workflow faster; differences in makespan are noise, whatever their intervals say."
 	case d.Iterations < 2:
@@ -116,7 +121,7 @@ func comparisonRows(d ComparisonDoc) (header []string, rows [][]string) {
 		switch {
 		case a.Label == d.Comparison.Baseline:
 			sig = append(sig, "baseline")
-		case d.SingleChain:
+		case d.SingleChain && d.ArmsAre != "routing-logics":
 			sig = append(sig, "no (single chain)")
 		case math.IsNaN(float64(a.Speedup.Lo)):
 			sig = append(sig, "unknown (one run)")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wfsched/wfsched/metrics"
+	"github.com/wfsched/wfsched/router"
 )
 
 // TraceInfo describes a replayed trace.
@@ -31,6 +32,12 @@ type Backend struct {
 	Model     string   `json:"model"`
 	Profile   string   `json:"profile,omitempty"`
 	TimeScale float64  `json:"time_scale"`
+	// Routing is the router's logic when calls went through wfsched's
+	// router (Router is its URL); URLs are then the servers behind it.
+	Routing string `json:"routing_logic,omitempty"`
+	Router  string `json:"router,omitempty"`
+	// RouterStats are the router's figures at the end of the run.
+	RouterStats *router.Stats `json:"router_stats,omitempty"`
 }
 
 // RunConfig is a run's configuration as summary.json records it.
@@ -83,6 +90,12 @@ func WriteRunText(w io.Writer, r RunReport) error {
 	backend := "endpoint " + strings.Join(r.Backend.URLs, ", ")
 	if r.Backend.Kind == "embedded" {
 		backend = "embedded engine " + r.Backend.Profile
+		if n := len(r.Backend.URLs); n > 1 {
+			backend = fmt.Sprintf("%d embedded engines %s", n, r.Backend.Profile)
+		}
+	}
+	if r.Backend.Routing != "" {
+		backend += ", router " + r.Backend.Routing
 	}
 	ids := make([]string, 0, len(r.Traces))
 	for _, t := range r.Traces {
@@ -106,6 +119,10 @@ func WriteRunText(w io.Writer, r RunReport) error {
 		{"TPOT p50 / p90 / p99", pct(s.TPOT)},
 		{"E2E latency p50 / p90 / p99", pct(s.E2E)},
 		{"queue wait in wfsched p50 / p99", ms(float64(s.QueueWait.P50)) + " / " + ms(float64(s.QueueWait.P99))},
+	}
+	if st := r.Backend.RouterStats; st != nil {
+		rows = append(rows, []string{"router " + st.Logic, fmt.Sprintf("%d affinity hits, %d misses, %d spillovers, %d migrations",
+			st.AffinityHits, st.AffinityMisses, st.Spillovers, st.Migrations)})
 	}
 	if s.SLO != "" {
 		rows = append(rows, []string{"goodput (" + s.SLO + ")", num(s.Goodput, "%.2f req/s") + ", " + num(s.GoodFraction*100, "%.1f%%") + " of requests good"})

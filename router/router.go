@@ -198,15 +198,14 @@ func (rt *Router) Logic() string { return rt.logic.Name() }
 // ServeHTTP implements http.Handler.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) { rt.mux.ServeHTTP(w, r) }
 
-// Run checks the backends' health and sweeps idle workflows and old
-// messages until ctx is done.
+// Run checks the backends' health periodically and sweeps idle workflows
+// and old messages until ctx is done. Serve runs it after a first check.
 func (rt *Router) Run(ctx context.Context) {
 	health := time.NewTicker(rt.cfg.HealthInterval)
 	defer health.Stop()
 	sweepEvery := min(max(rt.cfg.WorkflowTTL/10, time.Second), 30*time.Second)
 	sweep := time.NewTicker(sweepEvery)
 	defer sweep.Stop()
-	rt.checkHealth(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -249,6 +248,7 @@ func (rt *Router) checkHealth(ctx context.Context) {
 // Serve serves on ln until ctx is done.
 func (rt *Router) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second}
+	rt.checkHealth(ctx) // serve with the backends' state known
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

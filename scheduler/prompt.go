@@ -58,9 +58,13 @@ func newPrompter(g *dag.Graph, t *dag.Topology, enc *tokenizer.Encoder, mode Con
 // node (used by the live context). Text a trace lost (only its token count
 // is known) is replaced by filler text of that many tokens, the same for
 // the same source wherever it recurs, so shared prefixes stay shared.
-func (p *prompter) messages(v int, generated func(int) (string, bool)) []Message {
+//
+// A non-empty tag starts every prompt (a first line of the system message,
+// or a system message of its own), so that replays of one trace in a run
+// share no cached prefix with each other.
+func (p *prompter) messages(v int, generated func(int) (string, bool), tag string) []Message {
 	msgs := dag.Messages(p.g, p.prev, v)
-	out := make([]Message, len(msgs))
+	out := make([]Message, len(msgs), len(msgs)+1)
 	for i, m := range msgs {
 		text := m.Content
 		if p.mode == ContextLive && generated != nil {
@@ -81,6 +85,13 @@ func (p *prompter) messages(v int, generated func(int) (string, bool)) []Message
 			text = p.filler(m, m.Tokens)
 		}
 		out[i] = Message{Role: m.Role, Content: text}
+	}
+	if tag != "" {
+		if len(out) > 0 && out[0].Role == "system" {
+			out[0].Content = tag + "\n" + out[0].Content
+		} else {
+			out = append([]Message{{Role: "system", Content: tag}}, out...)
+		}
 	}
 	return out
 }

@@ -52,8 +52,13 @@ type Config struct {
 	// TimeScale is the server's wall seconds per modeled second (0: 1):
 	// tool waits are scaled by it and every time reported is divided by it.
 	TimeScale float64
-	Seed      uint64
-	Encoder   *tokenizer.Encoder // nil: tokenizer.Default()
+	// SharedReplays lets replays of one trace share prompts. By default,
+	// when a run replays a trace more than once, each workflow's prompts
+	// start with a line naming it, so that they share no cached prefix with
+	// other replays of the same trace: real workflows run different tasks.
+	SharedReplays bool
+	Seed          uint64
+	Encoder       *tokenizer.Encoder // nil: tokenizer.Default()
 }
 
 // Validate checks the configuration.
@@ -112,6 +117,7 @@ type trace struct {
 
 type runner struct {
 	cfg      Config
+	tagged   bool // start prompts with the workflow's id
 	c        Completer
 	t0       time.Time
 	scale    float64
@@ -173,7 +179,8 @@ func Run(ctx context.Context, cfg Config, traces []*dag.Graph, c Completer, sink
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r := &runner{cfg: cfg, c: c, t0: time.Now(), scale: cfg.TimeScale, cancel: cancel, sink: sink}
+	r := &runner{cfg: cfg, c: c, t0: time.Now(), scale: cfg.TimeScale, cancel: cancel, sink: sink,
+		tagged: cfg.Workflows > len(traces) && !cfg.SharedReplays}
 	res := RunResult{Start: r.t0}
 	var mu sync.Mutex
 	var g errgroup.Group
@@ -323,7 +330,7 @@ func (r *runner) workflow(ctx context.Context, idx int, t *trace) WorkflowResult
 			{
 				inFlight++
 				status[v] = "running"
-				msgs := r.prepareCall(t, v, generated)
+				msgs := r.prepareCall(t, v, generated, id)
 				readyTime := readyAt[v]
 				workers.Go(func() error {
 					results <- done{v, r.execute(ctx, id, t, v, msgs, readyTime)}
@@ -370,14 +377,18 @@ func (r *runner) workflow(ctx context.Context, idx int, t *trace) WorkflowResult
 
 // prepareCall builds node v's messages in the coordinator, which owns the
 // generated outputs of the live context.
-func (r *runner) prepareCall(t *trace, v int, generated map[int]string) []Message {
+func (r *runner) prepareCall(t *trace, v int, generated map[int]string, wf string) []Message {
 	if t.g.Nodes[v].Kind != dag.KindLLM {
 		return nil
+	}
+	tag := ""
+	if r.tagged {
+		tag = "Workflow " + wf + "."
 	}
 	return t.prompt.messages(v, func(u int) (string, bool) {
 		s, ok := generated[u]
 		return s, ok
-	})
+	}, tag)
 }
 
 // execute runs one node.

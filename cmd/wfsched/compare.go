@@ -10,12 +10,14 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/wfsched/wfsched/report"
+	"github.com/wfsched/wfsched/router"
 	"github.com/wfsched/wfsched/scheduler"
 )
 
 type compareOptions struct {
 	run        runOptions
 	policies   string
+	logics     string
 	iterations int
 	warmup     int
 	baseline   string
@@ -57,6 +59,7 @@ writes the figures as PNG. Runs are kept under runs/.`,
 	o.run.register(cmd.Flags(), false)
 	f := cmd.Flags()
 	f.StringVar(&o.policies, "policies", strings.Join([]string{"sequential", "dependency-aware", "parallel"}, ","), "policies to compare, in order")
+	f.StringVar(&o.logics, "routing-logics", "", "compare routing logics instead (under one --policies, default parallel), e.g. roundrobin,least-loaded,prefix-aware,workflow-aware; use with --instances N or several --endpoint")
 	f.IntVar(&o.iterations, "iterations", 3, "measured rounds of every policy")
 	f.IntVar(&o.warmup, "warmup", 0, "rounds run first and left out of the figures")
 	f.StringVar(&o.baseline, "baseline", "sequential", "arm that speedups are measured against (default: sequential, else the first)")
@@ -71,12 +74,42 @@ func compareLive(cmd *cobra.Command, o *compareOptions) error {
 		return usageError("--iterations must be at least 1 and --warmup not negative")
 	}
 	var policies []scheduler.Policy
+	if o.logics != "" && !cmd.Flags().Changed("policies") {
+		o.policies = "parallel"
+	}
 	for _, name := range strings.Split(o.policies, ",") {
 		p, err := scheduler.PolicyByName(strings.TrimSpace(name))
 		if err != nil {
 			return usageError("--policies: %v", err)
 		}
 		policies = append(policies, p)
+	}
+	// An arm is a policy, or, with --routing-logics, a routing logic.
+	type arm struct {
+		label, logic string
+		policy       scheduler.Policy
+	}
+	var arms []arm
+	if o.logics != "" {
+		if len(policies) != 1 {
+			return usageError("--routing-logics compares logics under one policy: give one --policies")
+		}
+		if o.run.instances < 2 && len(o.run.endpoints) < 2 {
+			return usageError("--routing-logics needs several servers: --instances N (N > 1) or several --endpoint")
+		}
+		if !cmd.Flags().Changed("baseline") {
+			o.baseline = "roundrobin"
+		}
+		for _, l := range strings.Split(o.logics, ",") {
+			if _, err := router.New(router.Config{Backends: []string{"http://x"}, Logic: strings.TrimSpace(l)}); err != nil {
+				return usageError("--routing-logics: %v", err)
+			}
+			arms = append(arms, arm{label: strings.TrimSpace(l), logic: strings.TrimSpace(l), policy: policies[0]})
+		}
+	} else {
+		for _, p := range policies {
+			arms = append(arms, arm{label: p.Name(), logic: o.run.routing, policy: p})
+		}
 	}
 	o.run.policy = policies[0].Name()
 	if _, err := o.run.config(cmd); err != nil {
@@ -91,22 +124,26 @@ func compareLive(cmd *cobra.Command, o *compareOptions) error {
 		return err
 	}
 	doc := report.ComparisonDoc{ID: filepath.Base(dir), Created: time.Now(), Args: os.Args[1:], Iterations: o.iterations, Warmup: o.warmup, Traces: infos}
-	for _, p := range policies {
-		doc.Arms = append(doc.Arms, p.Name())
+	doc.ArmsAre = "policies"
+	if o.logics != "" {
+		doc.ArmsAre = "routing-logics"
+	}
+	for _, a := range arms {
+		doc.Arms = append(doc.Arms, a.label)
 	}
 	doc.Method = "interleaved, a fresh embedded engine for every run"
 	if len(o.run.endpoints) > 0 {
 		doc.Method = "interleaved, on the given endpoint (its cache carries over between runs)"
 	}
 	o.run.quiet = true
-	total := (o.warmup + o.iterations) * len(policies)
+	total := (o.warmup + o.iterations) * len(arms)
 	k := 0
 	var stopped error
 rounds:
 	for it := 0; it < o.warmup+o.iterations; it++ {
-		for _, p := range policies {
+		for _, a := range arms {
 			k++
-			o.run.policy = p.Name()
+			o.run.policy, o.run.routing = a.policy.Name(), a.logic
 			cfg, err := o.run.config(cmd)
 			if err != nil {
 				return err
@@ -115,9 +152,9 @@ rounds:
 				cfg.Workflows = len(graphs)
 			}
 			warm := it < o.warmup
-			label := fmt.Sprintf("%s-%d", p.Name(), it-o.warmup+1)
+			label := fmt.Sprintf("%s-%d", a.label, it-o.warmup+1)
 			if warm {
-				label = fmt.Sprintf("warmup-%s-%d", p.Name(), it+1)
+				label = fmt.Sprintf("warmup-%s-%d", a.label, it+1)
 			}
 			runDir := filepath.Join(dir, "runs", label)
 			if err := os.MkdirAll(runDir, 0o755); err != nil {
@@ -134,7 +171,7 @@ rounds:
 				stopped = errors.Join(runErr, fmt.Errorf("run %s %s: %s", label, rep.Outcome, rep.Reason))
 				break rounds
 			}
-			doc.Runs = append(doc.Runs, report.RunRef{Dir: filepath.Join("runs", label), Arm: p.Name(), Iteration: it - o.warmup + 1, Warmup: warm})
+			doc.Runs = append(doc.Runs, report.RunRef{Dir: filepath.Join("runs", label), Arm: a.label, Iteration: it - o.warmup + 1, Warmup: warm})
 			fmt.Fprintf(stderr, "wfsched: run %d/%d: %s: %s, makespan %.3g s\n", k, total, label, rep.Outcome, float64(rep.Summary.Makespan.Mean))
 		}
 	}
@@ -170,7 +207,7 @@ func finishComparison(cmd *cobra.Command, dir string, doc report.ComparisonDoc, 
 
 // compareSaved compares saved runs and comparisons.
 func compareSaved(cmd *cobra.Command, o *compareOptions, dirs []string) error {
-	doc := report.ComparisonDoc{Created: time.Now(), Args: os.Args[1:], Method: "saved runs", Iterations: 1}
+	doc := report.ComparisonDoc{Created: time.Now(), Args: os.Args[1:], Method: "saved runs", Iterations: 1, ArmsAre: "runs"}
 	seen := map[string]bool{}
 	addArm := func(label string) string {
 		base := label

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"github.com/wfsched/wfsched/dag"
 	"github.com/wfsched/wfsched/metrics"
 	"github.com/wfsched/wfsched/report"
+	"github.com/wfsched/wfsched/router"
 	"github.com/wfsched/wfsched/scheduler"
 	"github.com/wfsched/wfsched/sim"
 )
@@ -51,6 +54,9 @@ type runOptions struct {
 	attempts    int
 	slo         string
 	sloValue    metrics.SLO
+	instances   int
+	routing     string
+	shared      bool
 	quiet       bool // no embedded-engine banner (compare prints its own)
 	// embedded engine
 	profile   string
@@ -136,13 +142,33 @@ type backend struct {
 	close func()
 }
 
-// startBackend starts the embedded engine (fresh state) or checks the
-// endpoint, which must answer now.
+// startBackend starts the embedded engines (fresh state) or checks the
+// endpoints, and the router in front of them when asked; the server the
+// client talks to must answer now.
 func (o *runOptions) startBackend(ctx context.Context, stderr io.Writer) (*backend, error) {
 	be := &backend{info: report.Backend{Kind: "endpoint", URLs: o.endpoints, TimeScale: 1}, close: func() {}}
-	var base string
-	switch len(o.endpoints) {
-	case 0:
+	closers := []func(){}
+	be.close = func() {
+		for k := len(closers) - 1; k >= 0; k-- {
+			closers[k]()
+		}
+	}
+	fail := func(err error) (*backend, error) {
+		be.close()
+		return nil, err
+	}
+	if o.instances < 1 {
+		return nil, usageError("--instances %d: want at least 1", o.instances)
+	}
+	if len(o.endpoints) > 0 && o.instances > 1 {
+		return nil, usageError("--instances starts embedded engines: leave it out with --endpoint")
+	}
+	routing := o.routing
+	if routing == "" && (o.instances > 1 || len(o.endpoints) > 1) {
+		routing = router.DefaultLogic
+	}
+	targets := o.endpoints
+	if len(o.endpoints) == 0 {
 		prof, err := sim.LoadProfile(o.profile)
 		if err != nil {
 			return nil, usageError("--profile: %v", err)
@@ -150,25 +176,43 @@ func (o *runOptions) startBackend(ctx context.Context, stderr io.Writer) (*backe
 		if o.timeScale <= 0 {
 			return nil, usageError("--time-scale %v: want a positive number", o.timeScale)
 		}
-		c, err := sim.Start(context.WithoutCancel(ctx), sim.ClusterConfig{Engine: sim.Config{Profile: prof, TimeScale: o.timeScale, Seed: o.seed}})
+		c, err := sim.Start(context.WithoutCancel(ctx), sim.ClusterConfig{Instances: o.instances, Engine: sim.Config{Profile: prof, TimeScale: o.timeScale, Seed: o.seed}})
 		if err != nil {
 			return nil, err
 		}
-		be.close = func() { c.Close() }
-		base = c.URLs()[0]
+		closers = append(closers, func() { c.Close() })
+		targets = c.URLs()
 		be.info = report.Backend{Kind: "embedded", URLs: c.URLs(), Profile: prof.Name, TimeScale: o.timeScale}
 		if !o.quiet {
-			fmt.Fprintf(stderr, "wfsched: embedded engine, profile %s, time scale %g (times reported are modeled)\n", prof.Name, o.timeScale)
+			fmt.Fprintf(stderr, "wfsched: %d embedded engine(s), profile %s, time scale %g (times reported are modeled)\n", o.instances, prof.Name, o.timeScale)
 		}
-	case 1:
-		base = o.endpoints[0]
-	default:
-		return nil, usageError("%d endpoints given: spreading calls over several servers needs the router (--routing-logic), not yet available; give one --endpoint", len(o.endpoints))
+	}
+	base := targets[0]
+	if routing != "" {
+		rt, err := router.New(router.Config{Backends: targets, Logic: routing})
+		if err != nil {
+			return fail(usageError("--routing-logic: %v", err))
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fail(err)
+		}
+		rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			rt.Serve(rctx, ln)
+		}()
+		closers = append(closers, func() {
+			stop()
+			<-done
+		})
+		base = "http://" + ln.Addr().String()
+		be.info.Routing, be.info.Router = rt.Logic(), base
 	}
 	cl, err := client.New(client.Config{BaseURL: base, Model: o.model, Timeout: o.timeout, MaxAttempts: o.attempts, Seed: o.seed})
 	if err != nil {
-		be.close()
-		return nil, usageError("--endpoint: %v", err)
+		return fail(usageError("--endpoint: %v", err))
 	}
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	scale, err := cl.Health(hctx)
@@ -177,8 +221,10 @@ func (o *runOptions) startBackend(ctx context.Context, stderr io.Writer) (*backe
 	}
 	cancel()
 	if err != nil {
-		be.close()
-		return nil, &cliError{code: exitFailure, err: err, hint: "is the server running? 'wfsched sim' starts a local one; leave out --endpoint to use the embedded engine"}
+		return fail(&cliError{code: exitFailure, err: err, hint: "is the server running? 'wfsched sim' starts a local one; leave out --endpoint to use the embedded engine"})
+	}
+	if be.info.Kind == "embedded" {
+		scale = o.timeScale
 	}
 	be.info.TimeScale, be.info.Model = scale, cl.Model()
 	be.cl = cl
@@ -190,15 +236,58 @@ func (o *runOptions) startBackend(ctx context.Context, stderr io.Writer) (*backe
 func (be *backend) scrapeAll(ctx context.Context) metrics.ServerCounters {
 	var sum metrics.ServerCounters
 	found := true
-	for _, u := range be.info.URLs {
+	urls := be.info.URLs
+	if be.info.Kind == "endpoint" && len(urls) == 1 {
+		urls = behindRouter(ctx, urls[0])
+	}
+	for _, u := range urls {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		c, err := metrics.Scrape(sctx, http.DefaultClient, u)
 		cancel()
 		found = found && err == nil && c.Found
 		sum = sum.Add(c)
 	}
-	sum.Found = found && len(be.info.URLs) > 0
+	sum.Found = found && len(urls) > 0
 	return sum
+}
+
+// routerStats reads a wfsched router's /v1/workflows/stats (nil if none).
+func routerStats(ctx context.Context, url string) *router.Stats {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(sctx, "GET", url+"/v1/workflows/stats", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var st router.Stats
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil {
+		return nil
+	}
+	return &st
+}
+
+// behindRouter returns the servers behind a wfsched router at url (from
+// its /v1/workflows/stats), or url itself for any other server.
+func behindRouter(ctx context.Context, url string) []string {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(sctx, "GET", strings.TrimSuffix(strings.TrimSuffix(url, "/"), "/v1")+"/v1/workflows/stats", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return []string{url}
+	}
+	defer resp.Body.Close()
+	var st router.Stats
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil || len(st.Backends) == 0 {
+		return []string{url}
+	}
+	var out []string
+	for _, b := range st.Backends {
+		out = append(out, b.URL)
+	}
+	return out
 }
 
 // replay runs cfg into dir: nodes.jsonl and workflows.jsonl as results
@@ -240,6 +329,10 @@ func replay(ctx context.Context, stderr io.Writer, dir string, o *runOptions, cf
 	res, runErr := scheduler.Run(ctx, cfg, graphs, be.cl, sinks)
 	stopProgress()
 	after := be.scrapeAll(ctx)
+	if be.info.Router != "" {
+		be.info.RouterStats = routerStats(ctx, be.info.Router)
+		rep.Backend = be.info
+	}
 	rep.Start, rep.End, rep.WallS = res.Start, res.End, res.End.Sub(res.Start).Seconds()
 	rep.Outcome, rep.Reason = res.Outcome, res.Reason
 	if runErr != nil {
@@ -274,6 +367,9 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.BoolVar(&o.noIgnoreEOS, "no-ignore-eos", false, "do not send ignore_eos (outputs may end before the reference length)")
 	f.DurationVar(&o.timeout, "timeout", client.DefaultTimeout, "per-attempt timeout of a call")
 	f.IntVar(&o.attempts, "max-attempts", client.DefaultMaxAttempts, "tries per call (429, 5xx, connection errors and timeouts are retried)")
+	f.BoolVar(&o.shared, "shared-replays", false, "let replays of one trace share prompts (by default each starts with a line naming its workflow, so copies of one task do not hit each other's cache)")
+	f.IntVar(&o.instances, "instances", 1, "embedded engines; more than one are served behind the router")
+	f.StringVar(&o.routing, "routing-logic", "", "put wfsched's router in front of the engines or endpoints: "+strings.Join(router.Logics(), ", ")+" (default workflow-aware when several)")
 	f.StringVar(&o.slo, "slo", "", "service-level objectives for goodput, in ms: ttft:MS,tpot:MS,e2el:MS (any subset)")
 	f.StringVar(&o.profile, "profile", sim.DefaultProfile, "embedded engine: built-in profile or JSON file")
 	f.Float64Var(&o.timeScale, "time-scale", DefaultEmbeddedScale, "embedded engine: wall seconds per modeled second")
@@ -291,7 +387,7 @@ func (o *runOptions) config(cmd *cobra.Command) (scheduler.Config, error) {
 	cfg := scheduler.Config{
 		Policy: pol, MaxParallel: o.maxParallel, OnError: scheduler.ErrorMode(o.onError), Context: scheduler.ContextMode(o.context),
 		MaxTokens: o.maxTokens, NoIgnoreEOS: o.noIgnoreEOS, ToolLatency: o.toolLatency, Workflows: o.workflows,
-		Concurrency: o.concurrency, Seed: o.seed,
+		Concurrency: o.concurrency, Seed: o.seed, SharedReplays: o.shared,
 	}
 	if cmd.Flags().Changed("temperature") {
 		t := o.temperature

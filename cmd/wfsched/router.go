@@ -1,0 +1,121 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/wfsched/wfsched/router"
+)
+
+type routerOptions struct {
+	cfg      router.Config
+	backends string
+	models   string
+	listen   string
+}
+
+func newRouterCmd() *cobra.Command {
+	var o routerOptions
+	cmd := &cobra.Command{
+		Use:   "router --backends URL,URL [--routing-logic L] [--listen 127.0.0.1:8001] [flags]",
+		Short: "Serve the workflow-affinity router in front of OpenAI-compatible servers",
+		Long: `Router is an OpenAI-compatible reverse proxy that keeps each workflow's calls on one
+backend, to reuse its KV cache, within a load bound. Requests name their workflow with a
+workflow_metadata object in the body (or X-Workflow-Id / X-Agent-Id headers); the router
+strips it before forwarding. Requests without one behave as through a plain proxy.
+
+Routing logics: roundrobin, least-loaded, session (consistent hash of the workflow id or
+X-Session-Id), prefix-aware (longest cached prompt prefix, least-loaded when imbalanced),
+workflow-aware (a home per workflow by consistent hashing with bounded loads, spilling over
+when the home is over the bound, a second candidate for failover).
+
+It also serves agent-to-agent message queues (POST /v1/workflows/{id}/messages, GET
+/v1/workflows/{id}/agents/{agent}/messages?timeout=S), workflow status
+(GET /v1/workflows/{id}/status, /v1/workflows/stats, DELETE /v1/workflows/{id}) and
+Prometheus metrics (/metrics, wfsched_router_*).`,
+		Example: `  wfsched sim --instances 4 --listen 127.0.0.1:8000 &
+  wfsched router --backends http://127.0.0.1:8000,http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003
+  wfsched run --dag traces/agents-40.json --endpoint http://127.0.0.1:8001 --workflows 16 --concurrency 8`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runRouter(cmd, &o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.backends, "backends", "", "comma-separated backend URLs (required)")
+	f.StringVar(&o.backends, "static-backends", "", "the design documents' name for --backends")
+	f.StringVar(&o.models, "static-models", "", "models /v1/models lists (default: ask the backends)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8001", "address to serve on")
+	f.StringVar(&o.cfg.Logic, "routing-logic", router.DefaultLogic, "routing logic: "+strings.Join(router.Logics(), ", "))
+	f.StringVar(&o.cfg.FallbackLogic, "fallback-logic", router.DefaultFallback, "logic for requests without a workflow id (workflow-aware routing)")
+	f.Float64Var(&o.cfg.LoadFactor, "load-factor", router.DefaultLoadFactor, "bounded-load factor: no backend takes more than this times the average")
+	o.cfg.WorkflowTTL = router.DefaultWorkflowTTL
+	f.Var((*seconds)(&o.cfg.WorkflowTTL), "workflow-ttl", "forget a workflow idle this long (in-flight requests keep it alive): a duration, or a number of seconds (default 1h)")
+	f.IntVar(&o.cfg.MaxWorkflows, "max-workflows", router.DefaultMaxWorkflows, "workflows tracked; beyond, the least recently used is forgotten")
+	f.IntVar(&o.cfg.MaxQueueSize, "max-message-queue-size", router.DefaultMaxQueueSize, "messages one agent's queue holds")
+	o.cfg.MessageTTL = router.DefaultMessageTTL
+	f.Var((*seconds)(&o.cfg.MessageTTL), "message-ttl", "drop undelivered messages after this long: a duration or seconds (default 5m)")
+	f.DurationVar(&o.cfg.FirstByteTimeout, "first-byte-timeout", router.DefaultFirstByteTimeout, "give up on a backend that sends no response headers in this time (then fail over)")
+	f.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", router.DefaultIdleTimeout, "end a response whose backend sends nothing for this long")
+	f.Float64("batching-preference", 0, "accepted for the design's configuration; has no effect")
+	return cmd
+}
+
+func runRouter(cmd *cobra.Command, o *routerOptions) error {
+	for _, b := range strings.Split(o.backends, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			o.cfg.Backends = append(o.cfg.Backends, b)
+		}
+	}
+	if len(o.cfg.Backends) == 0 {
+		return usageError("router needs --backends URL,URL (the servers to route to)")
+	}
+	if o.models != "" {
+		o.cfg.Models = strings.Split(o.models, ",")
+	}
+	rt, err := router.New(o.cfg)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	host, _, err := net.SplitHostPort(o.listen)
+	if err != nil {
+		return usageError("--listen %q: %v", o.listen, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "wfsched: warning: listening on %s, beyond this machine's loopback\n", host)
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "wfsched router: %s routing over %d backend(s), serving http://%s/v1\nCtrl-C stops.\n",
+		rt.Logic(), len(o.cfg.Backends), ln.Addr())
+	err = rt.Serve(cmd.Context(), ln)
+	fmt.Fprintln(cmd.OutOrStdout(), "wfsched router: stopped")
+	return err
+}
+
+// seconds is a duration flag that also takes a plain number of seconds,
+// as the design documents write it (--workflow-ttl 3600).
+type seconds time.Duration
+
+func (s *seconds) String() string { return time.Duration(*s).String() }
+func (s *seconds) Type() string   { return "duration" }
+
+func (s *seconds) Set(v string) error {
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		if f < 0 {
+			return fmt.Errorf("%v is negative", f)
+		}
+		*s = seconds(f * float64(time.Second))
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("want a duration (1h, 90s) or a number of seconds")
+	}
+	*s = seconds(d)
+	return nil
+}

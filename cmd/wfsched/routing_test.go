@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wfsched/wfsched/report"
+)
+
+func TestRunBehindEmbeddedRouter(t *testing.T) {
+	out := t.TempDir()
+	code, stdout, stderr := run(t, "run", "--dag", "../../traces/agents-40.json", "--instances", "3", "--routing-logic", "workflow_aware",
+		"--workflows", "6", "--concurrency", "6", "--time-scale", "0.1", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	r := readSummary(t, runDir(t, out))
+	st := r.Backend.RouterStats
+	if r.Backend.Routing != "workflow-aware" || len(r.Backend.URLs) != 3 || st == nil || st.AffinityMisses != 6 || st.ActiveWorkflows != 6 {
+		t.Fatalf("backend %+v stats %+v", r.Backend, st)
+	}
+	// Served through the router, counted on the engines behind it.
+	if r.Summary.Requests == 0 || r.Summary.ServerHitRate != r.Summary.CacheHitRate {
+		t.Errorf("hit rates: responses %v, servers %v", r.Summary.CacheHitRate, r.Summary.ServerHitRate)
+	}
+}
+
+func TestCompareRoutingLogics(t *testing.T) {
+	out := t.TempDir()
+	code, stdout, stderr := run(t, "compare", "--dag", "../../traces/agents-40.json", "--instances", "2", "--routing-logics", "roundrobin,workflow-aware",
+		"--workflows", "4", "--concurrency", "4", "--iterations", "1", "--time-scale", "0.1", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "speedup vs roundrobin") || !strings.Contains(stdout, "workflow-aware") {
+		t.Errorf("stdout:\n%s", stdout)
+	}
+	b, _ := os.ReadFile(filepath.Join(runDir(t, out), "comparison.json"))
+	var d report.ComparisonDoc
+	if err := json.Unmarshal(b, &d); err != nil || d.ArmsAre != "routing-logics" || len(d.Arms) != 2 {
+		t.Errorf("comparison %+v %v", d, err)
+	}
+	for _, args := range [][]string{
+		{"compare", "--dag", example, "--routing-logics", "roundrobin,workflow-aware"},
+		{"compare", "--dag", example, "--instances", "2", "--routing-logics", "fastest"},
+		{"run", "--dag", example, "--instances", "2", "--endpoint", "http://127.0.0.1:1"},
+		{"run", "--dag", example, "--instances", "2", "--routing-logic", "random"},
+	} {
+		if code, _, errOut := run(t, args...); code != 2 {
+			t.Errorf("%v: exit %d %s", args, code, errOut)
+		}
+	}
+}
+
+func TestRouterCommand(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var simOut, out, errOut syncBuffer
+	simDone := make(chan int, 1)
+	go func() {
+		simDone <- execute(ctx, []string{"sim", "--listen", "127.0.0.1:0", "--instances", "2", "--time-scale", "0.05"}, &simOut, &errOut)
+	}()
+	urlRE := regexp.MustCompile(`http://127\.0\.0\.1:\d+`)
+	waitFor := func(b *syncBuffer, n int) []string {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if u := urlRE.FindAllString(b.String(), -1); len(u) >= n {
+				return u
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no URL printed: %q %q", b.String(), errOut.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	engines := waitFor(&simOut, 2)
+	done := make(chan int, 1)
+	go func() {
+		done <- execute(ctx, []string{"router", "--static-backends", strings.Join(engines, ","), "--routing-logic", "workflow_aware",
+			"--listen", "127.0.0.1:0", "--workflow-ttl", "3600"}, &out, &errOut)
+	}()
+	rt := waitFor(&out, 1)[0]
+	resp, err := http.Get(rt + "/health")
+	if err != nil || resp.StatusCode != 200 || resp.Header.Get("X-Wfsched-Time-Scale") != "0.05" {
+		t.Fatalf("router health: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	outDir := t.TempDir()
+	code, stdout, stderr := run(t, "run", "--dag", example, "--endpoint", rt, "--out", outDir)
+	if code != 0 || !strings.Contains(stdout, "completed") {
+		t.Fatalf("run through the router: exit %d %s %s", code, stdout, stderr)
+	}
+	if r := readSummary(t, runDir(t, outDir)); r.Summary.ServerHitRate != r.Summary.CacheHitRate || r.Backend.TimeScale != 0.05 {
+		t.Errorf("summary through the router: scale %v, hit rates %v %v", r.Backend.TimeScale, r.Summary.CacheHitRate, r.Summary.ServerHitRate)
+	}
+	cancel()
+	for _, c := range []chan int{done, simDone} {
+		select {
+		case code := <-c:
+			if code != 0 {
+				t.Errorf("exit %d: %s", code, errOut.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("did not stop")
+		}
+	}
+	if code, _, errOut := run(t, "router"); code != 2 || !strings.Contains(errOut, "--backends") {
+		t.Errorf("no backends: exit %d %s", code, errOut)
+	}
+}
