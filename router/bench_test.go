@@ -1,0 +1,119 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BenchmarkProxyOverhead measures the latency the router adds (p50 and p99
+// over sequential requests) and its throughput (parallel requests), next to
+// a plain httputil.ReverseProxy and a direct call, against a backend that
+// answers at once.
+func BenchmarkProxyOverhead(b *testing.B) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, sse)
+	}))
+	defer backend.Close()
+	serve := func(h http.Handler) (string, func()) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := &http.Server{Handler: h}
+		go srv.Serve(ln)
+		return "http://" + ln.Addr().String(), func() { srv.Close() }
+	}
+	rt, err := New(Config{Backends: []string{backend.URL}, HealthInterval: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	target, _ := url.Parse(backend.URL)
+	plain := httputil.NewSingleHostReverseProxy(target)
+	plain.FlushInterval = -1
+	routerURL, stopR := serve(rt)
+	defer stopR()
+	plainURL, stopP := serve(plain)
+	defer stopP()
+	body := `{"model":"m","messages":[{"role":"user","content":"hello there, a prompt of some length"}],"stream":true,"workflow_metadata":{"workflow_id":"wf-%d","agent_id":"a"}}`
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	call := func(base string, k int) {
+		resp, err := hc.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(fmt.Sprintf(body, k%1000)))
+		if err != nil {
+			panic(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	for _, c := range []struct{ name, url string }{{"direct", backend.URL}, {"httputil", plainURL}, {"router", routerURL}} {
+		b.Run(c.name+"/latency", func(b *testing.B) {
+			var lat []float64
+			for i := 0; b.Loop(); i++ {
+				start := time.Now()
+				call(c.url, i)
+				lat = append(lat, float64(time.Since(start).Microseconds()))
+			}
+			sort.Float64s(lat)
+			b.ReportMetric(lat[len(lat)/2], "p50-us")
+			b.ReportMetric(lat[len(lat)*99/100], "p99-us")
+		})
+		b.Run(c.name+"/throughput", func(b *testing.B) {
+			var mu sync.Mutex
+			k := 0
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					mu.Lock()
+					k++
+					i := k
+					mu.Unlock()
+					call(c.url, i)
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+		})
+	}
+}
+
+// BenchmarkTrackedWorkflows routes the first request of 100,000 workflows
+// and reports the heap the router holds for them.
+func BenchmarkTrackedWorkflows(b *testing.B) {
+	for b.Loop() {
+		rt, err := New(Config{Backends: []string{"http://a", "http://b", "http://c", "http://d"}, HealthInterval: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for i := 0; i < 100_000; i++ {
+			r := &Request{Meta: &Metadata{WorkflowID: fmt.Sprintf("workflow-%06d", i), AgentID: "planner"}}
+			pick := rt.workflows.route(rt, r)
+			rt.workflows.done(r.Meta.WorkflowID, 1000, 900, true)
+			if pick < 0 {
+				b.Fatal("no backend")
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if rt.workflows.len() != 100_000 {
+			b.Fatalf("%d workflows tracked", rt.workflows.len())
+		}
+		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/(1<<20), "MiB")
+		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/100_000, "B/workflow")
+		_ = context.Background()
+	}
+}
