@@ -302,8 +302,11 @@ type workflowAware struct{}
 
 func (workflowAware) Name() string { return "workflow-aware" }
 
+// A workflow that sets context_sharing_strategy "none" shares no context
+// between its calls, so affinity buys nothing: it is routed like a request
+// without a workflow.
 func (workflowAware) Pick(rt *Router, r *Request) int {
-	if r.Meta == nil || r.Meta.WorkflowID == "" {
+	if r.Meta == nil || r.Meta.WorkflowID == "" || r.Meta.ContextSharingStrategy == "none" {
 		return rt.fallback.Pick(rt, r)
 	}
 	return rt.workflows.route(rt, r)

@@ -327,9 +327,21 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 	if id := r.Header.Get("X-Workflow-Id"); id != "" && req.Meta == nil {
 		req.Meta = &Metadata{WorkflowID: id, AgentID: r.Header.Get("X-Agent-Id")}
 	}
-	if req.Meta != nil && req.Meta.WorkflowID != "" && !idPattern.MatchString(req.Meta.WorkflowID) {
-		apiError(w, http.StatusBadRequest, "workflow_id %q: want 1 to 256 letters, digits or ._:@/+-", req.Meta.WorkflowID)
-		return
+	if req.Meta != nil {
+		switch {
+		case req.Meta.WorkflowID != "" && !idPattern.MatchString(req.Meta.WorkflowID):
+			apiError(w, http.StatusBadRequest, "workflow_id %q: want 1 to 256 letters, digits or ._:@/+-", req.Meta.WorkflowID)
+			return
+		case req.Meta.WorkflowPriority < 0:
+			apiError(w, http.StatusBadRequest, "workflow_priority %v: want a positive number (1 is normal)", req.Meta.WorkflowPriority)
+			return
+		}
+		switch req.Meta.ContextSharingStrategy {
+		case "", "auto", "broadcast", "selective", "none":
+		default:
+			apiError(w, http.StatusBadRequest, "context_sharing_strategy %q: want auto, broadcast, selective or none", req.Meta.ContextSharingStrategy)
+			return
+		}
 	}
 	if req.Meta != nil {
 		req.Session = req.Meta.WorkflowID
@@ -341,7 +353,7 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 	pick := rt.logic.Pick(rt, req)
 	rt.m.decision.WithLabelValues(rt.logic.Name()).Observe(time.Since(start).Seconds())
 	wf := ""
-	if rt.logic.Name() == "workflow-aware" && req.Meta != nil && req.Meta.WorkflowID != "" {
+	if rt.logic.Name() == "workflow-aware" && req.Affinity != "" {
 		wf = req.Meta.WorkflowID
 		switch req.Affinity {
 		case "hit":

@@ -475,3 +475,78 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("design spelling: %v", err)
 	}
 }
+
+func TestMetadataFieldsAndLimits(t *testing.T) {
+	fs := []*fakeBackend{newFake(t), newFake(t)}
+	for _, f := range fs {
+		f.hang.Store(true)
+	}
+	rt, url := startRouter(t, Config{Backends: backends(fs...), HealthInterval: time.Hour, MaxBodyBytes: 1024})
+	if code, _ := completion(t, url, `{"messages": "`+strings.Repeat("x", 2000)+`"}`); code != 413 {
+		t.Errorf("oversize body: %d", code)
+	}
+	for _, bad := range []string{
+		`{"workflow_metadata": {"workflow_id": "w", "context_sharing_strategy": "telepathy"}}`,
+		`{"workflow_metadata": {"workflow_id": "w", "workflow_priority": -1}}`,
+		`{"workflow_metadata": {"workflow_id": "has space"}}`,
+		`{"workflow_metadata": "not an object"}`,
+	} {
+		if code, out := completion(t, url, bad); code != 400 {
+			t.Errorf("%s: %d %s", bad, code, out)
+		}
+	}
+	// Priority: with four requests in flight on two backends, a workflow of
+	// priority 4 stays home; one of priority 1 spills (see
+	// TestSpilloverUnderLoad).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for k := 0; k < 4; k++ {
+		go func() {
+			body := `{"workflow_metadata": {"workflow_id": "vip", "workflow_priority": 4, "parent_request_id": "r-41"}}`
+			req, _ := http.NewRequestWithContext(ctx, "POST", url+"/v1/chat/completions", strings.NewReader(body))
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		for fs[0].count()+fs[1].count() < k+1 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	st, _ := rt.workflows.status(rt, "vip")
+	if st.Spillovers != 0 || st.Priority != 4 || st.LastParentRequestID != "r-41" {
+		t.Errorf("priority workflow: %+v", st)
+	}
+	// context_sharing_strategy none: no affinity, no workflow tracked.
+	for _, f := range fs {
+		f.hang.Store(false)
+	}
+	completion(t, url, `{"workflow_metadata": {"workflow_id": "loner", "context_sharing_strategy": "none"}}`)
+	if _, ok := rt.workflows.status(rt, "loner"); ok {
+		t.Error("a workflow that shares no context was given a home")
+	}
+}
+
+func TestKilledBackend(t *testing.T) {
+	a, b := newFake(t), newFake(t)
+	rt, url := startRouter(t, Config{Backends: backends(a, b), HealthInterval: 20 * time.Millisecond})
+	var onA string
+	for w := 0; onA == "" && w < 100; w++ {
+		id := fmt.Sprintf("k%d", w)
+		completion(t, url, wfBody(id, "x", id))
+		if st, _ := rt.workflows.status(rt, id); st.AssignedInstance == a.URL {
+			onA = id
+		}
+	}
+	a.Close() // killed: connections are refused
+	// Before the health check notices, requests fail over before any byte.
+	if code, out := completion(t, url, wfBody(onA, "x", onA)); code != 200 || out != sse {
+		t.Fatalf("request to a killed home: %d %q", code, out)
+	}
+	for rt.backends[0].healthy.Load() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	completion(t, url, wfBody(onA, "x", onA))
+	if st, _ := rt.workflows.status(rt, onA); st.AssignedInstance != b.URL || st.Migrations != 1 {
+		t.Errorf("after the kill: %+v", st)
+	}
+}

@@ -23,6 +23,8 @@ type workflow struct {
 	prompt      int64
 	cached      int64
 	cachedKnown int64 // responses that reported cached tokens
+	lastParent  string
+	priority    float64
 	elem        *list.Element
 }
 
@@ -125,6 +127,10 @@ func (t *workflowTable) route(rt *Router, r *Request) int {
 	if r.Meta.AgentID != "" {
 		w.agents[r.Meta.AgentID]++
 	}
+	if r.Meta.ParentRequestID != "" {
+		w.lastParent = r.Meta.ParentRequestID
+	}
+	w.priority = priority(r.Meta.WorkflowPriority)
 	healthy := 0
 	var homes, inFlight int64
 	for _, b := range t.backends {
@@ -184,7 +190,10 @@ func (t *workflowTable) route(rt *Router, r *Request) int {
 		}
 	}
 	pick := w.home
-	limit := int64(bound(rt.cfg.LoadFactor, int(inFlight), healthy))
+	// A workflow's priority scales how far over the average its home may
+	// be loaded before its requests spill: priority 2 stays home under
+	// twice the load, 0.5 spills sooner.
+	limit := int64(math.Ceil(float64(bound(rt.cfg.LoadFactor, int(inFlight), healthy)) * w.priority))
 	if t.backends[pick].inFlight.Load()+1 > limit {
 		for _, i := range walk {
 			if ok(i) && t.backends[i].inFlight.Load()+1 <= limit {
@@ -200,6 +209,14 @@ func (t *workflowTable) route(rt *Router, r *Request) int {
 	}
 	w.inFlight++
 	return pick
+}
+
+// priority clamps workflow_priority to [0.5, 4]; 0 (unset) is 1.
+func priority(p float64) float64 {
+	if p == 0 {
+		return 1
+	}
+	return max(0.5, min(p, 4))
 }
 
 // done records the end of a workflow's request and what the response said
@@ -263,6 +280,10 @@ type WorkflowStatus struct {
 	// responses; null when no response reported cached tokens.
 	CacheHitRate    *float64 `json:"cache_hit_rate"`
 	MessagesPending int      `json:"messages_pending"`
+	// Priority is the last workflow_priority (clamped to 0.5-4), which
+	// scales the load its home may take before requests spill.
+	Priority            float64 `json:"priority"`
+	LastParentRequestID string  `json:"last_parent_request_id,omitempty"`
 }
 
 func (t *workflowTable) status(rt *Router, id string) (WorkflowStatus, bool) {
@@ -274,7 +295,7 @@ func (t *workflowTable) status(rt *Router, id string) (WorkflowStatus, bool) {
 	}
 	s := WorkflowStatus{WorkflowID: id, CreatedAt: w.created, LastSeen: w.lastSeen, ActiveAgents: len(w.agents), Agents: map[string]int{},
 		TotalRequests: w.requests, InFlight: w.inFlight, Spillovers: w.spillovers, Migrations: w.migrations,
-		PromptTokens: w.prompt, CachedTokens: w.cached}
+		PromptTokens: w.prompt, CachedTokens: w.cached, Priority: w.priority, LastParentRequestID: w.lastParent}
 	for a, n := range w.agents {
 		s.Agents[a] = n
 	}

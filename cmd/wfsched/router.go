@@ -59,7 +59,6 @@ Prometheus metrics (/metrics, wfsched_router_*).`,
 	f.Var((*seconds)(&o.cfg.MessageTTL), "message-ttl", "drop undelivered messages after this long: a duration or seconds (default 5m)")
 	f.DurationVar(&o.cfg.FirstByteTimeout, "first-byte-timeout", router.DefaultFirstByteTimeout, "give up on a backend that sends no response headers in this time (then fail over)")
 	f.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", router.DefaultIdleTimeout, "end a response whose backend sends nothing for this long")
-	f.Float64("batching-preference", 0, "accepted for the design's configuration; has no effect")
 	return cmd
 }
 
