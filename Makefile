@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 RUN_TRACE ?= traces/research-team.json
 
-.PHONY: all build test lint bench run fuzz clean
+.PHONY: all build test lint bench bench-suite run fuzz clean
 
 all: build
 
@@ -19,9 +19,14 @@ lint:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@if command -v staticcheck >/dev/null 2>&1; then staticcheck ./...; else echo "staticcheck not installed: skipped"; fi
+	@if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/*.sh; else echo "shellcheck not installed: skipped"; fi
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The default benchmark suite, gated against the committed baseline.
+bench-suite: build
+	$(BIN) bench --suite benchmarks/default.yaml --baseline benchmarks/baseline.json --max-regression 10
 
 # The main job on the embedded default: replay a shipped example trace on
 # the in-process engine and write results/<run-id>/.

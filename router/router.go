@@ -220,8 +220,13 @@ func (rt *Router) Run(ctx context.Context) {
 }
 
 // checkHealth probes every backend's /health: two failures in a row mark it
-// down, one success up again. Probes never touch in-flight counts.
+// down (one, on the first check, when nothing is known yet), one success up
+// again. Probes never touch in-flight counts.
 func (rt *Router) checkHealth(ctx context.Context) {
+	rt.checkHealthN(ctx, 2)
+}
+
+func (rt *Router) checkHealthN(ctx context.Context, downAfter int64) {
 	for _, b := range rt.backends {
 		hctx, cancel := context.WithTimeout(ctx, min(rt.cfg.HealthInterval, 2*time.Second))
 		req, _ := http.NewRequestWithContext(hctx, "GET", b.url+"/health", nil)
@@ -239,7 +244,7 @@ func (rt *Router) checkHealth(ctx context.Context) {
 		if ok {
 			b.fails.Store(0)
 			b.healthy.Store(true)
-		} else if b.fails.Add(1) >= 2 {
+		} else if b.fails.Add(1) >= downAfter {
 			b.healthy.Store(false)
 		}
 	}
@@ -248,7 +253,7 @@ func (rt *Router) checkHealth(ctx context.Context) {
 // Serve serves on ln until ctx is done.
 func (rt *Router) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second}
-	rt.checkHealth(ctx) // serve with the backends' state known
+	rt.checkHealthN(ctx, 1) // serve with the backends' state known
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

@@ -21,7 +21,7 @@ func TestRunSendsWorkflowFieldsToEndpoint(t *testing.T) {
 		switch r.URL.Path {
 		case "/health":
 			return
-		case "/metrics":
+		case "/metrics", "/v1/workflows/stats":
 			http.NotFound(w, r)
 			return
 		case "/v1/models":

@@ -57,7 +57,8 @@ type runOptions struct {
 	instances   int
 	routing     string
 	shared      bool
-	quiet       bool // no embedded-engine banner (compare prints its own)
+	slow        float64 // embedded engines' planted slow-down (bench --fault-slow)
+	quiet       bool    // no embedded-engine banner (compare prints its own)
 	// embedded engine
 	profile   string
 	timeScale float64
@@ -176,7 +177,7 @@ func (o *runOptions) startBackend(ctx context.Context, stderr io.Writer) (*backe
 		if o.timeScale <= 0 {
 			return nil, usageError("--time-scale %v: want a positive number", o.timeScale)
 		}
-		c, err := sim.Start(context.WithoutCancel(ctx), sim.ClusterConfig{Instances: o.instances, Engine: sim.Config{Profile: prof, TimeScale: o.timeScale, Seed: o.seed}})
+		c, err := sim.Start(context.WithoutCancel(ctx), sim.ClusterConfig{Instances: o.instances, Engine: sim.Config{Profile: prof, TimeScale: o.timeScale, Seed: o.seed, SlowFactor: o.slow}})
 		if err != nil {
 			return nil, err
 		}
@@ -188,6 +189,32 @@ func (o *runOptions) startBackend(ctx context.Context, stderr io.Writer) (*backe
 		}
 	}
 	base := targets[0]
+	if routing != "" && len(o.endpoints) > 0 {
+		// Name the endpoints that do not answer, rather than the router.
+		var down []string
+		var first error
+		for _, u := range o.endpoints {
+			c, err := client.New(client.Config{BaseURL: u})
+			if err != nil {
+				return fail(usageError("--endpoint: %v", err))
+			}
+			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err = c.Health(hctx)
+			cancel()
+			if err != nil {
+				down = append(down, u)
+				if first == nil {
+					first = err
+				}
+			}
+		}
+		if len(down) == len(o.endpoints) {
+			return fail(&cliError{code: exitFailure, err: fmt.Errorf("no endpoint answers: %w", first), hint: "is the server running? scripts/setup_vllm.sh status"})
+		}
+		if len(down) > 0 {
+			fmt.Fprintf(stderr, "wfsched: warning: not answering, left to the router's health checks: %s\n", strings.Join(down, ", "))
+		}
+	}
 	if routing != "" {
 		rt, err := router.New(router.Config{Backends: targets, Logic: routing})
 		if err != nil {
@@ -455,19 +482,29 @@ func (o *runOptions) load() ([]*dag.Graph, []report.TraceInfo, error) {
 				return nil, nil, err
 			}
 		}
-		for _, g := range gs {
-			t, err := dag.Analyze(g)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: trace %s: %w", f, g.ID, err)
-			}
-			s := dag.Summarize(g, t, dag.CostModel{})
-			infos = append(infos, report.TraceInfo{ID: g.ID, Path: f, Format: g.Format, Nodes: s.Nodes, LLMCalls: s.ByKind[dag.KindLLM],
-				SingleChain: s.SingleChain(), EstimatedSpanS: s.Span, PrefixShareBound: s.PrefixShareBound,
-				PrefixAnyBound: s.PrefixShareAnyBound, PromptTokens: s.PromptTokens})
-			graphs = append(graphs, g)
+		is, err := traceInfos(f, gs)
+		if err != nil {
+			return nil, nil, err
 		}
+		graphs, infos = append(graphs, gs...), append(infos, is...)
 	}
 	return graphs, infos, nil
+}
+
+// traceInfos analyses the graphs read from path for reports.
+func traceInfos(path string, gs []*dag.Graph) ([]report.TraceInfo, error) {
+	var infos []report.TraceInfo
+	for _, g := range gs {
+		t, err := dag.Analyze(g)
+		if err != nil {
+			return nil, fmt.Errorf("%s: trace %s: %w", path, g.ID, err)
+		}
+		s := dag.Summarize(g, t, dag.CostModel{})
+		infos = append(infos, report.TraceInfo{ID: g.ID, Path: path, Format: g.Format, Nodes: s.Nodes, LLMCalls: s.ByKind[dag.KindLLM],
+			SingleChain: s.SingleChain(), EstimatedSpanS: s.Span, PrefixShareBound: s.PrefixShareBound,
+			PrefixAnyBound: s.PrefixShareAnyBound, PromptTokens: s.PromptTokens})
+	}
+	return infos, nil
 }
 
 func totalNodes(gs []*dag.Graph, workflows int) int {

@@ -92,7 +92,7 @@ func TestRunErrors(t *testing.T) {
 		{[]string{"run", "--dag", example, "--policy", "fastest"}, 2, `unknown policy "fastest"`},
 		{[]string{"run", "--dag", example, "--on-error", "ignore"}, 2, "unknown on-error mode"},
 		{[]string{"run", "--dag", example, "--context", "dream"}, 2, "unknown context"},
-		{[]string{"run", "--dag", example, "--endpoint", "http://127.0.0.1:1", "--endpoint", "http://127.0.0.1:2"}, 2, "needs the router"},
+		{[]string{"run", "--dag", example, "--endpoint", "http://127.0.0.1:1", "--endpoint", "http://127.0.0.1:2"}, 1, "no endpoint answers: cannot reach http://127.0.0.1:1"},
 		{[]string{"run", "--dag", example, "--endpoint", "127.0.0.1:1"}, 2, "want http://"},
 		{[]string{"run", "--dag", "no/such/file.json"}, 2, "no such file"},
 		{[]string{"run", "--dag", example, "--max-parallel", "0"}, 2, "--max-parallel"},

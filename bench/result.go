@@ -1,0 +1,241 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"gonum.org/v1/gonum/stat"
+	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/wfsched/wfsched/metrics"
+)
+
+// Result is bench.json: a suite's figures, per case and arm.
+type Result struct {
+	Suite   string            `json:"suite"`
+	Created time.Time         `json:"created"`
+	Env     map[string]string `json:"env"`
+	Options map[string]string `json:"options,omitempty"` // e.g. a planted fault
+	Track   []string          `json:"track"`
+	Cases   []CaseResult      `json:"cases"`
+}
+
+// CaseResult is one case's arms.
+type CaseResult struct {
+	Name string      `json:"name"`
+	Arms []ArmResult `json:"arms"`
+}
+
+// ArmResult is one arm's estimates of every figure.
+type ArmResult struct {
+	Label   string                      `json:"label"`
+	Figures map[string]metrics.Estimate `json:"figures"`
+}
+
+// ReadResult reads a bench.json.
+func ReadResult(path string) (*Result, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
+}
+
+// Verdicts of a figure against its baseline.
+const (
+	Unchanged   = "ok"
+	Regression  = "REGRESSION"
+	Improvement = "improved"
+	NotSig      = "not significant"
+	Untested    = "untested" // fewer than two values on a side, or missing
+)
+
+// Check compares one figure with its baseline.
+type Check struct {
+	Case, Arm, Figure string
+	Base, Current     float64
+	Change            float64 // relative, signed: (current - base) / base
+	P                 float64 // Welch's two-sided p-value, NaN if untested
+	Verdict           string
+}
+
+// Gate compares cur with base figure by figure: a tracked figure regresses
+// when it is worse (by its direction) by more than maxRegression (a
+// fraction) and Welch's t-test finds the difference significant at 5%.
+func Gate(base, cur *Result, maxRegression float64) []Check {
+	var out []Check
+	baseArms := map[string]ArmResult{}
+	for _, c := range base.Cases {
+		for _, a := range c.Arms {
+			baseArms[c.Name+"/"+a.Label] = a
+		}
+	}
+	for _, c := range cur.Cases {
+		for _, a := range c.Arms {
+			b, ok := baseArms[c.Name+"/"+a.Label]
+			for _, key := range cur.Track {
+				f, _ := FigureByKey(key)
+				ch := Check{Case: c.Name, Arm: a.Label, Figure: key, Current: float64(a.Figures[key].Mean), Base: math.NaN(), P: math.NaN(), Verdict: Untested}
+				if ok {
+					be, ce := b.Figures[key], a.Figures[key]
+					ch.Base = float64(be.Mean)
+					ch.Change = (ch.Current - ch.Base) / ch.Base
+					worse := ch.Change > 0
+					if !f.LowerIsBetter {
+						worse = ch.Change < 0
+					}
+					ch.P = welch(floats(be.Vals), floats(ce.Vals))
+					switch {
+					case math.IsNaN(ch.P) || math.IsNaN(ch.Change):
+						ch.Verdict = Untested
+					case ch.P >= 0.05:
+						ch.Verdict = NotSig
+					case worse && math.Abs(ch.Change) > maxRegression:
+						ch.Verdict = Regression
+					case worse:
+						ch.Verdict = Unchanged
+					default:
+						ch.Verdict = Improvement
+					}
+				}
+				out = append(out, ch)
+			}
+		}
+	}
+	return out
+}
+
+func floats(v []metrics.Float) []float64 {
+	out := make([]float64, 0, len(v))
+	for _, x := range v {
+		if !math.IsNaN(float64(x)) {
+			out = append(out, float64(x))
+		}
+	}
+	return out
+}
+
+// welch is the two-sided p-value of Welch's t-test, NaN with fewer than two
+// values on a side.
+func welch(a, b []float64) float64 {
+	if len(a) < 2 || len(b) < 2 {
+		return math.NaN()
+	}
+	ma, va := stat.MeanVariance(a, nil)
+	mb, vb := stat.MeanVariance(b, nil)
+	sa, sb := va/float64(len(a)), vb/float64(len(b))
+	if sa+sb == 0 {
+		if ma == mb {
+			return 1
+		}
+		return 0
+	}
+	t := (ma - mb) / math.Sqrt(sa+sb)
+	df := (sa + sb) * (sa + sb) / (sa*sa/float64(len(a)-1) + sb*sb/float64(len(b)-1))
+	return 2 * distuv.StudentsT{Mu: 0, Sigma: 1, Nu: df}.CDF(-math.Abs(t))
+}
+
+// Failed reports whether any check is a regression.
+func Failed(checks []Check) bool {
+	for _, c := range checks {
+		if c.Verdict == Regression {
+			return true
+		}
+	}
+	return false
+}
+
+// WriteMarkdown writes a summary fit for a CI job summary or a pull
+// request comment: each case's tracked figures and, with a baseline, the
+// change and verdict.
+func WriteMarkdown(w io.Writer, cur *Result, checks []Check, maxRegression float64) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## wfsched bench: %s\n\n", cur.Suite)
+	keys := make([]string, 0, len(cur.Env))
+	for k := range cur.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var env []string
+	for _, k := range keys {
+		env = append(env, k+" "+cur.Env[k])
+	}
+	fmt.Fprintf(&b, "%s. Means over iterations with 95%% confidence intervals.\n", strings.Join(env, ", "))
+	for k, v := range cur.Options {
+		fmt.Fprintf(&b, "Option: %s = %s.\n", k, v)
+	}
+	if checks == nil {
+		for _, c := range cur.Cases {
+			fmt.Fprintf(&b, "\n### %s\n\n| arm | %s |\n|---|%s\n", c.Name, strings.Join(cur.Track, " | "), strings.Repeat("---|", len(cur.Track)))
+			for _, a := range c.Arms {
+				row := []string{a.Label}
+				for _, k := range cur.Track {
+					row = append(row, fmtEst(k, a.Figures[k]))
+				}
+				fmt.Fprintf(&b, "| %s |\n", strings.Join(row, " | "))
+			}
+		}
+	} else {
+		verdict := "**passed**"
+		if Failed(checks) {
+			verdict = "**FAILED**"
+		}
+		fmt.Fprintf(&b, "\nRegression gate (worse by more than %.0f%% and significant, Welch's t-test p < 0.05): %s\n\n", 100*maxRegression, verdict)
+		b.WriteString("| case | arm | figure | baseline | current | change | p | verdict |\n|---|---|---|---|---|---|---|---|\n")
+		for _, c := range checks {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", c.Case, c.Arm, c.Figure, fmtNum(c.Figure, c.Base), fmtNum(c.Figure, c.Current),
+				pct(c.Change), pval(c.P), c.Verdict)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func fmtNum(key string, v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	f, _ := FigureByKey(key)
+	switch f.Unit {
+	case "s":
+		if v < 1 {
+			return fmt.Sprintf("%.1f ms", 1000*v)
+		}
+		return fmt.Sprintf("%.3g s", v)
+	case "%":
+		return fmt.Sprintf("%.1f%%", 100*v)
+	}
+	return fmt.Sprintf("%.3g", v)
+}
+
+func fmtEst(key string, e metrics.Estimate) string {
+	s := fmtNum(key, float64(e.Mean))
+	if !math.IsNaN(float64(e.Lo)) {
+		s += " ± " + fmtNum(key, float64(e.Hi-e.Mean))
+	}
+	return s
+}
+
+func pct(x float64) string {
+	if math.IsNaN(x) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%+.1f%%", 100*x)
+}
+
+func pval(p float64) string {
+	if math.IsNaN(p) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.3f", p)
+}

@@ -1,0 +1,79 @@
+// Package scripts holds the project's shell scripts; this test runs
+// setup_vllm.sh in its dry-run mode, which prints the docker commands it
+// would run.
+package scripts
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func dryRun(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("bash", append([]string{"setup_vllm.sh"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestStartDryRun(t *testing.T) {
+	out, err := dryRun(t, []string{"HF_TOKEN=secret-token-value", "CACHE_DIR=/data/hf"}, "start", "--dry-run", "--instances", "2", "--profile", "production")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var docker []string
+	for _, l := range lines {
+		if strings.HasPrefix(l, "+ docker run") {
+			docker = append(docker, l)
+		}
+	}
+	if len(docker) != 2 {
+		t.Fatalf("want 2 docker run commands:\n%s", out)
+	}
+	for i, want := range [][]string{
+		{"--name wfsched-vllm-0", `device=0\"`, "127.0.0.1:8000:8000"},
+		{"--name wfsched-vllm-1", `device=1\"`, "127.0.0.1:8001:8000"},
+	} {
+		for _, w := range append(want, "--enable-prefix-caching", "--enable-prompt-tokens-details", "--max-model-len 16384",
+			"--max-num-seqs 128", "--gpu-memory-utilization 0.92", "-v /data/hf:/root/.cache/huggingface", "-e HF_TOKEN vllm/vllm-openai:") {
+			if !strings.Contains(docker[i], w) {
+				t.Errorf("command %d lacks %q:\n%s", i, w, docker[i])
+			}
+		}
+	}
+	if strings.Contains(out, "secret-token-value") {
+		t.Error("the Hugging Face token is printed")
+	}
+	if !strings.Contains(out, "--endpoint http://127.0.0.1:8000 --endpoint http://127.0.0.1:8001 --routing-logic workflow-aware") {
+		t.Errorf("no wfsched command for the router:\n%s", out)
+	}
+}
+
+func TestProfilesAndOverrides(t *testing.T) {
+	out, err := dryRun(t, nil, "start", "--dry-run", "--profile", "multi-gpu")
+	if err != nil || !strings.Contains(out, `device=0\,1\,2\,3\"`) || !strings.Contains(out, "--tensor-parallel-size 4") || !strings.Contains(out, "Llama-3.1-70B") {
+		t.Errorf("multi-gpu: %v\n%s", err, out)
+	}
+	out, err = dryRun(t, []string{"MODEL=Qwen/Qwen2.5-7B-Instruct", "PORT=9000", "MAX_NUM_SEQS=8"}, "start", "--dry-run")
+	if err != nil || !strings.Contains(out, "--model Qwen/Qwen2.5-7B-Instruct") || !strings.Contains(out, "127.0.0.1:9000:8000") || !strings.Contains(out, "--max-num-seqs 8") {
+		t.Errorf("overrides: %v\n%s", err, out)
+	}
+	for _, c := range []string{"stop", "logs", "status"} {
+		out, err := dryRun(t, nil, c, "--dry-run", "--instances", "3")
+		if err != nil || strings.Count(out, "+ docker") != 3 {
+			t.Errorf("%s: %v\n%s", c, err, out)
+		}
+	}
+}
+
+func TestBadUsage(t *testing.T) {
+	for _, args := range [][]string{{"frobnicate"}, {"start", "--profile", "huge", "--dry-run"}, {"start", "--instances", "0", "--dry-run"}, {"start", "--bogus"}, {}} {
+		out, err := dryRun(t, nil, args...)
+		if err == nil || !strings.Contains(out, "setup_vllm") && !strings.Contains(out, "Usage") && !strings.Contains(out, "usage") && !strings.Contains(out, "setup_vllm.sh") {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+	}
+}
