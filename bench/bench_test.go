@@ -68,11 +68,12 @@ func TestGate(t *testing.T) {
 		makespan string
 		hit      string
 	}{
-		{"20% slower, significant", result(est(12, 12.1, 11.9, 12), est(0.9, 0.91, 0.9)), Regression, NotSig},
-		{"5% slower is under the threshold", result(est(10.5, 10.6, 10.4, 10.5), est(0.9, 0.9, 0.91)), Unchanged, NotSig},
-		{"noisy 20% is not significant", result(est(6, 18, 9, 15), est(0.9, 0.91, 0.9)), NotSig, NotSig},
-		{"hit rate falling is worse", result(est(10, 10.1, 9.9, 10), est(0.5, 0.51, 0.5)), NotSig, Regression},
-		{"faster is an improvement", result(est(5, 5.1, 4.9, 5), est(0.9, 0.91, 0.9)), Improvement, NotSig},
+		{"20% slower, significant", result(est(12, 12.1, 11.9, 12), est(0.9, 0.91, 0.9)), Regression, Unchanged},
+		{"5% slower is under the threshold", result(est(10.5, 10.6, 10.4, 10.5), est(0.9, 0.9, 0.91)), Unchanged, Unchanged},
+		{"noisy 20% is not significant", result(est(6, 18, 9, 15), est(0.9, 0.91, 0.9)), NotSig, Unchanged},
+		{"hit rate falling is worse", result(est(10.05, 10.1, 9.9, 10), est(0.5, 0.51, 0.5)), NotSig, Regression},
+		{"faster is an improvement", result(est(5, 5.1, 4.9, 5), est(0.9, 0.91, 0.92)), Improvement, NotSig},
+		{"identical is ok", result(est(10, 10.1, 9.9, 10), est(0.9, 0.91, 0.9)), Unchanged, Unchanged},
 		{"one value is untested", result(est(20), est(0.9)), Untested, Untested},
 	}
 	for _, tt := range tests {

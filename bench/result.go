@@ -53,9 +53,9 @@ func ReadResult(path string) (*Result, error) {
 
 // Verdicts of a figure against its baseline.
 const (
-	Unchanged   = "ok"
-	Regression  = "REGRESSION"
-	Improvement = "improved"
+	Unchanged   = "ok"         // within the threshold
+	Regression  = "REGRESSION" // worse beyond the threshold, significantly
+	Improvement = "improved"   // better beyond the threshold, significantly
 	NotSig      = "not significant"
 	Untested    = "untested" // fewer than two values on a side, or missing
 )
@@ -95,17 +95,20 @@ func Gate(base, cur *Result, maxRegression float64) []Check {
 						worse = ch.Change < 0
 					}
 					ch.P = welch(floats(be.Vals), floats(ce.Vals))
+					big := math.Abs(ch.Change) > maxRegression
 					switch {
 					case math.IsNaN(ch.P) || math.IsNaN(ch.Change):
 						ch.Verdict = Untested
+					case math.Abs(ch.Change) < 1e-9:
+						ch.Verdict, ch.P = Unchanged, 1
 					case ch.P >= 0.05:
 						ch.Verdict = NotSig
-					case worse && math.Abs(ch.Change) > maxRegression:
+					case worse && big:
 						ch.Verdict = Regression
-					case worse:
-						ch.Verdict = Unchanged
-					default:
+					case !worse && big:
 						ch.Verdict = Improvement
+					default:
+						ch.Verdict = Unchanged // significant but within the threshold
 					}
 				}
 				out = append(out, ch)

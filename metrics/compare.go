@@ -32,6 +32,11 @@ var Figures = []Figure{
 	{"cache_hit_rate", "prefix-cache hit rate (responses)", "%", false, func(s Summary) float64 { return float64(s.CacheHitRate) }},
 	{"server_cache_hit_rate", "prefix-cache hit rate (server)", "%", false, func(s Summary) float64 { return float64(s.ServerHitRate) }},
 	{"goodput_per_s", "goodput", "/s", false, func(s Summary) float64 { return float64(s.Goodput) }},
+	{"workflow_completion_p50_s", "workflow completion time p50", "s", true, func(s Summary) float64 { return float64(s.Completion.P50) }},
+	{"workflow_completion_p99_s", "workflow completion time p99", "s", true, func(s Summary) float64 { return float64(s.Completion.P99) }},
+	{"workflow_queue_delay_p50_s", "workflow queueing delay p50", "s", true, func(s Summary) float64 { return float64(s.QueueDelay.P50) }},
+	{"workflows_per_min", "workflows completed per minute", "/min", false, func(s Summary) float64 { return float64(s.WorkflowsPerMin) }},
+	{"workflow_goodput_per_min", "workflow goodput", "/min", false, func(s Summary) float64 { return float64(s.WorkflowGoodputMin) }},
 }
 
 // Estimate is a sample mean with a 95% confidence interval from Student's

@@ -28,6 +28,8 @@ type Recorder struct {
 
 	workflows, completed                int
 	makespan, critical, efficiency, par []float64
+	wct, queueDelay, wfHit              []float64 // workflow completion, queueing, hit rate
+	goodWorkflows                       int
 }
 
 var _ scheduler.Sink = (*Recorder)(nil)
@@ -87,6 +89,14 @@ func (r *Recorder) Workflow(w scheduler.WorkflowResult) error {
 		return nil
 	}
 	r.completed++
+	r.wct = append(r.wct, w.CompletionS)
+	r.queueDelay = append(r.queueDelay, w.QueueDelayS)
+	if w.CachedKnown && w.PromptTokens > 0 {
+		r.wfHit = append(r.wfHit, float64(w.CachedTokens)/float64(w.PromptTokens))
+	}
+	if r.SLO.Workflow == 0 || w.CompletionS <= r.SLO.Workflow {
+		r.goodWorkflows++
+	}
 	r.makespan = append(r.makespan, w.MakespanS)
 	r.critical = append(r.critical, w.CriticalPathS)
 	r.efficiency = append(r.efficiency, w.Efficiency)
@@ -142,6 +152,16 @@ type Summary struct {
 	Critical    Dist  `json:"critical_path_s"`
 	Efficiency  Float `json:"efficiency_mean"`
 	Parallelism Float `json:"parallelism_mean"`
+
+	// Workflow-level figures: completion time (arrival to the last node's
+	// end), queueing delay (arrival to the first call), each workflow's
+	// prefix-cache hit rate, workflows completed per minute, and, with a
+	// workflow SLO (wct:MS), workflows completed within it per minute.
+	Completion         Dist  `json:"workflow_completion_s"`
+	QueueDelay         Dist  `json:"workflow_queue_delay_s"`
+	WorkflowHitRate    Dist  `json:"workflow_cache_hit_rate"`
+	WorkflowsPerMin    Float `json:"workflows_per_min"`
+	WorkflowGoodputMin Float `json:"workflow_goodput_per_min"`
 }
 
 // WithServer records the servers' counter deltas over the run.
@@ -166,6 +186,8 @@ func (r *Recorder) Summarize(durationS float64) Summary {
 		CachedUnknown: r.unknownCached, Workflows: r.workflows, Completed: r.completed,
 		Makespan: Describe(r.makespan), Critical: Describe(r.critical),
 		Efficiency: Describe(r.efficiency).Mean, Parallelism: Describe(r.par).Mean,
+		Completion: Describe(r.wct), QueueDelay: Describe(r.queueDelay), WorkflowHitRate: Describe(r.wfHit),
+		WorkflowsPerMin: Float(math.NaN()), WorkflowGoodputMin: Float(math.NaN()),
 		CacheHitRate: Float(math.NaN()), RequestsPerS: Float(math.NaN()), OutputTokensPerS: Float(math.NaN()),
 		Goodput: Float(math.NaN()), GoodFraction: Float(math.NaN()), ServerHitRate: Float(math.NaN()),
 	}
@@ -180,6 +202,12 @@ func (r *Recorder) Summarize(durationS float64) Summary {
 	}
 	if r.cachedPrompt > 0 {
 		s.CacheHitRate = Float(float64(r.cached) / float64(r.cachedPrompt))
+	}
+	if durationS > 0 {
+		s.WorkflowsPerMin = Float(60 * float64(r.completed) / durationS)
+		if r.SLO.Workflow > 0 {
+			s.WorkflowGoodputMin = Float(60 * float64(r.goodWorkflows) / durationS)
+		}
 	}
 	if durationS > 0 {
 		s.RequestsPerS = Float(float64(r.ok) / durationS)

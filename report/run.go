@@ -54,6 +54,8 @@ type RunConfig struct {
 	Concurrency  int      `json:"concurrency"`
 	Seed         uint64   `json:"seed"`
 	SLO          string   `json:"slo,omitempty"`
+	// Arrival describes open-loop arrivals ("" for the closed loop).
+	Arrival string `json:"arrival,omitempty"`
 }
 
 // RunReport is summary.json: everything needed to understand and repeat a
@@ -101,8 +103,12 @@ func WriteRunText(w io.Writer, r RunReport) error {
 	for _, t := range r.Traces {
 		ids = append(ids, t.ID)
 	}
-	if _, err := fmt.Fprintf(w, "Run %s: policy %s, %d workflow(s) of %s, %s (%s)\n",
-		r.RunID, r.Config.Policy, r.Config.Workflows, elide(ids, 3, 1), backend, times); err != nil {
+	workflows := fmt.Sprintf("%d workflow(s)", r.Config.Workflows)
+	if r.Config.Arrival != "" {
+		workflows = fmt.Sprintf("%d workflow(s) arriving %s", s.Workflows, r.Config.Arrival)
+	}
+	if _, err := fmt.Fprintf(w, "Run %s: policy %s, %s of %s, %s (%s)\n",
+		r.RunID, r.Config.Policy, workflows, elide(ids, 3, 1), backend, times); err != nil {
 		return err
 	}
 	rows := [][]string{
@@ -120,11 +126,20 @@ func WriteRunText(w io.Writer, r RunReport) error {
 		{"E2E latency p50 / p90 / p99", pct(s.E2E)},
 		{"queue wait in wfsched p50 / p99", ms(float64(s.QueueWait.P50)) + " / " + ms(float64(s.QueueWait.P99))},
 	}
+	if s.Completion.N > 0 {
+		rows = append(rows,
+			[]string{"workflow completion time p50 / p90 / p99", seconds(float64(s.Completion.P50)) + " / " + seconds(float64(s.Completion.P90)) + " / " + seconds(float64(s.Completion.P99))},
+			[]string{"workflow queueing delay p50 / p99", ms(float64(s.QueueDelay.P50)) + " / " + ms(float64(s.QueueDelay.P99))},
+			[]string{"workflows completed per minute", num(s.WorkflowsPerMin, "%.2f")})
+		if !math.IsNaN(float64(s.WorkflowGoodputMin)) {
+			rows = append(rows, []string{"workflow goodput (wct SLO) per minute", num(s.WorkflowGoodputMin, "%.2f")})
+		}
+	}
 	if st := r.Backend.RouterStats; st != nil {
 		rows = append(rows, []string{"router " + st.Logic, fmt.Sprintf("%d affinity hits, %d misses, %d spillovers, %d migrations",
 			st.AffinityHits, st.AffinityMisses, st.Spillovers, st.Migrations)})
 	}
-	if s.SLO != "" {
+	if s.SLO != "" && !math.IsNaN(float64(s.GoodFraction)) {
 		rows = append(rows, []string{"goodput (" + s.SLO + ")", num(s.Goodput, "%.2f req/s") + ", " + num(s.GoodFraction*100, "%.1f%%") + " of requests good"})
 	}
 	rows = append(rows, [][]string{

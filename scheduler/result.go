@@ -65,8 +65,13 @@ type WorkflowResult struct {
 	Canceled int    `json:"canceled"`
 	NotRun   int    `json:"not_run"`
 
-	StartS float64 `json:"start_s"` // first dispatch
-	EndS   float64 `json:"end_s"`   // last completion
+	ArrivalS float64 `json:"arrival_s"` // when the workflow arrived
+	StartS   float64 `json:"start_s"`   // first dispatch
+	EndS     float64 `json:"end_s"`     // last completion
+	// QueueDelayS is arrival to first dispatch; CompletionS arrival to the
+	// last node's end (the workflow completion time).
+	QueueDelayS float64 `json:"queue_delay_s"`
+	CompletionS float64 `json:"completion_s"`
 	// MakespanS is first dispatch to last completion.
 	MakespanS float64 `json:"makespan_s"`
 	// CriticalPathS is the heaviest dependency chain weighted by each node's

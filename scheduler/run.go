@@ -52,6 +52,9 @@ type Config struct {
 	// TimeScale is the server's wall seconds per modeled second (0: 1):
 	// tool waits are scaled by it and every time reported is divided by it.
 	TimeScale float64
+	// Arrival is when workflows start: by default a closed loop of
+	// Concurrency; open loops (Poisson, gamma) start them on a clock.
+	Arrival Arrival
 	// SharedReplays lets replays of one trace share prompts. By default,
 	// when a run replays a trace more than once, each workflow's prompts
 	// start with a line naming it, so that they share no cached prefix with
@@ -79,6 +82,12 @@ func (c Config) Validate() error {
 	if c.MaxParallel < 0 || c.MaxTokens < 0 || c.ToolLatency < 0 || c.Workflows < 0 || c.Concurrency < 0 || c.TimeScale < 0 {
 		return errors.New("limits, counts, latencies and the time scale must not be negative")
 	}
+	if err := c.Arrival.Validate(); err != nil {
+		return err
+	}
+	if c.Arrival.Open() && c.Workflows == 0 && c.Arrival.Duration == 0 {
+		return errors.New("an open arrival process needs a number of workflows or a duration to stop")
+	}
 	if c.Temperature != nil && (*c.Temperature < 0 || *c.Temperature > 2) {
 		return fmt.Errorf("temperature %v: want 0 to 2", *c.Temperature)
 	}
@@ -102,6 +111,7 @@ type RunResult struct {
 	Failed    int
 	Cut       int // interrupted workflows
 	Nodes     int // node results delivered
+	Planned   int // workflows asked for (0: as many as arrived in the duration)
 	Reason    string
 }
 
@@ -152,7 +162,7 @@ func Run(ctx context.Context, cfg Config, traces []*dag.Graph, c Completer, sink
 	if cfg.Context == "" {
 		cfg.Context = ContextReference
 	}
-	if cfg.Workflows == 0 {
+	if cfg.Workflows == 0 && !cfg.Arrival.Open() {
 		cfg.Workflows = len(traces)
 	}
 	if cfg.Concurrency == 0 {
@@ -180,15 +190,17 @@ func Run(ctx context.Context, cfg Config, traces []*dag.Graph, c Completer, sink
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r := &runner{cfg: cfg, c: c, t0: time.Now(), scale: cfg.TimeScale, cancel: cancel, sink: sink,
-		tagged: cfg.Workflows > len(traces) && !cfg.SharedReplays}
+		tagged: (cfg.Workflows > len(traces) || cfg.Workflows == 0) && !cfg.SharedReplays}
 	res := RunResult{Start: r.t0}
 	var mu sync.Mutex
 	var g errgroup.Group
-	g.SetLimit(cfg.Concurrency)
-	for i := 0; i < cfg.Workflows && runCtx.Err() == nil; i++ {
+	start := func(i int, arrival time.Time, slot chan struct{}) {
 		t := prepared[i%len(prepared)]
 		g.Go(func() error {
-			wr := r.workflow(runCtx, i, t)
+			if slot != nil {
+				defer func() { <-slot }()
+			}
+			wr := r.workflow(runCtx, i, t, arrival)
 			r.deliver(func() error { return sink.Workflow(wr) })
 			mu.Lock()
 			defer mu.Unlock()
@@ -204,6 +216,46 @@ func Run(ctx context.Context, cfg Config, traces []*dag.Graph, c Completer, sink
 			return nil
 		})
 	}
+	if !cfg.Arrival.Open() {
+		g.SetLimit(cfg.Concurrency)
+		for i := 0; i < cfg.Workflows && runCtx.Err() == nil; i++ {
+			start(i, time.Now(), nil)
+		}
+	} else {
+		// Open loop: each workflow arrives at its time; over the cap it
+		// waits for a slot, and the wait is queueing delay.
+		gen := newArrivals(cfg.Arrival)
+		var slots chan struct{}
+		if cfg.Arrival.MaxConcurrency > 0 {
+			slots = make(chan struct{}, cfg.Arrival.MaxConcurrency)
+		}
+		timer := time.NewTimer(0)
+		<-timer.C
+		for i := 0; (cfg.Workflows == 0 || i < cfg.Workflows) && runCtx.Err() == nil; i++ {
+			at := gen.next()
+			if d := cfg.Arrival.Duration; d > 0 && at > d.Seconds() {
+				break
+			}
+			arrival := r.t0.Add(time.Duration(at * r.scale * float64(time.Second)))
+			timer.Reset(time.Until(arrival))
+			select {
+			case <-timer.C:
+			case <-runCtx.Done():
+			}
+			if slots != nil {
+				select {
+				case slots <- struct{}{}:
+				case <-runCtx.Done():
+				}
+			}
+			if runCtx.Err() != nil {
+				break
+			}
+			start(i, arrival, slots)
+		}
+		timer.Stop()
+	}
+	res.Planned = cfg.Workflows
 	g.Wait()
 	res.End = time.Now()
 	res.DurationS = since(res.End, r.t0, r.scale)
@@ -215,7 +267,7 @@ func Run(ctx context.Context, cfg Config, traces []*dag.Graph, c Completer, sink
 		res.Outcome, res.Reason = OutcomeInterrupted, "interrupted: "+ctx.Err().Error()
 	case r.reason != "":
 		res.Outcome, res.Reason = OutcomeFailed, r.reason
-	case res.Failed > 0 || res.Cut > 0 || res.Workflows < cfg.Workflows:
+	case res.Failed > 0 || res.Cut > 0 || cfg.Workflows > 0 && res.Workflows < cfg.Workflows:
 		res.Outcome, res.Reason = OutcomeFailed, fmt.Sprintf("%d of %d workflows failed", res.Failed+res.Cut, cfg.Workflows)
 	default:
 		res.Outcome = OutcomeCompleted
@@ -270,7 +322,7 @@ type done struct {
 // workflow replays one workflow: this goroutine owns its state; workers run
 // the nodes and hand results back on a channel sized to the node count, so
 // none ever blocks.
-func (r *runner) workflow(ctx context.Context, idx int, t *trace) WorkflowResult {
+func (r *runner) workflow(ctx context.Context, idx int, t *trace, arrival time.Time) WorkflowResult {
 	g := t.g
 	n := len(g.Nodes)
 	id := fmt.Sprintf("wf-%05d", idx)
@@ -372,6 +424,7 @@ func (r *runner) workflow(ctx context.Context, idx int, t *trace) WorkflowResult
 		}
 	}
 	workers.Wait()
+	wr.ArrivalS = since(arrival, r.t0, r.scale)
 	return r.summarize(wr, t, all)
 }
 
@@ -488,6 +541,10 @@ func (r *runner) summarize(wr WorkflowResult, t *trace, all []NodeResult) Workfl
 	wr.NotRun = wr.Nodes - len(all)
 	wr.StartS, wr.EndS = first, last
 	wr.MakespanS = last - first
+	if started {
+		wr.QueueDelayS = max(0, first-wr.ArrivalS)
+		wr.CompletionS = last - wr.ArrivalS
+	}
 	path, _ := dag.CriticalPath(t.topo, service)
 	wr.CriticalPathS = path.Length
 	if wr.MakespanS > 0 {

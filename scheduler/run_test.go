@@ -363,3 +363,43 @@ func TestLiveContextUsesGeneratedOutputs(t *testing.T) {
 		t.Errorf("live prompt reuses %d generated outputs: %+v", n, last.Messages)
 	}
 }
+
+func TestOpenLoopArrivals(t *testing.T) {
+	g := gen(t, "chain", 3)
+	// Rate 20 per modeled second at time scale 0.01 (one modeled second is
+	// 10 ms): 30 workflows, at most 2 in flight, each taking ~15 ms.
+	sink := &memSink{}
+	f := &fake{d: 5 * time.Millisecond}
+	res, err := scheduler.Run(context.Background(), scheduler.Config{Policy: scheduler.Parallel{}, TimeScale: 0.01, Workflows: 30,
+		Arrival: scheduler.Arrival{Kind: scheduler.ArrivalPoisson, Rate: 20, MaxConcurrency: 2, Seed: 3}}, []*dag.Graph{g}, f, sink)
+	if err != nil || res.Outcome != scheduler.OutcomeCompleted || len(sink.workflows) != 30 {
+		t.Fatalf("%+v %v, %d workflows", res, err, len(sink.workflows))
+	}
+	sort.Slice(sink.workflows, func(a, b int) bool { return sink.workflows[a].ArrivalS < sink.workflows[b].ArrivalS })
+	waited := 0
+	for _, w := range sink.workflows {
+		if w.CompletionS < w.MakespanS || w.QueueDelayS < 0 || w.StartS < w.ArrivalS {
+			t.Errorf("workflow %s: arrival %.3f start %.3f completion %.3f makespan %.3f", w.Workflow, w.ArrivalS, w.StartS, w.CompletionS, w.MakespanS)
+		}
+		if w.QueueDelayS > 0.5 { // over the cap: waited for a slot
+			waited++
+		}
+	}
+	if waited == 0 {
+		t.Error("no workflow waited though arrivals outpaced the cap of 2")
+	}
+	if last := sink.workflows[29].ArrivalS; last < 0.5 || last > 3 {
+		t.Errorf("30 arrivals at 20/s ended at %.2f s (expected about 1.5 s)", last)
+	}
+	// A duration instead of a count.
+	sink = &memSink{}
+	res, err = scheduler.Run(context.Background(), scheduler.Config{Policy: scheduler.Parallel{}, TimeScale: 0.01,
+		Arrival: scheduler.Arrival{Kind: scheduler.ArrivalGamma, Rate: 20, Burstiness: 0.5, Duration: 5 * time.Second, Seed: 4}}, []*dag.Graph{g}, &fake{}, sink)
+	if err != nil || len(sink.workflows) < 60 || len(sink.workflows) > 140 || res.Outcome != scheduler.OutcomeCompleted {
+		t.Errorf("5 s at 20/s: %d workflows (%+v, %v)", len(sink.workflows), res, err)
+	}
+	if _, err := scheduler.Run(context.Background(), scheduler.Config{Policy: scheduler.Parallel{}, Arrival: scheduler.Arrival{Kind: scheduler.ArrivalPoisson, Rate: 1}},
+		[]*dag.Graph{g}, &fake{}, &memSink{}); err == nil {
+		t.Error("an endless open loop was accepted")
+	}
+}

@@ -58,7 +58,13 @@ type runOptions struct {
 	routing     string
 	shared      bool
 	slow        float64 // embedded engines' planted slow-down (bench --fault-slow)
-	quiet       bool    // no embedded-engine banner (compare prints its own)
+	arrival     string
+	rate        float64
+	burstiness  float64
+	rampUp      time.Duration
+	duration    time.Duration
+	maxConc     int
+	quiet       bool // no embedded-engine banner (compare prints its own)
 	// embedded engine
 	profile   string
 	timeScale float64
@@ -106,7 +112,7 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Workflows == 0 {
+	if cfg.Workflows == 0 && !cfg.Arrival.Open() {
 		cfg.Workflows = len(graphs)
 	}
 	be, err := o.startBackend(ctx, stderr)
@@ -349,7 +355,7 @@ func replay(ctx context.Context, stderr io.Writer, dir string, o *runOptions, cf
 		Versions: map[string]string{"wfsched": version, "go": runtime.Version(), "sim": sim.Version},
 		Config: report.RunConfig{Policy: cfg.Policy.Name(), MaxParallel: cfg.MaxParallel, OnError: string(cfg.OnError), Context: string(cfg.Context),
 			MaxTokens: cfg.MaxTokens, Temperature: cfg.Temperature, IgnoreEOS: !cfg.NoIgnoreEOS, ToolLatencyS: cfg.ToolLatency.Seconds(),
-			Workflows: cfg.Workflows, Concurrency: cfg.Concurrency, Seed: o.seed, SLO: o.sloValue.String()},
+			Workflows: cfg.Workflows, Concurrency: cfg.Concurrency, Seed: o.seed, SLO: o.sloValue.String(), Arrival: describeArrival(cfg.Arrival)},
 	}
 	rep.PrefixShareBound, rep.PrefixAnyBound = weightedBounds(infos, cfg.Workflows)
 	before := be.scrapeAll(ctx)
@@ -394,6 +400,12 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.BoolVar(&o.noIgnoreEOS, "no-ignore-eos", false, "do not send ignore_eos (outputs may end before the reference length)")
 	f.DurationVar(&o.timeout, "timeout", client.DefaultTimeout, "per-attempt timeout of a call")
 	f.IntVar(&o.attempts, "max-attempts", client.DefaultMaxAttempts, "tries per call (429, 5xx, connection errors and timeouts are retried)")
+	f.StringVar(&o.arrival, "arrival", "", "workflow arrivals: closed (--concurrency at a time; the default), poisson or gamma (at --rate); --rate alone means poisson, with --burstiness other than 1 gamma")
+	f.Float64Var(&o.rate, "rate", 0, "open-loop arrivals: workflows per (modeled) second")
+	f.Float64Var(&o.burstiness, "burstiness", 1, "gamma shape of the gaps between arrivals: 1 is Poisson, lower is burstier")
+	f.DurationVar(&o.rampUp, "ramp-up", 0, "raise the arrival rate linearly from 0 over this (modeled) time")
+	f.DurationVar(&o.duration, "duration", 0, "stop new arrivals after this (modeled) time (open loops; --workflows also stops them)")
+	f.IntVar(&o.maxConc, "max-concurrency", 0, "open loops: most workflows in flight; later arrivals wait (queueing delay)")
 	f.BoolVar(&o.shared, "shared-replays", false, "let replays of one trace share prompts (by default each starts with a line naming its workflow, so copies of one task do not hit each other's cache)")
 	f.IntVar(&o.instances, "instances", 1, "embedded engines; more than one are served behind the router")
 	f.StringVar(&o.routing, "routing-logic", "", "put wfsched's router in front of the engines or endpoints: "+strings.Join(router.Logics(), ", ")+" (default workflow-aware when several)")
@@ -425,6 +437,23 @@ func (o *runOptions) config(cmd *cobra.Command) (scheduler.Config, error) {
 	}
 	if o.concurrency < 1 {
 		return cfg, usageError("--concurrency %d: want at least 1", o.concurrency)
+	}
+	switch kind := o.arrival; {
+	case kind == "replay":
+		return cfg, usageError("--arrival replay: the shared traces record no start times to replay; use poisson or gamma")
+	case kind == "" && o.rate == 0, kind == scheduler.ArrivalClosed:
+		if o.rate != 0 || o.rampUp != 0 || o.duration != 0 || o.maxConc != 0 {
+			return cfg, usageError("--rate, --ramp-up, --duration and --max-concurrency go with an open loop (--arrival poisson or gamma)")
+		}
+	default:
+		if kind == "" {
+			kind = scheduler.ArrivalPoisson
+			if o.burstiness != 1 {
+				kind = scheduler.ArrivalGamma
+			}
+		}
+		cfg.Arrival = scheduler.Arrival{Kind: kind, Rate: o.rate, Burstiness: o.burstiness, RampUp: o.rampUp, Duration: o.duration,
+			MaxConcurrency: o.maxConc, Seed: o.seed}
 	}
 	if o.sloValue, err = metrics.ParseSLO(o.slo); err != nil {
 		return cfg, usageError("--slo: %v", err)
@@ -489,6 +518,27 @@ func (o *runOptions) load() ([]*dag.Graph, []report.TraceInfo, error) {
 		graphs, infos = append(graphs, gs...), append(infos, is...)
 	}
 	return graphs, infos, nil
+}
+
+// describeArrival says how workflows arrived, "" for the closed loop.
+func describeArrival(a scheduler.Arrival) string {
+	if !a.Open() {
+		return ""
+	}
+	d := fmt.Sprintf("%s at %g/s", a.Kind, a.Rate)
+	if a.Kind == scheduler.ArrivalGamma {
+		d += fmt.Sprintf(" (burstiness %g)", a.Burstiness)
+	}
+	if a.RampUp > 0 {
+		d += ", ramp-up " + a.RampUp.String()
+	}
+	if a.Duration > 0 {
+		d += ", for " + a.Duration.String()
+	}
+	if a.MaxConcurrency > 0 {
+		d += fmt.Sprintf(", at most %d in flight", a.MaxConcurrency)
+	}
+	return d
 }
 
 // traceInfos analyses the graphs read from path for reports.
