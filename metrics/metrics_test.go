@@ -148,3 +148,19 @@ func TestEstimateAndCompare(t *testing.T) {
 		t.Errorf("baseline speedup %+v", s.Speedup)
 	}
 }
+
+func TestSampleBounded(t *testing.T) {
+	var s sample
+	n := 3 * SampleCap
+	for i := 0; i < n; i++ {
+		s.add(float64(i % 1000))
+	}
+	d := s.describe()
+	if len(s.vals) != SampleCap || d.N != n || math.Abs(float64(d.Mean)-499.5) > 1e-9 {
+		t.Errorf("kept %d values, N %d, mean %v", len(s.vals), d.N, d.Mean)
+	}
+	// The reservoir is uniform: its median is near the true one.
+	if math.Abs(float64(d.P50)-499.5) > 10 {
+		t.Errorf("median of the sample %v, want about 499.5", d.P50)
+	}
+}

@@ -21,14 +21,14 @@ type Recorder struct {
 	good int
 
 	ok, failed, skipped, canceled, tools int
-	ttft, tpot, itl, e2e, queue          []float64
+	ttft, tpot, itl, e2e, queue          sample
 	prompt, completion                   int
 	cachedPrompt, cached, unknownCached  int
 	usageMissing                         int
 
 	workflows, completed                int
-	makespan, critical, efficiency, par []float64
-	wct, queueDelay, wfHit              []float64 // workflow completion, queueing, hit rate
+	makespan, critical, efficiency, par sample
+	wct, queueDelay, wfHit              sample // workflow completion, queueing, hit rate
 	goodWorkflows                       int
 }
 
@@ -54,14 +54,16 @@ func (r *Recorder) Node(res scheduler.NodeResult) error {
 		return nil
 	}
 	r.ok++
-	r.ttft = append(r.ttft, res.TTFTS)
-	r.e2e = append(r.e2e, res.E2ES)
-	r.queue = append(r.queue, res.QueueWaitS)
-	r.itl = append(r.itl, res.ITLS...)
+	r.ttft.add(res.TTFTS)
+	r.e2e.add(res.E2ES)
+	r.queue.add(res.QueueWaitS)
+	for _, v := range res.ITLS {
+		r.itl.add(v)
+	}
 	tpot, hasTPOT := 0.0, res.CompletionTokens > 1
 	if hasTPOT {
 		tpot = (res.E2ES - res.TTFTS) / float64(res.CompletionTokens-1)
-		r.tpot = append(r.tpot, tpot)
+		r.tpot.add(tpot)
 	}
 	if r.SLO.good(res.TTFTS, tpot, res.E2ES, hasTPOT) {
 		r.good++
@@ -89,18 +91,18 @@ func (r *Recorder) Workflow(w scheduler.WorkflowResult) error {
 		return nil
 	}
 	r.completed++
-	r.wct = append(r.wct, w.CompletionS)
-	r.queueDelay = append(r.queueDelay, w.QueueDelayS)
+	r.wct.add(w.CompletionS)
+	r.queueDelay.add(w.QueueDelayS)
 	if w.CachedKnown && w.PromptTokens > 0 {
-		r.wfHit = append(r.wfHit, float64(w.CachedTokens)/float64(w.PromptTokens))
+		r.wfHit.add(float64(w.CachedTokens) / float64(w.PromptTokens))
 	}
 	if r.SLO.Workflow == 0 || w.CompletionS <= r.SLO.Workflow {
 		r.goodWorkflows++
 	}
-	r.makespan = append(r.makespan, w.MakespanS)
-	r.critical = append(r.critical, w.CriticalPathS)
-	r.efficiency = append(r.efficiency, w.Efficiency)
-	r.par = append(r.par, w.Parallelism)
+	r.makespan.add(w.MakespanS)
+	r.critical.add(w.CriticalPathS)
+	r.efficiency.add(w.Efficiency)
+	r.par.add(w.Parallelism)
 	return nil
 }
 
@@ -181,12 +183,12 @@ func (r *Recorder) Summarize(durationS float64) Summary {
 	defer r.mu.Unlock()
 	s := Summary{
 		DurationS: durationS, Requests: r.ok, Failed: r.failed, Skipped: r.skipped, Canceled: r.canceled, ToolNodes: r.tools,
-		TTFT: Describe(r.ttft), TPOT: Describe(r.tpot), ITL: Describe(r.itl), E2E: Describe(r.e2e), QueueWait: Describe(r.queue),
+		TTFT: r.ttft.describe(), TPOT: r.tpot.describe(), ITL: r.itl.describe(), E2E: r.e2e.describe(), QueueWait: r.queue.describe(),
 		PromptTokens: r.prompt, CompletionTokens: r.completion, CompletionCounted: r.usageMissing, CachedTokens: r.cached,
 		CachedUnknown: r.unknownCached, Workflows: r.workflows, Completed: r.completed,
-		Makespan: Describe(r.makespan), Critical: Describe(r.critical),
-		Efficiency: Describe(r.efficiency).Mean, Parallelism: Describe(r.par).Mean,
-		Completion: Describe(r.wct), QueueDelay: Describe(r.queueDelay), WorkflowHitRate: Describe(r.wfHit),
+		Makespan: r.makespan.describe(), Critical: r.critical.describe(),
+		Efficiency: Float(r.efficiency.mean()), Parallelism: Float(r.par.mean()),
+		Completion: r.wct.describe(), QueueDelay: r.queueDelay.describe(), WorkflowHitRate: r.wfHit.describe(),
 		WorkflowsPerMin: Float(math.NaN()), WorkflowGoodputMin: Float(math.NaN()),
 		CacheHitRate: Float(math.NaN()), RequestsPerS: Float(math.NaN()), OutputTokensPerS: Float(math.NaN()),
 		Goodput: Float(math.NaN()), GoodFraction: Float(math.NaN()), ServerHitRate: Float(math.NaN()),

@@ -74,6 +74,8 @@ func fmtValue(f metrics.Figure, v float64) string {
 		return fmt.Sprintf("%.1f%%", 100*v)
 	case "/s":
 		return fmt.Sprintf("%.3g/s", v)
+	case "/min":
+		return fmt.Sprintf("%.3g/min", v)
 	}
 	return fmt.Sprintf("%.3g", v)
 }
