@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -78,7 +79,7 @@ func TestGate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checks := Gate(base, tt.cur, 0.10)
+			checks := Gate(base, tt.cur, 0.10) // two figures: p < 0.025
 			if len(checks) != 2 || checks[0].Verdict != tt.makespan || checks[1].Verdict != tt.hit {
 				t.Errorf("verdicts %q %q, want %q %q (%+v)", checks[0].Verdict, checks[1].Verdict, tt.makespan, tt.hit, checks)
 			}
@@ -92,6 +93,22 @@ func TestGate(t *testing.T) {
 	cur.Cases[0].Name = "new"
 	if c := Gate(base, cur, 0.1); c[0].Verdict != Untested || Failed(c) {
 		t.Errorf("new case: %+v", c)
+	}
+	// Many figures: the same 20% difference at p = 0.03 is no longer
+	// significant once 40 figures are tested.
+	many := &Result{Suite: "s", Track: []string{"makespan_s"}}
+	manyBase := &Result{Suite: "s", Track: []string{"makespan_s"}}
+	for k := 0; k < 40; k++ {
+		name := fmt.Sprintf("c%d", k)
+		manyBase.Cases = append(manyBase.Cases, CaseResult{Name: name, Arms: []ArmResult{{Label: "a", Figures: map[string]metrics.Estimate{"makespan_s": est(10, 10.1, 9.9)}}}})
+		v := est(10, 10.1, 9.9)
+		if k == 0 {
+			v = est(12, 12.6, 11.4) // +20%, p about 0.03 alone
+		}
+		many.Cases = append(many.Cases, CaseResult{Name: name, Arms: []ArmResult{{Label: "a", Figures: map[string]metrics.Estimate{"makespan_s": v}}}})
+	}
+	if c := Gate(manyBase, many, 0.1); Failed(c) || c[0].Verdict != NotSig || c[0].P > 0.05 {
+		t.Errorf("40 figures: %+v", c[0])
 	}
 	// Welch's test agrees with a textbook value: t = -2.4495, df = 4.
 	if p := welch([]float64{1, 2, 3}, []float64{3, 4, 5}); math.Abs(p-0.0705) > 0.001 {

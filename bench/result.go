@@ -67,11 +67,15 @@ type Check struct {
 	Change            float64 // relative, signed: (current - base) / base
 	P                 float64 // Welch's two-sided p-value, NaN if untested
 	Verdict           string
+	worse, big        bool
 }
 
 // Gate compares cur with base figure by figure: a tracked figure regresses
 // when it is worse (by its direction) by more than maxRegression (a
-// fraction) and Welch's t-test finds the difference significant at 5%.
+// fraction) and Welch's t-test finds the difference significant at 5%
+// after a Bonferroni correction over all the figures tested (p < 0.05/m):
+// a suite tracks dozens of figures, and without the correction one of them
+// would cross 5% by chance in most unchanged runs.
 func Gate(base, cur *Result, maxRegression float64) []Check {
 	var out []Check
 	baseArms := map[string]ArmResult{}
@@ -95,27 +99,49 @@ func Gate(base, cur *Result, maxRegression float64) []Check {
 						worse = ch.Change < 0
 					}
 					ch.P = welch(floats(be.Vals), floats(ce.Vals))
-					big := math.Abs(ch.Change) > maxRegression
-					switch {
-					case math.IsNaN(ch.P) || math.IsNaN(ch.Change):
-						ch.Verdict = Untested
-					case math.Abs(ch.Change) < 1e-9:
-						ch.Verdict, ch.P = Unchanged, 1
-					case ch.P >= 0.05:
-						ch.Verdict = NotSig
-					case worse && big:
-						ch.Verdict = Regression
-					case !worse && big:
-						ch.Verdict = Improvement
-					default:
-						ch.Verdict = Unchanged // significant but within the threshold
-					}
+					ch.worse, ch.big = worse, math.Abs(ch.Change) > maxRegression
 				}
 				out = append(out, ch)
 			}
 		}
 	}
+	tested := 0
+	for _, ch := range out {
+		if !math.IsNaN(ch.P) {
+			tested++
+		}
+	}
+	alpha := 0.05 / float64(max(tested, 1))
+	for i := range out {
+		ch := &out[i]
+		switch {
+		case math.IsNaN(ch.Base) || math.IsNaN(ch.P) || math.IsNaN(ch.Change):
+			ch.Verdict = Untested
+		case math.Abs(ch.Change) < 1e-9:
+			ch.Verdict, ch.P = Unchanged, 1
+		case ch.P >= alpha:
+			ch.Verdict = NotSig
+		case ch.worse && ch.big:
+			ch.Verdict = Regression
+		case !ch.worse && ch.big:
+			ch.Verdict = Improvement
+		default:
+			ch.Verdict = Unchanged // significant but within the threshold
+		}
+	}
 	return out
+}
+
+// Alpha is the per-figure significance level Gate used: 0.05 over the
+// number of figures tested.
+func Alpha(checks []Check) float64 {
+	tested := 0
+	for _, c := range checks {
+		if !math.IsNaN(c.P) {
+			tested++
+		}
+	}
+	return 0.05 / float64(max(tested, 1))
 }
 
 func floats(v []metrics.Float) []float64 {
@@ -193,7 +219,8 @@ func WriteMarkdown(w io.Writer, cur *Result, checks []Check, maxRegression float
 		if Failed(checks) {
 			verdict = "**FAILED**"
 		}
-		fmt.Fprintf(&b, "\nRegression gate (worse by more than %.0f%% and significant, Welch's t-test p < 0.05): %s\n\n", 100*maxRegression, verdict)
+		fmt.Fprintf(&b, "\nRegression gate (worse by more than %.0f%% and significant: Welch's t-test, p < 0.05 over %d figures = %.2g): %s\n\n",
+			100*maxRegression, int(math.Round(0.05/Alpha(checks))), Alpha(checks), verdict)
 		b.WriteString("| case | arm | figure | baseline | current | change | p | verdict |\n|---|---|---|---|---|---|---|---|\n")
 		for _, c := range checks {
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", c.Case, c.Arm, c.Figure, fmtNum(c.Figure, c.Base), fmtNum(c.Figure, c.Current),
