@@ -164,3 +164,19 @@ func TestSampleBounded(t *testing.T) {
 		t.Errorf("median of the sample %v, want about 499.5", d.P50)
 	}
 }
+
+func TestSlowdownAgainstIdle(t *testing.T) {
+	r := Recorder{Idle: map[string]float64{"a": 2, "b": 4}}
+	done := scheduler.OutcomeCompleted
+	r.Workflow(scheduler.WorkflowResult{Trace: "a", Outcome: done, CompletionS: 2})  // 1.0
+	r.Workflow(scheduler.WorkflowResult{Trace: "a", Outcome: done, CompletionS: 6})  // 3.0
+	r.Workflow(scheduler.WorkflowResult{Trace: "b", Outcome: done, CompletionS: 8})  // 2.0
+	r.Workflow(scheduler.WorkflowResult{Trace: "c", Outcome: done, CompletionS: 99}) // no idle time: left out
+	s := r.Summarize(10)
+	if s.Slowdown == nil || s.Slowdown.N != 3 || float64(s.Slowdown.P50) != 2 || float64(s.Slowdown.Max) != 3 {
+		t.Fatalf("slowdown %+v, want n=3 p50=2 max=3", s.Slowdown)
+	}
+	if (&Recorder{}).Summarize(1).Slowdown != nil {
+		t.Error("slowdown reported without idle times")
+	}
+}

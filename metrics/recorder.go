@@ -16,6 +16,10 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 // concurrent use. Set SLO before the first result to count goodput.
 type Recorder struct {
 	SLO SLO
+	// Idle maps a trace name to its completion time alone on an idle
+	// server; when set, each completed workflow's slowdown (its completion
+	// time over its trace's idle one) is recorded. Set before the first result.
+	Idle map[string]float64
 
 	mu   sync.Mutex
 	good int
@@ -29,6 +33,7 @@ type Recorder struct {
 	workflows, completed                int
 	makespan, critical, efficiency, par sample
 	wct, queueDelay, wfHit              sample // workflow completion, queueing, hit rate
+	slowdown                            sample
 	goodWorkflows                       int
 }
 
@@ -93,6 +98,9 @@ func (r *Recorder) Workflow(w scheduler.WorkflowResult) error {
 	r.completed++
 	r.wct.add(w.CompletionS)
 	r.queueDelay.add(w.QueueDelayS)
+	if idle := r.Idle[w.Trace]; idle > 0 {
+		r.slowdown.add(w.CompletionS / idle)
+	}
 	if w.CachedKnown && w.PromptTokens > 0 {
 		r.wfHit.add(float64(w.CachedTokens) / float64(w.PromptTokens))
 	}
@@ -164,6 +172,9 @@ type Summary struct {
 	WorkflowHitRate    Dist  `json:"workflow_cache_hit_rate"`
 	WorkflowsPerMin    Float `json:"workflows_per_min"`
 	WorkflowGoodputMin Float `json:"workflow_goodput_per_min"`
+	// Slowdown is each workflow's completion time over its trace's on an
+	// idle server (only when the idle times were given, as by sweep).
+	Slowdown *Dist `json:"workflow_slowdown,omitempty"`
 }
 
 // WithServer records the servers' counter deltas over the run.
@@ -201,6 +212,10 @@ func (r *Recorder) Summarize(durationS float64) Summary {
 		if r.ok > 0 {
 			s.GoodFraction = Float(float64(r.good) / float64(r.ok))
 		}
+	}
+	if r.Idle != nil {
+		d := r.slowdown.describe()
+		s.Slowdown = &d
 	}
 	if r.cachedPrompt > 0 {
 		s.CacheHitRate = Float(float64(r.cached) / float64(r.cachedPrompt))

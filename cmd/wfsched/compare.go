@@ -73,45 +73,14 @@ func compareLive(cmd *cobra.Command, o *compareOptions) error {
 	if o.iterations < 1 || o.warmup < 0 {
 		return usageError("--iterations must be at least 1 and --warmup not negative")
 	}
-	var policies []scheduler.Policy
-	if o.logics != "" && !cmd.Flags().Changed("policies") {
-		o.policies = "parallel"
+	if o.logics != "" && !cmd.Flags().Changed("baseline") {
+		o.baseline = "roundrobin"
 	}
-	for _, name := range strings.Split(o.policies, ",") {
-		p, err := scheduler.PolicyByName(strings.TrimSpace(name))
-		if err != nil {
-			return usageError("--policies: %v", err)
-		}
-		policies = append(policies, p)
+	arms, err := parseArms(cmd, &o.run, o.policies, o.logics)
+	if err != nil {
+		return err
 	}
-	// An arm is a policy, or, with --routing-logics, a routing logic.
-	type arm struct {
-		label, logic string
-		policy       scheduler.Policy
-	}
-	var arms []arm
-	if o.logics != "" {
-		if len(policies) != 1 {
-			return usageError("--routing-logics compares logics under one policy: give one --policies")
-		}
-		if o.run.instances < 2 && len(o.run.endpoints) < 2 {
-			return usageError("--routing-logics needs several servers: --instances N (N > 1) or several --endpoint")
-		}
-		if !cmd.Flags().Changed("baseline") {
-			o.baseline = "roundrobin"
-		}
-		for _, l := range strings.Split(o.logics, ",") {
-			if _, err := router.New(router.Config{Backends: []string{"http://x"}, Logic: strings.TrimSpace(l)}); err != nil {
-				return usageError("--routing-logics: %v", err)
-			}
-			arms = append(arms, arm{label: strings.TrimSpace(l), logic: strings.TrimSpace(l), policy: policies[0]})
-		}
-	} else {
-		for _, p := range policies {
-			arms = append(arms, arm{label: p.Name(), logic: o.run.routing, policy: p})
-		}
-	}
-	o.run.policy = policies[0].Name()
+	o.run.policy = arms[0].policy.Name()
 	if _, err := o.run.config(cmd); err != nil {
 		return err
 	}
@@ -262,4 +231,47 @@ func compareSaved(cmd *cobra.Command, o *compareOptions, dirs []string) error {
 	}
 	o.baseline = baseline
 	return finishComparison(cmd, dir, doc, o)
+}
+
+// arm is one side of a comparison or sweep: a policy, or, with
+// --routing-logics, a routing logic under one policy.
+type arm struct {
+	label, logic string
+	policy       scheduler.Policy
+}
+
+// parseArms reads --policies and --routing-logics into arms.
+func parseArms(cmd *cobra.Command, o *runOptions, policyList, logics string) ([]arm, error) {
+	var policies []scheduler.Policy
+	if logics != "" && !cmd.Flags().Changed("policies") {
+		policyList = "parallel"
+	}
+	for _, name := range strings.Split(policyList, ",") {
+		p, err := scheduler.PolicyByName(strings.TrimSpace(name))
+		if err != nil {
+			return nil, usageError("--policies: %v", err)
+		}
+		policies = append(policies, p)
+	}
+	var arms []arm
+	if logics == "" {
+		for _, p := range policies {
+			arms = append(arms, arm{label: p.Name(), logic: o.routing, policy: p})
+		}
+		return arms, nil
+	}
+	if len(policies) != 1 {
+		return nil, usageError("--routing-logics compares logics under one policy: give one --policies")
+	}
+	if o.instances < 2 && len(o.endpoints) < 2 {
+		return nil, usageError("--routing-logics needs several servers: --instances N (N > 1) or several --endpoint")
+	}
+	for _, l := range strings.Split(logics, ",") {
+		l = strings.TrimSpace(l)
+		if _, err := router.New(router.Config{Backends: []string{"http://x"}, Logic: l}); err != nil {
+			return nil, usageError("--routing-logics: %v", err)
+		}
+		arms = append(arms, arm{label: l, logic: l, policy: policies[0]})
+	}
+	return arms, nil
 }

@@ -52,7 +52,7 @@ and analyses them: topological order, levels, critical path, prefix-sharing boun
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &cliError{code: exitUsage, err: err, hint: "see 'wfsched --help'"}
 	})
-	root.AddCommand(newRunCmd(), newCompareCmd(), newReportCmd(), newInspectCmd(), newConvertCmd(), newGenCmd(), newSimCmd(), newRouterCmd(), newBenchCmd())
+	root.AddCommand(newRunCmd(), newCompareCmd(), newReportCmd(), newInspectCmd(), newConvertCmd(), newGenCmd(), newSimCmd(), newRouterCmd(), newBenchCmd(), newSweepCmd())
 	return root
 }
 

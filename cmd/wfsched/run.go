@@ -64,7 +64,8 @@ type runOptions struct {
 	rampUp      time.Duration
 	duration    time.Duration
 	maxConc     int
-	quiet       bool // no embedded-engine banner (compare prints its own)
+	quiet       bool               // no embedded-engine banner (compare prints its own)
+	idle        map[string]float64 // traces' idle completion times, for slowdowns (sweep)
 	// embedded engine
 	profile   string
 	timeScale float64
@@ -342,7 +343,7 @@ func replay(ctx context.Context, stderr io.Writer, dir string, o *runOptions, cf
 		return report.RunReport{}, err
 	}
 	cfg.TimeScale = be.info.TimeScale
-	rec := &metrics.Recorder{SLO: o.sloValue}
+	rec := &metrics.Recorder{SLO: o.sloValue, Idle: o.idle}
 	sinks := metrics.Tee{metrics.NewJSONL(nodesF, wfF), rec}
 	stopProgress := func() {}
 	if showProgress {

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wfsched/wfsched/report"
+)
+
+func readSweep(t *testing.T, out string) (string, report.SweepDoc) {
+	t.Helper()
+	dir := runDir(t, out)
+	b, err := os.ReadFile(filepath.Join(dir, "sweep.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d report.SweepDoc
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	return dir, d
+}
+
+// An automatic sweep climbs from about one workflow in flight until the
+// median slowdown passes the threshold, and the curve rises with load.
+func TestSweepAuto(t *testing.T) {
+	out := t.TempDir()
+	code, stdout, stderr := run(t, "sweep", "--dag", "../../traces/fanout-12.json", "--rates", "auto", "--workflows", "12",
+		"--time-scale", "0.02", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	dir, d := readSweep(t, out)
+	idle := d.Idle["parallel"]
+	if len(idle) != 1 || len(d.Points) < 2 || len(d.Points) > maxAutoRates {
+		t.Fatalf("idle %v, %d points", idle, len(d.Points))
+	}
+	first, last := d.Points[0].Summary, d.Points[len(d.Points)-1].Summary
+	if first.Slowdown == nil || float64(first.Slowdown.P50) < 0.9 || float64(first.Slowdown.P50) > 1.5 {
+		t.Errorf("slowdown at the lowest rate %+v, want about 1", first.Slowdown)
+	}
+	if float64(last.Completion.P50) <= float64(first.Completion.P50) {
+		t.Errorf("completion p50 %v at the highest rate, %v at the lowest: want it to grow with load", last.Completion.P50, first.Completion.P50)
+	}
+	sat := d.Saturation["parallel"]
+	if sat.Reached != (float64(last.Slowdown.P50) > d.SaturationSlowdown) || !sat.Reached && len(d.Points) != maxAutoRates {
+		t.Errorf("saturation %+v with last slowdown %v over %d points", sat, last.Slowdown.P50, len(d.Points))
+	}
+	for _, f := range []string{"sweep.csv", "sweep.md", "report.html", "sweep-completion.svg", "sweep-throughput.svg"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if !strings.Contains(stdout, "Saturation:") || !strings.Contains(stdout, "slowdown p50/p90") {
+		t.Errorf("stdout:\n%s", stdout)
+	}
+}
+
+func TestSweepArms(t *testing.T) {
+	out := t.TempDir()
+	code, stdout, stderr := run(t, "sweep", "--dag", example, "--rates", "1,0.2", "--workflows", "6", "--policies", "sequential,parallel",
+		"--time-scale", "0.02", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	dir, d := readSweep(t, out)
+	if len(d.Points) != 4 || d.Rates[0] != 0.2 || d.Points[0].Arm != "sequential" || d.Points[1].Arm != "parallel" {
+		t.Fatalf("rates %v points %+v", d.Rates, d.Points)
+	}
+	// parallel finishes the same workflow sooner than sequential.
+	if d.Idle["parallel"]["research-team"] >= d.Idle["sequential"]["research-team"] {
+		t.Errorf("idle completion %v", d.Idle)
+	}
+	csv, err := os.ReadFile(filepath.Join(dir, "sweep.csv"))
+	if err != nil || strings.Count(string(csv), "\n") != 5 {
+		t.Errorf("sweep.csv: %v\n%s", err, csv)
+	}
+	for _, args := range [][]string{
+		{"sweep", "--dag", example},
+		{"sweep", "--dag", example, "--rates", "1,x"},
+		{"sweep", "--dag", example, "--rates", "0"},
+		{"sweep", "--dag", example, "--rates", "1", "--rate", "2"},
+		{"sweep", "--dag", example, "--rates", "1", "--arrival", "closed"},
+		{"sweep", "--dag", example, "--rates", "1", "--saturation-slowdown", "1"},
+		{"sweep", "--dag", example, "--rates", "1", "--routing-logics", "roundrobin"},
+	} {
+		if code, _, errOut := run(t, args...); code != 2 {
+			t.Errorf("%v: exit %d %s", args, code, errOut)
+		}
+	}
+}

@@ -1,0 +1,344 @@
+package report
+
+import (
+	"encoding/csv"
+	"fmt"
+	"html/template"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+
+	"github.com/wfsched/wfsched/metrics"
+)
+
+// SweepPoint is one run of a sweep: one arm at one offered rate.
+type SweepPoint struct {
+	Arm     string          `json:"arm"`
+	Rate    float64         `json:"rate_per_s"` // offered workflows per modeled second
+	Run     string          `json:"run"`        // the run's folder, relative to the sweep's
+	Outcome string          `json:"outcome"`
+	Summary metrics.Summary `json:"summary"`
+}
+
+// Saturation is where an arm saturated: the lowest swept rate whose median
+// slowdown exceeded the threshold, and the highest rate below it.
+type Saturation struct {
+	Reached bool    `json:"reached"`
+	Rate    float64 `json:"rate_per_s,omitempty"`
+	Below   float64 `json:"last_unsaturated_rate_per_s,omitempty"`
+}
+
+// SweepDoc is a sweep: every arm at every rate, the idle completion times
+// that slowdowns are measured against, and each arm's saturation point.
+type SweepDoc struct {
+	ID        string      `json:"id"`
+	Created   time.Time   `json:"created"`
+	Args      []string    `json:"args"`
+	ArmsAre   string      `json:"arms_are"` // "policies" or "routing-logics"
+	Arms      []string    `json:"arms"`
+	Rates     []float64   `json:"rates_per_s"`
+	Workflows int         `json:"workflows_per_run"`
+	Arrival   string      `json:"arrival"`
+	Traces    []TraceInfo `json:"traces"`
+	Backend   Backend     `json:"backend"`
+	// Idle maps arm, then trace, to the trace's completion time alone on
+	// a fresh, idle server under that arm.
+	Idle               map[string]map[string]float64 `json:"idle_completion_s"`
+	SaturationSlowdown float64                       `json:"saturation_slowdown"`
+	Saturation         map[string]Saturation         `json:"saturation"`
+	Points             []SweepPoint                  `json:"points"`
+}
+
+// Saturate fills d.Saturation from the points.
+func (d *SweepDoc) Saturate() {
+	d.Saturation = map[string]Saturation{}
+	for _, arm := range d.Arms {
+		var pts []SweepPoint
+		for _, p := range d.Points {
+			if p.Arm == arm {
+				pts = append(pts, p)
+			}
+		}
+		sort.Slice(pts, func(i, j int) bool { return pts[i].Rate < pts[j].Rate })
+		var s Saturation
+		for _, p := range pts {
+			sd := p.Summary.Slowdown
+			if sd != nil && sd.N > 0 && float64(sd.P50) > d.SaturationSlowdown {
+				s.Reached, s.Rate = true, p.Rate
+				break
+			}
+			s.Below = p.Rate
+		}
+		d.Saturation[arm] = s
+	}
+}
+
+func (d SweepDoc) title() string {
+	ids := make([]string, 0, len(d.Traces))
+	for _, t := range d.Traces {
+		ids = append(ids, t.ID)
+	}
+	return fmt.Sprintf("Sweep %s: %d %s × %d rates, %d workflows per run (%s); traces %s",
+		d.ID, len(d.Arms), d.ArmsAre, len(d.Rates), d.Workflows, d.Arrival, elide(ids, 3, 1))
+}
+
+func (d SweepDoc) rows() (header []string, rows [][]string) {
+	wct := "completion p50/p90/p99 (s)"
+	header = []string{"arm", "rate/s", "offered/min", "done/min", wct, "slowdown p50/p90", "queue p50 (s)", "wf hit", "goodput/min", "failed"}
+	f := func(v metrics.Float, format string) string {
+		if math.IsNaN(float64(v)) {
+			return "-"
+		}
+		return fmt.Sprintf(format, float64(v))
+	}
+	for _, p := range d.Points {
+		s := p.Summary
+		slow := "-"
+		if s.Slowdown != nil && s.Slowdown.N > 0 {
+			slow = f(s.Slowdown.P50, "%.2f") + " / " + f(s.Slowdown.P90, "%.2f")
+		}
+		failed := strconv.Itoa(s.Failed)
+		if p.Outcome != "completed" {
+			failed += " (" + p.Outcome + ")"
+		}
+		rows = append(rows, []string{p.Arm, strconv.FormatFloat(p.Rate, 'g', 4, 64), fmt.Sprintf("%.1f", 60*p.Rate), f(s.WorkflowsPerMin, "%.1f"),
+			f(s.Completion.P50, "%.2f") + " / " + f(s.Completion.P90, "%.2f") + " / " + f(s.Completion.P99, "%.2f"),
+			slow, f(s.QueueDelay.P50, "%.2f"), f(s.WorkflowHitRate.Mean, "%.3f"), f(s.WorkflowGoodputMin, "%.1f"), failed})
+	}
+	return header, rows
+}
+
+func (d SweepDoc) saturationLines() []string {
+	var out []string
+	for _, arm := range d.Arms {
+		s := d.Saturation[arm]
+		switch {
+		case !s.Reached:
+			out = append(out, fmt.Sprintf("%s: not saturated up to %.3g workflows/s (median slowdown stayed at or below %gx)", arm, s.Below, d.SaturationSlowdown))
+		case s.Below == 0:
+			out = append(out, fmt.Sprintf("%s: saturated already at the lowest rate, %.3g workflows/s", arm, s.Rate))
+		default:
+			out = append(out, fmt.Sprintf("%s: saturates between %.3g and %.3g workflows/s (median slowdown above %gx at %.3g)", arm, s.Below, s.Rate, d.SaturationSlowdown, s.Rate))
+		}
+	}
+	return out
+}
+
+// WriteSweepText writes the sweep's table and saturation points.
+func WriteSweepText(w io.Writer, d SweepDoc) error {
+	header, rows := d.rows()
+	if _, err := fmt.Fprintln(w, d.title()); err != nil {
+		return err
+	}
+	if err := Table(w, header, rows); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "Saturation:\n  %s\nTimes are %s.\n", strings.Join(d.saturationLines(), "\n  "), timesWord(d.Backend))
+	return err
+}
+
+// WriteSweepMarkdown writes the sweep as Markdown, its plots first.
+func WriteSweepMarkdown(w io.Writer, d SweepDoc) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## %s\n\n![completion time against offered load](sweep-completion.svg)\n\n![throughput against offered load](sweep-throughput.svg)\n\n", d.title())
+	header, rows := d.rows()
+	b.WriteString("| " + strings.Join(header, " | ") + " |\n|" + strings.Repeat("---|", len(header)) + "\n")
+	for _, r := range rows {
+		b.WriteString("| " + strings.Join(r, " | ") + " |\n")
+	}
+	b.WriteString("\nSaturation:\n\n")
+	for _, l := range d.saturationLines() {
+		b.WriteString("- " + l + "\n")
+	}
+	fmt.Fprintf(&b, "\nSlowdown is each workflow's completion time over its trace's alone on an idle server. Times are %s.\n", timesWord(d.Backend))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteSweepCSV writes one row per point.
+func WriteSweepCSV(w io.Writer, d SweepDoc) error {
+	cw := csv.NewWriter(w)
+	head := []string{"arm", "rate_per_s", "outcome", "workflows", "completed", "failed", "workflows_per_min", "goodput_per_min",
+		"completion_p50_s", "completion_p90_s", "completion_p99_s", "slowdown_p50", "slowdown_p90", "queue_delay_p50_s", "workflow_hit_rate_mean", "ttft_p50_s", "run"}
+	if err := cw.Write(head); err != nil {
+		return err
+	}
+	num := func(f metrics.Float) string {
+		if math.IsNaN(float64(f)) {
+			return ""
+		}
+		return strconv.FormatFloat(float64(f), 'g', 8, 64)
+	}
+	for _, p := range d.Points {
+		s := p.Summary
+		slow50, slow90 := "", ""
+		if s.Slowdown != nil {
+			slow50, slow90 = num(s.Slowdown.P50), num(s.Slowdown.P90)
+		}
+		if err := cw.Write([]string{p.Arm, strconv.FormatFloat(p.Rate, 'g', 8, 64), p.Outcome, strconv.Itoa(s.Workflows), strconv.Itoa(s.Completed),
+			strconv.Itoa(s.Failed), num(s.WorkflowsPerMin), num(s.WorkflowGoodputMin), num(s.Completion.P50), num(s.Completion.P90), num(s.Completion.P99),
+			slow50, slow90, num(s.QueueDelay.P50), num(s.WorkflowHitRate.Mean), num(s.TTFT.P50), p.Run}); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// sweepFigures draws completion time (p50 solid, p99 dashed) and
+// completed workflows per minute against the offered rate, a line per arm.
+func sweepFigures(d SweepDoc) ([]Figure, error) {
+	wct := plot.New()
+	wct.Title.Text = "Workflow completion time against offered load (p50 solid, p99 dashed)"
+	wct.X.Label.Text = "offered workflows per second"
+	wct.Y.Label.Text = "seconds"
+	thr := plot.New()
+	thr.Title.Text = "Workflows completed per minute against offered load"
+	thr.X.Label.Text = "offered workflows per second"
+	thr.Y.Label.Text = "workflows per minute"
+	for _, p := range []*plot.Plot{wct, thr} {
+		p.Legend.Top, p.Legend.Left = true, true
+		p.Y.Min = 0
+	}
+	var maxRate float64
+	for i, arm := range d.Arms {
+		var p50, p99, done plotter.XYs
+		for _, p := range d.Points {
+			if p.Arm != arm {
+				continue
+			}
+			maxRate = math.Max(maxRate, p.Rate)
+			s := p.Summary
+			if v := float64(s.Completion.P50); !math.IsNaN(v) {
+				p50 = append(p50, plotter.XY{X: p.Rate, Y: v})
+			}
+			if v := float64(s.Completion.P99); !math.IsNaN(v) {
+				p99 = append(p99, plotter.XY{X: p.Rate, Y: v})
+			}
+			if v := float64(s.WorkflowsPerMin); !math.IsNaN(v) {
+				done = append(done, plotter.XY{X: p.Rate, Y: v})
+			}
+		}
+		col := palette[i%len(palette)]
+		for _, l := range []struct {
+			p      *plot.Plot
+			xy     plotter.XYs
+			dashed bool
+			legend string
+		}{{wct, p50, false, arm}, {wct, p99, true, ""}, {thr, done, false, arm}} {
+			if len(l.xy) == 0 {
+				continue
+			}
+			line, points, err := plotter.NewLinePoints(l.xy)
+			if err != nil {
+				return nil, err
+			}
+			line.Color, points.Color = col, col
+			line.Width = vg.Points(1.5)
+			if l.dashed {
+				line.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
+			}
+			l.p.Add(line, points)
+			if l.legend != "" {
+				l.p.Legend.Add(l.legend, line)
+			}
+		}
+	}
+	// The offered load itself, for reference: a system keeping up sits on it.
+	ideal, err := plotter.NewLine(plotter.XYs{{X: 0, Y: 0}, {X: maxRate, Y: 60 * maxRate}})
+	if err != nil {
+		return nil, err
+	}
+	ideal.Color = palette[len(palette)-1]
+	ideal.Dashes = []vg.Length{vg.Points(2), vg.Points(2)}
+	thr.Add(ideal)
+	thr.Legend.Add("offered", ideal)
+	return []Figure{
+		{Name: "sweep-completion", Title: wct.Title.Text, plot: wct, w: vg.Points(520), h: vg.Points(300)},
+		{Name: "sweep-throughput", Title: thr.Title.Text, plot: thr, w: vg.Points(520), h: vg.Points(300)},
+	}, nil
+}
+
+var sweepPage = template.Must(template.New("sweep").Parse(`<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>{{.Title}}</title>
+<style>
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
+h1 { font-size: 1.4em; } table { border-collapse: collapse; margin: 1em 0; font-size: .92em; }
+th, td { border: 1px solid #ccc; padding: .35em .7em; text-align: right; } th:first-child, td:first-child { text-align: left; }
+th { background: #f3f5f8; } .meta { color: #555; font-size: .9em; } svg { max-width: 100%; height: auto; }
+</style></head>
+<body>
+<h1>{{.Title}}</h1>
+{{range .Figures}}<figure>{{.SVG}}</figure>
+{{end}}<ul>{{range .Saturation}}<li>{{.}}</li>{{end}}</ul>
+<table>
+<tr>{{range .Header}}<th>{{.}}</th>{{end}}</tr>
+{{range .Rows}}<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>
+{{end}}</table>
+<p class="meta">Slowdown is each workflow's completion time over its trace's alone on an idle server; percentiles are numpy's linear definition. Times are {{.Times}}.</p>
+</body></html>
+`))
+
+// WriteSweepFiles writes sweep.json, sweep.csv, sweep.md, report.html and
+// the plots as SVG (and PNG when png is set) into dir.
+func WriteSweepFiles(dir string, d SweepDoc, png bool) error {
+	figs, err := sweepFigures(d)
+	if err != nil {
+		return err
+	}
+	header, rows := d.rows()
+	view := struct {
+		Title, Times string
+		Figures      []figureView
+		Saturation   []string
+		Header       []string
+		Rows         [][]string
+	}{Title: d.title(), Times: timesWord(d.Backend), Saturation: d.saturationLines(), Header: header, Rows: rows}
+	for _, f := range figs {
+		svg, err := f.Render("svg")
+		if err != nil {
+			return fmt.Errorf("render %s: %w", f.Name, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f.Name+".svg"), svg, 0o644); err != nil {
+			return err
+		}
+		s := string(svg)
+		if k := strings.Index(s, "<svg"); k > 0 {
+			s = s[k:]
+		}
+		view.Figures = append(view.Figures, figureView{Title: f.Title, SVG: template.HTML(s)})
+		if png {
+			b, err := f.Render("png")
+			if err != nil {
+				return fmt.Errorf("render %s: %w", f.Name, err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, f.Name+".png"), b, 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	for _, f := range []struct {
+		name string
+		fn   func(io.Writer) error
+	}{
+		{"sweep.json", func(w io.Writer) error { return WriteJSON(w, d) }},
+		{"sweep.csv", func(w io.Writer) error { return WriteSweepCSV(w, d) }},
+		{"sweep.md", func(w io.Writer) error { return WriteSweepMarkdown(w, d) }},
+		{"report.html", func(w io.Writer) error { return sweepPage.Execute(w, view) }},
+	} {
+		if err := writeFile(filepath.Join(dir, f.name), f.fn); err != nil {
+			return fmt.Errorf("write %s: %w", f.name, err)
+		}
+	}
+	return nil
+}
