@@ -35,6 +35,9 @@ type Saturation struct {
 	Reached bool    `json:"reached"`
 	Rate    float64 `json:"rate_per_s,omitempty"`
 	Below   float64 `json:"last_unsaturated_rate_per_s,omitempty"`
+	// PeakPerMin is the most workflows completed per minute at any rate:
+	// the arm's measured capacity when the top rates overload it.
+	PeakPerMin float64 `json:"peak_workflows_per_min"`
 }
 
 // SweepDoc is a sweep: every arm at every rate, the idle completion times
@@ -70,6 +73,11 @@ func (d *SweepDoc) Saturate() {
 		}
 		sort.Slice(pts, func(i, j int) bool { return pts[i].Rate < pts[j].Rate })
 		var s Saturation
+		for _, p := range pts {
+			if v := float64(p.Summary.WorkflowsPerMin); v > s.PeakPerMin {
+				s.PeakPerMin = v
+			}
+		}
 		for _, p := range pts {
 			sd := p.Summary.Slowdown
 			if sd != nil && sd.N > 0 && float64(sd.P50) > d.SaturationSlowdown {
@@ -121,13 +129,14 @@ func (d SweepDoc) saturationLines() []string {
 	var out []string
 	for _, arm := range d.Arms {
 		s := d.Saturation[arm]
+		peak := fmt.Sprintf("; at most %.1f workflows/min completed", s.PeakPerMin)
 		switch {
 		case !s.Reached:
-			out = append(out, fmt.Sprintf("%s: not saturated up to %.3g workflows/s (median slowdown stayed at or below %gx)", arm, s.Below, d.SaturationSlowdown))
+			out = append(out, fmt.Sprintf("%s: not saturated up to %.3g workflows/s (median slowdown stayed at or below %gx)%s", arm, s.Below, d.SaturationSlowdown, peak))
 		case s.Below == 0:
-			out = append(out, fmt.Sprintf("%s: saturated already at the lowest rate, %.3g workflows/s", arm, s.Rate))
+			out = append(out, fmt.Sprintf("%s: saturated already at the lowest rate, %.3g workflows/s%s", arm, s.Rate, peak))
 		default:
-			out = append(out, fmt.Sprintf("%s: saturates between %.3g and %.3g workflows/s (median slowdown above %gx at %.3g)", arm, s.Below, s.Rate, d.SaturationSlowdown, s.Rate))
+			out = append(out, fmt.Sprintf("%s: saturates between %.3g and %.3g workflows/s (median slowdown above %gx at %.3g)%s", arm, s.Below, s.Rate, d.SaturationSlowdown, s.Rate, peak))
 		}
 	}
 	return out

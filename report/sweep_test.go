@@ -20,7 +20,7 @@ func TestSaturate(t *testing.T) {
 	d.Saturate()
 	want := map[string]Saturation{"a": {Reached: true, Rate: 4, Below: 2}, "b": {Reached: true, Rate: 1}, "c": {Below: 2}}
 	for arm, w := range want {
-		if d.Saturation[arm] != w {
+		if got := d.Saturation[arm]; got.Reached != w.Reached || got.Rate != w.Rate || got.Below != w.Below {
 			t.Errorf("%s: %+v, want %+v", arm, d.Saturation[arm], w)
 		}
 	}

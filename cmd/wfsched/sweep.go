@@ -8,9 +8,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/wfsched/wfsched/dag"
 	"github.com/wfsched/wfsched/report"
 	"github.com/wfsched/wfsched/scheduler"
 )
@@ -28,6 +32,7 @@ type sweepOptions struct {
 	policies   string
 	logics     string
 	saturation float64
+	idleAtOnce int
 	png        bool
 }
 
@@ -63,6 +68,7 @@ files under runs/.`,
 	f.StringVar(&o.policies, "policies", "parallel", "policies to sweep")
 	f.StringVar(&o.logics, "routing-logics", "", "sweep routing logics instead (under one --policies), e.g. roundrobin,workflow-aware; with --instances N or several --endpoint")
 	f.Float64Var(&o.saturation, "saturation-slowdown", 2, "median slowdown over idle above which an arm counts as saturated")
+	f.IntVar(&o.idleAtOnce, "idle-parallel", 1, "embedded engines: idle reference runs at once, each on its own engines (more is faster but, on few cores, slows the modeled clock)")
 	f.BoolVar(&o.png, "png", false, "also write the plots as PNG")
 	return cmd
 }
@@ -98,6 +104,9 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 	if cmd.Flags().Changed("rate") || o.run.arrival == scheduler.ArrivalClosed || o.run.arrival == "replay" {
 		return usageError("sweep sets the rate itself (--rates) and needs an open loop: leave out --rate, and --arrival other than poisson or gamma")
 	}
+	if o.idleAtOnce < 1 {
+		return usageError("--idle-parallel %d: want at least 1", o.idleAtOnce)
+	}
 	if o.saturation <= 1 {
 		return usageError("--saturation-slowdown %g: want more than 1", o.saturation)
 	}
@@ -117,6 +126,12 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 	graphs, infos, err := o.run.load()
 	if err != nil {
 		return err
+	}
+	seen := map[string]int{}
+	for _, g := range graphs {
+		if seen[g.ID]++; seen[g.ID] == 2 {
+			fmt.Fprintf(stderr, "wfsched: warning: traces share the id %q; slowdowns use the last one's idle time\n", g.ID)
+		}
 	}
 	dir, err := newRunDir(o.run.out, "sweep")
 	if err != nil {
@@ -156,60 +171,52 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 		return nil
 	}
 
-	// One run of arm a: open loop at rate, or, with rate 0, each trace
-	// once alone (the idle reference).
-	runOne := func(a arm, rate float64, label string) (report.RunReport, error) {
-		o.run.policy, o.run.routing = a.policy.Name(), a.logic
-		saved := *o
+	// runOne runs arm a over gs into runs/label: open loop at rate, or,
+	// with rate 0, each of gs once, one at a time (the idle reference). It
+	// works on a copy of the options, so runs may go concurrently.
+	runOne := func(a arm, rate float64, gs []*dag.Graph, is []report.TraceInfo, label string) (report.RunReport, report.Backend, error) {
+		ro := o.run
+		ro.policy, ro.routing = a.policy.Name(), a.logic
 		if rate == 0 {
-			o.run.arrival, o.run.rate, o.run.rampUp, o.run.duration, o.run.maxConc = scheduler.ArrivalClosed, 0, 0, 0, 0
-			o.run.workflows, o.run.concurrency, o.run.idle = len(graphs), 1, nil
+			ro.arrival, ro.rate, ro.rampUp, ro.duration, ro.maxConc = scheduler.ArrivalClosed, 0, 0, 0, 0
+			ro.workflows, ro.concurrency, ro.idle = len(gs), 1, nil
 		} else {
-			o.run.rate, o.run.idle = rate, doc.Idle[a.label]
+			ro.rate, ro.idle = rate, doc.Idle[a.label]
 		}
-		defer func() { *o = saved }()
-		cfg, err := o.run.config(cmd)
+		cfg, err := ro.config(cmd)
 		if err != nil {
-			return report.RunReport{}, err
+			return report.RunReport{}, report.Backend{}, err
 		}
 		runDir := filepath.Join(dir, "runs", label)
 		if err := os.MkdirAll(runDir, 0o755); err != nil {
-			return report.RunReport{}, err
+			return report.RunReport{}, report.Backend{}, err
 		}
-		be, err := o.run.startBackend(ctx, stderr)
+		be, err := ro.startBackend(ctx, stderr)
 		if err != nil {
-			return report.RunReport{}, err
+			return report.RunReport{}, report.Backend{}, err
 		}
 		defer be.close()
-		rep, runErr := replay(ctx, stderr, runDir, &o.run, cfg, graphs, infos, be, false)
-		doc.Backend = be.info
+		rep, runErr := replay(ctx, stderr, runDir, &ro, cfg, gs, is, be, false)
 		if runErr == nil && rep.Outcome != scheduler.OutcomeCompleted {
 			runErr = fmt.Errorf("run %s %s: %s", label, rep.Outcome, rep.Reason)
 		}
-		return rep, runErr
+		return rep, be.info, runErr
 	}
 
 	var idleSum float64
 	var idleN int
 	for _, a := range arms {
-		rep, err := runOne(a, 0, "idle-"+a.label)
+		idle, err := idleTimes(a, graphs, infos, len(o.run.endpoints) == 0, o.idleAtOnce, runOne)
 		if err != nil {
 			return finish(err)
-		}
-		wfs, err := report.LoadRun(rep.Dir)
-		if err != nil {
-			return finish(err)
-		}
-		idle := map[string]float64{}
-		for _, w := range wfs.Workflows {
-			if w.Outcome == scheduler.OutcomeCompleted {
-				idle[w.Trace] = w.CompletionS
-				idleSum += w.CompletionS
-				idleN++
-			}
 		}
 		doc.Idle[a.label] = idle
-		fmt.Fprintf(stderr, "wfsched: idle %s: %d traces, mean completion %.3g s\n", a.label, len(idle), float64(rep.Summary.Completion.Mean))
+		var sum float64
+		for _, v := range idle {
+			sum += v
+		}
+		idleSum, idleN = idleSum+sum, idleN+len(idle)
+		fmt.Fprintf(stderr, "wfsched: idle %s: %d traces, mean completion %.3g s\n", a.label, len(idle), sum/float64(max(1, len(idle))))
 	}
 	auto := rates == nil
 	if auto {
@@ -225,7 +232,8 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 		doc.Rates = append(doc.Rates, rate)
 		for _, a := range arms {
 			label := fmt.Sprintf("%s-r%s", a.label, strconv.FormatFloat(rate, 'g', 4, 64))
-			rep, err := runOne(a, rate, label)
+			rep, info, err := runOne(a, rate, graphs, infos, label)
+			doc.Backend = info
 			if rep.Dir != "" {
 				doc.Points = append(doc.Points, report.SweepPoint{Arm: a.label, Rate: rate, Run: filepath.Join("runs", label), Outcome: string(rep.Outcome), Summary: rep.Summary})
 			}
@@ -247,4 +255,49 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 		}
 	}
 	return finish(nil)
+}
+
+// idleTimes measures each trace's completion time alone on an idle server
+// under arm a, keyed by trace name. On embedded engines every trace gets
+// its own fresh engines and atOnce run at once; on endpoints, which are
+// shared, the traces run one after another in one run.
+func idleTimes(a arm, graphs []*dag.Graph, infos []report.TraceInfo, embedded bool, atOnce int,
+	runOne func(arm, float64, []*dag.Graph, []report.TraceInfo, string) (report.RunReport, report.Backend, error)) (map[string]float64, error) {
+	type job struct {
+		gs    []*dag.Graph
+		is    []report.TraceInfo
+		label string
+	}
+	jobs := []job{{graphs, infos, "idle-" + a.label}}
+	if embedded && len(graphs) > 1 && len(infos) == len(graphs) {
+		jobs = jobs[:0]
+		for i, g := range graphs {
+			jobs = append(jobs, job{[]*dag.Graph{g}, []report.TraceInfo{infos[i]}, fmt.Sprintf("idle-%s/%03d", a.label, i)})
+		}
+	}
+	var mu sync.Mutex
+	idle := map[string]float64{}
+	var eg errgroup.Group
+	eg.SetLimit(atOnce)
+	for _, j := range jobs {
+		eg.Go(func() error {
+			rep, _, err := runOne(a, 0, j.gs, j.is, j.label)
+			if err != nil {
+				return err
+			}
+			rd, err := report.LoadRun(rep.Dir)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, w := range rd.Workflows {
+				if w.Outcome == scheduler.OutcomeCompleted {
+					idle[w.Trace] = w.CompletionS
+				}
+			}
+			return nil
+		})
+	}
+	return idle, eg.Wait()
 }
