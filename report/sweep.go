@@ -49,7 +49,8 @@ type SweepDoc struct {
 	ArmsAre   string      `json:"arms_are"` // "policies" or "routing-logics"
 	Arms      []string    `json:"arms"`
 	Rates     []float64   `json:"rates_per_s"`
-	Workflows int         `json:"workflows_per_run"`
+	Workflows int         `json:"workflows_per_run,omitempty"`
+	DurationS float64     `json:"arrivals_for_s,omitempty"` // open loops stopped by time
 	Arrival   string      `json:"arrival"`
 	Traces    []TraceInfo `json:"traces"`
 	Backend   Backend     `json:"backend"`
@@ -95,8 +96,14 @@ func (d SweepDoc) title() string {
 	for _, t := range d.Traces {
 		ids = append(ids, t.ID)
 	}
-	return fmt.Sprintf("Sweep %s: %d %s × %d rates, %d workflows per run (%s); traces %s",
-		d.ID, len(d.Arms), d.ArmsAre, len(d.Rates), d.Workflows, d.Arrival, elide(ids, 3, 1))
+	per := fmt.Sprintf("%d workflows per run", d.Workflows)
+	if d.Workflows == 0 {
+		per = fmt.Sprintf("arrivals for %gs per run", d.DurationS)
+	} else if d.DurationS > 0 {
+		per += fmt.Sprintf(" or arrivals for %gs", d.DurationS)
+	}
+	return fmt.Sprintf("Sweep %s: %d %s × %d rates, %s (%s); traces %s",
+		d.ID, len(d.Arms), d.ArmsAre, len(d.Rates), per, d.Arrival, elide(ids, 3, 1))
 }
 
 func (d SweepDoc) rows() (header []string, rows [][]string) {

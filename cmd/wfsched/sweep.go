@@ -138,7 +138,8 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 		return err
 	}
 	doc := report.SweepDoc{ID: filepath.Base(dir), Created: time.Now(), Args: os.Args[1:], ArmsAre: "policies", Workflows: o.run.workflows,
-		Traces: infos, Idle: map[string]map[string]float64{}, SaturationSlowdown: o.saturation, Arrival: cfg0.Arrival.Kind}
+		Traces: infos, Idle: map[string]map[string]float64{}, SaturationSlowdown: o.saturation, Arrival: cfg0.Arrival.Kind,
+		DurationS: o.run.duration.Seconds()}
 	if cfg0.Arrival.Kind == scheduler.ArrivalGamma {
 		doc.Arrival += fmt.Sprintf(" burstiness %g", cfg0.Arrival.Burstiness)
 	}
