@@ -23,6 +23,12 @@ const (
 	DefaultMaxAttempts = 4
 	DefaultBackoff     = 250 * time.Millisecond
 	DefaultMaxBackoff  = 10 * time.Second
+	// DefaultMaxConns bounds the connections, so the calls in flight, to
+	// one server: thousands of streams in one process (client, router and
+	// embedded engines each holding a descriptor per call) would otherwise
+	// exhaust the open-file limit. A vLLM server runs at most max_num_seqs
+	// (256 by default) sequences at once, so the bound does not limit it.
+	DefaultMaxConns = 2048
 )
 
 // Config configures a Client. The zero value of each field but BaseURL
@@ -44,6 +50,10 @@ type Config struct {
 	NoStream bool
 	// Seed seeds the jitter.
 	Seed uint64
+	// MaxConns bounds the connections to the server (DefaultMaxConns when
+	// 0); further calls wait for one, and the wait counts in their TTFT as
+	// a wait in the server's queue would. Ignored with HTTPClient.
+	MaxConns int
 	// HTTPClient is the transport; nil means one with no total timeout and
 	// keep-alive pools sized for many concurrent calls.
 	HTTPClient *http.Client
@@ -57,8 +67,8 @@ func (c Config) Validate() error {
 	if !strings.HasPrefix(c.BaseURL, "http://") && !strings.HasPrefix(c.BaseURL, "https://") {
 		return fmt.Errorf("server URL %q: want http:// or https://", c.BaseURL)
 	}
-	if c.Timeout < 0 || c.MaxAttempts < 0 || c.Backoff < 0 || c.MaxBackoff < 0 {
-		return errors.New("timeouts, attempts and backoffs must not be negative")
+	if c.Timeout < 0 || c.MaxAttempts < 0 || c.Backoff < 0 || c.MaxBackoff < 0 || c.MaxConns < 0 {
+		return errors.New("timeouts, attempts, backoffs and connections must not be negative")
 	}
 	return nil
 }
@@ -94,6 +104,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = DefaultMaxBackoff
 	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
 	hc := cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Transport: &http.Transport{
@@ -101,6 +114,7 @@ func New(cfg Config) (*Client, error) {
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConns:        4096,
 			MaxIdleConnsPerHost: 4096,
+			MaxConnsPerHost:     cfg.MaxConns,
 			IdleConnTimeout:     90 * time.Second,
 		}}
 	}

@@ -250,3 +250,44 @@ func TestCancelReturnsPromptly(t *testing.T) {
 		t.Errorf("returned %v after cancel", d)
 	}
 }
+
+// MaxConns bounds the calls in flight to one server; the others wait for a
+// connection and then complete.
+func TestMaxConnsBoundsCallsInFlight(t *testing.T) {
+	var mu sync.Mutex
+	inFlight, peak := 0, 0
+	inner := &capture{}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		inFlight++
+		peak = max(peak, inFlight)
+		mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		inner.ServeHTTP(w, r)
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+	}))
+	defer ts.Close()
+	cl := newClient(t, Config{BaseURL: ts.URL, Model: "m", MaxConns: 3})
+	var wg sync.WaitGroup
+	errs := make(chan error, 12)
+	for range 12 {
+		wg.Go(func() {
+			if r := cl.Complete(context.Background(), userCall("hi", 1)); r.Err != nil {
+				errs <- r.Err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if peak < 1 || peak > 3 {
+		t.Errorf("%d calls reached the server at once, want at most 3", peak)
+	}
+	if len(inner.bodies) != 12 {
+		t.Errorf("%d calls served, want 12", len(inner.bodies))
+	}
+}

@@ -21,21 +21,22 @@ import (
 
 // Defaults of Config's zero values.
 const (
-	DefaultLogic            = "workflow-aware"
-	DefaultFallback         = "least-loaded"
-	DefaultLoadFactor       = 1.25
-	DefaultWorkflowTTL      = time.Hour
-	DefaultMaxWorkflows     = 100_000
-	DefaultMaxQueueSize     = 1000
-	DefaultMaxQueues        = 10_000
-	DefaultMaxPayloadBytes  = 1 << 20
-	DefaultMessageTTL       = 300 * time.Second
-	DefaultMaxBodyBytes     = 32 << 20
-	DefaultConnectTimeout   = 5 * time.Second
-	DefaultFirstByteTimeout = 10 * time.Minute
-	DefaultIdleTimeout      = 5 * time.Minute
-	DefaultHealthInterval   = 2 * time.Second
-	MaxLongPoll             = 60 * time.Second
+	DefaultLogic              = "workflow-aware"
+	DefaultFallback           = "least-loaded"
+	DefaultLoadFactor         = 1.25
+	DefaultWorkflowTTL        = time.Hour
+	DefaultMaxWorkflows       = 100_000
+	DefaultMaxConnsPerBackend = 1024 // four times vLLM's default max_num_seqs
+	DefaultMaxQueueSize       = 1000
+	DefaultMaxQueues          = 10_000
+	DefaultMaxPayloadBytes    = 1 << 20
+	DefaultMessageTTL         = 300 * time.Second
+	DefaultMaxBodyBytes       = 32 << 20
+	DefaultConnectTimeout     = 5 * time.Second
+	DefaultFirstByteTimeout   = 10 * time.Minute
+	DefaultIdleTimeout        = 5 * time.Minute
+	DefaultHealthInterval     = 2 * time.Second
+	MaxLongPoll               = 60 * time.Second
 )
 
 // Config configures a Router. The zero value of each field but Backends
@@ -57,6 +58,10 @@ type Config struct {
 	// total timeout: streams last as long as they produce.
 	ConnectTimeout, FirstByteTimeout, IdleTimeout time.Duration
 	HealthInterval                                time.Duration
+	// MaxConnsPerBackend bounds the connections to each backend
+	// (DefaultMaxConnsPerBackend when 0); requests beyond it wait in the
+	// router for one instead of exhausting file descriptors.
+	MaxConnsPerBackend int
 	// Models, when set, is what /v1/models lists instead of asking the
 	// backends (the design's --static-models).
 	Models []string
@@ -86,6 +91,9 @@ func (c *Config) setDefaults() {
 	def(&c.HealthInterval, DefaultHealthInterval)
 	if c.MaxWorkflows == 0 {
 		c.MaxWorkflows = DefaultMaxWorkflows
+	}
+	if c.MaxConnsPerBackend == 0 {
+		c.MaxConnsPerBackend = DefaultMaxConnsPerBackend
 	}
 	if c.MaxQueueSize == 0 {
 		c.MaxQueueSize = DefaultMaxQueueSize
@@ -175,6 +183,7 @@ func New(cfg Config) (*Router, error) {
 		ResponseHeaderTimeout: cfg.FirstByteTimeout,
 		MaxIdleConns:          4096,
 		MaxIdleConnsPerHost:   4096,
+		MaxConnsPerHost:       cfg.MaxConnsPerBackend,
 		IdleConnTimeout:       90 * time.Second,
 		DisableCompression:    true, // pass bytes through as they are
 	}

@@ -64,7 +64,8 @@ type runOptions struct {
 	rampUp      time.Duration
 	duration    time.Duration
 	maxConc     int
-	quiet       bool               // no embedded-engine banner (compare prints its own)
+	quiet       bool // no embedded-engine banner (compare prints its own)
+	maxConns    int
 	idle        map[string]float64 // traces' idle completion times, for slowdowns (sweep)
 	// embedded engine
 	profile   string
@@ -244,7 +245,7 @@ func (o *runOptions) startBackend(ctx context.Context, stderr io.Writer) (*backe
 		base = "http://" + ln.Addr().String()
 		be.info.Routing, be.info.Router = rt.Logic(), base
 	}
-	cl, err := client.New(client.Config{BaseURL: base, Model: o.model, Timeout: o.timeout, MaxAttempts: o.attempts, Seed: o.seed})
+	cl, err := client.New(client.Config{BaseURL: base, Model: o.model, Timeout: o.timeout, MaxAttempts: o.attempts, Seed: o.seed, MaxConns: o.maxConns})
 	if err != nil {
 		return fail(usageError("--endpoint: %v", err))
 	}
@@ -400,6 +401,7 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.DurationVar(&o.toolLatency, "tool-latency", 0, "modeled time of tool nodes with no recorded duration")
 	f.BoolVar(&o.noIgnoreEOS, "no-ignore-eos", false, "do not send ignore_eos (outputs may end before the reference length)")
 	f.DurationVar(&o.timeout, "timeout", client.DefaultTimeout, "per-attempt timeout of a call")
+	f.IntVar(&o.maxConns, "max-connections", client.DefaultMaxConns, "most connections (calls in flight) to the server or router; more calls wait in wfsched, the wait counted in their TTFT")
 	f.IntVar(&o.attempts, "max-attempts", client.DefaultMaxAttempts, "tries per call (429, 5xx, connection errors and timeouts are retried)")
 	f.StringVar(&o.arrival, "arrival", "", "workflow arrivals: closed (--concurrency at a time; the default), poisson or gamma (at --rate); --rate alone means poisson, with --burstiness other than 1 gamma")
 	f.Float64Var(&o.rate, "rate", 0, "open-loop arrivals: workflows per (modeled) second")
@@ -459,8 +461,8 @@ func (o *runOptions) config(cmd *cobra.Command) (scheduler.Config, error) {
 	if o.sloValue, err = metrics.ParseSLO(o.slo); err != nil {
 		return cfg, usageError("--slo: %v", err)
 	}
-	if o.attempts < 1 || o.timeout <= 0 {
-		return cfg, usageError("--max-attempts must be at least 1 and --timeout positive")
+	if o.attempts < 1 || o.timeout <= 0 || o.maxConns < 1 {
+		return cfg, usageError("--max-attempts and --max-connections must be at least 1 and --timeout positive")
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, usageError("%v", err)
