@@ -30,6 +30,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad value type", "name: s\niterations: many\ncases: []\n", "line 2"},
 		{"negative scale", "name: s\ntime_scale: -1\ncases:\n  - name: a\n    traces: [t.json]\n", "time_scale: -1"},
 		{"duplicate case", "name: s\ncases:\n  - name: a\n    traces: [t.json]\n  - name: a\n    traces: [t.json]\n", "unique name"},
+		{"negative rate", "name: s\ncases:\n  - name: a\n    traces: [t.json]\n    rate: -2\n", "must not be negative"},
+		{"burstiness without rate", "name: s\ncases:\n  - name: a\n    traces: [t.json]\n    burstiness: 0.5\n", "set rate"},
 		{"empty", "", "empty suite"},
 		{"no name", "cases: []\n", "name: missing"},
 	}

@@ -40,6 +40,12 @@ type Case struct {
 	Workflows     int      `yaml:"workflows"`      // default one per trace
 	Concurrency   int      `yaml:"concurrency"`    // default 1
 	MaxParallel   int      `yaml:"max_parallel"`
+	// Rate, when set, makes workflows arrive open-loop at this many per
+	// modeled second (Poisson; gamma with Burstiness other than 1), up to
+	// MaxConcurrency in flight (0: no cap), instead of Concurrency at once.
+	Rate           float64 `yaml:"rate"`
+	Burstiness     float64 `yaml:"burstiness"`
+	MaxConcurrency int     `yaml:"max_concurrency"`
 }
 
 // Arm is one (policy, routing logic) of a case.
@@ -215,6 +221,15 @@ func (s *Suite) check(path string, data []byte) error {
 		}
 		if c.Concurrency == 0 {
 			c.Concurrency = 1
+		}
+		if c.Rate < 0 || c.Burstiness < 0 || c.MaxConcurrency < 0 {
+			return bad(key, "rate, burstiness and max_concurrency must not be negative")
+		}
+		if c.Rate == 0 && (c.Burstiness != 0 || c.MaxConcurrency != 0) {
+			return bad(key, "burstiness and max_concurrency go with an open loop: set rate (workflows per second)")
+		}
+		if c.Rate > 0 && c.Burstiness == 0 {
+			c.Burstiness = 1
 		}
 	}
 	return nil

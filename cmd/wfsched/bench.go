@@ -120,6 +120,13 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 				if cfg.Workflows == 0 {
 					cfg.Workflows = len(graphs)
 				}
+				if c.Rate > 0 {
+					kind := scheduler.ArrivalPoisson
+					if c.Burstiness != 1 {
+						kind = scheduler.ArrivalGamma
+					}
+					cfg.Arrival = scheduler.Arrival{Kind: kind, Rate: c.Rate, Burstiness: c.Burstiness, MaxConcurrency: c.MaxConcurrency, Seed: suite.Seed}
+				}
 				label := fmt.Sprintf("%s-%d", strings.ReplaceAll(a.Label, "+", "_"), it+1)
 				runDir := filepath.Join(dir, c.Name, label)
 				if err := os.MkdirAll(runDir, 0o755); err != nil {
