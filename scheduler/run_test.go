@@ -47,7 +47,7 @@ func gen(t testing.TB, shape string, nodes int) *dag.Graph {
 	return g
 }
 
-func engine(t testing.TB, mod func(*sim.ClusterConfig)) *client.Client {
+func engine(t testing.TB, mod func(*sim.ClusterConfig), clientMods ...func(*client.Config)) *client.Client {
 	t.Helper()
 	cfg := sim.ClusterConfig{Engine: sim.Config{TimeScale: 0.01, Seed: 1}}
 	if mod != nil {
@@ -58,7 +58,11 @@ func engine(t testing.TB, mod func(*sim.ClusterConfig)) *client.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	cl, err := client.New(client.Config{BaseURL: c.URLs()[0], Backoff: time.Millisecond, Seed: 1})
+	ccfg := client.Config{BaseURL: c.URLs()[0], Backoff: time.Millisecond, Seed: 1}
+	for _, m := range clientMods {
+		m(&ccfg)
+	}
+	cl, err := client.New(ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +244,10 @@ func TestOnError(t *testing.T) {
 }
 
 func TestRetriesThroughEngineFaults(t *testing.T) {
-	cl := engine(t, func(c *sim.ClusterConfig) { c.Server.Faults = sim.Faults{ErrorRate: 0.3, ErrorStatus: 503} })
+	// At a 30% error rate a call fails all of 4 tries with probability
+	// 0.3^4, about once in 6 runs of 20 calls; 12 tries make that 1 in 10^5.
+	cl := engine(t, func(c *sim.ClusterConfig) { c.Server.Faults = sim.Faults{ErrorRate: 0.3, ErrorStatus: 503} },
+		func(c *client.Config) { c.MaxAttempts = 12 })
 	g := gen(t, "fanout", 20)
 	sink := &memSink{}
 	res, err := scheduler.Run(context.Background(), scheduler.Config{Policy: scheduler.Parallel{}, TimeScale: 0.01}, []*dag.Graph{g}, cl, sink)
