@@ -195,12 +195,7 @@ func WriteComparisonCSV(w io.Writer, d ComparisonDoc) error {
 	if err := cw.Write([]string{"arm", "figure", "unit", "n", "mean", "ci95_low", "ci95_high"}); err != nil {
 		return err
 	}
-	num := func(f metrics.Float) string {
-		if math.IsNaN(float64(f)) {
-			return ""
-		}
-		return strconv.FormatFloat(float64(f), 'g', 8, 64)
-	}
+	num := csvNum
 	for _, a := range d.Comparison.Arms {
 		for _, f := range metrics.Figures {
 			e := a.Figures[f.Key]
@@ -215,4 +210,12 @@ func WriteComparisonCSV(w io.Writer, d ComparisonDoc) error {
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// csvNum writes a figure for CSV: empty when undefined.
+func csvNum(f metrics.Float) string {
+	if math.IsNaN(float64(f)) {
+		return ""
+	}
+	return strconv.FormatFloat(float64(f), 'g', 8, 64)
 }

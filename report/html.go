@@ -10,12 +10,8 @@ import (
 	"time"
 )
 
-var page = template.Must(template.New("report").Parse(`<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{{.Title}}</title>
-<style>
+// pageStyle is the CSS every HTML report shares.
+var pageStyle = template.Must(template.New("style").Parse(`{{define "style"}}<style>
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.8em; border-bottom: 1px solid #ddd; padding-bottom: .2em; }
 table { border-collapse: collapse; margin: 1em 0; font-size: .92em; }
@@ -26,7 +22,14 @@ th { background: #f3f5f8; }
 .meta { color: #555; font-size: .9em; }
 figure { margin: 1.2em 0; } figcaption { color: #555; font-size: .9em; }
 svg { max-width: 100%; height: auto; }
-</style>
+</style>{{end}}`))
+
+var page = template.Must(template.Must(pageStyle.Clone()).New("report").Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{{.Title}}</title>
+{{template "style"}}
 </head>
 <body>
 <h1>{{.Title}}</h1>
@@ -75,12 +78,7 @@ func WriteHTML(w io.Writer, d ComparisonDoc, runs map[string][]RunData) error {
 		if err != nil {
 			return fmt.Errorf("render %s: %w", f.Name, err)
 		}
-		// Drop the XML prolog: the SVG sits inside HTML.
-		s := string(svg)
-		if k := strings.Index(s, "<svg"); k > 0 {
-			s = s[k:]
-		}
-		view.Figures = append(view.Figures, figureView{Title: f.Title, SVG: template.HTML(s)})
+		view.Figures = append(view.Figures, figureView{Title: f.Title, SVG: inlineSVG(svg)})
 	}
 	return page.Execute(w, view)
 }
@@ -104,4 +102,13 @@ func WritePNGs(dir string, d ComparisonDoc, runs map[string][]RunData) error {
 		}
 	}
 	return nil
+}
+
+// inlineSVG drops a rendered SVG's XML prolog, so it can sit inside HTML.
+func inlineSVG(svg []byte) template.HTML {
+	s := string(svg)
+	if k := strings.Index(s, "<svg"); k > 0 {
+		s = s[k:]
+	}
+	return template.HTML(s)
 }

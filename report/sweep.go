@@ -109,15 +109,10 @@ func (d SweepDoc) title() string {
 func (d SweepDoc) rows() (header []string, rows [][]string) {
 	wct := "completion p50/p90/p99 (s)"
 	header = []string{"arm", "rate/s", "offered/min", "done/min", wct, "slowdown p50/p90", "queue p50 (s)", "wf hit", "goodput/min", "failed"}
-	f := func(v metrics.Float, format string) string {
-		if math.IsNaN(float64(v)) {
-			return "-"
-		}
-		return fmt.Sprintf(format, float64(v))
-	}
+	f := num
 	for _, p := range d.Points {
 		s := p.Summary
-		slow := "-"
+		slow := "n/a"
 		if s.Slowdown != nil && s.Slowdown.N > 0 {
 			slow = f(s.Slowdown.P50, "%.2f") + " / " + f(s.Slowdown.P90, "%.2f")
 		}
@@ -188,12 +183,7 @@ func WriteSweepCSV(w io.Writer, d SweepDoc) error {
 	if err := cw.Write(head); err != nil {
 		return err
 	}
-	num := func(f metrics.Float) string {
-		if math.IsNaN(float64(f)) {
-			return ""
-		}
-		return strconv.FormatFloat(float64(f), 'g', 8, 64)
-	}
+	num := csvNum
 	for _, p := range d.Points {
 		s := p.Summary
 		slow50, slow90 := "", ""
@@ -284,15 +274,10 @@ func sweepFigures(d SweepDoc) ([]Figure, error) {
 	}, nil
 }
 
-var sweepPage = template.Must(template.New("sweep").Parse(`<!DOCTYPE html>
+var sweepPage = template.Must(template.Must(pageStyle.Clone()).New("sweep").Parse(`<!DOCTYPE html>
 <html lang="en">
 <head><meta charset="utf-8"><title>{{.Title}}</title>
-<style>
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
-h1 { font-size: 1.4em; } table { border-collapse: collapse; margin: 1em 0; font-size: .92em; }
-th, td { border: 1px solid #ccc; padding: .35em .7em; text-align: right; } th:first-child, td:first-child { text-align: left; }
-th { background: #f3f5f8; } .meta { color: #555; font-size: .9em; } svg { max-width: 100%; height: auto; }
-</style></head>
+{{template "style"}}</head>
 <body>
 <h1>{{.Title}}</h1>
 {{range .Figures}}<figure>{{.SVG}}</figure>
@@ -328,11 +313,7 @@ func WriteSweepFiles(dir string, d SweepDoc, png bool) error {
 		if err := os.WriteFile(filepath.Join(dir, f.Name+".svg"), svg, 0o644); err != nil {
 			return err
 		}
-		s := string(svg)
-		if k := strings.Index(s, "<svg"); k > 0 {
-			s = s[k:]
-		}
-		view.Figures = append(view.Figures, figureView{Title: f.Title, SVG: template.HTML(s)})
+		view.Figures = append(view.Figures, figureView{Title: f.Title, SVG: inlineSVG(svg)})
 		if png {
 			b, err := f.Render("png")
 			if err != nil {

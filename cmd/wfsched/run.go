@@ -154,12 +154,12 @@ type backend struct {
 	forget func(workflow string)
 }
 
-// forgetSink hands each finished workflow to forget.
-type forgetSink func(string)
+// workflowHook is a sink that sees only finished workflows.
+type workflowHook func(scheduler.WorkflowResult)
 
-func (f forgetSink) Node(scheduler.NodeResult) error { return nil }
-func (f forgetSink) Workflow(w scheduler.WorkflowResult) error {
-	f(w.Workflow)
+func (f workflowHook) Node(scheduler.NodeResult) error { return nil }
+func (f workflowHook) Workflow(w scheduler.WorkflowResult) error {
+	f(w)
 	return nil
 }
 
@@ -339,10 +339,10 @@ func behindRouter(ctx context.Context, url string) []string {
 }
 
 // replay runs cfg into dir: nodes.jsonl and workflows.jsonl as results
-// come, then summary.json and traces.json. The report's Dir is empty when
-// nothing could be written.
+// come, then summary.json and traces.json; extra sinks see every result
+// too. The report's Dir is empty when nothing could be written.
 func replay(ctx context.Context, stderr io.Writer, dir string, o *runOptions, cfg scheduler.Config, graphs []*dag.Graph,
-	infos []report.TraceInfo, be *backend, showProgress bool) (report.RunReport, error) {
+	infos []report.TraceInfo, be *backend, showProgress bool, extra ...scheduler.Sink) (report.RunReport, error) {
 	nodesF, err := os.Create(filepath.Join(dir, "nodes.jsonl"))
 	if err != nil {
 		return report.RunReport{}, err
@@ -360,8 +360,9 @@ func replay(ctx context.Context, stderr io.Writer, dir string, o *runOptions, cf
 	rec := &metrics.Recorder{SLO: o.sloValue, Idle: o.idle}
 	sinks := metrics.Tee{metrics.NewJSONL(nodesF, wfF), rec}
 	if be.forget != nil {
-		sinks = append(sinks, forgetSink(be.forget))
+		sinks = append(sinks, workflowHook(func(w scheduler.WorkflowResult) { be.forget(w.Workflow) }))
 	}
+	sinks = append(sinks, extra...)
 	stopProgress := func() {}
 	if showProgress {
 		prog := newProgress(stderr, cfg.Workflows, totalNodes(graphs, cfg.Workflows))

@@ -175,7 +175,7 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 	// runOne runs arm a over gs into runs/label: open loop at rate, or,
 	// with rate 0, each of gs once, one at a time (the idle reference). It
 	// works on a copy of the options, so runs may go concurrently.
-	runOne := func(a arm, rate float64, gs []*dag.Graph, is []report.TraceInfo, label string) (report.RunReport, report.Backend, error) {
+	runOne := func(a arm, rate float64, gs []*dag.Graph, is []report.TraceInfo, label string, extra ...scheduler.Sink) (report.RunReport, report.Backend, error) {
 		ro := o.run
 		ro.policy, ro.routing = a.policy.Name(), a.logic
 		if rate == 0 {
@@ -197,7 +197,7 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 			return report.RunReport{}, report.Backend{}, err
 		}
 		defer be.close()
-		rep, runErr := replay(ctx, stderr, runDir, &ro, cfg, gs, is, be, false)
+		rep, runErr := replay(ctx, stderr, runDir, &ro, cfg, gs, is, be, false, extra...)
 		if runErr == nil && rep.Outcome != scheduler.OutcomeCompleted {
 			runErr = fmt.Errorf("run %s %s: %s", label, rep.Outcome, rep.Reason)
 		}
@@ -263,7 +263,7 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 // its own fresh engines and atOnce run at once; on endpoints, which are
 // shared, the traces run one after another in one run.
 func idleTimes(a arm, graphs []*dag.Graph, infos []report.TraceInfo, embedded bool, atOnce int,
-	runOne func(arm, float64, []*dag.Graph, []report.TraceInfo, string) (report.RunReport, report.Backend, error)) (map[string]float64, error) {
+	runOne func(arm, float64, []*dag.Graph, []report.TraceInfo, string, ...scheduler.Sink) (report.RunReport, report.Backend, error)) (map[string]float64, error) {
 	type job struct {
 		gs    []*dag.Graph
 		is    []report.TraceInfo
@@ -278,26 +278,19 @@ func idleTimes(a arm, graphs []*dag.Graph, infos []report.TraceInfo, embedded bo
 	}
 	var mu sync.Mutex
 	idle := map[string]float64{}
+	record := workflowHook(func(w scheduler.WorkflowResult) {
+		if w.Outcome == scheduler.OutcomeCompleted {
+			mu.Lock()
+			idle[w.Trace] = w.CompletionS
+			mu.Unlock()
+		}
+	})
 	var eg errgroup.Group
 	eg.SetLimit(atOnce)
 	for _, j := range jobs {
 		eg.Go(func() error {
-			rep, _, err := runOne(a, 0, j.gs, j.is, j.label)
-			if err != nil {
-				return err
-			}
-			rd, err := report.LoadRun(rep.Dir)
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, w := range rd.Workflows {
-				if w.Outcome == scheduler.OutcomeCompleted {
-					idle[w.Trace] = w.CompletionS
-				}
-			}
-			return nil
+			_, _, err := runOne(a, 0, j.gs, j.is, j.label, record)
+			return err
 		})
 	}
 	return idle, eg.Wait()
