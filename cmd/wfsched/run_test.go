@@ -15,7 +15,7 @@ import (
 )
 
 // runDir returns the only run folder under out.
-func runDir(t *testing.T, out string) string {
+func runDir(t testing.TB, out string) string {
 	t.Helper()
 	entries, err := os.ReadDir(out)
 	if err != nil || len(entries) != 1 {
