@@ -192,9 +192,15 @@ func (c *Client) Complete(ctx context.Context, call scheduler.Call) scheduler.Ca
 	for k := 0; ; k++ {
 		start := time.Now()
 		res, ex := c.once(ctx, call)
-		a := scheduler.Attempt{Start: start, Duration: time.Since(start), Status: ex.status}
+		a := scheduler.Attempt{Start: start, Duration: time.Since(start), Status: ex.status, Backend: ex.backend}
+		if a.Backend == "" && ex.status != 0 {
+			a.Backend = c.base
+		}
 		if res.Err != nil {
 			a.Err = res.Err.Error()
+			var cut *CutError
+			a.Cut = errors.As(res.Err, &cut)
+			a.Timeout = ex.timedOut
 		}
 		attempts = append(attempts, a)
 		res.Attempts = attempts
@@ -211,6 +217,24 @@ func (c *Client) Complete(ctx context.Context, call scheduler.Call) scheduler.Ca
 		}
 	}
 }
+
+// CutError is a response that began but did not finish. Its partial output
+// is never taken as the call's result: the attempt failed and is retried.
+type CutError struct {
+	Chunks int    // output chunks that arrived
+	Reason string // what was missing
+	Err    error  // the read error, if the body broke off
+}
+
+func (e *CutError) Error() string {
+	s := fmt.Sprintf("response cut after %d output chunks: %s", e.Chunks, e.Reason)
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *CutError) Unwrap() error { return e.Err }
 
 // backoff is the delay before retry k (0-based): full jitter over an
 // exponentially growing cap, but never less than Retry-After.
@@ -272,6 +296,7 @@ func (c *Client) once(ctx context.Context, call scheduler.Call) (scheduler.CallR
 	res.Status, res.TimeScale = ex.status, ex.timeScale
 	if res.Err != nil && actx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
 		res.Err = fmt.Errorf("timed out after %v: %w", c.cfg.Timeout, res.Err)
+		ex.timedOut = true
 	}
 	return res, ex
 }
@@ -282,6 +307,12 @@ func (c *Client) whole(ctx context.Context, req openai.ChatCompletionRequest) sc
 	res.E2E = time.Since(res.Start)
 	res.TTFT = res.E2E
 	if err != nil {
+		var apiErr *openai.APIError
+		var reqErr *openai.RequestError
+		if ex, _ := ctx.Value(extrasKey{}).(*extras); ex != nil && ex.status == http.StatusOK && !errors.As(err, &apiErr) && !errors.As(err, &reqErr) {
+			// A 200 whose body did not arrive whole or did not parse.
+			err = &CutError{Reason: "the response body broke off or did not parse", Err: err}
+		}
 		res.Err = err
 		return res
 	}
@@ -290,6 +321,12 @@ func (c *Client) whole(ctx context.Context, req openai.ChatCompletionRequest) sc
 		res.FinishReason = string(resp.Choices[0].FinishReason)
 	}
 	setUsage(&res, &resp.Usage)
+	switch res.FinishReason {
+	case "":
+		res.Err = &CutError{Reason: "the response has no finish_reason"}
+	case "abort":
+		res.Err = &CutError{Reason: "the server aborted the request (finish_reason abort)"}
+	}
 	return res
 }
 
@@ -304,6 +341,7 @@ func (c *Client) stream(ctx context.Context, req openai.ChatCompletionRequest) s
 		return res
 	}
 	defer st.Close()
+	ex, _ := ctx.Value(extrasKey{}).(*extras)
 	var text strings.Builder
 	var last time.Time
 	chunks := 0
@@ -315,7 +353,10 @@ func (c *Client) stream(ctx context.Context, req openai.ChatCompletionRequest) s
 		}
 		if err != nil {
 			res.E2E = now.Sub(res.Start)
-			res.Err = fmt.Errorf("stream broke after %d chunks: %w", chunks, err)
+			res.Err = &CutError{Chunks: chunks, Reason: "the stream broke off", Err: err}
+			if ctx.Err() != nil {
+				res.Err = fmt.Errorf("stream broke after %d chunks: %w", chunks, err)
+			}
 			res.Text = text.String()
 			return res
 		}
@@ -346,7 +387,30 @@ func (c *Client) stream(ctx context.Context, req openai.ChatCompletionRequest) s
 	if chunks == 0 {
 		res.TTFT = res.E2E
 	}
+	res.Err = checkStream(ex, &res, chunks)
 	return res
+}
+
+// checkStream tells a stream that ended cleanly from one that was cut: it
+// must end with "data: [DONE]" and carry a finish reason, and on wfsched's
+// engine, which sends one output token per chunk, as many chunks as its
+// usage counts tokens. (Other servers may pack several tokens into one
+// chunk or hold back a partial character, so the count is checked only
+// where it is exact.)
+func checkStream(ex *extras, res *scheduler.CallResult, chunks int) error {
+	switch {
+	case ex == nil || ex.sse == nil:
+		return nil // not an event stream: go-openai already refused it
+	case !ex.sse.done:
+		return &CutError{Chunks: chunks, Reason: "the stream ended without data: [DONE]"}
+	case res.FinishReason == "":
+		return &CutError{Chunks: chunks, Reason: "the stream ended without a finish_reason"}
+	case res.FinishReason == "abort":
+		return &CutError{Chunks: chunks, Reason: "the server aborted the request (finish_reason abort)"}
+	case ex.engine && res.UsageReported && res.CompletionTokens != chunks:
+		return &CutError{Chunks: chunks, Reason: fmt.Sprintf("usage counts %d output tokens but %d arrived", res.CompletionTokens, chunks)}
+	}
+	return nil
 }
 
 func setUsage(res *scheduler.CallResult, u *openai.Usage) {

@@ -225,15 +225,72 @@ func TestRetries(t *testing.T) {
 		call := userCall("hi", 5)
 		call.Headers = map[string]string{sim.FaultHeader: "hang"}
 		r := cl.Complete(context.Background(), call)
-		if r.Err == nil || len(r.Attempts) != 2 || !strings.Contains(r.Err.Error(), "timed out") {
-			t.Errorf("hang: err %v attempts %d", r.Err, len(r.Attempts))
+		if r.Err == nil || len(r.Attempts) != 2 || !strings.Contains(r.Err.Error(), "timed out") || !r.Attempts[0].Timeout || r.Attempts[0].Cut {
+			t.Errorf("hang: err %v attempts %+v", r.Err, r.Attempts)
 		}
 		call.Headers = map[string]string{sim.FaultHeader: "cut=2"}
 		r = cl.Complete(context.Background(), call)
-		if r.Err == nil || len(r.Attempts) != 2 || !strings.Contains(r.Err.Error(), "stream broke") {
-			t.Errorf("cut: err %v attempts %d", r.Err, len(r.Attempts))
+		if r.Err == nil || len(r.Attempts) != 2 || !strings.Contains(r.Err.Error(), "stream broke") || !r.Attempts[1].Cut || r.Attempts[1].Backend != c.URLs()[0] {
+			t.Errorf("cut: err %v attempts %+v", r.Err, r.Attempts)
 		}
 	})
+}
+
+// TestCutResponses: a response that began but did not finish is a failed
+// attempt, however cleanly its bytes ended.
+func TestCutResponses(t *testing.T) {
+	const (
+		role  = `data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}` + "\n\n"
+		tok   = `data: {"choices":[{"index":0,"delta":{"content":" a"},"finish_reason":null}]}` + "\n\n"
+		last  = `data: {"choices":[{"index":0,"delta":{"content":" b"},"finish_reason":"length"}]}` + "\n\n"
+		abort = `data: {"choices":[{"index":0,"delta":{"content":" b"},"finish_reason":"abort"}]}` + "\n\n"
+		usage = `data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}` + "\n\n"
+		done  = "data: [DONE]\n\n"
+	)
+	for _, tc := range []struct {
+		name, body string
+		stream     bool
+		engine     bool   // answer as wfsched's engine (one token per chunk)
+		short      string // Content-Length larger than the body
+		cut        string // "" for a whole response
+	}{
+		{name: "whole stream", body: role + tok + tok + last + usage + done, stream: true, engine: true},
+		{name: "no [DONE]", body: role + tok + tok + last + usage, stream: true, cut: "without data: [DONE]"},
+		{name: "no finish reason", body: role + tok + tok + usage + done, stream: true, cut: "without a finish_reason"},
+		{name: "finish reason abort", body: role + tok + tok + abort + usage + done, stream: true, cut: "aborted"},
+		{name: "fewer chunks than usage", body: role + tok + last + usage + done, stream: true, engine: true, cut: "usage counts 3 output tokens but 2 arrived"},
+		{name: "other servers may pack tokens", body: role + tok + last + usage + done, stream: true},
+		{name: "whole response", body: `{"choices":[{"index":0,"message":{"role":"assistant","content":"a b"},"finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":2}}`},
+		{name: "whole without finish reason", body: `{"choices":[{"index":0,"message":{"role":"assistant","content":"a"},"finish_reason":null}]}`, cut: "no finish_reason"},
+		{name: "whole body broken off", body: `{"choices":[{"index":0,"message":{"role":"assis`, short: "1000", cut: "broke off"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tc.engine {
+					w.Header().Set("X-Wfsched-Time-Scale", "1")
+				}
+				if tc.stream {
+					w.Header().Set("Content-Type", "text/event-stream")
+				} else {
+					w.Header().Set("Content-Type", "application/json")
+				}
+				if tc.short != "" {
+					w.Header().Set("Content-Length", tc.short)
+				}
+				io.WriteString(w, tc.body)
+			}))
+			defer ts.Close()
+			cl := newClient(t, Config{BaseURL: ts.URL, Model: "m", MaxAttempts: 1, NoStream: !tc.stream})
+			r := cl.Complete(context.Background(), userCall("hi", 3))
+			var cut *CutError
+			switch {
+			case tc.cut == "" && r.Err != nil:
+				t.Errorf("a whole response failed: %v", r.Err)
+			case tc.cut != "" && (!errors.As(r.Err, &cut) || !strings.Contains(r.Err.Error(), tc.cut) || !r.Attempts[0].Cut):
+				t.Errorf("want a cut (%s), got err %v attempts %+v", tc.cut, r.Err, r.Attempts)
+			}
+		})
+	}
 }
 
 func TestCancelReturnsPromptly(t *testing.T) {

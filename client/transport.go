@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -22,6 +23,15 @@ type extras struct {
 	status     int
 	retryAfter time.Duration
 	timeScale  float64
+	// engine is set when the server (or the router in front of it) is
+	// wfsched's engine, which sends exactly one output token per chunk.
+	engine bool
+	// backend is the server that answered: the router's X-Wfsched-Backend
+	// header, "" when the response did not name one.
+	backend  string
+	timedOut bool
+	// sse watches the body of an event stream for "data: [DONE]".
+	sse *sseWatch
 }
 
 // doer is the HTTP client go-openai uses: it rewrites each request with its
@@ -64,11 +74,69 @@ func (d doer) Do(req *http.Request) (*http.Response, error) {
 		ex.status = resp.StatusCode
 		ex.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
 		ex.timeScale = 1
-		if s, err := strconv.ParseFloat(resp.Header.Get("X-Wfsched-Time-Scale"), 64); err == nil && s > 0 {
+		ts := resp.Header.Get("X-Wfsched-Time-Scale")
+		if s, err := strconv.ParseFloat(ts, 64); err == nil && s > 0 {
 			ex.timeScale = s
+		}
+		ex.engine = ts != ""
+		ex.backend = resp.Header.Get(BackendHeader)
+		if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+			ex.sse = &sseWatch{rc: resp.Body}
+			resp.Body = ex.sse
 		}
 	}
 	return resp, err
+}
+
+// BackendHeader is the response header in which wfsched's router names the
+// backend that served a request.
+const BackendHeader = "X-Wfsched-Backend"
+
+// sseWatch passes an event stream through and notes whether its "data:
+// [DONE]" line arrived: go-openai reports the end of a stream as io.EOF
+// whether or not the server finished it, so the client needs its own
+// evidence that the stream was not cut.
+type sseWatch struct {
+	rc   io.ReadCloser
+	line []byte // the current line's first bytes (a [DONE] line is short)
+	long bool   // the current line is longer than any [DONE] line
+	done bool
+}
+
+func (s *sseWatch) Read(p []byte) (int, error) {
+	n, err := s.rc.Read(p)
+	b := p[:n]
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		part := b
+		if i >= 0 {
+			part = b[:i]
+		}
+		if !s.long {
+			if len(s.line)+len(part) > 32 {
+				s.long = true
+			} else {
+				s.line = append(s.line, part...)
+			}
+		}
+		if i < 0 {
+			break
+		}
+		if !s.long && isDone(s.line) {
+			s.done = true
+		}
+		s.line, s.long = s.line[:0], false
+		b = b[i+1:]
+	}
+	return n, err
+}
+
+func (s *sseWatch) Close() error { return s.rc.Close() }
+
+// isDone tells the "data: [DONE]" line, spaces allowed as go-openai does.
+func isDone(line []byte) bool {
+	v, ok := bytes.CutPrefix(bytes.TrimSpace(line), []byte("data:"))
+	return ok && string(bytes.TrimSpace(v)) == "[DONE]"
 }
 
 // parseRetryAfter reads seconds or an HTTP date; 0 when absent or bad.

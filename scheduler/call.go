@@ -31,6 +31,15 @@ type Attempt struct {
 	Duration time.Duration `json:"duration_ns"`
 	Status   int           `json:"status,omitempty"` // HTTP status, 0 if none
 	Err      string        `json:"error,omitempty"`
+	// Backend is the server that answered, as the router named it (or the
+	// endpoint itself); "" when no response came.
+	Backend string `json:"backend,omitempty"`
+	// Cut marks a response that began but did not finish: a stream that
+	// ended without its finish reason or [DONE], a body that broke off,
+	// or fewer output tokens than the server's usage says were sent.
+	Cut bool `json:"cut,omitempty"`
+	// Timeout marks an attempt that ran past the client's timeout.
+	Timeout bool `json:"timeout,omitempty"`
 }
 
 // CallResult is what a call measured, on the client's clock (wall time).
