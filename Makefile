@@ -33,11 +33,14 @@ bench-suite: build
 run: build
 	$(BIN) run --dag $(RUN_TRACE)
 
-# Short fuzzing of every importer (FUZZTIME per target).
+# Short fuzzing of every importer and of the router's request parsing
+# (FUZZTIME per target).
 FUZZTIME ?= 20s
 fuzz:
 	@for t in FuzzParseNative FuzzParseDAGJSON FuzzParseSteps FuzzParseAppWorld FuzzParseChatDev FuzzParseMetaGPT; do \
 		$(GO) test ./dag -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for t in FuzzParseCompletion FuzzStripField; do \
+		$(GO) test ./router -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 clean:
 	rm -rf bin

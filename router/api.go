@@ -1,9 +1,11 @@
 package router
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
+	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -29,6 +31,11 @@ type BackendStats struct {
 	Healthy   bool   `json:"healthy"`
 	InFlight  int64  `json:"in_flight"`
 	Workflows int64  `json:"workflows"` // whose home it is
+	// CutStreams counts responses the backend broke off after the first
+	// byte (the router aborted them); Failovers requests moved off it
+	// before their first byte.
+	CutStreams int64 `json:"cut_streams"`
+	Failovers  int64 `json:"failovers"`
 }
 
 // MessageStats are the message queues' figures.
@@ -38,6 +45,7 @@ type MessageStats struct {
 	Expired  int64 `json:"expired"`
 	Pending  int   `json:"pending"`
 	Queues   int   `json:"queues"`
+	Bytes    int64 `json:"bytes"` // held in every queue, as the limits count them
 }
 
 // StatsNow returns the router's figures.
@@ -48,10 +56,11 @@ func (rt *Router) StatsNow() Stats {
 		Spillovers: t.stats.spillovers, Migrations: t.stats.migrations, Evicted: t.stats.evicted, Expired: t.stats.expired}
 	t.mu.Unlock()
 	for _, b := range rt.backends {
-		s.Backends = append(s.Backends, BackendStats{URL: b.url, Healthy: b.healthy.Load(), InFlight: b.inFlight.Load(), Workflows: b.homes.Load()})
+		s.Backends = append(s.Backends, BackendStats{URL: b.url, Healthy: b.healthy.Load(), InFlight: b.inFlight.Load(), Workflows: b.homes.Load(),
+			CutStreams: b.cuts.Load(), Failovers: b.failovers.Load()})
 	}
-	pending, queues := rt.mail.depth()
-	s.Messages = MessageStats{Sent: rt.mail.sent.Load(), Received: rt.mail.received.Load(), Expired: rt.mail.expired.Load(), Pending: pending, Queues: queues}
+	pending, queues, bytes := rt.mail.depth()
+	s.Messages = MessageStats{Sent: rt.mail.sent.Load(), Received: rt.mail.received.Load(), Expired: rt.mail.expired.Load(), Pending: pending, Queues: queues, Bytes: bytes}
 	return s
 }
 
@@ -63,7 +72,7 @@ func (rt *Router) status(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	s, ok := rt.workflows.status(rt, id)
 	if !ok {
-		apiError(w, http.StatusNotFound, "workflow %q is not known (never seen, ended, or idle past its TTL)", id)
+		apiError(w, http.StatusNotFound, "workflow %s is not known (never seen, ended, or idle past its TTL)", clip(id))
 		return
 	}
 	s.MessagesPending = rt.mail.pending(id)
@@ -73,7 +82,7 @@ func (rt *Router) status(w http.ResponseWriter, r *http.Request) {
 func (rt *Router) deleteWorkflow(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !rt.Forget(id) {
-		apiError(w, http.StatusNotFound, "workflow %q is not known", id)
+		apiError(w, http.StatusNotFound, "workflow %s is not known", clip(id))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"workflow_id": id, "deleted": true})
@@ -82,19 +91,14 @@ func (rt *Router) deleteWorkflow(w http.ResponseWriter, r *http.Request) {
 func (rt *Router) postMessage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !idPattern.MatchString(id) {
-		apiError(w, http.StatusBadRequest, "workflow id %q: want 1 to 256 letters, digits or ._:@/+-", id)
+		apiError(w, http.StatusBadRequest, "workflow id %s: want 1 to %d letters, digits or ._:@/+-", clip(id), MaxIDLength)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rt.cfg.MaxPayload+64<<10))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			apiError(w, http.StatusRequestEntityTooLarge, "message over %d bytes", rt.cfg.MaxPayload)
-			return
-		}
-		apiError(w, http.StatusBadRequest, "reading the message: %v", err)
+	body, release, ok := rt.readBody(w, r, rt.cfg.MaxPayload+64<<10, "message")
+	if !ok {
 		return
 	}
+	defer release()
 	var in struct {
 		Source  string          `json:"source_agent"`
 		Target  string          `json:"target_agent"`
@@ -107,10 +111,13 @@ func (rt *Router) postMessage(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case !idPattern.MatchString(in.Source):
-		apiError(w, http.StatusBadRequest, "source_agent %q: want 1 to 256 letters, digits or ._:@/+-", in.Source)
+		apiError(w, http.StatusBadRequest, "source_agent %s: want 1 to %d letters, digits or ._:@/+-", clip(in.Source), MaxIDLength)
 		return
 	case !idPattern.MatchString(in.Target):
-		apiError(w, http.StatusBadRequest, "target_agent %q: want 1 to 256 letters, digits or ._:@/+-", in.Target)
+		apiError(w, http.StatusBadRequest, "target_agent %s: want 1 to %d letters, digits or ._:@/+-", clip(in.Target), MaxIDLength)
+		return
+	case len(in.Type) > 64:
+		apiError(w, http.StatusBadRequest, "message_type %s: want at most 64 bytes", clip(in.Type))
 		return
 	case int64(len(in.Payload)) > rt.cfg.MaxPayload:
 		apiError(w, http.StatusRequestEntityTooLarge, "payload of %d bytes is over the %d-byte limit", len(in.Payload), rt.cfg.MaxPayload)
@@ -122,7 +129,8 @@ func (rt *Router) postMessage(w http.ResponseWriter, r *http.Request) {
 	if len(in.Payload) == 0 {
 		in.Payload = json.RawMessage("null")
 	}
-	msg, err := rt.mail.send(id, Message{Source: in.Source, Target: in.Target, Type: in.Type, Payload: in.Payload})
+	// The queue keeps its own copy of the payload, not the request body.
+	msg, err := rt.mail.send(id, Message{Source: in.Source, Target: in.Target, Type: in.Type, Payload: bytes.Clone(in.Payload)})
 	var full *ErrFull
 	if errors.As(err, &full) {
 		w.Header().Set("Retry-After", "1")
@@ -132,26 +140,35 @@ func (rt *Router) postMessage(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"message_id": msg.ID, "status": "queued", "timestamp": msg.Timestamp})
 }
 
+// parseTimeout reads a long poll's ?timeout= strictly: a finite number of
+// seconds from 0 to MaxLongPoll.
+func parseTimeout(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	s, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(s) || s < 0 || s > MaxLongPoll.Seconds() {
+		return 0, fmt.Errorf("timeout %s: want a number of seconds from 0 to %g", clip(v), MaxLongPoll.Seconds())
+	}
+	return time.Duration(s * float64(time.Second)), nil
+}
+
 func (rt *Router) getMessages(w http.ResponseWriter, r *http.Request) {
 	id, agent := r.PathValue("id"), r.PathValue("agent")
 	if !idPattern.MatchString(id) || !idPattern.MatchString(agent) {
-		apiError(w, http.StatusBadRequest, "bad workflow or agent id: want 1 to 256 letters, digits or ._:@/+-")
+		apiError(w, http.StatusBadRequest, "bad workflow or agent id: want 1 to %d letters, digits or ._:@/+-", MaxIDLength)
 		return
 	}
-	timeout := time.Duration(0)
-	if v := r.URL.Query().Get("timeout"); v != "" {
-		s, err := strconv.ParseFloat(v, 64)
-		if err != nil || s < 0 {
-			apiError(w, http.StatusBadRequest, "timeout %q: want a number of seconds", v)
-			return
-		}
-		timeout = min(time.Duration(s*float64(time.Second)), MaxLongPoll)
+	timeout, err := parseTimeout(r.URL.Query().Get("timeout"))
+	if err != nil {
+		apiError(w, http.StatusBadRequest, "%v", err)
+		return
 	}
 	limit := 100
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			apiError(w, http.StatusBadRequest, "limit %q: want a positive number", v)
+			apiError(w, http.StatusBadRequest, "limit %s: want a positive number", clip(v))
 			return
 		}
 		limit = min(n, 1000)
@@ -168,9 +185,6 @@ func (rt *Router) getMessages(w http.ResponseWriter, r *http.Request) {
 // replay calls it as each workflow ends, so the router holds only the
 // workflows in flight.
 func (rt *Router) Forget(id string) bool {
-	if !rt.workflows.delete(id) {
-		return false
-	}
-	rt.mail.forget(id)
-	return true
+	known := rt.workflows.delete(id)
+	return rt.mail.forget(id) || known
 }

@@ -19,6 +19,8 @@ type backend struct {
 	healthy   atomic.Bool
 	fails     atomic.Int64 // consecutive failed health checks
 	timeScale atomic.Value // string of its X-Wfsched-Time-Scale, "" if none
+	cuts      atomic.Int64 // responses it broke off after the first byte
+	failovers atomic.Int64 // requests moved off it before their first byte
 	prefix    *prefixIndex
 }
 

@@ -28,19 +28,29 @@ type queueKey struct{ workflow, agent string }
 
 type queue struct {
 	msgs    []Message
+	bytes   int64         // the messages' size (see size)
 	wake    chan struct{} // closed and replaced when a message arrives
 	waiters int
 }
 
+// size is what a message counts against the byte limits: its payload and
+// strings, and a fixed allowance for the rest of its record.
+func size(m Message) int64 {
+	return int64(len(m.Payload)+len(m.Source)+len(m.Target)+len(m.Type)+len(m.ID)) + 128
+}
+
 // mailboxes holds the message queues of every (workflow, agent), with
-// bounded length, number of queues and message age. Safe for concurrent
-// use.
+// bounded length and bytes per queue, bounded queues and bytes in total,
+// and bounded message age. Safe for concurrent use.
 type mailboxes struct {
 	mu        sync.Mutex
 	q         map[queueKey]*queue
-	holding   int // queues holding messages
+	holding   int   // queues holding messages
+	bytes     int64 // over every queue
 	maxLen    int
 	maxQueues int
+	maxQBytes int64 // per queue
+	maxBytes  int64 // in total
 	ttl       time.Duration
 	now       func() time.Time
 	seq       atomic.Uint64
@@ -48,8 +58,23 @@ type mailboxes struct {
 	sent, received, expired atomic.Int64
 }
 
-func newMailboxes(maxLen, maxQueues int, ttl time.Duration, now func() time.Time) *mailboxes {
-	return &mailboxes{q: map[queueKey]*queue{}, maxLen: maxLen, maxQueues: maxQueues, ttl: ttl, now: now}
+func newMailboxes(maxLen, maxQueues int, maxQBytes, maxBytes int64, ttl time.Duration, now func() time.Time) *mailboxes {
+	return &mailboxes{q: map[queueKey]*queue{}, maxLen: maxLen, maxQueues: maxQueues, maxQBytes: maxQBytes, maxBytes: maxBytes, ttl: ttl, now: now}
+}
+
+// take removes the first n messages of q. Called with mu held.
+func (m *mailboxes) take(q *queue, n int) {
+	for _, msg := range q.msgs[:n] {
+		b := size(msg)
+		q.bytes -= b
+		m.bytes -= b
+	}
+	clear(q.msgs[:n]) // let the payloads go
+	q.msgs = q.msgs[n:]
+	if len(q.msgs) == 0 {
+		m.holding--
+		q.msgs = nil
+	}
 }
 
 // get returns the queue of k, creating it. Called with mu held.
@@ -71,10 +96,7 @@ func (m *mailboxes) expire(q *queue) {
 	}
 	if k > 0 {
 		m.expired.Add(int64(k))
-		q.msgs = q.msgs[k:]
-		if len(q.msgs) == 0 {
-			m.holding--
-		}
+		m.take(q, k)
 	}
 }
 
@@ -92,19 +114,30 @@ func (m *mailboxes) send(workflow string, msg Message) (Message, error) {
 	k := queueKey{workflow, msg.Target}
 	q := m.get(k)
 	m.expire(q)
-	if len(q.msgs) >= m.maxLen {
-		return msg, &ErrFull{fmt.Sprintf("the queue of agent %q in workflow %q is full (%d messages); read it first or raise --max-message-queue-size", msg.Target, workflow, m.maxLen)}
+	msg.ID = fmt.Sprintf("msg-%d", m.seq.Add(1))
+	b := size(msg)
+	var full string
+	switch {
+	case len(q.msgs) >= m.maxLen:
+		full = fmt.Sprintf("the queue of agent %s in workflow %s is full (%d messages); read it first or raise --max-message-queue-size", clip(msg.Target), clip(workflow), m.maxLen)
+	case q.bytes+b > m.maxQBytes:
+		full = fmt.Sprintf("the queue of agent %s in workflow %s would hold over %d bytes; read it first or raise --max-message-queue-bytes", clip(msg.Target), clip(workflow), m.maxQBytes)
+	case len(q.msgs) == 0 && m.holding >= m.maxQueues:
+		full = fmt.Sprintf("too many message queues hold messages (%d)", m.maxQueues)
+	case m.bytes+b > m.maxBytes:
+		full = fmt.Sprintf("the queues hold %d of their %d bytes (--max-message-bytes); wait for agents to read", m.bytes, m.maxBytes)
 	}
-	if len(q.msgs) == 0 && m.holding >= m.maxQueues {
+	if full != "" {
 		m.drop(k, q)
-		return msg, &ErrFull{fmt.Sprintf("too many message queues hold messages (%d)", m.maxQueues)}
+		return msg, &ErrFull{full}
 	}
 	if len(q.msgs) == 0 {
 		m.holding++
 	}
-	msg.ID = fmt.Sprintf("msg-%d", m.seq.Add(1))
 	msg.Timestamp = m.now()
 	q.msgs = append(q.msgs, msg)
+	q.bytes += b
+	m.bytes += b
 	close(q.wake)
 	q.wake = make(chan struct{})
 	m.sent.Add(1)
@@ -125,10 +158,7 @@ func (m *mailboxes) receive(ctx context.Context, workflow, agent string, timeout
 		m.expire(q)
 		if n := min(len(q.msgs), max); n > 0 {
 			out := append([]Message(nil), q.msgs[:n]...)
-			q.msgs = q.msgs[n:]
-			if len(q.msgs) == 0 {
-				m.holding--
-			}
+			m.take(q, n)
 			m.drop(k, q)
 			m.received.Add(int64(n))
 			return out
@@ -170,31 +200,34 @@ func (m *mailboxes) pending(workflow string) int {
 	return n
 }
 
-// depth counts every queued message and the queues holding some.
-func (m *mailboxes) depth() (messages, queues int) {
+// depth counts every queued message, the queues holding some, and their
+// bytes.
+func (m *mailboxes) depth() (messages, queues int, bytes int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, q := range m.q {
 		messages += len(q.msgs)
 	}
-	return messages, m.holding
+	return messages, m.holding, m.bytes
 }
 
-// forget drops a workflow's queues (the workflow ended).
-func (m *mailboxes) forget(workflow string) {
+// forget drops a workflow's queues (the workflow ended) and reports
+// whether it had any.
+func (m *mailboxes) forget(workflow string) (had bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for k, q := range m.q {
 		if k.workflow == workflow {
+			had = true
 			if len(q.msgs) > 0 {
-				m.holding--
+				m.take(q, len(q.msgs))
 			}
-			q.msgs = nil
 			if q.waiters == 0 {
 				delete(m.q, k)
 			}
 		}
 	}
+	return had
 }
 
 // sweep expires old messages everywhere.

@@ -12,6 +12,8 @@ type routerMetrics struct {
 	decision                     *prometheus.HistogramVec
 	ttft, duration               *prometheus.HistogramVec
 	promptTokens, cachedTokens   *prometheus.CounterVec
+	cutStreams, failovers        *prometheus.CounterVec
+	bodyRefused                  prometheus.Counter
 }
 
 var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
@@ -28,8 +30,11 @@ func newRouterMetrics(rt *Router) *routerMetrics {
 		duration:       prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wfsched_router_request_duration_seconds", Help: "Request duration through the router, by backend.", Buckets: latencyBuckets}, []string{"backend"}),
 		promptTokens:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_prompt_tokens_total", Help: "Prompt tokens the backends' responses reported."}, []string{"backend"}),
 		cachedTokens:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_cached_prompt_tokens_total", Help: "Cached prompt tokens the backends' responses reported."}, []string{"backend"}),
+		cutStreams:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_cut_streams_total", Help: "Responses whose backend broke off after the first byte; the router aborted the client's response."}, []string{"backend"}),
+		bodyRefused:    prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_body_budget_refused_total", Help: "Requests refused (503) because the router held as many request bytes as --max-body-bytes-held allows."}),
+		failovers:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_failovers_total", Help: "Requests moved to another backend before their first byte, by the backend that failed."}, []string{"backend"}),
 	}
-	rt.reg.MustRegister(m.requests, m.inFlight, m.affinityHits, m.affinityMisses, m.spillovers, m.decision, m.ttft, m.duration, m.promptTokens, m.cachedTokens)
+	rt.reg.MustRegister(m.requests, m.inFlight, m.affinityHits, m.affinityMisses, m.spillovers, m.decision, m.ttft, m.duration, m.promptTokens, m.cachedTokens, m.cutStreams, m.failovers, m.bodyRefused)
 	gauge := func(name, help string, f func() float64) {
 		rt.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}
@@ -45,6 +50,11 @@ func newRouterMetrics(rt *Router) *routerMetrics {
 	counter("wfsched_router_messages_sent_total", "Agent messages queued.", func() float64 { return float64(rt.mail.sent.Load()) })
 	counter("wfsched_router_messages_received_total", "Agent messages delivered.", func() float64 { return float64(rt.mail.received.Load()) })
 	counter("wfsched_router_messages_expired_total", "Agent messages dropped after their TTL.", func() float64 { return float64(rt.mail.expired.Load()) })
-	gauge("wfsched_router_message_queue_depth", "Messages waiting in all queues.", func() float64 { n, _ := rt.mail.depth(); return float64(n) })
+	gauge("wfsched_router_message_queue_depth", "Messages waiting in all queues.", func() float64 { n, _, _ := rt.mail.depth(); return float64(n) })
+	gauge("wfsched_router_message_queue_bytes", "Bytes held in all message queues, as the limits count them.", func() float64 { _, _, b := rt.mail.depth(); return float64(b) })
+	gauge("wfsched_router_body_bytes_held", "Bytes of request bodies held now.", func() float64 { return float64(rt.bodies.held.Load()) })
+	gauge("wfsched_router_client_connections", "Client connections held now.", func() float64 { return float64(rt.conns.held()) })
+	counter("wfsched_router_connections_evicted_total", "Connections closed at the connection limit to make room (idle, or slow to send their request).", func() float64 { return float64(rt.conns.evicted.Load()) })
+	counter("wfsched_router_connections_refused_total", "Connections refused with 503 over the connection limit and its reserve.", func() float64 { return float64(rt.conns.refused.Load()) })
 	return m
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"regexp"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/wfsched/wfsched/internal/auth"
 )
 
 // Defaults of Config's zero values.
@@ -30,8 +32,18 @@ const (
 	DefaultMaxQueueSize       = 1000
 	DefaultMaxQueues          = 10_000
 	DefaultMaxPayloadBytes    = 1 << 20
+	DefaultMaxQueueBytes      = 16 << 20
+	DefaultMaxMessageBytes    = 256 << 20
 	DefaultMessageTTL         = 300 * time.Second
 	DefaultMaxBodyBytes       = 32 << 20
+	DefaultMaxBodyBytesHeld   = 256 << 20
+	DefaultMaxWorkflowBytes   = 64 << 20
+	DefaultMaxAgents          = 256
+	DefaultMaxConns           = 4096
+	DefaultReservedConns      = 32
+	DefaultBodyTimeout        = 60 * time.Second
+	DefaultHeaderTimeout      = 10 * time.Second
+	DefaultClientIdleTimeout  = 2 * time.Minute
 	DefaultConnectTimeout     = 5 * time.Second
 	DefaultFirstByteTimeout   = 10 * time.Minute
 	DefaultIdleTimeout        = 5 * time.Minute
@@ -48,11 +60,35 @@ type Config struct {
 	LoadFactor    float64  // bounded-load factor (1 + epsilon), > 1
 	WorkflowTTL   time.Duration
 	MaxWorkflows  int
-	MaxQueueSize  int // messages per (workflow, agent) queue
-	MaxQueues     int // queues holding messages
+	MaxQueueSize  int   // messages per (workflow, agent) queue
+	MaxQueueBytes int64 // bytes per (workflow, agent) queue
+	MaxQueues     int   // queues holding messages
+	MaxMessages   int64 // bytes in every queue together
 	MaxPayload    int64
 	MessageTTL    time.Duration
 	MaxBodyBytes  int64
+	// MaxBodyBytesHeld bounds the request bodies held at once (read and
+	// not yet finished). Bodies over 1 MiB may take only three quarters of
+	// it, so that large bodies cannot crowd out ordinary requests.
+	MaxBodyBytesHeld int64
+	// MaxWorkflowBytes bounds the strings the workflow table keeps (ids,
+	// agent ids, parent request ids); beyond it, as beyond MaxWorkflows,
+	// the least recently used workflows are forgotten. MaxAgents bounds
+	// the agent ids kept per workflow (more are counted, not named).
+	MaxWorkflowBytes int64
+	MaxAgents        int
+	// MaxConns bounds the client connections the router holds; at the
+	// limit it closes the connection idle (or sending its request) the
+	// longest, and ReservedConns more may serve /health and /metrics only.
+	MaxConns, ReservedConns int
+	// HeaderTimeout and BodyTimeout bound the time a client may take to
+	// send a request's headers and its body; ClientIdleTimeout closes
+	// keep-alive connections idle that long.
+	HeaderTimeout, BodyTimeout, ClientIdleTimeout time.Duration
+	// APIKey, when set, is the bearer token every request but /health
+	// must carry. Clients' Authorization headers are forwarded to the
+	// backends unchanged either way.
+	APIKey string
 	// Timeouts: connecting to a backend, waiting for its response headers
 	// (the first byte), and between two reads of its body. There is no
 	// total timeout: streams last as long as they produce.
@@ -107,6 +143,27 @@ func (c *Config) setDefaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	def64 := func(v *int64, d int64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def64(&c.MaxQueueBytes, DefaultMaxQueueBytes)
+	def64(&c.MaxMessages, DefaultMaxMessageBytes)
+	def64(&c.MaxBodyBytesHeld, DefaultMaxBodyBytesHeld)
+	def64(&c.MaxWorkflowBytes, DefaultMaxWorkflowBytes)
+	if c.MaxAgents == 0 {
+		c.MaxAgents = DefaultMaxAgents
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.ReservedConns == 0 {
+		c.ReservedConns = DefaultReservedConns
+	}
+	def(&c.HeaderTimeout, DefaultHeaderTimeout)
+	def(&c.BodyTimeout, DefaultBodyTimeout)
+	def(&c.ClientIdleTimeout, DefaultClientIdleTimeout)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -133,8 +190,20 @@ func (c Config) Validate() error {
 	if c.LoadFactor != 0 && c.LoadFactor <= 1 {
 		return fmt.Errorf("load factor %v: want more than 1 (1.25 lets a backend take 25%% more than the average)", c.LoadFactor)
 	}
-	if c.WorkflowTTL < 0 || c.MaxWorkflows < 0 || c.MaxQueueSize < 0 || c.MaxQueues < 0 || c.MaxPayload < 0 || c.MessageTTL < 0 {
-		return errors.New("limits and TTLs must not be negative")
+	if c.LoadFactor != 0 && (math.IsNaN(c.LoadFactor) || math.IsInf(c.LoadFactor, 0) || c.LoadFactor > 100) {
+		return fmt.Errorf("load factor %v: want a number from just over 1 to 100", c.LoadFactor)
+	}
+	for _, v := range []int64{int64(c.MaxWorkflows), int64(c.MaxQueueSize), c.MaxQueueBytes, int64(c.MaxQueues), c.MaxMessages, c.MaxPayload,
+		c.MaxBodyBytes, c.MaxBodyBytesHeld, c.MaxWorkflowBytes, int64(c.MaxAgents), int64(c.MaxConns), int64(c.ReservedConns), int64(c.MaxConnsPerBackend)} {
+		if v < 0 {
+			return errors.New("limits must not be negative")
+		}
+	}
+	for _, d := range []time.Duration{c.WorkflowTTL, c.MessageTTL, c.ConnectTimeout, c.FirstByteTimeout, c.IdleTimeout, c.HealthInterval,
+		c.HeaderTimeout, c.BodyTimeout, c.ClientIdleTimeout} {
+		if d < 0 {
+			return errors.New("timeouts and TTLs must not be negative")
+		}
 	}
 	return nil
 }
@@ -154,6 +223,8 @@ type Router struct {
 	reg       *prometheus.Registry
 	m         *routerMetrics
 	tie       atomic.Uint64
+	bodies    bodyBudget
+	conns     *connLimiter
 }
 
 // New returns a router for cfg. Backends start healthy; Run checks them.
@@ -164,7 +235,8 @@ func New(cfg Config) (*Router, error) {
 	cfg.setDefaults()
 	logic, _ := newLogic(cfg.Logic)
 	fallback, _ := newLogic(cfg.FallbackLogic)
-	rt := &Router{cfg: cfg, logic: logic, fallback: fallback, mux: http.NewServeMux(), reg: prometheus.NewRegistry()}
+	rt := &Router{cfg: cfg, logic: logic, fallback: fallback, mux: http.NewServeMux(), reg: prometheus.NewRegistry(),
+		bodies: bodyBudget{max: cfg.MaxBodyBytesHeld}, conns: newConnLimiter(cfg.MaxConns, cfg.ReservedConns)}
 	var urls []string
 	for _, u := range cfg.Backends {
 		u = strings.TrimSuffix(strings.TrimSuffix(u, "/"), "/v1")
@@ -175,8 +247,8 @@ func New(cfg Config) (*Router, error) {
 		urls = append(urls, u)
 	}
 	rt.ring = newRing(urls)
-	rt.workflows = newWorkflowTable(rt.backends, cfg.WorkflowTTL, cfg.MaxWorkflows, cfg.Now)
-	rt.mail = newMailboxes(cfg.MaxQueueSize, cfg.MaxQueues, cfg.MessageTTL, cfg.Now)
+	rt.workflows = newWorkflowTable(rt.backends, cfg.WorkflowTTL, cfg.MaxWorkflows, cfg.MaxWorkflowBytes, cfg.MaxAgents, cfg.Now)
+	rt.mail = newMailboxes(cfg.MaxQueueSize, cfg.MaxQueues, cfg.MaxQueueBytes, cfg.MaxMessages, cfg.MessageTTL, cfg.Now)
 	rt.transport = &http.Transport{
 		Proxy:                 nil, // backends are addressed directly
 		DialContext:           (&net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
@@ -204,8 +276,113 @@ func New(cfg Config) (*Router, error) {
 // Logic is the routing logic's name.
 func (rt *Router) Logic() string { return rt.logic.Name() }
 
-// ServeHTTP implements http.Handler.
-func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) { rt.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. Before routing it enforces what holds
+// for every endpoint: a reserved connection (over --max-connections) serves
+// /health and /metrics only; with an API key every path but /health needs
+// the bearer token; a request body must arrive within BodyTimeout.
+func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := connOf(r)
+	if c != nil && c.reserved && r.URL.Path != "/health" && r.URL.Path != "/metrics" {
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "1")
+		apiError(w, http.StatusServiceUnavailable, "the router is at its connection limit (--max-connections): this connection serves /health and /metrics only")
+		return
+	}
+	if r.URL.Path != "/health" && !auth.Bearer(r, rt.cfg.APIKey) {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+		apiError(w, http.StatusUnauthorized, "missing or wrong API key: send Authorization: Bearer KEY")
+		return
+	}
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Now().Add(rt.cfg.BodyTimeout))
+		r.Body = &bodyWatch{body: r.Body, close: r.Body.Close, done: func() {
+			rc.SetReadDeadline(time.Time{})
+			if c != nil {
+				rt.conns.setState(c, connServing)
+			}
+		}}
+	} else if c != nil {
+		rt.conns.setState(c, connServing)
+	}
+	rt.mux.ServeHTTP(w, r)
+}
+
+// bodyBudget counts the bytes of request bodies the router holds. Bodies
+// over largeBody may take only three quarters of it, so that a few large
+// (or hostile) bodies cannot lock out ordinary requests.
+type bodyBudget struct {
+	max  int64
+	held atomic.Int64
+}
+
+const largeBody = 1 << 20
+
+func (b *bodyBudget) take(n int64, large bool) bool {
+	limit := b.max
+	if large {
+		limit = b.max / 4 * 3
+	}
+	for {
+		cur := b.held.Load()
+		if cur+n > limit {
+			return false
+		}
+		if b.held.CompareAndSwap(cur, cur+n) {
+			return true
+		}
+	}
+}
+
+func (b *bodyBudget) give(n int64) { b.held.Add(-n) }
+
+// readBody reads a request body of at most limit bytes within the body
+// budget. On success the caller must call release once done with the body;
+// on failure the error has been answered.
+func (rt *Router) readBody(w http.ResponseWriter, r *http.Request, limit int64, what string) (body []byte, release func(), ok bool) {
+	var taken int64
+	release = func() { rt.bodies.give(taken) }
+	lr := http.MaxBytesReader(w, r.Body, limit)
+	var buf []byte
+	for {
+		if len(buf) == cap(buf) {
+			// Grow by a quarter: what the budget counts stays within 25%
+			// of the body (a known Content-Length is taken exactly).
+			grow := max(int64(cap(buf))/4, 32<<10)
+			if cl := r.ContentLength; cl > 0 && cl <= limit && cap(buf) == 0 {
+				grow = cl + 1 // one byte more to see the end
+			}
+			grow = min(grow, limit+1-int64(cap(buf)))
+			newCap := int64(cap(buf)) + grow
+			if !rt.bodies.take(grow, newCap > largeBody) {
+				release()
+				rt.m.bodyRefused.Inc()
+				w.Header().Set("Retry-After", "1")
+				apiError(w, http.StatusServiceUnavailable, "the router holds as many request bytes as it may (--max-body-bytes-held %d); retry shortly", rt.cfg.MaxBodyBytesHeld)
+				return nil, nil, false
+			}
+			taken += grow
+			nb := make([]byte, len(buf), newCap)
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, release, true
+		}
+		if err != nil {
+			release()
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				apiError(w, http.StatusRequestEntityTooLarge, "%s over %d bytes", what, limit)
+			} else {
+				apiError(w, http.StatusBadRequest, "reading the %s: %v", what, err)
+			}
+			return nil, nil, false
+		}
+	}
+}
 
 // Run checks the backends' health periodically and sweeps idle workflows
 // and old messages until ctx is done. Serve runs it after a first check.
@@ -261,7 +438,12 @@ func (rt *Router) checkHealthN(ctx context.Context, downAfter int64) {
 
 // Serve serves on ln until ctx is done.
 func (rt *Router) Serve(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second}
+	// No ReadTimeout or WriteTimeout: streams and long polls last. The
+	// body's deadline is set per request (ServeHTTP).
+	hs := &http.Server{Handler: rt, ReadHeaderTimeout: rt.cfg.HeaderTimeout, IdleTimeout: rt.cfg.ClientIdleTimeout,
+		MaxHeaderBytes: 64 << 10}
+	rt.conns.serverHooks(hs)
+	ln = limitListener{Listener: ln, lim: rt.conns}
 	rt.checkHealthN(ctx, 1) // serve with the backends' state known
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -315,52 +497,67 @@ func apiError(w http.ResponseWriter, status int, format string, args ...any) {
 // are the workflow headers the router consumes.
 var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
+// MaxIDLength bounds every id the router keeps: workflow, agent, parent
+// request and session ids.
+const MaxIDLength = 256
+
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9._:@/+-]{1,256}$`)
 
-// proxy routes and forwards a completion request.
-func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rt.cfg.MaxBodyBytes))
+// clip quotes a client's value for an error message, cut to a few dozen
+// bytes: an error never echoes a large input back.
+func clip(s string) string {
+	const keep = 48
+	if len(s) <= keep {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(strings.ToValidUTF8(s[:keep], "")), len(s))
+}
+
+// parseCompletion reads what routing needs from a completion request: the
+// workflow_metadata member (stripped from the body it returns, reusing
+// body's memory) or else the X-Workflow-Id / X-Agent-Id headers, and the
+// session key. An error means a 400: the request is refused, not guessed at.
+func parseCompletion(body []byte, h http.Header) ([]byte, *Request, error) {
+	req := &Request{}
+	out, raw, ok, err := stripField(body, "workflow_metadata")
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			apiError(w, http.StatusRequestEntityTooLarge, "request body over %d bytes", rt.cfg.MaxBodyBytes)
-			return
-		}
-		apiError(w, http.StatusBadRequest, "reading the request: %v", err)
-		return
+		return nil, nil, err
 	}
-	req := &Request{Prompt: func() string { return promptText(body) }}
-	if out, raw, ok := stripField(body, "workflow_metadata"); ok {
-		var md Metadata
-		if err := json.Unmarshal(raw, &md); err != nil {
-			apiError(w, http.StatusBadRequest, "workflow_metadata: %v", err)
-			return
+	if ok {
+		md, err := parseMetadata(raw)
+		if err != nil {
+			return nil, nil, fmt.Errorf("workflow_metadata: %w", err)
 		}
-		body, req.Meta = out, &md
+		body, req.Meta = out, md
 	}
-	if id := r.Header.Get("X-Workflow-Id"); id != "" && req.Meta == nil {
-		req.Meta = &Metadata{WorkflowID: id, AgentID: r.Header.Get("X-Agent-Id")}
-	}
-	if req.Meta != nil {
-		switch {
-		case req.Meta.WorkflowID != "" && !idPattern.MatchString(req.Meta.WorkflowID):
-			apiError(w, http.StatusBadRequest, "workflow_id %q: want 1 to 256 letters, digits or ._:@/+-", req.Meta.WorkflowID)
-			return
-		case req.Meta.WorkflowPriority < 0:
-			apiError(w, http.StatusBadRequest, "workflow_priority %v: want a positive number (1 is normal)", req.Meta.WorkflowPriority)
-			return
-		}
-		switch req.Meta.ContextSharingStrategy {
-		case "", "auto", "broadcast", "selective", "none":
-		default:
-			apiError(w, http.StatusBadRequest, "context_sharing_strategy %q: want auto, broadcast, selective or none", req.Meta.ContextSharingStrategy)
-			return
+	if id := h.Get("X-Workflow-Id"); id != "" && req.Meta == nil {
+		req.Meta = &Metadata{WorkflowID: id, AgentID: h.Get("X-Agent-Id")}
+		if err := req.Meta.validate(); err != nil {
+			return nil, nil, fmt.Errorf("X-Workflow-Id / X-Agent-Id: %w", err)
 		}
 	}
 	if req.Meta != nil {
 		req.Session = req.Meta.WorkflowID
+	} else if sid := h.Get("X-Session-Id"); len(sid) <= MaxIDLength {
+		req.Session = sid
 	} else {
-		req.Session = r.Header.Get("X-Session-Id")
+		return nil, nil, fmt.Errorf("X-Session-Id %s: want at most %d bytes", clip(sid), MaxIDLength)
+	}
+	req.Prompt = func() string { return promptText(body) }
+	return body, req, nil
+}
+
+// proxy routes and forwards a completion request.
+func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
+	body, release, ok := rt.readBody(w, r, rt.cfg.MaxBodyBytes, "request body")
+	if !ok {
+		return
+	}
+	defer release()
+	body, req, err := parseCompletion(body, r.Header)
+	if err != nil {
+		apiError(w, http.StatusBadRequest, "%v", err)
+		return
 	}
 
 	start := time.Now()
@@ -389,16 +586,20 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusServiceUnavailable, "no healthy backend")
 		return
 	}
-	// Failover before the first byte only: connection errors and header
-	// timeouts move to the next healthy backend.
+	// Failover before the first byte only: connection errors, header
+	// timeouts and bodies that break before their first byte move to the
+	// next healthy backend. After the first byte the response is the
+	// client's: a break then aborts it (see relay).
 	tried := map[int]bool{}
 	for {
 		tried[pick] = true
 		b := rt.backends[pick]
 		resp, err := rt.forward(r, b, body)
 		if err == nil {
-			prompt, cached, known = rt.relay(w, r, b, resp, start)
-			return
+			prompt, cached, known, err = rt.relay(w, b, resp, start)
+			if err == nil {
+				return
+			}
 		}
 		if r.Context().Err() != nil {
 			return // the client left
@@ -414,6 +615,8 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 			apiError(w, http.StatusBadGateway, "backend %s: %v", b.url, err)
 			return
 		}
+		rt.m.failovers.WithLabelValues(b.url).Inc()
+		b.failovers.Add(1)
 		pick = next
 	}
 }
@@ -442,16 +645,33 @@ func (rt *Router) forward(r *http.Request, b *backend, body []byte) (*http.Respo
 	return resp, err
 }
 
+// BackendHeader names, in each proxied response, the backend that served it.
+const BackendHeader = "X-Wfsched-Backend"
+
 // relay copies the backend's response to the client byte for byte,
 // flushing after every read, with an idle-gap timeout; it reads the usage
 // the response reports. It gives back the in-flight count.
-func (rt *Router) relay(w http.ResponseWriter, r *http.Request, b *backend, resp *http.Response, start time.Time) (prompt, cached int, known bool) {
+//
+// Nothing is sent to the client before the backend's first body byte, so a
+// backend that fails before it returns the error (the caller fails over).
+// Once bytes have gone out, a read error (a dead backend, a cut stream, the
+// idle timeout) aborts the client's response: the connection closes without
+// the body's proper end, so the client sees a broken response instead of a
+// short one that looks finished. This never returns in that case.
+func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, start time.Time) (prompt, cached int, known bool, err error) {
 	defer func() {
 		b.inFlight.Add(-1)
 		rt.m.inFlight.WithLabelValues(b.url).Dec()
 		resp.Body.Close()
 		rt.m.duration.WithLabelValues(b.url).Observe(time.Since(start).Seconds())
 	}()
+	idle := time.AfterFunc(rt.cfg.IdleTimeout, func() { resp.Body.Close() })
+	defer idle.Stop()
+	buf := make([]byte, 32<<10)
+	n, rerr := resp.Body.Read(buf)
+	if n == 0 && rerr != nil && rerr != io.EOF {
+		return 0, 0, false, fmt.Errorf("response body broke before its first byte: %w", rerr)
+	}
 	rt.m.requests.WithLabelValues(b.url, strconv.Itoa(resp.StatusCode)).Inc()
 	h := w.Header()
 	for k, v := range resp.Header {
@@ -460,22 +680,19 @@ func (rt *Router) relay(w http.ResponseWriter, r *http.Request, b *backend, resp
 	for _, k := range hopHeaders {
 		h.Del(k)
 	}
+	h.Set(BackendHeader, b.url)
 	w.WriteHeader(resp.StatusCode)
 	fl, _ := w.(http.Flusher)
-	idle := time.AfterFunc(rt.cfg.IdleTimeout, func() { resp.Body.Close() })
-	defer idle.Stop()
-	buf := make([]byte, 32<<10)
 	var tail []byte // the last bytes, where usage is
 	first := true
 	for {
-		n, err := resp.Body.Read(buf)
 		if n > 0 {
 			if first {
 				rt.m.ttft.WithLabelValues(b.url).Observe(time.Since(start).Seconds())
 				first = false
 			}
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return // the client left: the deferred Close cancels upstream
+				return 0, 0, false, nil // the client left: the deferred Close cancels upstream
 			}
 			if fl != nil {
 				fl.Flush()
@@ -485,10 +702,16 @@ func (rt *Router) relay(w http.ResponseWriter, r *http.Request, b *backend, resp
 				tail = tail[len(tail)-8<<10:]
 			}
 		}
-		if err != nil {
+		if rerr == io.EOF {
 			break
 		}
+		if rerr != nil {
+			rt.m.cutStreams.WithLabelValues(b.url).Inc()
+			b.cuts.Add(1)
+			panic(http.ErrAbortHandler) // end the client's response unfinished
+		}
 		idle.Reset(rt.cfg.IdleTimeout)
+		n, rerr = resp.Body.Read(buf)
 	}
 	prompt, cached, known = parseUsage(tail)
 	if prompt > 0 {
@@ -497,7 +720,7 @@ func (rt *Router) relay(w http.ResponseWriter, r *http.Request, b *backend, resp
 	if known {
 		rt.m.cachedTokens.WithLabelValues(b.url).Add(float64(cached))
 	}
-	return prompt, cached, known
+	return prompt, cached, known, nil
 }
 
 var (

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -243,9 +244,16 @@ func TestHungAndStalledBackends(t *testing.T) {
 	stalled.stall.Store(true)
 	_, url2 := startRouter(t, Config{Backends: backends(stalled), IdleTimeout: 200 * time.Millisecond, HealthInterval: time.Hour})
 	start = time.Now()
-	code, out := completion(t, url2, `{"model":"m","messages":[]}`)
-	if code != 200 || !strings.HasPrefix(out, "data:") || time.Since(start) > 5*time.Second {
-		t.Errorf("stalled stream: %d %q after %v", code, out, time.Since(start))
+	req, _ := http.NewRequest("POST", url2+"/v1/chat/completions", strings.NewReader(`{"model":"m","messages":[]}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// The client must see the stream broken, not ended as if complete.
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(out), "data:") || !errors.Is(err, io.ErrUnexpectedEOF) || time.Since(start) > 5*time.Second {
+		t.Errorf("stalled stream: %d %q, read error %v, after %v", resp.StatusCode, out, err, time.Since(start))
 	}
 }
 

@@ -3,6 +3,9 @@ package router
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
 )
 
 // Metadata is a request's workflow_metadata (the fields the design names).
@@ -14,46 +17,107 @@ type Metadata struct {
 	ContextSharingStrategy string  `json:"context_sharing_strategy,omitempty"`
 }
 
+// errDuplicate is a member named twice in one JSON object.
+var errDuplicate = errors.New("given twice")
+
 // stripField removes the top-level member key from a JSON object body,
-// leaving every other byte as it was, and returns the member's value. ok is
-// false (and body returned unchanged) when body is not an object or has no
-// such member.
-func stripField(body []byte, key string) (out, value []byte, ok bool) {
+// leaving every other byte as it was, and returns the member's value (a
+// copy). It reuses body's memory for out: the caller must not use body
+// afterwards. ok is false (and body returned unchanged) when body is not an
+// object or has no such member; err is errDuplicate when the member appears
+// more than once, as a request that routes on one copy and forwards the
+// other would otherwise do.
+func stripField(body []byte, key string) (out, value []byte, ok bool, err error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return body, nil, false
+		return body, nil, false, nil
 	}
+	start, end := -1, -1
 	for dec.More() {
 		before := dec.InputOffset() // just after '{' or the previous value
 		t, err := dec.Token()
 		if err != nil {
-			return body, nil, false
+			return body, nil, false, nil
 		}
 		name, _ := t.(string)
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return body, nil, false
+			return body, nil, false, nil
 		}
 		if name != key {
 			continue
 		}
-		end := int(dec.InputOffset())
+		if start >= 0 {
+			return body, nil, false, fmt.Errorf("%s: %w", key, errDuplicate)
+		}
+		value, end = raw, int(dec.InputOffset())
 		// The member starts at its key's opening quote.
-		start := int(before)
+		start = int(before)
 		for start < len(body) && body[start] != '"' {
 			start++
 		}
-		// Remove one separating comma: the one after, else the one before.
-		if j := skipSpace(body, end); j < len(body) && body[j] == ',' {
-			end = skipSpace(body, j+1)
-		} else if i := skipSpaceBack(body, start); i >= 0 && body[i] == ',' {
-			start = i
-		}
-		out = make([]byte, 0, len(body)-(end-start))
-		out = append(append(out, body[:start]...), body[end:]...)
-		return out, raw, true
 	}
-	return body, nil, false
+	if start < 0 {
+		return body, nil, false, nil
+	}
+	// Remove one separating comma: the one after, else the one before.
+	if j := skipSpace(body, end); j < len(body) && body[j] == ',' {
+		end = skipSpace(body, j+1)
+	} else if i := skipSpaceBack(body, start); i >= 0 && body[i] == ',' {
+		start = i
+	}
+	return append(body[:start], body[end:]...), value, true, nil
+}
+
+// parseMetadata reads a workflow_metadata object, refusing what the router
+// could not route on faithfully or keep within its bounds: members given
+// twice, ids over MaxIDLength bytes, a workflow id outside idPattern, a
+// priority that is not a positive number, an unknown sharing strategy.
+func parseMetadata(raw []byte) (*Metadata, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("want a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		name, _ := t.(string)
+		if seen[name] {
+			return nil, fmt.Errorf("%s: %w", clip(name), errDuplicate)
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil, err
+		}
+	}
+	var md Metadata
+	if err := json.Unmarshal(raw, &md); err != nil {
+		return nil, err
+	}
+	return &md, md.validate()
+}
+
+func (md *Metadata) validate() error {
+	switch {
+	case md.WorkflowID != "" && !idPattern.MatchString(md.WorkflowID):
+		return fmt.Errorf("workflow_id %s: want 1 to %d letters, digits or ._:@/+-", clip(md.WorkflowID), MaxIDLength)
+	case len(md.AgentID) > MaxIDLength:
+		return fmt.Errorf("agent_id %s: want at most %d bytes", clip(md.AgentID), MaxIDLength)
+	case len(md.ParentRequestID) > MaxIDLength:
+		return fmt.Errorf("parent_request_id %s: want at most %d bytes", clip(md.ParentRequestID), MaxIDLength)
+	case md.WorkflowPriority < 0 || math.IsInf(md.WorkflowPriority, 0):
+		return fmt.Errorf("workflow_priority %v: want a positive number (1 is normal)", md.WorkflowPriority)
+	}
+	switch md.ContextSharingStrategy {
+	case "", "auto", "broadcast", "selective", "none":
+	default:
+		return fmt.Errorf("context_sharing_strategy %s: want auto, broadcast, selective or none", clip(md.ContextSharingStrategy))
+	}
+	return nil
 }
 
 func skipSpace(b []byte, i int) int {

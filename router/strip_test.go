@@ -1,7 +1,10 @@
 package router
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"net/http"
 	"testing"
 )
 
@@ -19,7 +22,10 @@ func TestStripField(t *testing.T) {
 		{`{"a": `, `{"a": `, ``, false},
 	}
 	for _, tt := range tests {
-		out, v, ok := stripField([]byte(tt.in), "workflow_metadata")
+		out, v, ok, err := stripField([]byte(tt.in), "workflow_metadata")
+		if err != nil {
+			t.Errorf("stripField(%s): %v", tt.in, err)
+		}
 		if string(out) != tt.out || string(v) != tt.value || ok != tt.ok {
 			t.Errorf("stripField(%s) = %s, %s, %v; want %s, %s, %v", tt.in, out, v, ok, tt.out, tt.value, tt.ok)
 		}
@@ -29,11 +35,28 @@ func TestStripField(t *testing.T) {
 	}
 }
 
+func TestStripFieldDuplicate(t *testing.T) {
+	in := `{"workflow_metadata":{"workflow_id":"a"},"model":"m","workflow_metadata":{"workflow_id":"b"}}`
+	if _, _, _, err := stripField([]byte(in), "workflow_metadata"); !errors.Is(err, errDuplicate) {
+		t.Errorf("a body with two workflow_metadata members: %v, want a duplicate error", err)
+	}
+	for _, raw := range []string{`{"workflow_id":"a","workflow_id":"b"}`, `{"agent_id":"x","agent_id":"y"}`} {
+		if _, err := parseMetadata([]byte(raw)); !errors.Is(err, errDuplicate) {
+			t.Errorf("metadata %s: %v, want a duplicate error", raw, err)
+		}
+	}
+}
+
 func FuzzStripField(f *testing.F) {
 	f.Add([]byte(`{"a":1,"workflow_metadata":{"workflow_id":"w"},"b":[2,3]}`))
 	f.Add([]byte(`{"workflow_metadata":null}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out, v, ok := stripField(in, "workflow_metadata")
+		keep := string(in)
+		out, v, ok, err := stripField(in, "workflow_metadata")
+		if err != nil {
+			return
+		}
+		in = []byte(keep) // stripField may reuse in's memory
 		if !ok {
 			if string(out) != string(in) {
 				t.Fatal("changed a body it did not strip")
@@ -46,5 +69,49 @@ func FuzzStripField(f *testing.F) {
 		if !json.Valid(v) {
 			t.Fatalf("value %s is not JSON", v)
 		}
+	})
+}
+
+// FuzzParseCompletion drives the router's whole request parsing: whatever
+// the body and headers, it must not panic, must never forward a body that
+// still carries workflow_metadata, and must keep only ids within bounds.
+func FuzzParseCompletion(f *testing.F) {
+	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}],"workflow_metadata":{"workflow_id":"w","agent_id":"a","parent_request_id":"p","workflow_priority":2}}`), "", "", "")
+	f.Add([]byte(`{"workflow_metadata":{"workflow_id":"a"},"workflow_metadata":{"workflow_id":"b"}}`), "", "", "")
+	f.Add([]byte(`{"model":"m","prompt":"x"}`), "wf-1", "agent", "")
+	f.Add([]byte(`{"model":"m","messages":[]}`), "", "", "session-1")
+	f.Add([]byte(`{"workflow_metadata":{"workflow_id":"w","workflow_id":"x"}}`), "", "", "")
+	f.Fuzz(func(t *testing.T, body []byte, wf, agent, session string) {
+		h := http.Header{}
+		if wf != "" {
+			h.Set("X-Workflow-Id", wf)
+			h.Set("X-Agent-Id", agent)
+		}
+		if session != "" {
+			h.Set("X-Session-Id", session)
+		}
+		in := bytes.Clone(body)
+		out, req, err := parseCompletion(body, h)
+		if err != nil {
+			return
+		}
+		if _, _, found, dup := stripField(bytes.Clone(out), "workflow_metadata"); found || dup != nil {
+			t.Fatalf("forwarded body still has workflow_metadata: %s", out)
+		}
+		if json.Valid(in) && !json.Valid(out) {
+			t.Fatalf("valid %s became invalid %s", in, out)
+		}
+		if md := req.Meta; md != nil {
+			if len(md.WorkflowID) > MaxIDLength || len(md.AgentID) > MaxIDLength || len(md.ParentRequestID) > MaxIDLength {
+				t.Fatalf("kept an id over %d bytes: %+v", MaxIDLength, md)
+			}
+			if md.WorkflowID != "" && !idPattern.MatchString(md.WorkflowID) {
+				t.Fatalf("kept workflow id %q", md.WorkflowID)
+			}
+		}
+		if len(req.Session) > MaxIDLength {
+			t.Fatalf("session key of %d bytes", len(req.Session))
+		}
+		req.Prompt() // must not panic either
 	})
 }

@@ -16,6 +16,8 @@ type workflow struct {
 	home        int // backend index, -1 before the first request
 	second      int // failover candidate, -1 if none
 	agents      map[string]int
+	untracked   int64 // requests of agents beyond the table's MaxAgents
+	bytes       int64 // of the strings kept, as the table's budget counts them
 	requests    int64
 	inFlight    int
 	spillovers  int64
@@ -28,23 +30,42 @@ type workflow struct {
 	elem        *list.Element
 }
 
-// workflowTable holds workflows with an idle TTL and a size limit evicting
-// the least recently used. Safe for concurrent use.
+// workflowTable holds workflows with an idle TTL and limits on their number
+// and on the bytes of the strings they keep, evicting the least recently
+// used. Safe for concurrent use.
 type workflowTable struct {
-	mu       sync.Mutex
-	backends []*backend
-	ttl      time.Duration
-	max      int
-	now      func() time.Time
-	m        map[string]*workflow
-	lru      list.List // front: most recently used
-	stats    struct {
+	mu        sync.Mutex
+	backends  []*backend
+	ttl       time.Duration
+	max       int
+	maxBytes  int64
+	maxAgents int
+	bytes     int64
+	now       func() time.Time
+	m         map[string]*workflow
+	lru       list.List // front: most recently used
+	stats     struct {
 		hits, misses, spillovers, migrations, evicted, expired int64
 	}
 }
 
-func newWorkflowTable(backends []*backend, ttl time.Duration, max int, now func() time.Time) *workflowTable {
-	return &workflowTable{backends: backends, ttl: ttl, max: max, now: now, m: map[string]*workflow{}}
+// entryBytes is what one kept string counts against the byte budget: its
+// bytes and an allowance for the map entry holding it.
+func entryBytes(s string) int64 { return int64(len(s)) + 48 }
+
+func newWorkflowTable(backends []*backend, ttl time.Duration, max int, maxBytes int64, maxAgents int, now func() time.Time) *workflowTable {
+	return &workflowTable{backends: backends, ttl: ttl, max: max, maxBytes: maxBytes, maxAgents: maxAgents, now: now, m: map[string]*workflow{}}
+}
+
+// grow adds n bytes to w's kept strings, evicting the least recently used
+// other workflows while the table is over its byte budget. Called with mu
+// held; w is at the front of the LRU list.
+func (t *workflowTable) grow(w *workflow, n int64) {
+	w.bytes += n
+	t.bytes += n
+	for t.bytes > t.maxBytes && t.lru.Len() > 1 {
+		t.evictOne()
+	}
 }
 
 // touch returns the workflow, creating it (and evicting the least recently
@@ -62,6 +83,7 @@ func (t *workflowTable) touch(id string) *workflow {
 	w := &workflow{id: id, created: now, lastSeen: now, home: -1, second: -1, agents: map[string]int{}}
 	w.elem = t.lru.PushFront(w)
 	t.m[id] = w
+	t.grow(w, entryBytes(id))
 	return w
 }
 
@@ -69,7 +91,9 @@ func (t *workflowTable) touch(id string) *workflow {
 // nothing in flight among the oldest few. Called with mu held.
 func (t *workflowTable) evictOne() {
 	victim := t.lru.Back()
-	for e, k := victim, 0; e != nil && k < 16; e, k = e.Prev(), k+1 {
+	// The front is never preferred: in grow it is the workflow being
+	// routed (and there the list holds more than one).
+	for e, k := victim, 0; e != nil && e != t.lru.Front() && k < 16; e, k = e.Prev(), k+1 {
 		if e.Value.(*workflow).inFlight == 0 {
 			victim = e
 			break
@@ -88,6 +112,7 @@ func (t *workflowTable) remove(w *workflow) {
 	}
 	t.lru.Remove(w.elem)
 	delete(t.m, w.id)
+	t.bytes -= w.bytes
 }
 
 // delete ends a workflow; false if unknown.
@@ -124,11 +149,19 @@ func (t *workflowTable) route(rt *Router, r *Request) int {
 	defer t.mu.Unlock()
 	w := t.touch(r.Meta.WorkflowID)
 	w.requests++
-	if r.Meta.AgentID != "" {
-		w.agents[r.Meta.AgentID]++
+	if a := r.Meta.AgentID; a != "" {
+		if _, ok := w.agents[a]; ok {
+			w.agents[a]++
+		} else if len(w.agents) < t.maxAgents {
+			w.agents[a] = 1
+			t.grow(w, entryBytes(a))
+		} else {
+			w.untracked++
+		}
 	}
-	if r.Meta.ParentRequestID != "" {
-		w.lastParent = r.Meta.ParentRequestID
+	if p := r.Meta.ParentRequestID; p != "" && p != w.lastParent {
+		t.grow(w, int64(len(p)-len(w.lastParent)))
+		w.lastParent = p
 	}
 	w.priority = priority(r.Meta.WorkflowPriority)
 	healthy := 0
@@ -263,19 +296,22 @@ func (t *workflowTable) sweep() int {
 
 // WorkflowStatus is GET /v1/workflows/{id}/status.
 type WorkflowStatus struct {
-	WorkflowID       string         `json:"workflow_id"`
-	CreatedAt        time.Time      `json:"created_at"`
-	LastSeen         time.Time      `json:"last_seen"`
-	ActiveAgents     int            `json:"active_agents"`
-	Agents           map[string]int `json:"agents"`
-	TotalRequests    int64          `json:"total_requests"`
-	InFlight         int            `json:"in_flight"`
-	AssignedInstance string         `json:"assigned_instance"`
-	SecondCandidate  string         `json:"second_candidate,omitempty"`
-	Spillovers       int64          `json:"spillovers"`
-	Migrations       int64          `json:"migrations"`
-	PromptTokens     int64          `json:"prompt_tokens"`
-	CachedTokens     int64          `json:"cached_tokens"`
+	WorkflowID   string         `json:"workflow_id"`
+	CreatedAt    time.Time      `json:"created_at"`
+	LastSeen     time.Time      `json:"last_seen"`
+	ActiveAgents int            `json:"active_agents"`
+	Agents       map[string]int `json:"agents"`
+	// UntrackedAgentRequests counts requests of agents beyond the
+	// router's --max-agents-per-workflow, whose ids are not kept.
+	UntrackedAgentRequests int64  `json:"untracked_agent_requests,omitempty"`
+	TotalRequests          int64  `json:"total_requests"`
+	InFlight               int    `json:"in_flight"`
+	AssignedInstance       string `json:"assigned_instance"`
+	SecondCandidate        string `json:"second_candidate,omitempty"`
+	Spillovers             int64  `json:"spillovers"`
+	Migrations             int64  `json:"migrations"`
+	PromptTokens           int64  `json:"prompt_tokens"`
+	CachedTokens           int64  `json:"cached_tokens"`
 	// CacheHitRate is cached over prompt tokens, from the backends'
 	// responses; null when no response reported cached tokens.
 	CacheHitRate    *float64 `json:"cache_hit_rate"`
@@ -294,7 +330,7 @@ func (t *workflowTable) status(rt *Router, id string) (WorkflowStatus, bool) {
 		return WorkflowStatus{}, false
 	}
 	s := WorkflowStatus{WorkflowID: id, CreatedAt: w.created, LastSeen: w.lastSeen, ActiveAgents: len(w.agents), Agents: map[string]int{},
-		TotalRequests: w.requests, InFlight: w.inFlight, Spillovers: w.spillovers, Migrations: w.migrations,
+		UntrackedAgentRequests: w.untracked, TotalRequests: w.requests, InFlight: w.inFlight, Spillovers: w.spillovers, Migrations: w.migrations,
 		PromptTokens: w.prompt, CachedTokens: w.cached, Priority: w.priority, LastParentRequestID: w.lastParent}
 	for a, n := range w.agents {
 		s.Agents[a] = n

@@ -12,11 +12,13 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/wfsched/wfsched/internal/auth"
 )
 
 // Version is the engine's version, reported by /version.
@@ -38,6 +40,9 @@ type ServerConfig struct {
 	// MaxBodyBytes bounds a request body (larger ones get 413); 0 means
 	// DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// APIKey, when set, is the bearer token requests under /v1 must carry,
+	// as vLLM's --api-key: others get 401 {"error": "Unauthorized"}.
+	APIKey string
 }
 
 // Server serves one Engine over vLLM's OpenAI-compatible HTTP API.
@@ -75,6 +80,12 @@ func (s *Server) Engine() *Engine { return s.e }
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(TimeScaleHeader, strconv.FormatFloat(s.e.TimeScale(), 'g', -1, 64))
+	if strings.HasPrefix(r.URL.Path, "/v1") && !auth.Bearer(r, s.cfg.APIKey) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":"Unauthorized"}`)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -60,6 +61,20 @@ Prometheus metrics (/metrics, wfsched_router_*).`,
 	f.Var((*seconds)(&o.cfg.MessageTTL), "message-ttl", "drop undelivered messages after this long: a duration or seconds (default 5m)")
 	f.DurationVar(&o.cfg.FirstByteTimeout, "first-byte-timeout", router.DefaultFirstByteTimeout, "give up on a backend that sends no response headers in this time (then fail over)")
 	f.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", router.DefaultIdleTimeout, "end a response whose backend sends nothing for this long")
+	f.StringVar(&o.cfg.APIKey, "api-key", os.Getenv("WFSCHED_API_KEY"), "require this bearer token on every endpoint but /health (default $WFSCHED_API_KEY; clients' Authorization headers are forwarded to backends either way)")
+	// Bounds on what clients can make the router hold.
+	f.IntVar(&o.cfg.MaxConns, "max-connections", router.DefaultMaxConns, "client connections held; at the limit the one idle or sending its request the longest is closed")
+	f.IntVar(&o.cfg.ReservedConns, "reserved-connections", router.DefaultReservedConns, "connections over --max-connections kept for /health and /metrics")
+	f.DurationVar(&o.cfg.HeaderTimeout, "header-timeout", router.DefaultHeaderTimeout, "time a client may take to send a request's headers")
+	f.DurationVar(&o.cfg.BodyTimeout, "body-timeout", router.DefaultBodyTimeout, "time a client may take to send a request's body")
+	f.DurationVar(&o.cfg.ClientIdleTimeout, "client-idle-timeout", router.DefaultClientIdleTimeout, "close client keep-alive connections idle this long")
+	f.Int64Var(&o.cfg.MaxBodyBytes, "max-body-bytes", router.DefaultMaxBodyBytes, "largest request body (413 beyond)")
+	f.Int64Var(&o.cfg.MaxBodyBytesHeld, "max-body-bytes-held", router.DefaultMaxBodyBytesHeld, "request-body bytes held at once (503 beyond; bodies over 1 MiB may take three quarters)")
+	f.Int64Var(&o.cfg.MaxQueueBytes, "max-message-queue-bytes", router.DefaultMaxQueueBytes, "bytes one agent's message queue holds (429 beyond)")
+	f.Int64Var(&o.cfg.MaxMessages, "max-message-bytes", router.DefaultMaxMessageBytes, "bytes all message queues hold together (429 beyond)")
+	f.IntVar(&o.cfg.MaxQueues, "max-message-queues", router.DefaultMaxQueues, "message queues holding messages (429 beyond)")
+	f.Int64Var(&o.cfg.MaxWorkflowBytes, "max-workflow-bytes", router.DefaultMaxWorkflowBytes, "bytes of ids the workflow table keeps; beyond, the least recently used workflows are forgotten")
+	f.IntVar(&o.cfg.MaxAgents, "max-agents-per-workflow", router.DefaultMaxAgents, "agent ids kept per workflow (more are counted, not named)")
 	return cmd
 }
 

@@ -39,6 +39,7 @@ type runOptions struct {
 	policy      string
 	endpoints   []string
 	model       string
+	apiKey      string
 	maxParallel int
 	maxTokens   int
 	temperature float64
@@ -152,6 +153,7 @@ type backend struct {
 	// forget, with wfsched's router in front, drops a finished workflow's
 	// state there, so memory follows the workflows in flight.
 	forget func(workflow string)
+	apiKey string // sent to the server or router
 }
 
 // workflowHook is a sink that sees only finished workflows.
@@ -167,7 +169,7 @@ func (f workflowHook) Workflow(w scheduler.WorkflowResult) error {
 // endpoints, and the router in front of them when asked; the server the
 // client talks to must answer now.
 func (o *runOptions) startBackend(ctx context.Context, stderr io.Writer) (*backend, error) {
-	be := &backend{info: report.Backend{Kind: "endpoint", URLs: o.endpoints, TimeScale: 1}, close: func() {}}
+	be := &backend{info: report.Backend{Kind: "endpoint", URLs: o.endpoints, TimeScale: 1}, close: func() {}, apiKey: o.apiKey}
 	closers := []func(){}
 	be.close = func() {
 		for k := len(closers) - 1; k >= 0; k-- {
@@ -258,7 +260,7 @@ func (o *runOptions) startBackend(ctx context.Context, stderr io.Writer) (*backe
 		base = "http://" + ln.Addr().String()
 		be.info.Routing, be.info.Router = rt.Logic(), base
 	}
-	cl, err := client.New(client.Config{BaseURL: base, Model: o.model, Timeout: o.timeout, MaxAttempts: o.attempts, Seed: o.seed, MaxConns: o.maxConns})
+	cl, err := client.New(client.Config{BaseURL: base, Model: o.model, APIKey: o.apiKey, Timeout: o.timeout, MaxAttempts: o.attempts, Seed: o.seed, MaxConns: o.maxConns})
 	if err != nil {
 		return fail(usageError("--endpoint: %v", err))
 	}
@@ -286,7 +288,7 @@ func (be *backend) scrapeAll(ctx context.Context) metrics.ServerCounters {
 	found := true
 	urls := be.info.URLs
 	if be.info.Kind == "endpoint" && len(urls) == 1 {
-		urls = behindRouter(ctx, urls[0])
+		urls = behindRouter(ctx, urls[0], be.apiKey)
 	}
 	for _, u := range urls {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -299,11 +301,15 @@ func (be *backend) scrapeAll(ctx context.Context) metrics.ServerCounters {
 	return sum
 }
 
-// routerStats reads a wfsched router's /v1/workflows/stats (nil if none).
-func routerStats(ctx context.Context, url string) *router.Stats {
+// routerStats reads a wfsched router's /v1/workflows/stats (nil if none),
+// with the run's API key if it has one.
+func routerStats(ctx context.Context, url, apiKey string) *router.Stats {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(sctx, "GET", url+"/v1/workflows/stats", nil)
+	req, _ := http.NewRequestWithContext(sctx, "GET", strings.TrimSuffix(strings.TrimSuffix(url, "/"), "/v1")+"/v1/workflows/stats", nil)
+	if apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil
@@ -318,17 +324,9 @@ func routerStats(ctx context.Context, url string) *router.Stats {
 
 // behindRouter returns the servers behind a wfsched router at url (from
 // its /v1/workflows/stats), or url itself for any other server.
-func behindRouter(ctx context.Context, url string) []string {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(sctx, "GET", strings.TrimSuffix(strings.TrimSuffix(url, "/"), "/v1")+"/v1/workflows/stats", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return []string{url}
-	}
-	defer resp.Body.Close()
-	var st router.Stats
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil || len(st.Backends) == 0 {
+func behindRouter(ctx context.Context, url, apiKey string) []string {
+	st := routerStats(ctx, url, apiKey)
+	if st == nil || len(st.Backends) == 0 {
 		return []string{url}
 	}
 	var out []string
@@ -382,7 +380,7 @@ func replay(ctx context.Context, stderr io.Writer, dir string, o *runOptions, cf
 	stopProgress()
 	after := be.scrapeAll(ctx)
 	if be.info.Router != "" {
-		be.info.RouterStats = routerStats(ctx, be.info.Router)
+		be.info.RouterStats = routerStats(ctx, be.info.Router, be.apiKey)
 		rep.Backend = be.info
 	}
 	rep.Start, rep.End, rep.WallS = res.Start, res.End, res.End.Sub(res.Start).Seconds()
@@ -406,6 +404,7 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	}
 	f.StringArrayVar(&o.endpoints, "endpoint", nil, "OpenAI-compatible server URL (default: the embedded engine)")
 	f.StringVar(&o.model, "model", "", "model name (default: the server's first)")
+	f.StringVar(&o.apiKey, "api-key", os.Getenv("WFSCHED_API_KEY"), "bearer token sent to the server or router (default $WFSCHED_API_KEY)")
 	f.IntVar(&o.maxParallel, "max-parallel", scheduler.DefaultMaxParallel, "most nodes of one workflow in flight")
 	f.IntVar(&o.maxTokens, "max-tokens", 0, "max_tokens of every call (default: each node's reference output length)")
 	f.Float64Var(&o.temperature, "temperature", 0, "sampling temperature, sent as given (0 included); unset: the server's default")

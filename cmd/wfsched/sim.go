@@ -22,6 +22,7 @@ type simOptions struct {
 	noDetails    bool
 	spin         time.Duration
 	faults       sim.Faults
+	apiKey       string
 }
 
 func newSimCmd() *cobra.Command {
@@ -59,6 +60,7 @@ X-Wfsched-Fault: error=503 | hang | cut=N | slow=F.`,
 	f.Float64Var(&o.faults.CutRate, "fault-cut-rate", 0, "fraction of streams cut abruptly after --fault-cut-after chunks")
 	f.IntVar(&o.faults.CutAfter, "fault-cut-after", 3, "chunks sent before a cut")
 	f.DurationVar(&o.spin, "spin-wait", 0, "poll the clock for the last part of each step instead of sleeping (e.g. 1.5ms): exact times for a lone engine, at the cost of a core")
+	f.StringVar(&o.apiKey, "api-key", "", "require this bearer token on /v1 requests, as vLLM's --api-key does")
 	f.BoolVar(&o.noDetails, "no-prompt-details", false, "answer prompt_tokens_details as null, like vLLM without --enable-prompt-tokens-details")
 	return cmd
 }
@@ -96,7 +98,7 @@ func runSim(cmd *cobra.Command, o simOptions) error {
 	}
 	c, err := sim.Start(cmd.Context(), sim.ClusterConfig{
 		Engine:    sim.Config{Profile: prof, Model: o.model, TimeScale: o.timeScale, Seed: o.seed, SlowFactor: o.slow, Spin: o.spin},
-		Server:    sim.ServerConfig{Faults: o.faults, NoPromptDetails: o.noDetails},
+		Server:    sim.ServerConfig{Faults: o.faults, NoPromptDetails: o.noDetails, APIKey: o.apiKey},
 		Instances: o.instances,
 		Listen:    o.listen,
 	})

@@ -1,0 +1,199 @@
+package router
+
+import (
+	"container/list"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Connection states, as the limiter sees them.
+const (
+	connWaiting int32 = iota // accepted, idle between requests, or still sending a request
+	connServing              // its request is read: the router is working for it
+)
+
+// conn is an accepted client connection, tracked by the limiter.
+type conn struct {
+	net.Conn
+	lim      *connLimiter
+	elem     *list.Element // in lim.waiting while waiting
+	reserved bool          // over the limit: serves /health and /metrics only
+	state    int32
+	closed   atomic.Bool
+}
+
+func (c *conn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.lim.release(c)
+	}
+	return c.Conn.Close()
+}
+
+// connLimiter bounds a server's connections. Under the limit every
+// connection is accepted. At the limit it closes the connection that has
+// waited longest (idle between requests, or still sending its request, as a
+// slow client does) to make room; when every connection is being served it
+// accepts up to reserve more that may only serve health and metrics, and
+// beyond those it answers 503 and closes. So a flood of slow or idle
+// connections cannot lock out the router's real clients or its probes, and
+// the router never holds more than max+reserve descriptors for clients.
+type connLimiter struct {
+	max, reserve int
+
+	mu       sync.Mutex
+	n        int       // connections held, reserved ones included
+	reserved int       // reserved connections held
+	waiting  list.List // waiting connections, oldest first
+
+	evicted, refused atomic.Int64
+}
+
+func newConnLimiter(max, reserve int) *connLimiter {
+	return &connLimiter{max: max, reserve: reserve}
+}
+
+// limitListener applies a connLimiter to a listener's connections.
+type limitListener struct {
+	net.Listener
+	lim *connLimiter
+}
+
+func (l limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if tc := l.lim.admit(c); tc != nil {
+			return tc, nil
+		}
+	}
+}
+
+// overloaded is the answer to a connection over every limit.
+const overloaded = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: application/json\r\nRetry-After: 1\r\nContent-Length: 121\r\n\r\n" +
+	`{"error":{"message":"the router is at its connection limit (--max-connections)","type":"Service Unavailable","code":503}}` + "\n"
+
+// admit tracks a new connection, making room if needed; nil when refused.
+func (l *connLimiter) admit(c net.Conn) *conn {
+	tc := &conn{Conn: c, lim: l, state: connWaiting}
+	var victim *conn
+	l.mu.Lock()
+	switch {
+	case l.n-l.reserved < l.max:
+	case l.waiting.Len() > 0:
+		// The newcomer takes the victim's slot, reserved or not.
+		victim = l.waiting.Front().Value.(*conn)
+		l.unwait(victim)
+		tc.reserved = victim.reserved
+		l.n--
+		victim.closed.Store(true) // its slot is handed over here
+	case l.reserved < l.reserve:
+		tc.reserved = true
+		l.reserved++
+	default:
+		l.mu.Unlock()
+		l.refused.Add(1)
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		c.Write([]byte(overloaded))
+		c.Close()
+		return nil
+	}
+	l.n++
+	tc.elem = l.waiting.PushBack(tc)
+	l.mu.Unlock()
+	if victim != nil {
+		l.evicted.Add(1)
+		victim.Conn.Close()
+	}
+	return tc
+}
+
+// unwait takes c off the waiting list. Called with mu held.
+func (l *connLimiter) unwait(c *conn) {
+	if c.elem != nil {
+		l.waiting.Remove(c.elem)
+		c.elem = nil
+	}
+}
+
+func (l *connLimiter) release(c *conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.unwait(c)
+	l.n--
+	if c.reserved {
+		l.reserved--
+	}
+}
+
+// setState moves c between waiting (evictable) and serving.
+func (l *connLimiter) setState(c *conn, state int32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c.closed.Load() || c.state == state {
+		return
+	}
+	c.state = state
+	if state == connServing {
+		l.unwait(c)
+	} else {
+		c.elem = l.waiting.PushBack(c)
+	}
+}
+
+// held is the number of client connections held.
+func (l *connLimiter) held() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n
+}
+
+type connKey struct{}
+
+// connOf is the tracked connection a request arrived on, nil if none.
+func connOf(r *http.Request) *conn {
+	c, _ := r.Context().Value(connKey{}).(*conn)
+	return c
+}
+
+// serverHooks wires a connLimiter into an http.Server: the request context
+// carries the connection, and a connection becomes waiting again when its
+// request ends (idle).
+func (l *connLimiter) serverHooks(hs *http.Server) {
+	hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, c)
+	}
+	hs.ConnState = func(c net.Conn, st http.ConnState) {
+		if tc, ok := c.(*conn); ok && st == http.StateIdle {
+			l.setState(tc, connWaiting)
+		}
+	}
+}
+
+// bodyWatch calls done once the request body has been read to its end:
+// the router then marks the connection serving and lifts the body's read
+// deadline. After any other error the deadline stays: net/http drains an
+// unread body before it writes the response, and that drain must not wait
+// on a client that stopped sending.
+type bodyWatch struct {
+	body  interface{ Read([]byte) (int, error) }
+	close func() error
+	done  func()
+	once  sync.Once
+}
+
+func (b *bodyWatch) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	if err == io.EOF {
+		b.once.Do(b.done)
+	}
+	return n, err
+}
+
+func (b *bodyWatch) Close() error { return b.close() }
