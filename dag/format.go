@@ -1,6 +1,7 @@
 package dag
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -154,9 +155,17 @@ func readParse(path string, opt Options) ([]*Graph, error) {
 	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > limit {
 		return nil, &InputError{Path: path, Err: &TooLargeError{Size: st.Size(), Limit: limit}}
 	} else if err == nil && st.IsDir() {
-		return nil, fmt.Errorf("%s is a directory", path)
+		return nil, &InputError{Path: path, Err: errors.New("is a folder: give a trace file (run, compare and sweep also take a folder of traces with --dag)")}
 	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	// Tell the format from the head before reading the rest: a large file
+	// of no known format is refused without being read whole.
+	br := bufio.NewReaderSize(f, headBytes)
+	if h, err := br.Peek(headBytes); (err == nil || err == io.EOF) && !possible(h, opt.Format) {
+		return nil, &InputError{Path: path, Err: fmt.Errorf("%w (judged from its first %d KiB)", errUnknownFormat, headBytes>>10)}
+	} else if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(br, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
@@ -206,6 +215,12 @@ func Parse(data []byte, opt Options) ([]*Graph, error) {
 	return gs, nil
 }
 
+// headBytes is how much of a file the format is judged from first. The
+// text formats' Detect look no further than this.
+const headBytes = 64 << 10
+
+var errUnknownFormat = errors.New("cannot tell the trace format")
+
 func detect(data []byte, name string) (Importer, error) {
 	if name != "" && name != "auto" {
 		return importers[name], nil
@@ -215,7 +230,26 @@ func detect(data []byte, name string) (Importer, error) {
 			return imp, nil
 		}
 	}
-	return nil, fmt.Errorf("cannot tell the trace format (want one of %s); pass --format", strings.Join(Formats(), ", "))
+	return nil, fmt.Errorf("%w (want one of %s); pass --format", errUnknownFormat, strings.Join(Formats(), ", "))
+}
+
+// possible tells whether a file whose first bytes are head may hold a
+// trace: JSON (every JSON format starts with an object or an array) or a
+// text log its importer recognizes from the head. An empty file passes
+// here and is refused as empty later.
+func possible(head []byte, format string) bool {
+	if format != "" && format != "auto" {
+		return true
+	}
+	if c := firstByte(head); c == '{' || c == '[' || len(bytes.TrimSpace(head)) == 0 {
+		return true
+	}
+	for _, imp := range detectOrd {
+		if imp.Detect(head) {
+			return true
+		}
+	}
+	return false
 }
 
 // Selector chooses one trace of a multi-trace file: by id, or by 0-based

@@ -33,14 +33,19 @@ func (c GenConfig) Validate() error {
 	if !ok {
 		return fmt.Errorf("unknown shape %q (want %s)", c.Shape, strings.Join(Shapes, ", "))
 	}
-	if c.Nodes < 3 {
-		return fmt.Errorf("nodes %d: want at least 3", c.Nodes)
+	if c.Nodes < 3 || c.Nodes > MaxGenNodes {
+		return fmt.Errorf("nodes %d: want 3 to %d (a larger graph would not fit in the %d MiB a trace file may have)", c.Nodes, MaxGenNodes, DefaultMaxBytes>>20)
 	}
-	if c.Width < 0 {
-		return fmt.Errorf("width %d is negative", c.Width)
+	if c.Width < 0 || c.Width > c.Nodes {
+		return fmt.Errorf("width %d: want 0 (the default) to the number of nodes, %d", c.Width, c.Nodes)
 	}
 	return nil
 }
+
+// MaxGenNodes bounds Generate's graphs to what the tool can load: at this
+// size every shape's JSON stays well under DefaultMaxBytes (the largest,
+// fanout, is about 117 MiB; every shape loads with inspect).
+const MaxGenNodes = 250_000
 
 // Token sizes and tool times of generated nodes are drawn from log-normal
 // distributions with these medians and spreads (sigma of the log), clamped,

@@ -127,8 +127,17 @@ func TestReadFileErrors(t *testing.T) {
 	if _, err := ReadFile(filepath.Join(dir, "missing.json"), Options{}); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
 	}
-	if _, err := ReadFile(dir, Options{}); err == nil || !strings.Contains(err.Error(), "directory") {
+	var ie *InputError
+	if _, err := ReadFile(dir, Options{}); !errors.As(err, &ie) || !strings.Contains(err.Error(), "is a folder") {
 		t.Errorf("directory: %v", err)
+	}
+	// A large file of no known format is refused from its head.
+	junk := filepath.Join(dir, "junk.bin")
+	if err := os.WriteFile(junk, append([]byte("\x00\x01 not a trace\n"), bytes.Repeat([]byte("z"), 1<<20)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(junk, Options{}); !errors.As(err, &ie) || !errors.Is(err, errUnknownFormat) || !strings.Contains(err.Error(), "first 64 KiB") {
+		t.Errorf("junk: %v", err)
 	}
 	cyc := filepath.Join(dir, "cycle.json")
 	os.WriteFile(cyc, []byte(`{"format": "wfsched-dag", "version": 1, "id": "c",

@@ -70,7 +70,7 @@ func WriteComparisonFiles(dir string, d ComparisonDoc, runs map[string][]RunData
 		{"report.html", func(w io.Writer) error { return WriteHTML(w, d, runs) }},
 	}
 	for _, f := range writers {
-		if err := writeFile(filepath.Join(dir, f.name), f.fn); err != nil {
+		if err := WriteFile(filepath.Join(dir, f.name), f.fn); err != nil {
 			return fmt.Errorf("write %s: %w", f.name, err)
 		}
 	}
@@ -91,13 +91,18 @@ func RunAsComparison(rd RunData) (ComparisonDoc, map[string][]RunData) {
 	return d, runs
 }
 
-// writeFile writes through fn to a temporary file renamed into place.
-func writeFile(path string, fn func(io.Writer) error) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+// WriteFile writes through fn to a temporary file in path's folder and
+// renames it into place, so a failed or interrupted write leaves neither a
+// half-written file nor the temporary one. A folder at path is refused.
+func WriteFile(path string, fn func(io.Writer) error) error {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("%s is a folder: give a file name", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
 	}
+	tmp := f.Name()
 	bw := bufio.NewWriter(f)
 	err = fn(bw)
 	if err == nil {
@@ -106,9 +111,12 @@ func writeFile(path string, fn func(io.Writer) error) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
 	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	return os.Rename(tmp, path)
+	return nil
 }

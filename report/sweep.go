@@ -333,7 +333,7 @@ func WriteSweepFiles(dir string, d SweepDoc, png bool) error {
 		{"sweep.md", func(w io.Writer) error { return WriteSweepMarkdown(w, d) }},
 		{"report.html", func(w io.Writer) error { return sweepPage.Execute(w, view) }},
 	} {
-		if err := writeFile(filepath.Join(dir, f.name), f.fn); err != nil {
+		if err := WriteFile(filepath.Join(dir, f.name), f.fn); err != nil {
 			return fmt.Errorf("write %s: %w", f.name, err)
 		}
 	}

@@ -50,7 +50,7 @@ func (a Arrival) Validate() error {
 	if !(a.Rate > 0) || math.IsInf(a.Rate, 0) {
 		return fmt.Errorf("arrival rate %v: want a positive number of workflows per second", a.Rate)
 	}
-	if a.Kind == ArrivalGamma && !(a.Burstiness > 0) {
+	if a.Kind == ArrivalGamma && (!(a.Burstiness > 0) || math.IsInf(a.Burstiness, 0)) {
 		return fmt.Errorf("burstiness %v: want a positive gamma shape (1 is Poisson)", a.Burstiness)
 	}
 	if a.RampUp < 0 || a.Duration < 0 || a.MaxConcurrency < 0 {

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"math"
 	"context"
 	"errors"
 	"fmt"
@@ -79,7 +80,7 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("unknown context %q (want reference or live)", c.Context)
 	}
-	if c.MaxParallel < 0 || c.MaxTokens < 0 || c.ToolLatency < 0 || c.Workflows < 0 || c.Concurrency < 0 || c.TimeScale < 0 {
+	if c.MaxParallel < 0 || c.MaxTokens < 0 || c.ToolLatency < 0 || c.Workflows < 0 || c.Concurrency < 0 || !(c.TimeScale >= 0) || math.IsInf(c.TimeScale, 0) {
 		return errors.New("limits, counts, latencies and the time scale must not be negative")
 	}
 	if err := c.Arrival.Validate(); err != nil {
@@ -88,7 +89,7 @@ func (c Config) Validate() error {
 	if c.Arrival.Open() && c.Workflows == 0 && c.Arrival.Duration == 0 {
 		return errors.New("an open arrival process needs a number of workflows or a duration to stop")
 	}
-	if c.Temperature != nil && (*c.Temperature < 0 || *c.Temperature > 2) {
+	if t := c.Temperature; t != nil && !(*t >= 0 && *t <= 2) {
 		return fmt.Errorf("temperature %v: want 0 to 2", *c.Temperature)
 	}
 	return nil

@@ -51,10 +51,12 @@ type Finished struct {
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	if c.TimeScale < 0 || math.IsNaN(c.TimeScale) || math.IsInf(c.TimeScale, 0) {
-		return fmt.Errorf("time scale %v: want a positive number", c.TimeScale)
+	if c.TimeScale != 0 {
+		if err := CheckTimeScale(c.TimeScale); err != nil {
+			return err
+		}
 	}
-	if c.SlowFactor < 0 {
+	if c.SlowFactor < 0 || math.IsNaN(c.SlowFactor) || math.IsInf(c.SlowFactor, 0) {
 		return fmt.Errorf("slow factor %v: want a positive number", c.SlowFactor)
 	}
 	if c.Spin < 0 {
@@ -62,6 +64,23 @@ func (c Config) Validate() error {
 	}
 	if c.MedianOutput < 0 {
 		return fmt.Errorf("median output %d is negative", c.MedianOutput)
+	}
+	return nil
+}
+
+// Time scales outside [MinTimeScale, MaxTimeScale] are refused: below, a
+// modeled step is far shorter than the shortest sleep the wall clock allows
+// and every time reported would be the timer's, not the model's; above, a
+// run would wait out hours for nothing.
+const (
+	MinTimeScale = 1e-3
+	MaxTimeScale = 1e3
+)
+
+// CheckTimeScale validates a time scale (wall seconds per modeled second).
+func CheckTimeScale(s float64) error {
+	if !(s >= MinTimeScale && s <= MaxTimeScale) {
+		return fmt.Errorf("time scale %v: want %g to %g wall seconds per modeled second", s, MinTimeScale, MaxTimeScale)
 	}
 	return nil
 }

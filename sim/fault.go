@@ -28,7 +28,7 @@ type Faults struct {
 // Validate checks rates and status.
 func (f Faults) Validate() error {
 	for name, r := range map[string]float64{"error rate": f.ErrorRate, "hang rate": f.HangRate, "cut rate": f.CutRate} {
-		if r < 0 || r > 1 {
+		if !(r >= 0 && r <= 1) {
 			return fmt.Errorf("fault %s %v: want a fraction from 0 to 1", name, r)
 		}
 	}

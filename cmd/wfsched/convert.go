@@ -1,13 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 	"github.com/wfsched/wfsched/dag"
+	"github.com/wfsched/wfsched/report"
 )
 
 type convertOptions struct {
@@ -65,32 +65,14 @@ func runConvert(cmd *cobra.Command, o convertOptions, path string) error {
 // ioWriter shortens signatures of writers passed to writeOut.
 type ioWriter = io.Writer
 
-// writeOut writes through fn to path, or to stdout for "-" or "". A file is
-// written under a temporary name and renamed, so a failed write leaves no
-// half file behind.
+// writeOut writes through fn to path (atomically, see report.WriteFile),
+// or to stdout for "-" or "".
 func writeOut(stdout io.Writer, path string, fn func(io.Writer) error) error {
 	if path == "-" || path == "" {
 		return fn(stdout)
 	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return usageError("-o %s is a folder: give a file name", path)
 	}
-	bw := bufio.NewWriter(f)
-	if err := fn(bw); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
+	return report.WriteFile(path, fn)
 }

@@ -202,3 +202,37 @@ func TestVersion(t *testing.T) {
 		t.Errorf("exit %d: %q", code, out)
 	}
 }
+
+// TestHostileInputs: numbers that are not numbers, sizes past what the
+// tool can load, folders where files belong: a clear error and exit 2.
+func TestHostileInputs(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"gen", "--shape", "fanout", "--nodes", "9223372036854775807"}, "want 3 to 250000"},
+		{[]string{"gen", "--shape", "mapreduce", "--nodes", "100000000000"}, "want 3 to 250000"},
+		{[]string{"gen", "--shape", "agents", "--nodes", "100", "--width", "1000000000"}, "width"},
+		{[]string{"run", "--dag", example, "--temperature", "NaN"}, "--temperature NaN: want a finite number"},
+		{[]string{"run", "--dag", example, "--time-scale", "1e-300"}, "want 0.001 to 1000"},
+		{[]string{"run", "--dag", example, "--time-scale", "NaN"}, "want a finite number"},
+		{[]string{"run", "--dag", example, "--time-scale", "Inf"}, "want a finite number"},
+		{[]string{"run", "--dag", example, "--burstiness", "0"}, "go with an open loop"},
+		{[]string{"run", "--dag", example, "--rate", "NaN", "--workflows", "2"}, "want a finite number"},
+		{[]string{"sweep", "--dag", example, "--rates", "NaN,1"}, "is not a rate"},
+		{[]string{"sim", "--fault-cut-rate", "NaN"}, "want a finite number"},
+		{[]string{"router", "--backends", "http://127.0.0.1:1", "--load-factor", "Inf"}, "want a finite number"},
+		{[]string{"inspect", dir}, "is a folder"},
+		{[]string{"convert", dir, "-o", filepath.Join(dir, "x.json")}, "is a folder"},
+		{[]string{"convert", example, "-o", dir}, "is a folder: give a file name"},
+	} {
+		code, _, stderr := run(t, tc.args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "goroutine") {
+			t.Errorf("%v: exit %d, stderr %q (want 2 and %q)", tc.args, code, stderr, tc.want)
+		}
+	}
+	if left, _ := filepath.Glob(dir + "*.tmp"); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}

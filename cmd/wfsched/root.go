@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/wfsched/wfsched/dag"
 )
 
@@ -52,6 +55,21 @@ and analyses them: topological order, levels, critical path, prefix-sharing boun
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &cliError{code: exitUsage, err: err, hint: "see 'wfsched --help'"}
 	})
+	// Every number flag of every command must be finite: NaN and Inf parse
+	// as floats but mean nothing here. Ranges are checked where each value
+	// is used (the library's Validate methods).
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		var bad error
+		cmd.Flags().VisitAll(func(f *pflag.Flag) {
+			if f.Value.Type() != "float64" || bad != nil {
+				return
+			}
+			if v, err := strconv.ParseFloat(f.Value.String(), 64); err == nil && (math.IsNaN(v) || math.IsInf(v, 0)) {
+				bad = usageError("--%s %s: want a finite number", f.Name, f.Value.String())
+			}
+		})
+		return bad
+	}
 	root.AddCommand(newRunCmd(), newCompareCmd(), newReportCmd(), newInspectCmd(), newConvertCmd(), newGenCmd(), newSimCmd(), newRouterCmd(), newBenchCmd(), newSweepCmd())
 	return root
 }

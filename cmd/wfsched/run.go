@@ -196,8 +196,8 @@ func (o *runOptions) startBackend(ctx context.Context, stderr io.Writer) (*backe
 		if err != nil {
 			return nil, usageError("--profile: %v", err)
 		}
-		if o.timeScale <= 0 {
-			return nil, usageError("--time-scale %v: want a positive number", o.timeScale)
+		if err := sim.CheckTimeScale(o.timeScale); err != nil {
+			return nil, usageError("--time-scale: %v", err)
 		}
 		c, err := sim.Start(context.WithoutCancel(ctx), sim.ClusterConfig{Instances: o.instances, Engine: sim.Config{Profile: prof, TimeScale: o.timeScale, Seed: o.seed, SlowFactor: o.slow}})
 		if err != nil {
@@ -461,8 +461,8 @@ func (o *runOptions) config(cmd *cobra.Command) (scheduler.Config, error) {
 	case kind == "replay":
 		return cfg, usageError("--arrival replay: the shared traces record no start times to replay; use poisson or gamma")
 	case kind == "" && o.rate == 0, kind == scheduler.ArrivalClosed:
-		if o.rate != 0 || o.rampUp != 0 || o.duration != 0 || o.maxConc != 0 {
-			return cfg, usageError("--rate, --ramp-up, --duration and --max-concurrency go with an open loop (--arrival poisson or gamma)")
+		if o.rate != 0 || o.rampUp != 0 || o.duration != 0 || o.maxConc != 0 || o.burstiness != 1 {
+			return cfg, usageError("--rate, --burstiness, --ramp-up, --duration and --max-concurrency go with an open loop (--arrival poisson or gamma)")
 		}
 	default:
 		if kind == "" {

@@ -76,8 +76,8 @@ func runSim(cmd *cobra.Command, o simOptions) error {
 	if o.instances < 1 {
 		return usageError("--instances %d: want at least 1", o.instances)
 	}
-	if o.timeScale <= 0 {
-		return usageError("--time-scale %v: want a positive number", o.timeScale)
+	if err := sim.CheckTimeScale(o.timeScale); err != nil {
+		return usageError("--time-scale: %v", err)
 	}
 	if o.spin < 0 {
 		return usageError("--spin-wait %v is negative", o.spin)

@@ -85,7 +85,7 @@ func parseRates(s string) ([]float64, error) {
 	var out []float64
 	for _, f := range strings.Split(s, ",") {
 		r, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil || r <= 0 || r > 1e6 {
+		if err != nil || !(r > 0 && r <= 1e6) {
 			return nil, usageError("--rates: %q is not a rate; give positive workflows per second, e.g. 0.5,1,2,4", strings.TrimSpace(f))
 		}
 		out = append(out, r)
