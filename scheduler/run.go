@@ -1,10 +1,10 @@
 package scheduler
 
 import (
-	"math"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
