@@ -180,3 +180,34 @@ func TestSlowdownAgainstIdle(t *testing.T) {
 		t.Error("slowdown reported without idle times")
 	}
 }
+
+func TestFaultTotals(t *testing.T) {
+	var r Recorder
+	a := func(backend, err string, cut, timeout bool) scheduler.Attempt {
+		return scheduler.Attempt{Backend: backend, Err: err, Cut: cut, Timeout: timeout}
+	}
+	r.Node(scheduler.NodeResult{Kind: "llm", Status: scheduler.StatusOK, CompletionTokens: 2, Attempts: []scheduler.Attempt{
+		a("http://a", "cut", true, false), a("http://b", "", false, false)}})
+	r.Node(scheduler.NodeResult{Kind: "llm", Status: scheduler.StatusFailed, Attempts: []scheduler.Attempt{
+		a("", "timed out", false, true), a("http://a", "503", false, false), a("http://a", "cut", true, false)}})
+	r.Node(scheduler.NodeResult{Kind: "llm", Status: scheduler.StatusOK, CompletionTokens: 2, Attempts: []scheduler.Attempt{a("http://b", "", false, false)}})
+	s := r.Summarize(1).WithFailovers(map[string]int64{"http://a": 3, "http://c": 0})
+	f := s.Faults
+	want := FaultCounts{Attempts: 6, Retries: 3, CutStreams: 2, Timeouts: 1, Errors: 1, Failovers: 3}
+	if f.FaultCounts != want {
+		t.Errorf("totals %+v, want %+v", f.FaultCounts, want)
+	}
+	if got := *f.ByBackend["http://a"]; got != (FaultCounts{Attempts: 3, Retries: 2, CutStreams: 2, Errors: 1, Failovers: 3}) {
+		t.Errorf("backend a: %+v", got)
+	}
+	if got := *f.ByBackend["unknown"]; got != (FaultCounts{Attempts: 1, Timeouts: 1}) {
+		t.Errorf("no backend: %+v", got)
+	}
+	if _, ok := f.ByBackend["http://c"]; ok {
+		t.Error("a backend with nothing to report is listed")
+	}
+	// The recorder's own totals are not changed by WithFailovers.
+	if again := r.Summarize(1).Faults; again.Failovers != 0 || again.ByBackend["http://a"].Failovers != 0 {
+		t.Errorf("WithFailovers changed the recorder: %+v", again)
+	}
+}

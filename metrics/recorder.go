@@ -35,6 +35,8 @@ type Recorder struct {
 	wct, queueDelay, wfHit              sample // workflow completion, queueing, hit rate
 	slowdown                            sample
 	goodWorkflows                       int
+
+	faults FaultTotals
 }
 
 var _ scheduler.Sink = (*Recorder)(nil)
@@ -43,6 +45,7 @@ var _ scheduler.Sink = (*Recorder)(nil)
 func (r *Recorder) Node(res scheduler.NodeResult) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.faults.add(res.Attempts)
 	switch res.Status {
 	case scheduler.StatusSkipped:
 		r.skipped++
@@ -175,6 +178,105 @@ type Summary struct {
 	// Slowdown is each workflow's completion time over its trace's on an
 	// idle server (only when the idle times were given, as by sweep).
 	Slowdown *Dist `json:"workflow_slowdown,omitempty"`
+
+	// Faults counts what went wrong on the way to the calls' results.
+	Faults FaultTotals `json:"faults"`
+}
+
+// FaultCounts count the attempts of LLM calls, succeeded or not, and how
+// they failed.
+type FaultCounts struct {
+	Attempts int `json:"attempts"`
+	// Retries are attempts after a call's first.
+	Retries int `json:"retries"`
+	// CutStreams are responses that began but did not finish (a broken or
+	// aborted stream, a short body, fewer tokens than the usage said).
+	CutStreams int `json:"cut_streams"`
+	// Timeouts are attempts that ran past the client's timeout.
+	Timeouts int `json:"timeouts"`
+	// Errors are the other failed attempts: error statuses, refused or
+	// broken connections.
+	Errors int `json:"errors"`
+	// Failovers are requests wfsched's router moved off a backend before
+	// their first byte: the client never sees them (0 without the router).
+	Failovers int64 `json:"failovers"`
+}
+
+// Any reports whether anything went wrong.
+func (c FaultCounts) Any() bool {
+	return c.Retries+c.CutStreams+c.Timeouts+c.Errors > 0 || c.Failovers > 0
+}
+
+// FaultTotals are a run's FaultCounts, in total and per backend (the
+// server that answered each attempt, "unknown" when none did).
+type FaultTotals struct {
+	FaultCounts
+	ByBackend map[string]*FaultCounts `json:"by_backend,omitempty"`
+}
+
+func (t *FaultTotals) backend(url string) *FaultCounts {
+	if url == "" {
+		url = "unknown"
+	}
+	if t.ByBackend == nil {
+		t.ByBackend = map[string]*FaultCounts{}
+	}
+	c := t.ByBackend[url]
+	if c == nil {
+		c = &FaultCounts{}
+		t.ByBackend[url] = c
+	}
+	return c
+}
+
+func (t *FaultTotals) add(attempts []scheduler.Attempt) {
+	for k, a := range attempts {
+		b := t.backend(a.Backend)
+		for _, c := range []*FaultCounts{&t.FaultCounts, b} {
+			c.Attempts++
+			if k > 0 {
+				c.Retries++
+			}
+			switch {
+			case a.Err == "":
+			case a.Cut:
+				c.CutStreams++
+			case a.Timeout:
+				c.Timeouts++
+			default:
+				c.Errors++
+			}
+		}
+	}
+}
+
+func (t FaultTotals) clone() FaultTotals {
+	out := FaultTotals{FaultCounts: t.FaultCounts}
+	for u, c := range t.ByBackend {
+		cc := *c
+		out.backend(u)
+		out.ByBackend[u] = &cc
+	}
+	return out
+}
+
+// WithFailovers adds the router's failovers per backend URL.
+func (s Summary) WithFailovers(byBackend map[string]int64) Summary {
+	byURL := map[string]*FaultCounts{}
+	for u, c := range s.Faults.ByBackend {
+		byURL[u] = &FaultCounts{}
+		*byURL[u] = *c
+	}
+	s.Faults.ByBackend = byURL
+	s.Faults.Failovers = 0
+	for u, n := range byBackend {
+		if n == 0 {
+			continue
+		}
+		s.Faults.Failovers += n
+		s.Faults.backend(u).Failovers = n
+	}
+	return s
 }
 
 // WithServer records the servers' counter deltas over the run.
@@ -203,6 +305,7 @@ func (r *Recorder) Summarize(durationS float64) Summary {
 		WorkflowsPerMin: Float(math.NaN()), WorkflowGoodputMin: Float(math.NaN()),
 		CacheHitRate: Float(math.NaN()), RequestsPerS: Float(math.NaN()), OutputTokensPerS: Float(math.NaN()),
 		Goodput: Float(math.NaN()), GoodFraction: Float(math.NaN()), ServerHitRate: Float(math.NaN()),
+		Faults: r.faults.clone(),
 	}
 	if !r.SLO.IsZero() {
 		s.SLO = r.SLO.String()

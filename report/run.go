@@ -135,6 +135,10 @@ func WriteRunText(w io.Writer, r RunReport) error {
 			rows = append(rows, []string{"workflow goodput (wct SLO) per minute", num(s.WorkflowGoodputMin, "%.2f")})
 		}
 	}
+	if f := s.Faults; f.Any() {
+		rows = append(rows, []string{"retries, cut streams, timeouts, other errors, failovers",
+			fmt.Sprintf("%d, %d, %d, %d, %d (of %d attempts)", f.Retries, f.CutStreams, f.Timeouts, f.Errors, f.Failovers, f.Attempts)})
+	}
 	if st := r.Backend.RouterStats; st != nil {
 		rows = append(rows, []string{"router " + st.Logic, fmt.Sprintf("%d affinity hits, %d misses, %d spillovers, %d migrations",
 			st.AffinityHits, st.AffinityMisses, st.Spillovers, st.Migrations)})

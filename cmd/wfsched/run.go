@@ -375,20 +375,40 @@ func replay(ctx context.Context, stderr io.Writer, dir string, o *runOptions, cf
 			Workflows: cfg.Workflows, Concurrency: cfg.Concurrency, Seed: o.seed, SLO: o.sloValue.String(), Arrival: describeArrival(cfg.Arrival)},
 	}
 	rep.PrefixShareBound, rep.PrefixAnyBound = weightedBounds(infos, cfg.Workflows)
+	// A summary saying the run is under way, replaced when it ends: a run
+	// killed before then is still read back (report marks it incomplete).
+	rep.Outcome, rep.Start = report.OutcomeRunning, time.Now()
+	if err := writeOut(nil, filepath.Join(dir, "summary.json"), func(w io.Writer) error { return report.WriteJSON(w, rep) }); err != nil {
+		return rep, fmt.Errorf("write summary: %w", err)
+	}
 	before := be.scrapeAll(ctx)
 	res, runErr := scheduler.Run(ctx, cfg, graphs, be.cl, sinks)
 	stopProgress()
 	after := be.scrapeAll(ctx)
-	if be.info.Router != "" {
-		be.info.RouterStats = routerStats(ctx, be.info.Router, be.apiKey)
+	// The router's figures: the embedded one's, or those of a wfsched
+	// router given as the endpoint (any other server has none).
+	routerURL := be.info.Router
+	if routerURL == "" && be.info.Kind == "endpoint" && len(be.info.URLs) == 1 {
+		routerURL = be.info.URLs[0]
+	}
+	failovers := map[string]int64{}
+	var st *router.Stats
+	if routerURL != "" {
+		st = routerStats(ctx, routerURL, be.apiKey)
+	}
+	if st != nil {
+		be.info.Router, be.info.RouterStats = routerURL, st
 		rep.Backend = be.info
+		for _, b := range st.Backends {
+			failovers[b.URL] = b.Failovers
+		}
 	}
 	rep.Start, rep.End, rep.WallS = res.Start, res.End, res.End.Sub(res.Start).Seconds()
 	rep.Outcome, rep.Reason = res.Outcome, res.Reason
 	if runErr != nil {
 		rep.Outcome, rep.Reason = scheduler.OutcomeFailed, runErr.Error()
 	}
-	rep.Summary = rec.Summarize(res.DurationS).WithServer(after.Sub(before))
+	rep.Summary = rec.Summarize(res.DurationS).WithServer(after.Sub(before)).WithFailovers(failovers)
 	if err := writeOut(nil, filepath.Join(dir, "summary.json"), func(w io.Writer) error { return report.WriteJSON(w, rep) }); err != nil {
 		return rep, fmt.Errorf("write summary: %w", err)
 	}

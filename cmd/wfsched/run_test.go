@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -154,4 +156,42 @@ func TestRunInterruptedKeepsResults(t *testing.T) {
 	if r.Outcome != scheduler.OutcomeInterrupted || lines != s.Requests+s.ToolNodes+s.Failed+s.Skipped+s.Canceled || s.Requests == 0 {
 		t.Errorf("outcome %s, %d node lines, summary %+v", r.Outcome, lines, s)
 	}
+}
+
+// TestReportOfKilledRun: a run killed mid-way leaves a summary.json saying
+// it was running (or, killed earlier still, none) and a nodes.jsonl whose
+// last line may be cut; report rebuilds what it can and says incomplete.
+func TestReportOfKilledRun(t *testing.T) {
+	out := t.TempDir()
+	if code, stdout, stderr := run(t, "run", "--dag", example, "--time-scale", "0.05", "--out", out); code != 0 {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	dir := runDir(t, out)
+	nodes, err := os.ReadFile(filepath.Join(dir, "nodes.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := strings.Count(string(nodes), "\n")
+	// Killed while writing its last node: the line is cut.
+	os.WriteFile(filepath.Join(dir, "nodes.jsonl"), nodes[:len(nodes)-20], 0o644)
+	sum, _ := os.ReadFile(filepath.Join(dir, "summary.json"))
+	running := regexp.MustCompile(`"outcome": *"[a-z]+"`).ReplaceAll(sum, []byte(`"outcome": "running"`))
+	for name, summary := range map[string][]byte{"summary says running": running, "no summary": nil} {
+		os.Remove(filepath.Join(dir, "summary.json"))
+		if summary != nil {
+			os.WriteFile(filepath.Join(dir, "summary.json"), summary, 0o644)
+		}
+		code, stdout, stderr := run(t, "report", dir)
+		want := fmt.Sprintf("%d llm ok", whole-1-countTools(t, nodes))
+		if code != 0 || !strings.Contains(stdout, "incomplete") || !strings.Contains(stdout, want) {
+			t.Errorf("%s: exit %d, want %q in\n%s%s", name, code, want, stdout, stderr)
+		}
+	}
+}
+
+// countTools counts the tool nodes among whole lines of a nodes.jsonl,
+// leaving out the last one.
+func countTools(t *testing.T, nodes []byte) int {
+	lines := strings.Split(strings.TrimSpace(string(nodes)), "\n")
+	return strings.Count(strings.Join(lines[:len(lines)-1], "\n"), `"kind":"tool"`)
 }
