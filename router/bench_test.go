@@ -117,3 +117,23 @@ func BenchmarkTrackedWorkflows(b *testing.B) {
 		_ = context.Background()
 	}
 }
+
+// BenchmarkParseCompletion measures reading what routing needs from a
+// request body (stripping workflow_metadata), by body size.
+func BenchmarkParseCompletion(b *testing.B) {
+	for _, size := range []int{4 << 10, 1 << 20, 30 << 20} {
+		body := []byte(fmt.Sprintf(`{"model":"m","messages":[{"role":"user","content":%q}],"stream":true,"workflow_metadata":{"workflow_id":"wf-1","agent_id":"a"}}`,
+			strings.Repeat("x", size)))
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			buf := make([]byte, len(body))
+			for i := 0; i < b.N; i++ {
+				copy(buf, body)
+				if _, req, err := parseCompletion(buf, http.Header{}); err != nil || req.Meta == nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

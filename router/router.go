@@ -169,6 +169,19 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// MemoryCeiling is the memory the router may hold with cfg's limits, about:
+// the request bodies it may hold, twice (what Go's collector lets pile up
+// between collections), the message queues, the workflow table's strings,
+// its per-workflow and per-connection records, and a base. `wfsched
+// router` sets it as the Go runtime's soft memory limit.
+func MemoryCeiling(cfg Config) int64 {
+	cfg.setDefaults()
+	perWorkflow := int64(600)  // the record, its LRU and map entries (BenchmarkTrackedWorkflows: 536 B)
+	perConn := int64(48 << 10) // goroutine stack, buffers, a body's first 32 KiB
+	return 2*cfg.MaxBodyBytesHeld + cfg.MaxMessages + cfg.MaxWorkflowBytes + int64(cfg.MaxWorkflows)*perWorkflow +
+		int64(cfg.MaxConns+cfg.ReservedConns)*perConn + 64<<20
+}
+
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	if len(c.Backends) == 0 {
@@ -346,13 +359,25 @@ func (rt *Router) readBody(w http.ResponseWriter, r *http.Request, limit int64, 
 	var buf []byte
 	for {
 		if len(buf) == cap(buf) {
-			// Grow by a quarter: what the budget counts stays within 25%
-			// of the body (a known Content-Length is taken exactly).
+			// Grow as bytes arrive: a client that declares a length but
+			// sends nothing holds 32 KiB. Once the first 32 KiB are in, a
+			// declared length is taken whole (one copy); without one, the
+			// buffer grows by a quarter, so what the budget counts stays
+			// within 25% of what was sent.
+			ceiling := limit + 1
 			grow := max(int64(cap(buf))/4, 32<<10)
-			if cl := r.ContentLength; cl > 0 && cl <= limit && cap(buf) == 0 {
-				grow = cl + 1 // one byte more to see the end
+			if cl := r.ContentLength; cl >= 0 && cl < limit {
+				ceiling = cl + 1 // one byte more to see the end
+				if cap(buf) > 0 {
+					grow = ceiling
+				}
 			}
-			grow = min(grow, limit+1-int64(cap(buf)))
+			grow = min(grow, ceiling-int64(cap(buf)))
+			if grow <= 0 { // more than the declared length: not HTTP/1.1
+				release()
+				apiError(w, http.StatusBadRequest, "the %s is longer than its Content-Length", what)
+				return nil, nil, false
+			}
 			newCap := int64(cap(buf)) + grow
 			if !rt.bodies.take(grow, newCap > largeBody) {
 				release()

@@ -17,6 +17,10 @@ type Metadata struct {
 	ContextSharingStrategy string  `json:"context_sharing_strategy,omitempty"`
 }
 
+// maxMetadataBytes bounds a workflow_metadata object: its ids are at most
+// MaxIDLength bytes each, so a larger one is refused before it is decoded.
+const maxMetadataBytes = 8 << 10
+
 // errDuplicate is a member named twice in one JSON object.
 var errDuplicate = errors.New("given twice")
 
@@ -26,36 +30,58 @@ var errDuplicate = errors.New("given twice")
 // afterwards. ok is false (and body returned unchanged) when body is not an
 // object or has no such member; err is errDuplicate when the member appears
 // more than once, as a request that routes on one copy and forwards the
-// other would otherwise do.
+// other would otherwise do. A key spelled with escapes
+// ("workflow\u005fmetadata") is the same key, as every JSON parser behind
+// the router will read it.
+//
+// It scans the body in place (scanValue) and copies nothing but the value
+// it returns: a large body costs no more memory than itself.
 func stripField(body []byte, key string) (out, value []byte, ok bool, err error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
 		return body, nil, false, nil
 	}
 	start, end := -1, -1
-	for dec.More() {
-		before := dec.InputOffset() // just after '{' or the previous value
-		t, err := dec.Token()
-		if err != nil {
+	i = skipSpace(body, i+1)
+	if i < len(body) && body[i] == '}' {
+		return body, nil, false, nil
+	}
+	for {
+		if i >= len(body) || body[i] != '"' {
 			return body, nil, false, nil
 		}
-		name, _ := t.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
+		keyStart := i
+		keyEnd := scanString(body, i)
+		if keyEnd < 0 {
 			return body, nil, false, nil
 		}
-		if name != key {
-			continue
+		i = skipSpace(body, keyEnd)
+		if i >= len(body) || body[i] != ':' {
+			return body, nil, false, nil
 		}
-		if start >= 0 {
-			return body, nil, false, fmt.Errorf("%s: %w", key, errDuplicate)
+		valStart := skipSpace(body, i+1)
+		valEnd := scanValue(body, valStart, 0)
+		if valEnd < 0 {
+			return body, nil, false, nil
 		}
-		value, end = raw, int(dec.InputOffset())
-		// The member starts at its key's opening quote.
-		start = int(before)
-		for start < len(body) && body[start] != '"' {
-			start++
+		if keyIs(body[keyStart:keyEnd], key) {
+			if start >= 0 {
+				return body, nil, false, fmt.Errorf("%s: %w", key, errDuplicate)
+			}
+			start, end = keyStart, valEnd
+			value = bytes.Clone(body[valStart:valEnd])
 		}
+		i = skipSpace(body, valEnd)
+		if i >= len(body) {
+			return body, nil, false, nil
+		}
+		if body[i] == '}' {
+			break
+		}
+		if body[i] != ',' {
+			return body, nil, false, nil
+		}
+		i = skipSpace(body, i+1)
 	}
 	if start < 0 {
 		return body, nil, false, nil
@@ -63,10 +89,100 @@ func stripField(body []byte, key string) (out, value []byte, ok bool, err error)
 	// Remove one separating comma: the one after, else the one before.
 	if j := skipSpace(body, end); j < len(body) && body[j] == ',' {
 		end = skipSpace(body, j+1)
-	} else if i := skipSpaceBack(body, start); i >= 0 && body[i] == ',' {
-		start = i
+	} else if k := skipSpaceBack(body, start); k >= 0 && body[k] == ',' {
+		start = k
 	}
 	return append(body[:start], body[end:]...), value, true, nil
+}
+
+// keyIs compares a quoted JSON key with name, decoding escapes if any.
+func keyIs(quoted []byte, name string) bool {
+	if bytes.IndexByte(quoted, '\\') < 0 {
+		return len(quoted) == len(name)+2 && string(quoted[1:len(quoted)-1]) == name
+	}
+	var k string
+	return json.Unmarshal(quoted, &k) == nil && k == name
+}
+
+// maxDepth bounds the nesting scanValue follows, as encoding/json does.
+const maxDepth = 10000
+
+// scanString returns the index just after the JSON string starting at
+// b[i] (a '"'), or -1 if it does not end.
+func scanString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// scanValue returns the index just after the JSON value starting at b[i],
+// or -1 if there is none. It checks the structure (strings, brackets,
+// commas and colons), not the spelling of numbers and literals: the body
+// is forwarded as it is, and the server behind reads it in full.
+func scanValue(b []byte, i, depth int) int {
+	if i >= len(b) || depth > maxDepth {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return scanString(b, i)
+	case '{', '[':
+		closing := byte('}')
+		if b[i] == '[' {
+			closing = ']'
+		}
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == closing {
+			return i + 1
+		}
+		for {
+			if closing == '}' {
+				if i >= len(b) || b[i] != '"' {
+					return -1
+				}
+				if i = scanString(b, i); i < 0 {
+					return -1
+				}
+				if i = skipSpace(b, i); i >= len(b) || b[i] != ':' {
+					return -1
+				}
+				i = skipSpace(b, i+1)
+			}
+			if i = scanValue(b, i, depth+1); i < 0 {
+				return -1
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) {
+				return -1
+			}
+			if b[i] == closing {
+				return i + 1
+			}
+			if b[i] != ',' {
+				return -1
+			}
+			i = skipSpace(b, i+1)
+		}
+	default: // a number or a literal: up to the next delimiter
+		j := i
+	scan:
+		for ; j < len(b); j++ {
+			switch b[j] {
+			case ',', '}', ']', ':', ' ', '\t', '\r', '\n':
+				break scan
+			}
+		}
+		if j == i {
+			return -1
+		}
+		return j
+	}
 }
 
 // parseMetadata reads a workflow_metadata object, refusing what the router
@@ -74,6 +190,9 @@ func stripField(body []byte, key string) (out, value []byte, ok bool, err error)
 // twice, ids over MaxIDLength bytes, a workflow id outside idPattern, a
 // priority that is not a positive number, an unknown sharing strategy.
 func parseMetadata(raw []byte) (*Metadata, error) {
+	if len(raw) > maxMetadataBytes {
+		return nil, fmt.Errorf("%d bytes: want at most %d (ids are at most %d bytes each)", len(raw), maxMetadataBytes, MaxIDLength)
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return nil, errors.New("want a JSON object")

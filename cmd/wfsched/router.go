@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -93,6 +94,11 @@ func runRouter(cmd *cobra.Command, o *routerOptions) error {
 	rt, err := router.New(o.cfg)
 	if err != nil {
 		return usageError("%v", err)
+	}
+	// Collect harder near the memory the limits allow, and give memory
+	// back to the system after a burst (unless GOMEMLIMIT says otherwise).
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(router.MemoryCeiling(o.cfg))
 	}
 	host, _, err := net.SplitHostPort(o.listen)
 	if err != nil {
