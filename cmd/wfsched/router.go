@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -39,9 +40,9 @@ It also serves agent-to-agent message queues (POST /v1/workflows/{id}/messages, 
 /v1/workflows/{id}/agents/{agent}/messages?timeout=S), workflow status
 (GET /v1/workflows/{id}/status, /v1/workflows/stats, DELETE /v1/workflows/{id}) and
 Prometheus metrics (/metrics, wfsched_router_*).`,
-		Example: `  wfsched sim --instances 4 --listen 127.0.0.1:8000 &
-  wfsched router --backends http://127.0.0.1:8000,http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003
-  wfsched run --dag traces/agents-40.json --endpoint http://127.0.0.1:8001 --workflows 16 --concurrency 8`,
+		Example: `  wfsched sim --instances 4 --listen 127.0.0.1:8100 --time-scale 0.1 &
+  wfsched router --backends http://127.0.0.1:8100,http://127.0.0.1:8101,http://127.0.0.1:8102,http://127.0.0.1:8103 &
+  wfsched run --dag traces/agents-40.json --endpoint http://127.0.0.1:8001 --workflows 8 --concurrency 8`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runRouter(cmd, &o) },
 	}
@@ -100,9 +101,17 @@ func runRouter(cmd *cobra.Command, o *routerOptions) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(router.MemoryCeiling(o.cfg))
 	}
-	host, _, err := net.SplitHostPort(o.listen)
+	host, port, err := net.SplitHostPort(o.listen)
 	if err != nil {
 		return usageError("--listen %q: %v", o.listen, err)
+	}
+	// A backend at the router's own address would have it proxy to itself
+	// (or, if an engine already holds that port, fail to start while
+	// clients reach the engine directly).
+	for _, b := range o.cfg.Backends {
+		if u, err := url.Parse(b); err == nil && u.Port() == port && sameHost(u.Hostname(), host) {
+			return usageError("backend %s is the router's own --listen address %s: give the router another --listen port or move the backend (the README's example serves engines on 8100-8103 and the router on 8001)", b, o.listen)
+		}
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		fmt.Fprintf(cmd.ErrOrStderr(), "wfsched: warning: listening on %s, beyond this machine's loopback\n", host)
@@ -139,4 +148,18 @@ func (s *seconds) Set(v string) error {
 	}
 	*s = seconds(d)
 	return nil
+}
+
+// sameHost tells whether two host names may be the same machine's
+// interface: equal, or both loopback, or one of them unspecified.
+func sameHost(a, b string) bool {
+	loop := func(h string) bool {
+		ip := net.ParseIP(h)
+		return h == "localhost" || ip != nil && ip.IsLoopback()
+	}
+	any := func(h string) bool {
+		ip := net.ParseIP(h)
+		return h == "" || ip != nil && ip.IsUnspecified()
+	}
+	return a == b || loop(a) && loop(b) || any(a) || any(b)
 }

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// shBlocks returns the README's ```sh blocks, one slice of lines each.
+func shBlocks(t *testing.T) [][]string {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks [][]string
+	var cur []string
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case !in && strings.HasPrefix(line, "```sh"):
+			in, cur = true, nil
+		case in && strings.HasPrefix(line, "```"):
+			in = false
+			blocks = append(blocks, cur)
+		case in:
+			cur = append(cur, line)
+		}
+	}
+	return blocks
+}
+
+var listenFlag = regexp.MustCompile(`--listen (\S+)`)
+
+// TestREADMEServerExamples runs, with their exact commands, every README
+// example that starts servers: from the line that starts the first server
+// (a command ending in &) to the end of its block. Servers run in-process
+// until the block ends; `run` writes into a temporary folder; curl lines
+// must get 200.
+func TestREADMEServerExamples(t *testing.T) {
+	ran := 0
+	for _, block := range shBlocks(t) {
+		first := -1
+		for i, line := range block {
+			if strings.Contains(stripComment(line), "&") {
+				first = i
+				break
+			}
+		}
+		if first < 0 {
+			continue
+		}
+		ran++
+		runServerBlock(t, block[first:])
+	}
+	if ran < 2 {
+		t.Errorf("found %d README examples that start servers, want at least 2 (the router's and run's)", ran)
+	}
+}
+
+func stripComment(line string) string {
+	if i := strings.Index(line, " #"); i >= 0 {
+		line = line[:i]
+	}
+	return strings.TrimSpace(line)
+}
+
+func runServerBlock(t *testing.T, lines []string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	out := t.TempDir()
+	for _, line := range lines {
+		line = stripComment(line)
+		if line == "" {
+			continue
+		}
+		cmds := strings.Split(line, "&")
+		for k, c := range cmds {
+			c = strings.TrimSpace(c)
+			if c == "" {
+				continue
+			}
+			background := k < len(cmds)-1
+			args := strings.Fields(c)
+			switch {
+			case args[0] == "curl":
+				url := args[len(args)-1]
+				if !strings.HasPrefix(url, "http") {
+					url = "http://" + url
+				}
+				resp, err := http.Get(url)
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatalf("%s: %v %v", c, resp, err)
+				}
+				resp.Body.Close()
+			case args[0] == "bin/wfsched":
+				args = args[1:]
+				for i, a := range args {
+					if strings.HasPrefix(a, "traces/") {
+						args[i] = "../../" + a
+					}
+				}
+				if background {
+					addr := map[string]string{"sim": "127.0.0.1:8000", "router": "127.0.0.1:8001"}[args[0]]
+					if m := listenFlag.FindStringSubmatch(c); m != nil {
+						addr = m[1]
+					}
+					if ln, err := net.Listen("tcp", addr); err != nil {
+						t.Skipf("%s is taken on this machine, so %q cannot run here", addr, c)
+					} else {
+						ln.Close()
+					}
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						var o, e bytes.Buffer
+						if code := execute(ctx, args, &o, &e); code != 0 {
+							t.Errorf("%s: exit %d: %s%s", c, code, o.String(), e.String())
+						}
+					}()
+					waitListening(t, addr)
+					continue
+				}
+				if args[0] == "run" {
+					args = append(args, "--out", out)
+				}
+				var o, e bytes.Buffer
+				if code := execute(ctx, args, &o, &e); code != 0 {
+					t.Fatalf("%s: exit %d: %s%s", c, code, o.String(), e.String())
+				}
+				if args[0] == "run" && !strings.Contains(o.String(), "outcome") {
+					t.Errorf("%s printed no summary:\n%s", c, o.String())
+				}
+			default:
+				t.Fatalf("README example %q: not a command this test can run", c)
+			}
+		}
+	}
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on %s after 10 s", addr)
+}
