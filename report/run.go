@@ -25,6 +25,27 @@ type TraceInfo struct {
 	PromptTokens     int     `json:"prompt_tokens"`
 }
 
+// Workload describes what a run replayed, for telling whether two runs can
+// be compared: the traces (id, nodes, LLM calls, prompt tokens, in order),
+// how many workflows and how they arrived. Policy, routing and backend are
+// left out: they are what a comparison compares.
+func (r RunReport) Workload() string {
+	var b strings.Builder
+	for i, t := range r.Traces {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s (%d nodes, %d calls, %d prompt tokens)", t.ID, t.Nodes, t.LLMCalls, t.PromptTokens)
+	}
+	fmt.Fprintf(&b, "; %d workflow(s)", r.Config.Workflows)
+	if r.Config.Arrival != "" {
+		fmt.Fprintf(&b, " arriving %s", r.Config.Arrival)
+	} else {
+		fmt.Fprintf(&b, ", %d at once", r.Config.Concurrency)
+	}
+	return b.String()
+}
+
 // Backend says what served a run.
 type Backend struct {
 	Kind      string   `json:"kind"` // "embedded" or "endpoint"
@@ -46,7 +67,8 @@ type RunConfig struct {
 	MaxParallel  int      `json:"max_parallel"`
 	OnError      string   `json:"on_error"`
 	Context      string   `json:"context"`
-	MaxTokens    int      `json:"max_tokens,omitempty"`
+	MaxTokens    int      `json:"max_tokens,omitempty"`    // a cap on each node's reference length
+	OutputTokens int      `json:"output_tokens,omitempty"` // every call's length, forced
 	Temperature  *float64 `json:"temperature,omitempty"`
 	IgnoreEOS    bool     `json:"ignore_eos"`
 	ToolLatencyS float64  `json:"tool_latency_s"`

@@ -36,10 +36,13 @@ type Config struct {
 	MaxParallel int         // nodes in flight per workflow; 0: DefaultMaxParallel
 	OnError     ErrorMode   // "": SkipDependents
 	Context     ContextMode // "": ContextReference
-	// MaxTokens, when positive, replaces each LLM node's reference output
-	// length as max_tokens.
-	MaxTokens   int
-	Temperature *float64 // nil: the server's default
+	// MaxTokens, when positive, caps each LLM node's max_tokens (its
+	// reference output length) as the prototype's --max-tokens does;
+	// OutputTokens, when positive, sets every call's max_tokens to exactly
+	// that instead (with ignore_eos, every output is then that long).
+	MaxTokens    int
+	OutputTokens int
+	Temperature  *float64 // nil: the server's default
 	// NoIgnoreEOS stops sending ignore_eos, so outputs end where the model
 	// (or the engine's draw) ends them instead of at the reference length.
 	NoIgnoreEOS bool
@@ -80,7 +83,7 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("unknown context %q (want reference or live)", c.Context)
 	}
-	if c.MaxParallel < 0 || c.MaxTokens < 0 || c.ToolLatency < 0 || c.Workflows < 0 || c.Concurrency < 0 || !(c.TimeScale >= 0) || math.IsInf(c.TimeScale, 0) {
+	if c.MaxParallel < 0 || c.MaxTokens < 0 || c.OutputTokens < 0 || c.ToolLatency < 0 || c.Workflows < 0 || c.Concurrency < 0 || !(c.TimeScale >= 0) || math.IsInf(c.TimeScale, 0) {
 		return errors.New("limits, counts, latencies and the time scale must not be negative")
 	}
 	if err := c.Arrival.Validate(); err != nil {
@@ -456,7 +459,10 @@ func (r *runner) execute(ctx context.Context, wf string, t *trace, v int, msgs [
 	case dag.KindLLM:
 		maxTokens := max(1, nd.OutputTokens.N)
 		if r.cfg.MaxTokens > 0 {
-			maxTokens = r.cfg.MaxTokens
+			maxTokens = min(maxTokens, r.cfg.MaxTokens)
+		}
+		if r.cfg.OutputTokens > 0 {
+			maxTokens = r.cfg.OutputTokens
 		}
 		call := Call{
 			Messages: msgs, MaxTokens: maxTokens, IgnoreEOS: !r.cfg.NoIgnoreEOS, Temperature: r.cfg.Temperature,

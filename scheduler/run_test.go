@@ -410,3 +410,49 @@ func TestOpenLoopArrivals(t *testing.T) {
 		t.Error("an endless open loop was accepted")
 	}
 }
+
+// TestMaxTokensCapsAndOutputTokensForces: --max-tokens caps each node's
+// reference length (as the prototype's does); --output-tokens sets it.
+func TestMaxTokensCapsAndOutputTokensForces(t *testing.T) {
+	g := gen(t, "fanout", 12)
+	ref := map[int]int{} // reference lengths, counted
+	for _, n := range g.Nodes {
+		ref[max(1, n.OutputTokens.N)]++
+	}
+	const limit = 150 // between the smallest and the largest reference length
+	for _, tc := range []struct {
+		name string
+		cfg  scheduler.Config
+		want func(ref int) int
+	}{
+		{"reference", scheduler.Config{}, func(r int) int { return r }},
+		{"max-tokens caps", scheduler.Config{MaxTokens: limit}, func(r int) int { return min(r, limit) }},
+		{"output-tokens forces", scheduler.Config{OutputTokens: 7}, func(int) int { return 7 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fake{}
+			tc.cfg.Policy = scheduler.Parallel{}
+			if _, err := scheduler.Run(context.Background(), tc.cfg, []*dag.Graph{g}, f, &memSink{}); err != nil {
+				t.Fatal(err)
+			}
+			got := map[int]int{}
+			for _, c := range f.calls {
+				got[c.MaxTokens]++
+			}
+			want := map[int]int{}
+			for r, n := range ref {
+				want[tc.want(r)] += n
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("max_tokens sent %v, want %v", got, want)
+			}
+		})
+	}
+	lo, hi := 1<<30, 0
+	for r := range ref {
+		lo, hi = min(lo, r), max(hi, r)
+	}
+	if !(lo < limit && limit < hi) {
+		t.Fatalf("reference lengths %d..%d do not straddle %d: the cap is not tested", lo, hi, limit)
+	}
+}

@@ -175,6 +175,20 @@ func finishComparison(cmd *cobra.Command, dir string, doc report.ComparisonDoc, 
 }
 
 // compareSaved compares saved runs and comparisons.
+// sameWorkload refuses a run whose workload differs from the first one's:
+// a speedup between different traces or loads measures nothing.
+func sameWorkload(first *[2]string, dir, w string) error {
+	if first[0] == "" {
+		first[0], first[1] = w, dir
+		return nil
+	}
+	if w != first[0] {
+		return &cliError{code: exitUsage, err: fmt.Errorf("these runs replayed different workloads, so no speedup between them means anything:\n  %s: %s\n  %s: %s", first[1], first[0], dir, w),
+			hint: "compare runs of the same traces, workflows and arrivals (different policies, routing logics or servers are what compare is for)"}
+	}
+	return nil
+}
+
 func compareSaved(cmd *cobra.Command, o *compareOptions, dirs []string) error {
 	doc := report.ComparisonDoc{Created: time.Now(), Args: os.Args[1:], Method: "saved runs", Iterations: 1, ArmsAre: "runs"}
 	seen := map[string]bool{}
@@ -187,6 +201,7 @@ func compareSaved(cmd *cobra.Command, o *compareOptions, dirs []string) error {
 		doc.Arms = append(doc.Arms, label)
 		return label
 	}
+	var workload [2]string // the first run's workload and folder
 	for _, d := range dirs {
 		abs, err := filepath.Abs(d)
 		if err != nil {
@@ -197,6 +212,13 @@ func compareSaved(cmd *cobra.Command, o *compareOptions, dirs []string) error {
 			sub, runs, err := report.LoadComparison(d)
 			if err != nil {
 				return &cliError{code: exitUsage, err: err}
+			}
+			for _, arm := range sub.Arms {
+				for _, rd := range runs[arm] {
+					if err := sameWorkload(&workload, rd.Dir, rd.Report.Workload()); err != nil {
+						return err
+					}
+				}
 			}
 			for _, arm := range sub.Arms {
 				label := addArm(name + ":" + arm)
@@ -212,6 +234,9 @@ func compareSaved(cmd *cobra.Command, o *compareOptions, dirs []string) error {
 		rd, err := report.LoadRun(d)
 		if err != nil {
 			return &cliError{code: exitUsage, err: err, hint: "give folders written by 'wfsched run' or 'wfsched compare'"}
+		}
+		if err := sameWorkload(&workload, d, rd.Report.Workload()); err != nil {
+			return err
 		}
 		label := addArm(name)
 		doc.Runs = append(doc.Runs, report.RunRef{Dir: abs, Arm: label, Iteration: 1})

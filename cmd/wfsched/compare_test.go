@@ -121,6 +121,15 @@ func TestCompareSavedRuns(t *testing.T) {
 	if code, _, errOut := run(t, "compare", filepath.Join(fix, "runs", "parallel-1"), "--out", out); code != 2 || !strings.Contains(errOut, "at least two") {
 		t.Errorf("one run: exit %d %s", code, errOut)
 	}
+	// A run of another trace is refused, not turned into a speedup.
+	other := t.TempDir()
+	if code, _, errOut := run(t, "run", "--dag", example, "--time-scale", "0.05", "--out", other); code != 0 {
+		t.Fatal(errOut)
+	}
+	code, stdout, errOut = run(t, "compare", filepath.Join(fix, "runs", "sequential-1"), runDir(t, other), "--out", out)
+	if code != 2 || !strings.Contains(errOut, "different workloads") || strings.Contains(stdout, "speedup") {
+		t.Errorf("runs of different traces: exit %d\n%s%s", code, stdout, errOut)
+	}
 }
 
 // compareFanout runs a small sequential-vs-parallel comparison (seed 1)

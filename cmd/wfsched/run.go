@@ -42,6 +42,7 @@ type runOptions struct {
 	apiKey      string
 	maxParallel int
 	maxTokens   int
+	outTokens   int
 	temperature float64
 	context     string
 	onError     string
@@ -88,8 +89,9 @@ remaining critical path first), at most --max-parallel nodes in flight per workf
 
 LLM nodes send the prompt the agent saw in the original run (--context reference) or with
 this run's outputs in place of the recorded ones (--context live), with max_tokens the
-node's reference output length and ignore_eos, so the original load is reproduced. Tool
-nodes wait their recorded duration (or --tool-latency).
+node's reference output length (capped by --max-tokens, or set for every call by
+--output-tokens) and ignore_eos, so the original load is reproduced. Tool nodes wait their
+recorded duration (or --tool-latency).
 
 Results go to OUT/<run-id>/: nodes.jsonl and workflows.jsonl, written as each completes,
 and summary.json at the end (also when interrupted by Ctrl-C).`,
@@ -371,7 +373,7 @@ func replay(ctx context.Context, stderr io.Writer, dir string, o *runOptions, cf
 		RunID: filepath.Base(dir), Dir: dir, Args: os.Args[1:], Traces: infos, Backend: be.info,
 		Versions: map[string]string{"wfsched": version, "go": runtime.Version(), "sim": sim.Version},
 		Config: report.RunConfig{Policy: cfg.Policy.Name(), MaxParallel: cfg.MaxParallel, OnError: string(cfg.OnError), Context: string(cfg.Context),
-			MaxTokens: cfg.MaxTokens, Temperature: cfg.Temperature, IgnoreEOS: !cfg.NoIgnoreEOS, ToolLatencyS: cfg.ToolLatency.Seconds(),
+			MaxTokens: cfg.MaxTokens, OutputTokens: cfg.OutputTokens, Temperature: cfg.Temperature, IgnoreEOS: !cfg.NoIgnoreEOS, ToolLatencyS: cfg.ToolLatency.Seconds(),
 			Workflows: cfg.Workflows, Concurrency: cfg.Concurrency, Seed: o.seed, SLO: o.sloValue.String(), Arrival: describeArrival(cfg.Arrival)},
 	}
 	rep.PrefixShareBound, rep.PrefixAnyBound = weightedBounds(infos, cfg.Workflows)
@@ -426,7 +428,8 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.StringVar(&o.model, "model", "", "model name (default: the server's first)")
 	f.StringVar(&o.apiKey, "api-key", os.Getenv("WFSCHED_API_KEY"), "bearer token sent to the server or router (default $WFSCHED_API_KEY)")
 	f.IntVar(&o.maxParallel, "max-parallel", scheduler.DefaultMaxParallel, "most nodes of one workflow in flight")
-	f.IntVar(&o.maxTokens, "max-tokens", 0, "max_tokens of every call (default: each node's reference output length)")
+	f.IntVar(&o.maxTokens, "max-tokens", 0, "cap each call's max_tokens, which is by default its node's reference output length (as the prototype's --max-tokens)")
+	f.IntVar(&o.outTokens, "output-tokens", 0, "force every call's max_tokens to exactly N instead (with ignore_eos, every output is N tokens)")
 	f.Float64Var(&o.temperature, "temperature", 0, "sampling temperature, sent as given (0 included); unset: the server's default")
 	f.StringVar(&o.context, "context", string(scheduler.ContextReference), "prompts: reference (the trace's texts) or live (this run's outputs)")
 	f.StringVar(&o.onError, "on-error", string(scheduler.SkipDependents), "a failed node: "+scheduler.ErrorModes())
@@ -464,7 +467,7 @@ func (o *runOptions) config(cmd *cobra.Command) (scheduler.Config, error) {
 	}
 	cfg := scheduler.Config{
 		Policy: pol, MaxParallel: o.maxParallel, OnError: scheduler.ErrorMode(o.onError), Context: scheduler.ContextMode(o.context),
-		MaxTokens: o.maxTokens, NoIgnoreEOS: o.noIgnoreEOS, ToolLatency: o.toolLatency, Workflows: o.workflows,
+		MaxTokens: o.maxTokens, OutputTokens: o.outTokens, NoIgnoreEOS: o.noIgnoreEOS, ToolLatency: o.toolLatency, Workflows: o.workflows,
 		Concurrency: o.concurrency, Seed: o.seed, SharedReplays: o.shared,
 	}
 	if cmd.Flags().Changed("temperature") {
