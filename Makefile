@@ -16,6 +16,7 @@ test:
 	$(GO) test -race -count=1 ./...
 
 lint:
+	bash scripts/check_tree.sh
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@if command -v staticcheck >/dev/null 2>&1; then staticcheck ./...; else echo "staticcheck not installed: skipped"; fi

@@ -6,6 +6,7 @@ package scripts
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -75,5 +76,34 @@ func TestBadUsage(t *testing.T) {
 		if err == nil || !strings.Contains(out, "setup_vllm") && !strings.Contains(out, "Usage") && !strings.Contains(out, "usage") && !strings.Contains(out, "setup_vllm.sh") {
 			t.Errorf("%v: %v\n%s", args, err, out)
 		}
+	}
+}
+
+// TestCheckTree: check_tree.sh passes this repository, and fails a tree
+// that tracks a file over 1 MB or an executable, naming them.
+func TestCheckTree(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed")
+	}
+	if out, err := exec.Command("bash", "check_tree.sh", "..").CombinedOutput(); err != nil {
+		t.Errorf("this repository: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	git := func(args ...string) {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	git("init", "-q")
+	os.WriteFile(filepath.Join(dir, "small.txt"), []byte("fine\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "big.dat"), make([]byte, 1<<20+1), 0o644)
+	os.WriteFile(filepath.Join(dir, "prog"), append([]byte("\x7fELF"), make([]byte, 100)...), 0o755)
+	git("add", ".")
+	abs, _ := filepath.Abs("check_tree.sh")
+	out, err := exec.Command("bash", abs, dir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "over 1 MB: big.dat") || !strings.Contains(string(out), "executable binary: prog") || strings.Contains(string(out), "small.txt") {
+		t.Errorf("a tree with a big file and a binary: %v\n%s", err, out)
 	}
 }

@@ -27,7 +27,7 @@ type compareOptions struct {
 func newCompareCmd() *cobra.Command {
 	var o compareOptions
 	cmd := &cobra.Command{
-		Use:   "compare (--dag PATH [--policies P,P,...] [flags] | RUN_OR_COMPARISON_DIR...)",
+		Use:   "compare (--dag PATH [--policies P,P,...] [flags] | policies --dag PATH | routing-logics --dag PATH | RUN_OR_COMPARISON_DIR...)",
 		Short: "Compare scheduling policies with confidence intervals, or compare saved runs",
 		Long: `Compare replays the traces under each policy, interleaved (A B C A B C ...) so that every
 policy sees the same conditions, each run on a fresh embedded engine (or on the given
@@ -45,8 +45,17 @@ a timeline of each policy's first workflow with the critical path marked); --png
 writes the figures as PNG. Runs are kept under runs/.`,
 		Example: `  wfsched compare --dag traces/fanout-12.json --iterations 3
   wfsched compare --dag traces/layered-60.json --policies dependency-aware,parallel --warmup 1 --png
+  wfsched compare policies --dag traces/agents-40.json
+  wfsched compare routing-logics --dag traces/agents-40.json --workflows 16 --concurrency 16
   wfsched compare results/20261123-101500-parallel results/20261124-093000-parallel`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// "compare policies" and "compare routing-logics" (the design
+			// card's words): every policy, or every routing logic, on --dag.
+			if len(args) == 1 && (args[0] == "policies" || args[0] == "routing-logics") {
+				if _, err := os.Stat(args[0]); err != nil {
+					return compareAll(cmd, &o, args[0])
+				}
+			}
 			if len(args) > 0 {
 				if cmd.Flags().Changed("dag") {
 					return usageError("give either --dag (to run a comparison) or saved folders, not both")
@@ -65,6 +74,30 @@ writes the figures as PNG. Runs are kept under runs/.`,
 	f.StringVar(&o.baseline, "baseline", "sequential", "arm that speedups are measured against (default: sequential, else the first)")
 	f.BoolVar(&o.png, "png", false, "also write the figures as PNG files")
 	return cmd
+}
+
+// compareAll compares every policy, or every routing logic (on
+// --instances engines, 4 unless given, or the given endpoints).
+func compareAll(cmd *cobra.Command, o *compareOptions, what string) error {
+	if !cmd.Flags().Changed("dag") {
+		return usageError("compare %s needs --dag PATH: the traces to replay under each", what)
+	}
+	if what == "policies" {
+		if cmd.Flags().Changed("routing-logics") {
+			return usageError("compare policies compares policies: leave out --routing-logics")
+		}
+		o.policies = strings.Join(scheduler.Policies(), ",")
+		return compareLive(cmd, o)
+	}
+	if cmd.Flags().Changed("routing-logics") {
+		return usageError("compare routing-logics compares every logic: leave out --routing-logics, or give it without the word")
+	}
+	o.logics = strings.Join(router.Logics(), ",")
+	if !cmd.Flags().Changed("instances") && len(o.run.endpoints) == 0 {
+		o.run.instances = 4
+		fmt.Fprintln(cmd.ErrOrStderr(), "wfsched: comparing every routing logic on 4 embedded engines (--instances N to change)")
+	}
+	return compareLive(cmd, o)
 }
 
 func compareLive(cmd *cobra.Command, o *compareOptions) error {

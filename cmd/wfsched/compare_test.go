@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/wfsched/wfsched/report"
+	"github.com/wfsched/wfsched/router"
+	"github.com/wfsched/wfsched/scheduler"
 )
 
 // copyDir copies a fixture folder, so tests never write into testdata.
@@ -217,5 +219,33 @@ func TestCompareSingleChainSaysSo(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "single chain") || !strings.Contains(stdout, "no (single chain)") {
 		t.Errorf("stdout:\n%s", stdout)
+	}
+}
+
+// TestCompareEveryPolicyOrLogic: the design card's "compare policies", and
+// "compare routing-logics", compare every one on --dag.
+func TestCompareEveryPolicyOrLogic(t *testing.T) {
+	out := t.TempDir()
+	code, stdout, errOut := run(t, "compare", "policies", "--dag", "../../traces/fanout-12.json", "--iterations", "1", "--time-scale", "0.05", "--out", out)
+	if code != 0 {
+		t.Fatalf("compare policies: exit %d: %s", code, errOut)
+	}
+	for _, p := range scheduler.Policies() {
+		if !strings.Contains(stdout, p) {
+			t.Errorf("compare policies: %s missing from\n%s", p, stdout)
+		}
+	}
+	code, stdout, errOut = run(t, "compare", "routing-logics", "--dag", "../../traces/agents-40.json", "--instances", "2", "--workflows", "2",
+		"--concurrency", "2", "--iterations", "1", "--time-scale", "0.05", "--out", out)
+	if code != 0 {
+		t.Fatalf("compare routing-logics: exit %d: %s", code, errOut)
+	}
+	for _, l := range router.Logics() {
+		if !strings.Contains(stdout, l) {
+			t.Errorf("compare routing-logics: %s missing from\n%s", l, stdout)
+		}
+	}
+	if code, _, errOut := run(t, "compare", "policies"); code != 2 || !strings.Contains(errOut, "needs --dag") {
+		t.Errorf("compare policies without --dag: exit %d %s", code, errOut)
 	}
 }

@@ -559,6 +559,11 @@ func (o *runOptions) load() ([]*dag.Graph, []report.TraceInfo, error) {
 		}
 		graphs, infos = append(graphs, gs...), append(infos, is...)
 	}
+	// Workflows cycle through the traces: with fewer workflows than
+	// traces, only the first ones run, and only they are the run's.
+	if n := o.workflows; n > 0 && n < len(graphs) {
+		graphs, infos = graphs[:n], infos[:n]
+	}
 	return graphs, infos, nil
 }
 

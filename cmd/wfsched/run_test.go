@@ -195,3 +195,18 @@ func countTools(t *testing.T, nodes []byte) int {
 	lines := strings.Split(strings.TrimSpace(string(nodes)), "\n")
 	return strings.Count(strings.Join(lines[:len(lines)-1], "\n"), `"kind":"tool"`)
 }
+
+// TestRunNamesOnlyTheTracesItRan: a folder of traces with fewer workflows
+// than traces runs the first ones, and names only them.
+func TestRunNamesOnlyTheTracesItRan(t *testing.T) {
+	out := t.TempDir()
+	code, stdout, stderr := run(t, "run", "--dag", "../../traces", "--workflows", "1", "--time-scale", "0.05", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	r := readSummary(t, runDir(t, out))
+	header, _, _ := strings.Cut(stdout, "\n")
+	if len(r.Traces) != 1 || !strings.Contains(header, r.Traces[0].ID) || strings.Contains(header, "research-team") {
+		t.Errorf("traces %+v, header %q", r.Traces, header)
+	}
+}
