@@ -64,6 +64,7 @@ func WriteComparisonFiles(dir string, d ComparisonDoc, runs map[string][]RunData
 		name string
 		fn   func(io.Writer) error
 	}{
+		{"comparison.txt", func(w io.Writer) error { return WriteComparisonText(w, d) }}, // the table as printed
 		{"comparison.json", func(w io.Writer) error { return WriteJSON(w, d) }},
 		{"comparison.csv", func(w io.Writer) error { return WriteComparisonCSV(w, d) }},
 		{"comparison.md", func(w io.Writer) error { return WriteComparisonMarkdown(w, d) }},

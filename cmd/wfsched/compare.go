@@ -39,7 +39,7 @@ are left out of the figures.
 Given folders instead of --dag, it compares saved runs (results/<run-id>) and saved
 comparisons (their policies become arms), for instance a baseline against today.
 
-Outputs, in OUT/<id>-compare/: a table on stdout, comparison.json, comparison.csv,
+Outputs, in OUT/<id>-compare/: a table on stdout and in comparison.txt, comparison.json, comparison.csv,
 comparison.md, and report.html (self-contained: makespan bars with intervals, latency CDFs,
 a timeline of each policy's first workflow with the critical path marked); --png also
 writes the figures as PNG. Runs are kept under runs/.`,

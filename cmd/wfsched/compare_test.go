@@ -55,6 +55,11 @@ func TestReportComparisonGolden(t *testing.T) {
 		}
 		golden(t, "report-"+f, string(b))
 	}
+	// comparison.txt is the table as printed, where the prototype's users
+	// look for it.
+	if b, err := os.ReadFile(filepath.Join(dir, "comparison.txt")); err != nil || string(b) != out {
+		t.Errorf("comparison.txt differs from the printed table (%v):\n%s", err, b)
+	}
 	checkHTML(t, filepath.Join(dir, "report.html"), 5, "Makespan per workflow", "Time to first token (CDF)", "Timeline: parallel", "critical path")
 }
 
