@@ -16,6 +16,26 @@ import (
 type Inspection struct {
 	Path  string    `json:"path,omitempty"`
 	Stats dag.Stats `json:"stats"`
+	// Batches are the node ids of each level, in file order: what can run
+	// together once the levels before have run (the prototype's
+	// get_execution_batches()); Order is a topological order (its
+	// topological_sort()). Both only when asked for (inspect --batches).
+	Batches [][]string `json:"batches,omitempty"`
+	Order   []string   `json:"topological_order,omitempty"`
+}
+
+// WithBatches fills Batches and Order from g's topology.
+func (in Inspection) WithBatches(g *dag.Graph, t *dag.Topology) Inspection {
+	in.Batches = make([][]string, len(t.Levels))
+	for l, vs := range t.Levels {
+		for _, v := range vs {
+			in.Batches[l] = append(in.Batches[l], g.Nodes[v].ID)
+		}
+	}
+	for _, v := range t.Order {
+		in.Order = append(in.Order, g.Nodes[v].ID)
+	}
+	return in
 }
 
 // WriteInspectText writes one graph's statistics, agents, levels, critical
@@ -59,6 +79,19 @@ func WriteInspectText(w io.Writer, in Inspection) error {
 		levelSummary(s.LevelSizes), len(s.CriticalPath), seconds(s.Span), elide(s.CriticalPath, 8, 4))
 	if err != nil {
 		return err
+	}
+	if len(in.Batches) > 0 {
+		if _, err := fmt.Fprintf(w, "Execution batches (%d):\n", len(in.Batches)); err != nil {
+			return err
+		}
+		for l, ids := range in.Batches {
+			if _, err := fmt.Fprintf(w, "  %d: %s\n", l, strings.Join(ids, " ")); err != nil {
+				return err
+			}
+		}
+		if _, err := fmt.Fprintf(w, "Topological order: %s\n", strings.Join(in.Order, " ")); err != nil {
+			return err
+		}
 	}
 	if s.SingleChain() {
 		_, err = fmt.Fprintln(w, "Note: this trace is a single chain: its critical path is all of its work, so no policy can run it"+

@@ -9,8 +9,9 @@ import (
 )
 
 type inspectOptions struct {
-	trace  traceFlags
-	output string
+	trace   traceFlags
+	output  string
+	batches bool
 }
 
 func newInspectCmd() *cobra.Command {
@@ -25,6 +26,7 @@ tokens that repeat a prefix of the same agent's earlier prompt.
 For a file holding many traces and no --trace-id or --index, it lists one row per trace.`,
 		Example: `  wfsched inspect traces/research-team.json
   wfsched inspect ../shared/traces/steps/appworld.json --trace-id b119b1f_2
+  wfsched inspect traces/research-team.json --batches
   wfsched inspect traces/fanout-12.json -o dot | dot -Tsvg > fanout.svg`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -33,6 +35,7 @@ For a file holding many traces and no --trace-id or --index, it lists one row pe
 	}
 	o.trace.register(cmd.Flags())
 	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output: table, json, dot or mermaid")
+	cmd.Flags().BoolVar(&o.batches, "batches", false, "also list the execution batches (levels) with their node ids, and a topological order")
 	return cmd
 }
 
@@ -72,9 +75,13 @@ func runInspect(cmd *cobra.Command, o inspectOptions, path string) error {
 		return err
 	}
 	stats := dag.Summarize(g, t, dag.CostModel{})
+	in := report.Inspection{Path: path, Stats: stats}
+	if o.batches {
+		in = in.WithBatches(g, t)
+	}
 	switch o.output {
 	case "json":
-		return report.WriteJSON(w, report.Inspection{Path: path, Stats: stats})
+		return report.WriteJSON(w, in)
 	case "dot", "mermaid":
 		path, _ := dag.CriticalPath(t, dag.CostModel{}.Costs(g))
 		if o.output == "dot" {
@@ -82,5 +89,5 @@ func runInspect(cmd *cobra.Command, o inspectOptions, path string) error {
 		}
 		return dag.WriteMermaid(w, g, path.Nodes)
 	}
-	return report.WriteInspectText(w, report.Inspection{Path: path, Stats: stats})
+	return report.WriteInspectText(w, in)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -10,7 +11,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/wfsched/wfsched/dag"
 	"github.com/wfsched/wfsched/internal/testenv"
+	"github.com/wfsched/wfsched/report"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -234,5 +237,47 @@ func TestHostileInputs(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(dir + "*.tmp"); len(left) > 0 {
 		t.Errorf("left behind: %v", left)
+	}
+}
+
+// TestInspectBatches: inspect --batches lists levels whose nodes depend
+// only on earlier levels, and an order that puts every parent first, in
+// the table and in JSON.
+func TestInspectBatches(t *testing.T) {
+	code, stdout, stderr := run(t, "inspect", example, "--batches", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var in report.Inspection
+	if err := json.Unmarshal([]byte(stdout), &in); err != nil {
+		t.Fatal(err)
+	}
+	g, err := dag.ReadOne(example, dag.Options{}, dag.Selector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	level, pos := map[string]int{}, map[string]int{}
+	n := 0
+	for l, ids := range in.Batches {
+		for _, id := range ids {
+			level[id] = l
+			n++
+		}
+	}
+	for k, id := range in.Order {
+		pos[id] = k
+	}
+	if n != len(g.Nodes) || len(in.Order) != len(g.Nodes) || len(in.Batches) != in.Stats.Depth {
+		t.Fatalf("%d nodes in %d batches, %d in the order; the trace has %d nodes, depth %d", n, len(in.Batches), len(in.Order), len(g.Nodes), in.Stats.Depth)
+	}
+	for _, e := range g.Edges {
+		if level[e.From] >= level[e.To] || pos[e.From] >= pos[e.To] {
+			t.Errorf("edge %s -> %s: levels %d, %d; positions %d, %d", e.From, e.To, level[e.From], level[e.To], pos[e.From], pos[e.To])
+		}
+	}
+	code, stdout, _ = run(t, "inspect", example, "--batches")
+	if code != 0 || !strings.Contains(stdout, "Execution batches (7):") || !strings.Contains(stdout, "  1: a-search b-search c-search") ||
+		!strings.Contains(stdout, "Topological order: plan ") {
+		t.Errorf("table:\n%s", stdout)
 	}
 }
