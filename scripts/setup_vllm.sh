@@ -2,8 +2,13 @@
 # setup_vllm.sh: start, stop and inspect vLLM's OpenAI-compatible server in
 # Docker for wfsched. Usage:
 #
-#   scripts/setup_vllm.sh start [--profile P] [--instances N] [--dry-run]
-#   scripts/setup_vllm.sh stop|status|logs [--instances N] [--dry-run]
+#   scripts/setup_vllm.sh [start] [--profile P] [--instances N] [--dry-run]
+#   scripts/setup_vllm.sh stop|status [--instances N] [--dry-run]
+#   scripts/setup_vllm.sh logs [--instances N] [--no-follow] [--dry-run]
+#
+# With no command it starts the server, as the prototype's script does;
+# options may come before or after the command. logs follows the log
+# (Ctrl-C stops following; --no-follow prints the last 100 lines).
 #
 # Profiles (from the prototype's configuration):
 #   dev          Llama-3.1-8B-Instruct, 8K context, 64 sequences, 90% GPU memory
@@ -20,8 +25,9 @@
 # wfsched. --dry-run prints the exact docker commands and runs nothing.
 set -euo pipefail
 
+# usage prints the comment at the top of this file, and nothing after it.
 usage() {
-	sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+	awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"
 	exit "${1:-2}"
 }
 
@@ -31,21 +37,27 @@ die() {
 	exit 1
 }
 
-cmd="${1:-}"
-[ -n "$cmd" ] || usage
-shift
+cmd=""
 profile="dev"
 instances=1
 dry_run=0
+follow=1
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--profile) profile="${2:?--profile needs a value}"; shift 2 ;;
 	--instances) instances="${2:?--instances needs a value}"; shift 2 ;;
 	--dry-run) dry_run=1; shift ;;
-	-h | --help) usage 0 ;;
-	*) die "unknown option $1" "see scripts/setup_vllm.sh --help" ;;
+	--no-follow) follow=0; shift ;;
+	-h | --help | help) usage 0 ;;
+	-*) die "unknown option $1" "see scripts/setup_vllm.sh --help" ;;
+	*)
+		[ -z "$cmd" ] || die "two commands: $cmd and $1" "give one of start, stop, status or logs"
+		cmd="$1"
+		shift
+		;;
 	esac
 done
+cmd="${cmd:-start}"
 case "$instances" in
 '' | *[!0-9]* | 0) die "--instances $instances: want a positive number" ;;
 esac
@@ -172,9 +184,23 @@ status() {
 }
 
 logs() {
+	if [ "$follow" -eq 0 ] || [ "$instances" -eq 1 ]; then
+		flags=(--tail 100)
+		[ "$follow" -eq 1 ] && flags=(--follow --tail 100)
+		for ((i = 0; i < instances; i++)); do
+			run docker logs "${flags[@]}" "$(container "$i")"
+		done
+		return
+	fi
+	# Several servers: follow them all at once, each line marked.
 	for ((i = 0; i < instances; i++)); do
-		run docker logs --tail 100 "$(container "$i")"
+		name=$(container "$i")
+		printf '+ docker logs --follow --tail 100 %q (lines marked [%s])\n' "$name" "$name"
+		if [ "$dry_run" -eq 0 ]; then
+			docker logs --follow --tail 100 "$name" 2>&1 | sed "s/^/[$name] /" &
+		fi
 	done
+	if [ "$dry_run" -eq 0 ]; then wait; fi
 }
 
 case "$cmd" in
@@ -182,6 +208,5 @@ start) start ;;
 stop) stop ;;
 status) status ;;
 logs) logs ;;
--h | --help | help) usage 0 ;;
 *) die "unknown command $cmd" "want start, stop, status or logs" ;;
 esac

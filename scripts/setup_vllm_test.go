@@ -107,3 +107,46 @@ func TestCheckTree(t *testing.T) {
 		t.Errorf("a tree with a big file and a binary: %v\n%s", err, out)
 	}
 }
+
+// TestPrototypeHabits: what users of the prototype's setup_vllm.sh type.
+func TestPrototypeHabits(t *testing.T) {
+	// No command starts the server. A fake docker that answers nothing
+	// stops it at the first check, whatever this machine has installed.
+	fake := t.TempDir()
+	os.WriteFile(filepath.Join(fake, "docker"), []byte("#!/bin/sh\necho fake docker >&2\nexit 1\n"), 0o755)
+	out, err := dryRun(t, []string{"PATH=" + fake + ":/usr/bin:/bin"})
+	if err == nil || !strings.Contains(out, "the Docker engine is not running") {
+		t.Errorf("no arguments: %v\n%s", err, out)
+	}
+	// --dry-run alone, or before the command, is a dry start.
+	for _, args := range [][]string{{"--dry-run"}, {"--dry-run", "start"}, {"--instances", "2", "start", "--dry-run"}} {
+		out, err := dryRun(t, []string{"HF_TOKEN=x"}, args...)
+		if err != nil || !strings.Contains(out, "+ docker run -d --name wfsched-vllm-0") {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+	}
+	// The environment overrides of the prototype's troubleshooting guide.
+	out, err = dryRun(t, []string{"GPU_MEMORY_UTIL=0.85", "MAX_NUM_SEQS=32", "MAX_MODEL_LEN=4096", "MODEL=Qwen/Qwen2.5-7B-Instruct", "PORT=9000"}, "--dry-run")
+	for _, want := range []string{"--gpu-memory-utilization 0.85", "--max-num-seqs 32", "--max-model-len 4096", "--model Qwen/Qwen2.5-7B-Instruct", "-p 127.0.0.1:9000:8000"} {
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("environment overrides: want %q in\n%s (%v)", want, out, err)
+		}
+	}
+	// --help is the header comment and nothing of the script after it.
+	out, err = dryRun(t, nil, "--help")
+	if err != nil || !strings.Contains(out, "Environment variables override a profile") || strings.Contains(out, "set -euo") || strings.Contains(out, "usage()") {
+		t.Errorf("--help: %v\n%s", err, out)
+	}
+	// logs follows, unless told not to.
+	out, _ = dryRun(t, nil, "logs", "--dry-run")
+	if !strings.Contains(out, "docker logs --follow --tail 100 wfsched-vllm-0") {
+		t.Errorf("logs: %s", out)
+	}
+	out, _ = dryRun(t, nil, "logs", "--dry-run", "--no-follow")
+	if strings.Contains(out, "--follow") || !strings.Contains(out, "docker logs --tail 100 wfsched-vllm-0") {
+		t.Errorf("logs --no-follow: %s", out)
+	}
+	if out, err := dryRun(t, nil, "stop", "start"); err == nil || !strings.Contains(out, "two commands") {
+		t.Errorf("two commands: %v %s", err, out)
+	}
+}
