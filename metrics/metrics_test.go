@@ -1,10 +1,16 @@
 package metrics
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"gonum.org/v1/gonum/stat"
 
@@ -209,5 +215,44 @@ func TestFaultTotals(t *testing.T) {
 	// The recorder's own totals are not changed by WithFailovers.
 	if again := r.Summarize(1).Faults; again.Failovers != 0 || again.ByBackend["http://a"].Failovers != 0 {
 		t.Errorf("WithFailovers changed the recorder: %+v", again)
+	}
+}
+
+// TestSampler: gauges are averaged over samples; busy comes from the
+// engine's busy-time counter when it has one, else from the samples with
+// requests running; a server that cannot be read stays NaN.
+func TestSampler(t *testing.T) {
+	var mu sync.Mutex
+	n := 0
+	vllm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		n++
+		running := n % 2 // running on every other scrape
+		mu.Unlock()
+		fmt.Fprintf(w, "vllm:num_requests_running{model_name=\"m\"} %d\nvllm:num_requests_waiting{model_name=\"m\"} 3\nvllm:gpu_cache_usage_perc{model_name=\"m\"} 0.5\n", running)
+	}))
+	defer vllm.Close()
+	busy := 0.0
+	engine := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		busy += 0.25
+		b := busy
+		mu.Unlock()
+		fmt.Fprintf(w, "vllm:num_requests_running 1\nvllm:num_requests_waiting 0\nvllm:kv_cache_usage_perc 0.2\nwfsched_sim_busy_seconds_total %g\n", b)
+	}))
+	defer engine.Close()
+	s := StartSampler(context.Background(), http.DefaultClient, []string{vllm.URL, engine.URL, "http://127.0.0.1:1"}, 5*time.Millisecond)
+	time.Sleep(60 * time.Millisecond)
+	u := s.Stop(context.Background(), 10)
+	if u[0].BusyFrom != "samples" || u[0].Samples < 4 || u[0].KVUsageMean != 0.5 || u[0].WaitingMax != 3 ||
+		math.Abs(float64(u[0].BusyFraction)-0.5) > 0.2 {
+		t.Errorf("sampled server: %+v", u[0])
+	}
+	// The counter rose by 0.25 a scrape: (samples-1)*0.25 over 10 s.
+	if want := float64(u[1].Samples-1) * 0.25 / 10; u[1].BusyFrom != "engine counter" || math.Abs(float64(u[1].BusyFraction)-want) > 1e-9 {
+		t.Errorf("engine: %+v, busy want %v", u[1], want)
+	}
+	if u[2].Samples != 0 || !math.IsNaN(float64(u[2].BusyFraction)) || u[2].BusyFrom != "" {
+		t.Errorf("unreachable server: %+v", u[2])
 	}
 }

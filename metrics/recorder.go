@@ -181,6 +181,10 @@ type Summary struct {
 
 	// Faults counts what went wrong on the way to the calls' results.
 	Faults FaultTotals `json:"faults"`
+
+	// Utilisation is each server's busy fraction, KV-cache use and
+	// requests running and waiting over the run (see Sampler).
+	Utilisation []BackendUtil `json:"backend_utilisation,omitempty"`
 }
 
 // FaultCounts count the attempts of LLM calls, succeeded or not, and how

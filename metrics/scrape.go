@@ -17,6 +17,19 @@ type ServerCounters struct {
 	PrefixQueries, PrefixHits, Preemptions, PromptTokens, GenerationTokens float64
 	// Found reports whether the server exposed the prefix-cache counters.
 	Found bool
+	// BusySeconds is wfsched's engine's busy time (modeled seconds spent
+	// running steps); HasBusy is false for servers without that counter.
+	BusySeconds float64 `json:"busy_seconds,omitempty"`
+	HasBusy     bool    `json:"-"`
+}
+
+// ServerGauges are a server's instant state: requests running and waiting,
+// and the fraction of its KV cache in use (vLLM's kv_cache_usage_perc, or
+// gpu_cache_usage_perc before it was renamed), averaged over label sets.
+type ServerGauges struct {
+	Running, Waiting, KVUsage float64
+	// Found reports whether the server exposed them.
+	Found bool
 }
 
 // Sub returns c - before.
@@ -25,6 +38,7 @@ func (c ServerCounters) Sub(before ServerCounters) ServerCounters {
 		PrefixQueries: c.PrefixQueries - before.PrefixQueries, PrefixHits: c.PrefixHits - before.PrefixHits,
 		Preemptions: c.Preemptions - before.Preemptions, PromptTokens: c.PromptTokens - before.PromptTokens,
 		GenerationTokens: c.GenerationTokens - before.GenerationTokens, Found: c.Found && before.Found,
+		BusySeconds: c.BusySeconds - before.BusySeconds, HasBusy: c.HasBusy && before.HasBusy,
 	}
 }
 
@@ -34,6 +48,7 @@ func (c ServerCounters) Add(o ServerCounters) ServerCounters {
 		PrefixQueries: c.PrefixQueries + o.PrefixQueries, PrefixHits: c.PrefixHits + o.PrefixHits,
 		Preemptions: c.Preemptions + o.Preemptions, PromptTokens: c.PromptTokens + o.PromptTokens,
 		GenerationTokens: c.GenerationTokens + o.GenerationTokens, Found: c.Found || o.Found,
+		BusySeconds: c.BusySeconds + o.BusySeconds, HasBusy: c.HasBusy || o.HasBusy,
 	}
 }
 
@@ -47,26 +62,38 @@ func (c ServerCounters) HitRate() Float {
 
 // Scrape reads a server's counters from baseURL/metrics.
 func Scrape(ctx context.Context, hc *http.Client, baseURL string) (ServerCounters, error) {
+	c, _, err := ScrapeAll(ctx, hc, baseURL)
+	return c, err
+}
+
+// ScrapeAll reads a server's counters and gauges from baseURL/metrics.
+func ScrapeAll(ctx context.Context, hc *http.Client, baseURL string) (ServerCounters, ServerGauges, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimSuffix(strings.TrimSuffix(baseURL, "/"), "/v1")+"/metrics", nil)
 	if err != nil {
-		return ServerCounters{}, err
+		return ServerCounters{}, ServerGauges{}, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return ServerCounters{}, fmt.Errorf("scrape %s: %w", baseURL, err)
+		return ServerCounters{}, ServerGauges{}, fmt.Errorf("scrape %s: %w", baseURL, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return ServerCounters{}, fmt.Errorf("scrape %s/metrics: status %d", baseURL, resp.StatusCode)
+		return ServerCounters{}, ServerGauges{}, fmt.Errorf("scrape %s/metrics: status %d", baseURL, resp.StatusCode)
 	}
-	return ParseCounters(resp.Body)
+	return parseExposition(resp.Body)
 }
 
 // ParseCounters reads Prometheus text exposition. Python vLLM exposes
 // counters with a _total suffix; some servers that mimic it use the bare
 // name: both are accepted (the _total sample wins when both appear).
 func ParseCounters(r io.Reader) (ServerCounters, error) {
+	c, _, err := parseExposition(r)
+	return c, err
+}
+
+func parseExposition(r io.Reader) (ServerCounters, ServerGauges, error) {
 	vals := map[string]float64{}
+	sets := map[string]int{} // label sets seen per name
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
@@ -78,7 +105,7 @@ func ParseCounters(r io.Reader) (ServerCounters, error) {
 		if k := strings.IndexAny(line, "{ "); k >= 0 {
 			name, rest = line[:k], line[k:]
 		}
-		if !strings.HasPrefix(name, "vllm:") {
+		if !strings.HasPrefix(name, "vllm:") && name != "wfsched_sim_busy_seconds_total" {
 			continue
 		}
 		if strings.HasPrefix(rest, "{") {
@@ -97,9 +124,10 @@ func ParseCounters(r io.Reader) (ServerCounters, error) {
 			continue
 		}
 		vals[name] += v
+		sets[name]++
 	}
 	if err := sc.Err(); err != nil {
-		return ServerCounters{}, err
+		return ServerCounters{}, ServerGauges{}, err
 	}
 	get := func(base string) (float64, bool) {
 		if v, ok := vals[base+"_total"]; ok {
@@ -116,7 +144,19 @@ func ParseCounters(r io.Reader) (ServerCounters, error) {
 	c.Preemptions, _ = get("vllm:num_preemptions")
 	c.PromptTokens, _ = get("vllm:prompt_tokens")
 	c.GenerationTokens, _ = get("vllm:generation_tokens")
-	return c, nil
+	c.BusySeconds, c.HasBusy = vals["wfsched_sim_busy_seconds_total"]
+	var g ServerGauges
+	var run, wait bool
+	g.Running, run = vals["vllm:num_requests_running"]
+	g.Waiting, wait = vals["vllm:num_requests_waiting"]
+	for _, name := range []string{"vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"} {
+		if n := sets[name]; n > 0 {
+			g.KVUsage = vals[name] / float64(n)
+			g.Found = run && wait
+			break
+		}
+	}
+	return c, g, nil
 }
 
 // labelsEnd returns the index of the '}' closing a label set, skipping

@@ -91,8 +91,9 @@ func LoadRun(dir string) (RunData, error) {
 			duration = max(duration, n.EndS)
 		}
 	}
-	server := rd.Report.Summary.Server
+	server, util := rd.Report.Summary.Server, rd.Report.Summary.Utilisation
 	rd.Report.Summary = rec.Summarize(duration).WithServer(server)
+	rd.Report.Summary.Utilisation = util
 	if st := rd.Report.Backend.RouterStats; st != nil {
 		failovers := map[string]int64{}
 		for _, b := range st.Backends {

@@ -157,6 +157,9 @@ func WriteRunText(w io.Writer, r RunReport) error {
 			rows = append(rows, []string{"workflow goodput (wct SLO) per minute", num(s.WorkflowGoodputMin, "%.2f")})
 		}
 	}
+	for _, u := range s.Utilisation {
+		rows = append(rows, []string{"utilisation " + u.URL, utilisation(u)})
+	}
 	if f := s.Faults; f.Any() {
 		rows = append(rows, []string{"retries, cut streams, timeouts, other errors, failovers",
 			fmt.Sprintf("%d, %d, %d, %d, %d (of %d attempts)", f.Retries, f.CutStreams, f.Timeouts, f.Errors, f.Failovers, f.Attempts)})
@@ -184,6 +187,24 @@ func WriteRunText(w io.Writer, r RunReport) error {
 	}
 	_, err := fmt.Fprintf(w, "Results: %s (nodes.jsonl, workflows.jsonl, summary.json)\n", r.Dir)
 	return err
+}
+
+// utilisation says how busy a server was: busy fraction (and how it was
+// measured), KV-cache use, requests running and waiting.
+func utilisation(u metrics.BackendUtil) string {
+	if u.Samples == 0 && u.BusyFrom == "" {
+		return "not measured (the server exposed no vLLM gauges)"
+	}
+	busy := "busy " + num(u.BusyFraction*100, "%.0f%%")
+	if u.BusyFrom == "samples" {
+		busy += " (sampled)"
+	}
+	if u.Samples == 0 {
+		return busy
+	}
+	return fmt.Sprintf("%s, KV cache %s mean, %s max, running %s, waiting %s (max %s), %d samples", busy,
+		num(u.KVUsageMean*100, "%.0f%%"), num(u.KVUsageMax*100, "%.0f%%"), num(u.RunningMean, "%.1f"),
+		num(u.WaitingMean, "%.1f"), num(u.WaitingMax, "%.0f"), u.Samples)
 }
 
 func serverRate(s metrics.Summary) string {

@@ -628,6 +628,7 @@ func (e *Engine) schedule() (StepInfo, bool) {
 	}
 	info.Running, info.Waiting = len(e.running), len(e.waiting)
 	e.stats.steps++
+	e.stats.busySec += info.Duration.Seconds()
 	return info, true
 }
 

@@ -56,6 +56,7 @@ type stats struct {
 	generated     int64
 	success       map[string]int64
 	steps         int64
+	busySec       float64 // modeled time spent in steps
 	running       int
 	waiting       int
 	kvUsage       float64
@@ -108,7 +109,7 @@ var (
 	descs      = struct {
 		running, waiting, kvUsage, lag                     *prometheus.Desc
 		queries, hits, preempt, prompt, generated, success *prometheus.Desc
-		steps                                              *prometheus.Desc
+		steps, busy                                        *prometheus.Desc
 		ttft, itl, e2e, queue, prefill, decode             *prometheus.Desc
 	}{
 		running:   prometheus.NewDesc("vllm:num_requests_running", "Number of requests in the running batch.", modelLabel, nil),
@@ -122,6 +123,7 @@ var (
 		generated: prometheus.NewDesc("vllm:generation_tokens_total", "Generated tokens.", modelLabel, nil),
 		success:   prometheus.NewDesc("vllm:request_success_total", "Finished requests, by finish reason.", []string{"model_name", "finished_reason"}, nil),
 		steps:     prometheus.NewDesc("wfsched_sim_steps_total", "Engine steps run.", modelLabel, nil),
+		busy:      prometheus.NewDesc("wfsched_sim_busy_seconds_total", "Modeled time the engine spent running steps: over an interval, its increase divided by the interval is the GPU's busy fraction.", modelLabel, nil),
 		ttft:      prometheus.NewDesc("vllm:time_to_first_token_seconds", "Time to first token (modeled).", modelLabel, nil),
 		itl:       prometheus.NewDesc("vllm:inter_token_latency_seconds", "Time between consecutive output tokens (modeled).", modelLabel, nil),
 		e2e:       prometheus.NewDesc("vllm:e2e_request_latency_seconds", "Arrival to finish (modeled).", modelLabel, nil),
@@ -134,7 +136,7 @@ var (
 // Describe implements prometheus.Collector.
 func (s *stats) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descs.running, descs.waiting, descs.kvUsage, descs.lag, descs.queries, descs.hits,
-		descs.preempt, descs.prompt, descs.generated, descs.success, descs.steps, descs.ttft, descs.itl, descs.e2e,
+		descs.preempt, descs.prompt, descs.generated, descs.success, descs.steps, descs.busy, descs.ttft, descs.itl, descs.e2e,
 		descs.queue, descs.prefill, descs.decode} {
 		ch <- d
 	}
@@ -161,6 +163,7 @@ func (s *stats) Collect(ch chan<- prometheus.Metric) {
 	counter(descs.prompt, s.prompt)
 	counter(descs.generated, s.generated)
 	counter(descs.steps, s.steps)
+	ch <- prometheus.MustNewConstMetric(descs.busy, prometheus.CounterValue, s.busySec, m)
 	for _, r := range []string{FinishStop, FinishLength} {
 		ch <- prometheus.MustNewConstMetric(descs.success, prometheus.CounterValue, float64(s.success[r]), m, r)
 	}

@@ -31,6 +31,15 @@ func TestRunBehindEmbeddedRouter(t *testing.T) {
 	if r.Summary.Requests == 0 || r.Summary.ServerHitRate != r.Summary.CacheHitRate {
 		t.Errorf("hit rates: responses %v, servers %v", r.Summary.CacheHitRate, r.Summary.ServerHitRate)
 	}
+	// Each engine's utilisation, its busy time from its own counter.
+	if len(r.Summary.Utilisation) != 3 {
+		t.Fatalf("utilisation of %d backends, want 3", len(r.Summary.Utilisation))
+	}
+	for _, u := range r.Summary.Utilisation {
+		if u.BusyFrom != "engine counter" || !(u.BusyFraction > 0 && u.BusyFraction <= 1) || u.Samples == 0 || !(u.KVUsageMax > 0 && u.KVUsageMax <= 1) {
+			t.Errorf("utilisation %+v", u)
+		}
+	}
 }
 
 func TestCompareRoutingLogics(t *testing.T) {

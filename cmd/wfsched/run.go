@@ -283,15 +283,22 @@ func (o *runOptions) startBackend(ctx context.Context, stderr io.Writer) (*backe
 	return be, nil
 }
 
+// serverURLs are the servers that do the work: the engines, the endpoints,
+// or those behind a wfsched router given as the one endpoint.
+func (be *backend) serverURLs(ctx context.Context) []string {
+	urls := be.info.URLs
+	if be.info.Kind == "endpoint" && len(urls) == 1 {
+		urls = behindRouter(ctx, urls[0], be.apiKey)
+	}
+	return urls
+}
+
 // scrapeAll sums the counters of every server of the backend; Found is
 // false when any could not be read.
 func (be *backend) scrapeAll(ctx context.Context) metrics.ServerCounters {
 	var sum metrics.ServerCounters
 	found := true
-	urls := be.info.URLs
-	if be.info.Kind == "endpoint" && len(urls) == 1 {
-		urls = behindRouter(ctx, urls[0], be.apiKey)
-	}
+	urls := be.serverURLs(ctx)
 	for _, u := range urls {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		c, err := metrics.Scrape(sctx, http.DefaultClient, u)
@@ -384,8 +391,10 @@ func replay(ctx context.Context, stderr io.Writer, dir string, o *runOptions, cf
 		return rep, fmt.Errorf("write summary: %w", err)
 	}
 	before := be.scrapeAll(ctx)
+	sampler := metrics.StartSampler(ctx, http.DefaultClient, be.serverURLs(ctx), metrics.DefaultSampleEvery)
 	res, runErr := scheduler.Run(ctx, cfg, graphs, be.cl, sinks)
 	stopProgress()
+	util := sampler.Stop(context.WithoutCancel(ctx), res.DurationS)
 	after := be.scrapeAll(ctx)
 	// The router's figures: the embedded one's, or those of a wfsched
 	// router given as the endpoint (any other server has none).
@@ -411,6 +420,7 @@ func replay(ctx context.Context, stderr io.Writer, dir string, o *runOptions, cf
 		rep.Outcome, rep.Reason = scheduler.OutcomeFailed, runErr.Error()
 	}
 	rep.Summary = rec.Summarize(res.DurationS).WithServer(after.Sub(before)).WithFailovers(failovers)
+	rep.Summary.Utilisation = util
 	if err := writeOut(nil, filepath.Join(dir, "summary.json"), func(w io.Writer) error { return report.WriteJSON(w, rep) }); err != nil {
 		return rep, fmt.Errorf("write summary: %w", err)
 	}

@@ -1,0 +1,130 @@
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// BackendUtil is how busy one server was over a run.
+type BackendUtil struct {
+	URL string `json:"url"`
+	// BusyFraction is the share of the run the server spent working: from
+	// the engine's busy-time counter where it has one (BusyFrom "engine
+	// counter", exact), else the share of samples with requests running
+	// (BusyFrom "samples", as near as the sampling interval allows); NaN
+	// when neither could be read.
+	BusyFraction Float  `json:"busy_fraction"`
+	BusyFrom     string `json:"busy_from,omitempty"`
+	// KV-cache use (0 to 1) and requests running and waiting, over the
+	// samples taken during the run.
+	KVUsageMean Float `json:"kv_cache_usage_mean"`
+	KVUsageMax  Float `json:"kv_cache_usage_max"`
+	RunningMean Float `json:"running_mean"`
+	WaitingMean Float `json:"waiting_mean"`
+	WaitingMax  Float `json:"waiting_max"`
+	Samples     int   `json:"samples"`
+}
+
+// Sampler scrapes servers' /metrics at an interval during a run, for
+// their KV-cache use, requests running and waiting, and busy time. Start
+// it before the run and Stop it after.
+type Sampler struct {
+	hc     *http.Client
+	urls   []string
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu    sync.Mutex
+	acc   []utilAcc
+	first []ServerCounters
+	last  []ServerCounters
+}
+
+type utilAcc struct {
+	n, busy                       int
+	kv, kvMax, run, wait, waitMax float64
+}
+
+// DefaultSampleEvery is how often a Sampler scrapes (wall time).
+const DefaultSampleEvery = 250 * time.Millisecond
+
+// StartSampler scrapes each of urls now and then every interval until
+// Stop. Unreachable servers are skipped quietly: their figures stay NaN.
+func StartSampler(ctx context.Context, hc *http.Client, urls []string, every time.Duration) *Sampler {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Sampler{hc: hc, urls: urls, cancel: cancel, done: make(chan struct{}),
+		acc: make([]utilAcc, len(urls)), first: make([]ServerCounters, len(urls)), last: make([]ServerCounters, len(urls))}
+	s.sample(ctx, true)
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.sample(ctx, false)
+			}
+		}
+	}()
+	return s
+}
+
+func (s *Sampler) sample(ctx context.Context, first bool) {
+	for i, u := range s.urls {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		c, g, err := ScrapeAll(sctx, s.hc, u)
+		cancel()
+		if err != nil {
+			continue
+		}
+		s.mu.Lock()
+		if first {
+			s.first[i] = c
+		}
+		s.last[i] = c
+		if g.Found {
+			a := &s.acc[i]
+			a.n++
+			a.kv += g.KVUsage
+			a.kvMax = max(a.kvMax, g.KVUsage)
+			a.run += g.Running
+			a.wait += g.Waiting
+			a.waitMax = max(a.waitMax, g.Waiting)
+			if g.Running > 0 {
+				a.busy++
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Stop takes a last sample and returns each server's figures over a run
+// of durationS modeled seconds (the busy counter is in modeled seconds).
+func (s *Sampler) Stop(ctx context.Context, durationS float64) []BackendUtil {
+	s.cancel()
+	<-s.done
+	s.sample(ctx, false)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]BackendUtil, len(s.urls))
+	for i, u := range s.urls {
+		a := s.acc[i]
+		b := BackendUtil{URL: u, Samples: a.n, BusyFraction: Float(nan()), KVUsageMean: Float(nan()), KVUsageMax: Float(nan()),
+			RunningMean: Float(nan()), WaitingMean: Float(nan()), WaitingMax: Float(nan())}
+		if a.n > 0 {
+			n := float64(a.n)
+			b.KVUsageMean, b.KVUsageMax = Float(a.kv/n), Float(a.kvMax)
+			b.RunningMean, b.WaitingMean, b.WaitingMax = Float(a.run/n), Float(a.wait/n), Float(a.waitMax)
+			b.BusyFraction, b.BusyFrom = Float(float64(a.busy)/n), "samples"
+		}
+		if d := s.last[i].Sub(s.first[i]); d.HasBusy && durationS > 0 {
+			b.BusyFraction, b.BusyFrom = Float(min(1, d.BusySeconds/durationS)), "engine counter"
+		}
+		out[i] = b
+	}
+	return out
+}
