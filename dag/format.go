@@ -165,10 +165,16 @@ func readParse(path string, opt Options) ([]*Graph, error) {
 	} else if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	data, err := io.ReadAll(io.LimitReader(br, limit+1))
-	if err != nil {
+	// Read into a buffer of the file's size (io.ReadAll would grow one
+	// step by step, clearing and copying as it goes).
+	var buf bytes.Buffer
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		buf.Grow(int(min(st.Size(), limit)) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(br, limit+1)); err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
+	data := buf.Bytes()
 	if int64(len(data)) > limit {
 		return nil, &InputError{Path: path, Err: &TooLargeError{Size: int64(len(data)), Limit: limit}}
 	}

@@ -79,7 +79,10 @@ func addSeeds(f *testing.F, name string, shared ...string) {
 func FuzzParseNative(f *testing.F) {
 	addSeeds(f, "native-seed.json")
 	f.Add([]byte(`{"format": "wfsched-dag", "version": 1, "nodes": [{"id": "a", "kind": "llm"}, {"id": "b", "kind": "tool"}], "edges": [{"from": "a", "to": "b", "type": "observation"}, {"from": "b", "to": "a", "type": "message"}]}`))
-	f.Fuzz(func(t *testing.T, data []byte) { fuzzParse(t, data, "native") })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzParse(t, data, "native")
+		checkSame(t, "input", data) // the parallel decode agrees with encoding/json
+	})
 }
 
 func FuzzParseDAGJSON(f *testing.F) {

@@ -98,8 +98,13 @@ func (s *Seconds) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return fmt.Errorf("duration_s: want a number of seconds, found %.40s", b)
 	}
-	*s = Seconds(time.Duration(max(min(v, 9e9), -9e9) * float64(time.Second)))
+	*s = secondsOf(v)
 	return nil
+}
+
+// secondsOf converts a number of seconds, saturating beyond about 290 years.
+func secondsOf(v float64) Seconds {
+	return Seconds(time.Duration(max(min(v, 9e9), -9e9) * float64(time.Second)))
 }
 
 // Edge says that To cannot start before From has finished.

@@ -33,8 +33,11 @@ func (nativeFormat) Detect(data []byte) bool {
 func (nativeFormat) Parse(data []byte, _ Options) ([]*Graph, error) {
 	var f nativeFile
 	f.Graph = &Graph{}
-	if err := unmarshal(data, &f); err != nil {
-		return nil, err
+	if !decodeNativeParallel(data, &f, minParallelBytes) {
+		f = nativeFile{Graph: &Graph{}}
+		if err := unmarshal(data, &f); err != nil {
+			return nil, err
+		}
 	}
 	if f.Format != NativeFormat {
 		return nil, fmt.Errorf("field format is %q, want %q", f.Format, NativeFormat)

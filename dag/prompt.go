@@ -1,7 +1,6 @@
 package dag
 
 import (
-	"fmt"
 	"strconv"
 
 	"github.com/wfsched/wfsched/tokenizer"
@@ -151,46 +150,47 @@ func PrefixShareAny(g *Graph, enc *tokenizer.Encoder) []int {
 	prev := PreviousCalls(g)
 	same := PrefixShare(g)
 	share := make([]int, len(g.Nodes))
-	seen := map[uint64]bool{} // hashes of message prefixes of earlier prompts
-	end := map[int]uint64{}   // the hash of each LLM node's whole message list
-	ends := map[int]int{}     // and its token count
-	userOH, asstOH := enc.MessageOverhead("user"), enc.MessageOverhead("assistant")
+	end := make([]uint64, len(g.Nodes)) // the hash of each LLM node's whole message list
+	ends := make([]int, len(g.Nodes))   // and its token count
+	parts := 0
+	for _, n := range g.Nodes {
+		parts += 1 + len(n.Inputs)
+	}
+	seen := make(map[uint64]struct{}, parts) // hashes of message prefixes of earlier prompts
+	userOH, asstOH, sysOH := enc.MessageOverhead("user"), enc.MessageOverhead("assistant"), enc.MessageOverhead("system")
+	var num []byte
 	for i, n := range g.Nodes {
 		if n.Kind != KindLLM {
 			continue
 		}
-		// The messages this prompt adds to its agent's previous prompt, or
-		// all of them for the agent's first call.
-		type part struct {
-			id     string
-			tokens int
-		}
-		var parts []part
 		h, tokens := uint64(14695981039346656037), 1 // <|begin_of_text|>
-		if j := prev[i]; j >= 0 {
-			h, tokens = end[j], ends[j]
-			pj := g.Nodes[j]
-			parts = append(parts, part{msgID("assistant", pj.Output, pj.ID+"/out"), asstOH + pj.OutputTokens.N})
-		} else if n.System != "" || n.SystemTokens > 0 {
-			parts = append(parts, part{msgID("system", n.System, n.ID+"/system"), enc.MessageOverhead("system") + n.SystemTokens})
-		}
-		for q, in := range n.Inputs {
-			parts = append(parts, part{msgID("user", in.Text, fmt.Sprintf("%s/in/%d", n.ID, q)), userOH + in.Tokens})
-		}
 		// Continuing an agent's own prompt, all of it is seen already.
 		shared, matching := 0, true
-		if prev[i] >= 0 {
-			shared = tokens
-		}
-		for _, p := range parts {
-			h = chain(h, p.id)
-			tokens += p.tokens
-			if matching && seen[h] {
+		// add hashes the next message (as chain(h, msgID(...)) would, with
+		// no string built) and notes whether that prefix was seen before.
+		add := func(hm uint64, t int) {
+			h = hm
+			tokens += t
+			if _, ok := seen[h]; matching && ok {
 				shared = tokens
 			} else {
 				matching = false
 			}
-			seen[h] = true
+			seen[h] = struct{}{}
+		}
+		// The messages this prompt adds to its agent's previous prompt, or
+		// all of them for the agent's first call.
+		if j := prev[i]; j >= 0 {
+			h, tokens = end[j], ends[j]
+			shared = tokens
+			pj := g.Nodes[j]
+			add(msgHash(h, "assistant", pj.Output, pj.ID, "/out", nil), asstOH+pj.OutputTokens.N)
+		} else if n.System != "" || n.SystemTokens > 0 {
+			add(msgHash(h, "system", n.System, n.ID, "/system", nil), sysOH+n.SystemTokens)
+		}
+		for q, in := range n.Inputs {
+			num = strconv.AppendInt(num[:0], int64(q), 10)
+			add(msgHash(h, "user", in.Text, n.ID, "/in/", num), userOH+in.Tokens)
 		}
 		end[i], ends[i] = h, tokens
 		share[i] = max(same[i], min(shared, n.InputTokens.N))
@@ -198,24 +198,41 @@ func PrefixShareAny(g *Graph, enc *tokenizer.Encoder) []int {
 	return share
 }
 
-// msgID identifies a message's text: the text itself when known, else its
-// source (whose stand-in text is derived from it).
-func msgID(role, text, source string) string {
-	if text == "" {
-		return role + "\x00@" + source
+// msgHash identifies a message after the prefix hashed h: its role and
+// text, or, when only a count is known, its source (id+suffix+num), whose
+// stand-in text is derived from it. It hashes the pieces in place, as one
+// FNV-1a stream over role, "\x00" and the text (or "\x00@" and the source)
+// after mixing h, so no string is built.
+func msgHash(h uint64, role, text, id, suffix string, num []byte) uint64 {
+	h = mix(h)
+	h = fnv(h, role)
+	if text != "" {
+		return fnv(fnv(h, "\x00"), text)
 	}
-	return role + "\x00" + text
+	h = fnv(fnv(fnv(h, "\x00@"), id), suffix)
+	for _, c := range num {
+		h ^= uint64(c)
+		h *= fnvPrime
+	}
+	return h
 }
 
-func chain(h uint64, s string) uint64 {
-	const prime = 1099511628211
+const fnvPrime = 1099511628211
+
+// mix spreads the bits of a chained hash before more bytes go in.
+func mix(h uint64) uint64 {
 	for k := 0; k < 8; k++ {
 		h ^= (h >> 29) & 0xff
-		h *= prime
+		h *= fnvPrime
 	}
+	return h
+}
+
+// fnv adds s's bytes to h (FNV-1a steps).
+func fnv(h uint64, s string) uint64 {
 	for i := 0; i < len(s); i++ {
 		h ^= uint64(s[i])
-		h *= prime
+		h *= fnvPrime
 	}
 	return h
 }

@@ -137,3 +137,27 @@ func TestEstimateTokensKeepsSetCounts(t *testing.T) {
 		t.Errorf("estimating twice changed counts:\n%s", diff)
 	}
 }
+
+// TestMsgHash: msgHash hashes the pieces of a message as one stream, the
+// same as hashing the whole identifier built as a string.
+func TestMsgHash(t *testing.T) {
+	chain := func(h uint64, s string) uint64 { return fnv(mix(h), s) }
+	for _, tc := range []struct{ role, text, id, suffix, num string }{
+		{"user", "hello there", "n1", "/in/", "0"},
+		{"user", "", "n1", "/in/", "12"},
+		{"assistant", "", "n7", "/out", ""},
+		{"system", "You are helpful.", "n0", "/system", ""},
+	} {
+		for _, h := range []uint64{14695981039346656037, 42} {
+			var want uint64
+			if tc.text != "" {
+				want = chain(h, tc.role+"\x00"+tc.text)
+			} else {
+				want = chain(h, tc.role+"\x00@"+tc.id+tc.suffix+tc.num)
+			}
+			if got := msgHash(h, tc.role, tc.text, tc.id, tc.suffix, []byte(tc.num)); got != want {
+				t.Errorf("%+v from %x: %x, want %x", tc, h, got, want)
+			}
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/wfsched/wfsched/internal/jsonscan"
 )
 
 // Metadata is a request's workflow_metadata (the fields the design names).
@@ -37,12 +39,12 @@ var errDuplicate = errors.New("given twice")
 // It scans the body in place (scanValue) and copies nothing but the value
 // it returns: a large body costs no more memory than itself.
 func stripField(body []byte, key string) (out, value []byte, ok bool, err error) {
-	i := skipSpace(body, 0)
+	i := jsonscan.Space(body, 0)
 	if i >= len(body) || body[i] != '{' {
 		return body, nil, false, nil
 	}
 	start, end := -1, -1
-	i = skipSpace(body, i+1)
+	i = jsonscan.Space(body, i+1)
 	if i < len(body) && body[i] == '}' {
 		return body, nil, false, nil
 	}
@@ -51,27 +53,27 @@ func stripField(body []byte, key string) (out, value []byte, ok bool, err error)
 			return body, nil, false, nil
 		}
 		keyStart := i
-		keyEnd := scanString(body, i)
+		keyEnd := jsonscan.String(body, i)
 		if keyEnd < 0 {
 			return body, nil, false, nil
 		}
-		i = skipSpace(body, keyEnd)
+		i = jsonscan.Space(body, keyEnd)
 		if i >= len(body) || body[i] != ':' {
 			return body, nil, false, nil
 		}
-		valStart := skipSpace(body, i+1)
-		valEnd := scanValue(body, valStart, 0)
+		valStart := jsonscan.Space(body, i+1)
+		valEnd := jsonscan.Value(body, valStart, 0)
 		if valEnd < 0 {
 			return body, nil, false, nil
 		}
-		if keyIs(body[keyStart:keyEnd], key) {
+		if jsonscan.KeyIs(body[keyStart:keyEnd], key) {
 			if start >= 0 {
 				return body, nil, false, fmt.Errorf("%s: %w", key, errDuplicate)
 			}
 			start, end = keyStart, valEnd
 			value = bytes.Clone(body[valStart:valEnd])
 		}
-		i = skipSpace(body, valEnd)
+		i = jsonscan.Space(body, valEnd)
 		if i >= len(body) {
 			return body, nil, false, nil
 		}
@@ -81,108 +83,18 @@ func stripField(body []byte, key string) (out, value []byte, ok bool, err error)
 		if body[i] != ',' {
 			return body, nil, false, nil
 		}
-		i = skipSpace(body, i+1)
+		i = jsonscan.Space(body, i+1)
 	}
 	if start < 0 {
 		return body, nil, false, nil
 	}
 	// Remove one separating comma: the one after, else the one before.
-	if j := skipSpace(body, end); j < len(body) && body[j] == ',' {
-		end = skipSpace(body, j+1)
-	} else if k := skipSpaceBack(body, start); k >= 0 && body[k] == ',' {
+	if j := jsonscan.Space(body, end); j < len(body) && body[j] == ',' {
+		end = jsonscan.Space(body, j+1)
+	} else if k := jsonscan.SpaceBack(body, start); k >= 0 && body[k] == ',' {
 		start = k
 	}
 	return append(body[:start], body[end:]...), value, true, nil
-}
-
-// keyIs compares a quoted JSON key with name, decoding escapes if any.
-func keyIs(quoted []byte, name string) bool {
-	if bytes.IndexByte(quoted, '\\') < 0 {
-		return len(quoted) == len(name)+2 && string(quoted[1:len(quoted)-1]) == name
-	}
-	var k string
-	return json.Unmarshal(quoted, &k) == nil && k == name
-}
-
-// maxDepth bounds the nesting scanValue follows, as encoding/json does.
-const maxDepth = 10000
-
-// scanString returns the index just after the JSON string starting at
-// b[i] (a '"'), or -1 if it does not end.
-func scanString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return -1
-}
-
-// scanValue returns the index just after the JSON value starting at b[i],
-// or -1 if there is none. It checks the structure (strings, brackets,
-// commas and colons), not the spelling of numbers and literals: the body
-// is forwarded as it is, and the server behind reads it in full.
-func scanValue(b []byte, i, depth int) int {
-	if i >= len(b) || depth > maxDepth {
-		return -1
-	}
-	switch b[i] {
-	case '"':
-		return scanString(b, i)
-	case '{', '[':
-		closing := byte('}')
-		if b[i] == '[' {
-			closing = ']'
-		}
-		i = skipSpace(b, i+1)
-		if i < len(b) && b[i] == closing {
-			return i + 1
-		}
-		for {
-			if closing == '}' {
-				if i >= len(b) || b[i] != '"' {
-					return -1
-				}
-				if i = scanString(b, i); i < 0 {
-					return -1
-				}
-				if i = skipSpace(b, i); i >= len(b) || b[i] != ':' {
-					return -1
-				}
-				i = skipSpace(b, i+1)
-			}
-			if i = scanValue(b, i, depth+1); i < 0 {
-				return -1
-			}
-			i = skipSpace(b, i)
-			if i >= len(b) {
-				return -1
-			}
-			if b[i] == closing {
-				return i + 1
-			}
-			if b[i] != ',' {
-				return -1
-			}
-			i = skipSpace(b, i+1)
-		}
-	default: // a number or a literal: up to the next delimiter
-		j := i
-	scan:
-		for ; j < len(b); j++ {
-			switch b[j] {
-			case ',', '}', ']', ':', ' ', '\t', '\r', '\n':
-				break scan
-			}
-		}
-		if j == i {
-			return -1
-		}
-		return j
-	}
 }
 
 // parseMetadata reads a workflow_metadata object, refusing what the router
@@ -237,21 +149,6 @@ func (md *Metadata) validate() error {
 		return fmt.Errorf("context_sharing_strategy %s: want auto, broadcast, selective or none", clip(md.ContextSharingStrategy))
 	}
 	return nil
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-func skipSpaceBack(b []byte, i int) int {
-	i--
-	for i >= 0 && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i--
-	}
-	return i
 }
 
 // promptText extracts the text routing by prefix looks at: the chat

@@ -50,12 +50,19 @@ func runInspect(cmd *cobra.Command, o inspectOptions, path string) error {
 		return err
 	}
 	w := cmd.OutOrStdout()
-	if !o.trace.chosen() && (o.output == "table" || o.output == "json") {
+	// One read of the file: every trace in it, or the one chosen.
+	var g *dag.Graph
+	var t *dag.Topology
+	if o.trace.chosen() {
+		if g, t, err = o.trace.readOne(path); err != nil {
+			return err
+		}
+	} else {
 		gs, err := dag.ReadFile(path, opt)
 		if err != nil {
 			return err
 		}
-		if len(gs) > 1 {
+		if len(gs) > 1 && (o.output == "table" || o.output == "json") {
 			stats := make([]dag.Stats, len(gs))
 			for i, g := range gs {
 				t, err := dag.Analyze(g)
@@ -69,10 +76,12 @@ func runInspect(cmd *cobra.Command, o inspectOptions, path string) error {
 			}
 			return report.WriteInspectList(w, path, stats)
 		}
-	}
-	g, t, err := o.trace.readOne(path)
-	if err != nil {
-		return err
+		if g, err = (dag.Selector{}).Pick(gs); err != nil {
+			return &dag.InputError{Path: path, Err: err}
+		}
+		if t, err = dag.Analyze(g); err != nil {
+			return fmt.Errorf("%s: trace %s: %w", path, g.ID, err)
+		}
 	}
 	stats := dag.Summarize(g, t, dag.CostModel{})
 	in := report.Inspection{Path: path, Stats: stats}

@@ -1,0 +1,438 @@
+package dag
+
+import (
+	"encoding/json"
+	"runtime"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/wfsched/wfsched/internal/jsonscan"
+	"golang.org/x/sync/errgroup"
+)
+
+// minParallelBytes is the size from which a native file's node and edge
+// arrays are decoded in parallel: below it one pass is as fast.
+const minParallelBytes = 4 << 20
+
+// decodeNativeParallel decodes a native file into f exactly as
+// encoding/json would, faster on large files: a structural scan finds the
+// elements of the nodes and edges arrays, and encoding/json decodes chunks
+// of them on every core while it decodes the rest of the object (for files
+// of minBytes and more; tests give 0). It
+// reports false, leaving f to be decoded in one pass, for anything out of
+// the ordinary (a small file, a key that matches a field only by case, a
+// member given twice, several graphs) and for any error, whose message the
+// one pass gives with its position.
+func decodeNativeParallel(data []byte, f *nativeFile, minBytes int) bool {
+	if len(data) < minBytes {
+		return false
+	}
+	members, end, ok := jsonscan.Object(data, 0)
+	if !ok || jsonscan.Space(data, end) != len(data) {
+		return false
+	}
+	var nodes, edges *jsonscan.Member
+	seen := map[string]bool{}
+	for k := range members {
+		m := &members[k]
+		key := m.Key(data)
+		lower := strings.ToLower(key)
+		if seen[lower] || lower == "graphs" {
+			return false // encoding/json would keep the last, or many graphs
+		}
+		seen[lower] = true
+		switch {
+		case key == "nodes":
+			nodes = m
+		case key == "edges":
+			edges = m
+		case lower == "nodes" || lower == "edges":
+			return false // matched by case folding: leave it to encoding/json
+		}
+	}
+	if nodes == nil {
+		return false
+	}
+	// The object without its arrays (each replaced by null), decoded as is.
+	cut := []*jsonscan.Member{nodes}
+	if edges != nil {
+		cut = append(cut, edges)
+		if edges.ValueStart < nodes.ValueStart {
+			cut[0], cut[1] = edges, nodes
+		}
+	}
+	top := make([]byte, 0, 256)
+	at := 0
+	for _, m := range cut {
+		top = append(append(top, data[at:m.ValueStart]...), "null"...)
+		at = m.ValueEnd
+	}
+	top = append(top, data[at:]...)
+
+	var g errgroup.Group
+	g.Go(func() error { return json.Unmarshal(top, f) })
+	var nodeParts [][]*Node
+	var edgeParts [][]Edge
+	if !decodeChunks(&g, data, nodes, &nodeParts, plainNodes) || edges != nil && !decodeChunks(&g, data, edges, &edgeParts, plainEdges) {
+		return false
+	}
+	if g.Wait() != nil {
+		return false
+	}
+	f.Graph.Nodes = concat(nodeParts)
+	if edges != nil {
+		f.Graph.Edges = concat(edgeParts)
+	}
+	return true
+}
+
+// decodeChunks starts decoding the array m's elements in chunks, one per
+// core, into parts; false if m is not a well-formed array. fast, if given,
+// decodes a chunk's elements itself when they have a plain form, and
+// reports false (encoding/json then decodes the chunk) when they do not.
+func decodeChunks[T any](g *errgroup.Group, data []byte, m *jsonscan.Member, parts *[][]T, fast func(data []byte, spans [][2]int) ([]T, bool)) bool {
+	spans, ok := jsonscan.Elements(data, m.ValueStart)
+	if !ok {
+		return false
+	}
+	if len(spans) == 0 {
+		// An empty array decodes to an empty, non-nil slice.
+		*parts = [][]T{{}}
+		return true
+	}
+	n := min(runtime.GOMAXPROCS(0), len(spans))
+	*parts = make([][]T, n)
+	for c := 0; c < n; c++ {
+		mine := spans[c*len(spans)/n : (c+1)*len(spans)/n]
+		g.Go(func() error {
+			if fast != nil {
+				if out, ok := fast(data, mine); ok {
+					(*parts)[c] = out
+					return nil
+				}
+			}
+			first, last := mine[0], mine[len(mine)-1]
+			chunk := make([]byte, 0, last[1]-first[0]+2)
+			chunk = append(append(append(chunk, '['), data[first[0]:last[1]]...), ']')
+			return json.Unmarshal(chunk, &(*parts)[c])
+		})
+	}
+	return true
+}
+
+func concat[T any](parts [][]T) []T {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := make([]T, 0, n)
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// plainEdges decodes edges of the plain form {"from": "a", "to": "b",
+// "type": "message"}: those three keys, spelled so, each a string with no
+// escape, control character or invalid UTF-8. For these encoding/json
+// gives exactly the same Edge; anything else reports false.
+func plainEdges(data []byte, spans [][2]int) ([]Edge, bool) {
+	out := make([]Edge, len(spans))
+	var members []jsonscan.Member
+	for k, sp := range spans {
+		var end int
+		var ok bool
+		members, end, ok = jsonscan.ObjectInto(members[:0], data, sp[0])
+		if !ok || end != sp[1] {
+			return nil, false
+		}
+		e := &out[k]
+		for _, m := range members {
+			key, plain := m.Raw(data)
+			v, ok := plainString(data[m.ValueStart:m.ValueEnd])
+			if !ok || !plain {
+				return nil, false
+			}
+			switch string(key) {
+			case "from":
+				e.From = v
+			case "to":
+				e.To = v
+			case "type":
+				e.Type = EdgeType(v)
+			default:
+				return nil, false
+			}
+		}
+	}
+	return out, true
+}
+
+// plainNodes decodes nodes whose members all have plain forms: the Node
+// fields spelled as in the format (each at most once, none null), strings
+// (decoded by encoding/json itself when they hold escapes), integers and
+// numbers in strict JSON grammar, true and false. For these encoding/json
+// gives exactly the same Node; anything else reports false.
+func plainNodes(data []byte, spans [][2]int) ([]*Node, bool) {
+	out := make([]*Node, len(spans))
+	nodes := make([]Node, len(spans))
+	var members, sub []jsonscan.Member
+	for k, sp := range spans {
+		var end int
+		var ok bool
+		members, end, ok = jsonscan.ObjectInto(members[:0], data, sp[0])
+		if !ok || end != sp[1] {
+			return nil, false
+		}
+		n := &nodes[k]
+		seen := 0 // bit i: nodeKeys[i] seen
+		for _, m := range members {
+			key, plain := m.Raw(data)
+			bit := nodeKey(key)
+			if !plain || bit < 0 || seen&(1<<bit) != 0 {
+				return nil, false // unknown, escaped, or given twice
+			}
+			seen |= 1 << bit
+			v := data[m.ValueStart:m.ValueEnd]
+			switch nodeKeys[bit] {
+			case "id":
+				n.ID, ok = jsonString(v)
+			case "kind":
+				var s string
+				s, ok = jsonString(v)
+				n.Kind = Kind(s)
+			case "agent":
+				n.Agent, ok = jsonString(v)
+			case "label":
+				n.Label, ok = jsonString(v)
+			case "system":
+				n.System, ok = jsonString(v)
+			case "output":
+				n.Output, ok = jsonString(v)
+			case "system_tokens":
+				n.SystemTokens, ok = jsonInt(v)
+			case "line":
+				n.Line, ok = jsonInt(v)
+			case "input_tokens", "output_tokens":
+				var tc TokenCount
+				sub, tc, ok = tokenCount(sub, data, m)
+				if nodeKeys[bit] == "input_tokens" {
+					n.InputTokens = tc
+				} else {
+					n.OutputTokens = tc
+				}
+			case "duration_s":
+				var f float64
+				if f, ok = jsonFloat(v); ok {
+					n.Duration = secondsOf(f)
+				}
+			case "inputs":
+				sub, n.Inputs, ok = inputs(sub, data, m)
+			case "meta":
+				sub, n.Meta, ok = meta(sub, data, m)
+			default:
+				return nil, false
+			}
+			if !ok {
+				return nil, false
+			}
+		}
+		out[k] = n
+	}
+	return out, true
+}
+
+// nodeKeys are Node's members as the format spells them.
+var nodeKeys = []string{"id", "kind", "agent", "label", "system", "output", "system_tokens", "line",
+	"input_tokens", "output_tokens", "duration_s", "inputs", "meta"}
+
+// nodeKey is key's index in nodeKeys, or -1.
+func nodeKey(key []byte) int {
+	for i, k := range nodeKeys {
+		if string(key) == k {
+			return i
+		}
+	}
+	return -1
+}
+
+func tokenCount(sub []jsonscan.Member, data []byte, m jsonscan.Member) ([]jsonscan.Member, TokenCount, bool) {
+	var tc TokenCount
+	sub, end, ok := jsonscan.ObjectInto(sub[:0], data, m.ValueStart)
+	if !ok || end != m.ValueEnd {
+		return sub, tc, false
+	}
+	seen := 0
+	for _, f := range sub {
+		v := data[f.ValueStart:f.ValueEnd]
+		key, _ := f.Raw(data)
+		switch {
+		case string(key) == "n" && seen&1 == 0:
+			tc.N, ok = jsonInt(v)
+			seen |= 1
+		case string(key) == "exact" && seen&2 == 0:
+			tc.Exact, ok = jsonBool(v)
+			seen |= 2
+		default:
+			return sub, tc, false
+		}
+		if !ok {
+			return sub, tc, false
+		}
+	}
+	return sub, tc, true
+}
+
+func inputs(sub []jsonscan.Member, data []byte, m jsonscan.Member) ([]jsonscan.Member, []Input, bool) {
+	spans, ok := jsonscan.Elements(data, m.ValueStart)
+	if !ok {
+		return sub, nil, false
+	}
+	in := make([]Input, len(spans))
+	for k, sp := range spans {
+		var end int
+		sub, end, ok = jsonscan.ObjectInto(sub[:0], data, sp[0])
+		if !ok || end != sp[1] {
+			return sub, nil, false
+		}
+		seen := 0
+		for _, f := range sub {
+			v := data[f.ValueStart:f.ValueEnd]
+			key, _ := f.Raw(data)
+			switch {
+			case string(key) == "from" && seen&1 == 0:
+				in[k].From, ok = jsonString(v)
+				seen |= 1
+			case string(key) == "text" && seen&2 == 0:
+				in[k].Text, ok = jsonString(v)
+				seen |= 2
+			case string(key) == "tokens" && seen&4 == 0:
+				in[k].Tokens, ok = jsonInt(v)
+				seen |= 4
+			default:
+				return sub, nil, false
+			}
+			if !ok {
+				return sub, nil, false
+			}
+		}
+	}
+	return sub, in, true
+}
+
+func meta(sub []jsonscan.Member, data []byte, m jsonscan.Member) ([]jsonscan.Member, map[string]string, bool) {
+	sub, end, ok := jsonscan.ObjectInto(sub[:0], data, m.ValueStart)
+	if !ok || end != m.ValueEnd {
+		return sub, nil, false
+	}
+	out := make(map[string]string, len(sub))
+	for _, f := range sub {
+		s, ok := jsonString(data[f.ValueStart:f.ValueEnd])
+		if !ok {
+			return sub, nil, false
+		}
+		out[f.Key(data)] = s // a key given twice: the last, as encoding/json
+	}
+	return sub, out, true
+}
+
+// jsonString decodes a JSON string: a plain one directly, one with escapes
+// by encoding/json itself.
+func jsonString(b []byte) (string, bool) {
+	if s, ok := plainString(b); ok {
+		return s, true
+	}
+	if len(b) < 2 || b[0] != '"' {
+		return "", false
+	}
+	var s string
+	return s, json.Unmarshal(b, &s) == nil
+}
+
+// jsonInt reads an integer in strict JSON grammar, of at most 18 digits
+// (so that it fits an int as encoding/json would put it).
+func jsonInt(b []byte) (int, bool) {
+	d := b
+	if len(d) > 0 && d[0] == '-' {
+		d = d[1:]
+	}
+	if len(d) == 0 || len(d) > 18 || d[0] == '0' && len(d) > 1 {
+		return 0, false
+	}
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	v, err := strconv.Atoi(string(b))
+	return v, err == nil
+}
+
+// jsonFloat reads a number in strict JSON grammar (-? int frac? exp?).
+func jsonFloat(b []byte) (float64, bool) {
+	i := 0
+	digits := func() int {
+		k := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i - k
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	if i < len(b) && b[i] == '0' {
+		i++
+	} else if digits() == 0 {
+		return 0, false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return 0, false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return 0, false
+		}
+	}
+	if i != len(b) {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(string(b), 64)
+	return v, err == nil
+}
+
+func jsonBool(b []byte) (bool, bool) {
+	switch string(b) {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	return false, false
+}
+
+// plainString returns the text of a JSON string with no escape, control
+// character or invalid UTF-8 (which encoding/json would decode as is).
+func plainString(b []byte) (string, bool) {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return "", false
+	}
+	b = b[1 : len(b)-1]
+	for _, c := range b {
+		if c < 0x20 || c == '\\' || c == '"' {
+			return "", false
+		}
+	}
+	if !utf8.Valid(b) {
+		return "", false
+	}
+	return string(b), true
+}
