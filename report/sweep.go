@@ -29,14 +29,26 @@ type SweepPoint struct {
 	Summary metrics.Summary `json:"summary"`
 }
 
-// Saturation is where an arm saturated: the lowest swept rate whose median
-// slowdown exceeded the threshold, and the highest rate below it.
+// Saturation is where an arm saturated: the lowest swept rate at which it
+// completed less than MinThroughput of the offered workflows inside the
+// arrival window, or its median slowdown exceeded the threshold; and the
+// highest rate below it that was judged not saturated.
 type Saturation struct {
 	Reached bool    `json:"reached"`
 	Rate    float64 `json:"rate_per_s,omitempty"`
 	Below   float64 `json:"last_unsaturated_rate_per_s,omitempty"`
-	// PeakPerMin is the most workflows completed per minute at any rate:
-	// the arm's measured capacity when the top rates overload it.
+	// Why says what showed saturation at Rate: "throughput" (the share
+	// completed inside the arrival window is Completed) or "slowdown".
+	Why       string  `json:"why,omitempty"`
+	Completed float64 `json:"completed_share,omitempty"`
+	// TooShort lists the rates whose runs were too short to judge: their
+	// arrivals lasted less than ShortFactor times the traces' longest
+	// idle completion time, so few workflows could finish inside the
+	// window whatever the load (a small fixed --workflows count).
+	TooShort []float64 `json:"too_short_rates_per_s,omitempty"`
+	// PeakPerMin is the most workflows completed per minute while they
+	// arrived, at any rate: the arm's measured capacity when the top rates
+	// overload it.
 	PeakPerMin float64 `json:"peak_workflows_per_min"`
 }
 
@@ -62,10 +74,23 @@ type SweepDoc struct {
 	Points             []SweepPoint                  `json:"points"`
 }
 
+// MinThroughput is the share of the offered workflows an arm must complete
+// inside the arrival window not to count as saturated; ShortFactor how many
+// times the longest idle completion time the arrival window must last for
+// a run to be judged at all.
+const (
+	MinThroughput = 0.9
+	ShortFactor   = 5
+)
+
 // Saturate fills d.Saturation from the points.
 func (d *SweepDoc) Saturate() {
 	d.Saturation = map[string]Saturation{}
 	for _, arm := range d.Arms {
+		idle := 0.0
+		for _, v := range d.Idle[arm] {
+			idle = max(idle, v)
+		}
 		var pts []SweepPoint
 		for _, p := range d.Points {
 			if p.Arm == arm {
@@ -75,14 +100,23 @@ func (d *SweepDoc) Saturate() {
 		sort.Slice(pts, func(i, j int) bool { return pts[i].Rate < pts[j].Rate })
 		var s Saturation
 		for _, p := range pts {
-			if v := float64(p.Summary.WorkflowsPerMin); v > s.PeakPerMin {
+			if v := float64(p.Summary.WindowPerMin); v > s.PeakPerMin {
 				s.PeakPerMin = v
 			}
 		}
 		for _, p := range pts {
 			sd := p.Summary.Slowdown
 			if sd != nil && sd.N > 0 && float64(sd.P50) > d.SaturationSlowdown {
-				s.Reached, s.Rate = true, p.Rate
+				s.Reached, s.Rate, s.Why = true, p.Rate, "slowdown"
+				break
+			}
+			win := float64(p.Summary.ArrivalWindowS)
+			if win <= 0 || win < ShortFactor*idle {
+				s.TooShort = append(s.TooShort, p.Rate)
+				continue
+			}
+			if share := float64(p.Summary.WindowPerMin) / (60 * p.Rate); share < MinThroughput {
+				s.Reached, s.Rate, s.Why, s.Completed = true, p.Rate, "throughput", share
 				break
 			}
 			s.Below = p.Rate
@@ -108,7 +142,7 @@ func (d SweepDoc) title() string {
 
 func (d SweepDoc) rows() (header []string, rows [][]string) {
 	wct := "completion p50/p90/p99 (s)"
-	header = []string{"arm", "rate/s", "offered/min", "done/min", wct, "slowdown p50/p90", "queue p50 (s)", "wf hit", "goodput/min", "failed"}
+	header = []string{"arm", "rate/s", "offered/min", "done/min while arriving", wct, "slowdown p50/p90", "queue p50 (s)", "wf hit", "goodput/min", "failed"}
 	f := num
 	for _, p := range d.Points {
 		s := p.Summary
@@ -120,25 +154,44 @@ func (d SweepDoc) rows() (header []string, rows [][]string) {
 		if p.Outcome != "completed" {
 			failed += " (" + p.Outcome + ")"
 		}
-		rows = append(rows, []string{p.Arm, strconv.FormatFloat(p.Rate, 'g', 4, 64), fmt.Sprintf("%.1f", 60*p.Rate), f(s.WorkflowsPerMin, "%.1f"),
+		rows = append(rows, []string{p.Arm, strconv.FormatFloat(p.Rate, 'g', 4, 64), fmt.Sprintf("%.1f", 60*p.Rate), f(s.WindowPerMin, "%.1f"),
 			f(s.Completion.P50, "%.2f") + " / " + f(s.Completion.P90, "%.2f") + " / " + f(s.Completion.P99, "%.2f"),
 			slow, f(s.QueueDelay.P50, "%.2f"), f(s.WorkflowHitRate.Mean, "%.3f"), f(s.WorkflowGoodputMin, "%.1f"), failed})
 	}
 	return header, rows
 }
 
+func rateList(rs []float64) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = strconv.FormatFloat(r, 'g', 3, 64)
+	}
+	return strings.Join(parts, ", ")
+}
+
 func (d SweepDoc) saturationLines() []string {
 	var out []string
 	for _, arm := range d.Arms {
 		s := d.Saturation[arm]
-		peak := fmt.Sprintf("; at most %.1f workflows/min completed", s.PeakPerMin)
+		peak := fmt.Sprintf("; at most %.1f workflows/min completed while they arrived", s.PeakPerMin)
+		why := fmt.Sprintf("median slowdown above %gx at %.3g", d.SaturationSlowdown, s.Rate)
+		if s.Why == "throughput" {
+			why = fmt.Sprintf("at %.3g it completed %.0f%% of the offered workflows while they arrived, under %.0f%%", s.Rate, 100*s.Completed, 100*MinThroughput)
+		}
+		short := ""
+		if len(s.TooShort) > 0 {
+			short = fmt.Sprintf("; runs too short to judge at %s workflows/s (arrivals lasted less than %dx the longest idle completion time: sweep with --duration)", rateList(s.TooShort), ShortFactor)
+		}
 		switch {
+		case !s.Reached && s.Below == 0:
+			out = append(out, fmt.Sprintf("%s: cannot tell%s%s", arm, short, peak))
 		case !s.Reached:
-			out = append(out, fmt.Sprintf("%s: not saturated up to %.3g workflows/s (median slowdown stayed at or below %gx)%s", arm, s.Below, d.SaturationSlowdown, peak))
+			out = append(out, fmt.Sprintf("%s: not saturated up to %.3g workflows/s (completed at least %.0f%% of the offered workflows while they arrived, median slowdown at most %gx)%s%s",
+				arm, s.Below, 100*MinThroughput, d.SaturationSlowdown, short, peak))
 		case s.Below == 0:
-			out = append(out, fmt.Sprintf("%s: saturated already at the lowest rate, %.3g workflows/s%s", arm, s.Rate, peak))
+			out = append(out, fmt.Sprintf("%s: saturated already at the lowest rate judged, %.3g workflows/s (%s)%s%s", arm, s.Rate, why, short, peak))
 		default:
-			out = append(out, fmt.Sprintf("%s: saturates between %.3g and %.3g workflows/s (median slowdown above %gx at %.3g)%s", arm, s.Below, s.Rate, d.SaturationSlowdown, s.Rate, peak))
+			out = append(out, fmt.Sprintf("%s: saturates between %.3g and %.3g workflows/s (%s)%s%s", arm, s.Below, s.Rate, why, short, peak))
 		}
 	}
 	return out

@@ -14,6 +14,7 @@ type routerMetrics struct {
 	promptTokens, cachedTokens   *prometheus.CounterVec
 	cutStreams, failovers        *prometheus.CounterVec
 	bodyRefused                  prometheus.Counter
+	allDown                      prometheus.Counter
 }
 
 var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
@@ -31,10 +32,11 @@ func newRouterMetrics(rt *Router) *routerMetrics {
 		promptTokens:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_prompt_tokens_total", Help: "Prompt tokens the backends' responses reported."}, []string{"backend"}),
 		cachedTokens:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_cached_prompt_tokens_total", Help: "Cached prompt tokens the backends' responses reported."}, []string{"backend"}),
 		cutStreams:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_cut_streams_total", Help: "Responses whose backend broke off after the first byte; the router aborted the client's response."}, []string{"backend"}),
+		allDown:        prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_all_backends_down_total", Help: "Requests that found every backend marked down by health checks and were tried on them anyway."}),
 		bodyRefused:    prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_body_budget_refused_total", Help: "Requests refused (503) because the router held as many request bytes as --max-body-bytes-held allows."}),
 		failovers:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_failovers_total", Help: "Requests moved to another backend before their first byte, by the backend that failed."}, []string{"backend"}),
 	}
-	rt.reg.MustRegister(m.requests, m.inFlight, m.affinityHits, m.affinityMisses, m.spillovers, m.decision, m.ttft, m.duration, m.promptTokens, m.cachedTokens, m.cutStreams, m.failovers, m.bodyRefused)
+	rt.reg.MustRegister(m.requests, m.inFlight, m.affinityHits, m.affinityMisses, m.spillovers, m.decision, m.ttft, m.duration, m.promptTokens, m.cachedTokens, m.cutStreams, m.failovers, m.bodyRefused, m.allDown)
 	gauge := func(name, help string, f func() float64) {
 		rt.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}

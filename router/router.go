@@ -439,7 +439,9 @@ func (rt *Router) checkHealth(ctx context.Context) {
 
 func (rt *Router) checkHealthN(ctx context.Context, downAfter int64) {
 	for _, b := range rt.backends {
-		hctx, cancel := context.WithTimeout(ctx, min(rt.cfg.HealthInterval, 2*time.Second))
+		// At least a second, whatever the interval: an engine that is
+		// busy, not dead, can take a while to answer.
+		hctx, cancel := context.WithTimeout(ctx, min(max(rt.cfg.HealthInterval, time.Second), 2*time.Second))
 		req, _ := http.NewRequestWithContext(hctx, "GET", b.url+"/health", nil)
 		resp, err := rt.transport.RoundTrip(req)
 		ok := err == nil && resp.StatusCode == http.StatusOK
@@ -607,9 +609,13 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 			rt.workflows.done(wf, prompt, cached, known)
 		}
 	}()
+	// Every backend marked down: health checks can be wrong (an engine
+	// under load answers them late), so try them all, least loaded first,
+	// rather than refuse; the request fails only if none answers.
+	anyBackend := false
 	if pick < 0 {
-		apiError(w, http.StatusServiceUnavailable, "no healthy backend")
-		return
+		pick, anyBackend = rt.leastLoadedOf(func(int, *backend) bool { return true }), true
+		rt.m.allDown.Inc()
 	}
 	// Failover before the first byte only: connection errors, header
 	// timeouts and bodies that break before their first byte move to the
@@ -630,12 +636,7 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 			return // the client left
 		}
 		rt.m.requests.WithLabelValues(b.url, "error").Inc()
-		next := -1
-		for i, c := range rt.backends {
-			if !tried[i] && c.healthy.Load() && (next < 0 || c.inFlight.Load() < rt.backends[next].inFlight.Load()) {
-				next = i
-			}
-		}
+		next := rt.leastLoadedOf(func(i int, c *backend) bool { return !tried[i] && (anyBackend || c.healthy.Load()) })
 		if next < 0 {
 			apiError(w, http.StatusBadGateway, "backend %s: %v", b.url, err)
 			return
@@ -668,6 +669,18 @@ func (rt *Router) forward(r *http.Request, b *backend, body []byte) (*http.Respo
 		rt.m.inFlight.WithLabelValues(b.url).Dec()
 	}
 	return resp, err
+}
+
+// leastLoadedOf is the backend with the fewest requests in flight among
+// those ok accepts (the first on ties), or -1.
+func (rt *Router) leastLoadedOf(ok func(i int, b *backend) bool) int {
+	best := -1
+	for i, c := range rt.backends {
+		if ok(i, c) && (best < 0 || c.inFlight.Load() < rt.backends[best].inFlight.Load()) {
+			best = i
+		}
+	}
+	return best
 }
 
 // BackendHeader names, in each proxied response, the backend that served it.

@@ -24,6 +24,7 @@ type fakeBackend struct {
 	mu     sync.Mutex
 	bodies [][]byte
 	down   atomic.Bool // /health and completions answer 503
+	sick   atomic.Bool // /health answers 503, completions work
 	hang   atomic.Bool // completions never answer
 	stall  atomic.Bool // completions send one chunk, then nothing
 }
@@ -41,6 +42,10 @@ func newFake(t *testing.T) *fakeBackend {
 		}
 		switch r.URL.Path {
 		case "/health":
+			if f.sick.Load() {
+				w.WriteHeader(503)
+				return
+			}
 			w.Header().Set("X-Wfsched-Time-Scale", "0.5")
 			return
 		case "/v1/models":
@@ -556,5 +561,30 @@ func TestKilledBackend(t *testing.T) {
 	completion(t, url, wfBody(onA, "x", onA))
 	if st, _ := rt.workflows.status(rt, onA); st.AssignedInstance != b.URL || st.Migrations != 1 {
 		t.Errorf("after the kill: %+v", st)
+	}
+}
+
+// TestAllBackendsMarkedDown: health checks can be wrong (an engine under
+// load answers them late); with every backend marked down the router still
+// tries them instead of refusing, and fails only if none answers.
+func TestAllBackendsMarkedDown(t *testing.T) {
+	a, b := newFake(t), newFake(t)
+	a.sick.Store(true)
+	b.sick.Store(true)
+	rt, url := startRouter(t, Config{Backends: backends(a, b), HealthInterval: 20 * time.Millisecond})
+	deadline := time.Now().Add(5 * time.Second)
+	for (rt.backends[0].healthy.Load() || rt.backends[1].healthy.Load()) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if rt.backends[0].healthy.Load() || rt.backends[1].healthy.Load() {
+		t.Fatal("the health checks did not mark the backends down")
+	}
+	if code, out := completion(t, url, wfBody("w", "x", "hi")); code != 200 || out != sse {
+		t.Errorf("every backend marked down but serving: %d %q", code, out)
+	}
+	a.down.Store(true)
+	b.down.Store(true)
+	if code, _ := completion(t, url, wfBody("w", "x", "hi")); code != 503 {
+		t.Errorf("every backend really down: %d, want their 503", code)
 	}
 }

@@ -55,9 +55,18 @@ func TestSweepAuto(t *testing.T) {
 	if float64(last.Completion.P50) <= float64(first.Completion.P50) {
 		t.Errorf("completion p50 %v at the highest rate, %v at the lowest: want it to grow with load", last.Completion.P50, first.Completion.P50)
 	}
+	// Auto stops at the first saturated rate, saturated by slowdown or by
+	// throughput inside the arrival window, or after its most rates.
 	sat := d.Saturation["parallel"]
-	if sat.Reached != (float64(last.Slowdown.P50) > d.SaturationSlowdown) || !sat.Reached && len(d.Points) != maxAutoRates {
-		t.Errorf("saturation %+v with last slowdown %v over %d points", sat, last.Slowdown.P50, len(d.Points))
+	lastRate := d.Points[len(d.Points)-1].Rate
+	switch {
+	case !sat.Reached && len(d.Points) != maxAutoRates:
+		t.Errorf("stopped after %d rates without saturating: %+v", len(d.Points), sat)
+	case sat.Reached && sat.Rate != lastRate:
+		t.Errorf("saturated at %v but went on to %v", sat.Rate, lastRate)
+	case sat.Why == "slowdown" && float64(last.Slowdown.P50) <= d.SaturationSlowdown,
+		sat.Why == "throughput" && float64(last.WindowPerMin) >= report.MinThroughput*60*lastRate:
+		t.Errorf("saturation %+v does not follow from the last point (slowdown %v, %v/min done while arriving at %v/s)", sat, last.Slowdown.P50, last.WindowPerMin, lastRate)
 	}
 	for _, f := range []string{"sweep.csv", "sweep.md", "report.html", "sweep-completion.svg", "sweep-throughput.svg"} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
