@@ -134,39 +134,64 @@ func concat[T any](parts [][]T) []T {
 }
 
 // plainEdges decodes edges of the plain form {"from": "a", "to": "b",
-// "type": "message"}: those three keys, spelled so, each a string with no
+// "type": "message"}: those keys, each at most once, each a string with no
 // escape, control character or invalid UTF-8. For these encoding/json
 // gives exactly the same Edge; anything else reports false.
 func plainEdges(data []byte, spans [][2]int) ([]Edge, bool) {
 	out := make([]Edge, len(spans))
-	var members []jsonscan.Member
+	var sub []jsonscan.Member
 	for k, sp := range spans {
-		var end int
-		var ok bool
-		members, end, ok = jsonscan.ObjectInto(members[:0], data, sp[0])
-		if !ok || end != sp[1] {
-			return nil, false
-		}
 		e := &out[k]
-		for _, m := range members {
-			key, plain := m.Raw(data)
-			v, ok := plainString(data[m.ValueStart:m.ValueEnd])
-			if !ok || !plain {
-				return nil, false
+		var ok bool
+		sub, ok = plainFields(sub, data, sp[0], sp[1], edgeKeys, func(key, vs, ve int) bool {
+			s, ok := plainString(data[vs:ve])
+			switch key {
+			case 0:
+				e.From = s
+			case 1:
+				e.To = s
+			case 2:
+				e.Type = EdgeType(s)
 			}
-			switch string(key) {
-			case "from":
-				e.From = v
-			case "to":
-				e.To = v
-			case "type":
-				e.Type = EdgeType(v)
-			default:
-				return nil, false
-			}
+			return ok
+		})
+		if !ok {
+			return nil, false
 		}
 	}
 	return out, true
+}
+
+var edgeKeys = []string{"from", "to", "type"}
+
+// plainFields reads the object at data[start:end] whose members are all
+// among keys, spelled so and each at most once, calling set with each
+// member's key index and where its value lies; false for any other object,
+// or when set refuses a value.
+func plainFields(sub []jsonscan.Member, data []byte, start, end int, keys []string, set func(key, vs, ve int) bool) ([]jsonscan.Member, bool) {
+	sub, e, ok := jsonscan.ObjectInto(sub[:0], data, start)
+	if !ok || e != end {
+		return sub, false
+	}
+	seen := 0 // bit i: keys[i] seen
+	for _, m := range sub {
+		raw, plain := m.Raw(data)
+		k := -1
+		for i, name := range keys {
+			if string(raw) == name {
+				k = i
+				break
+			}
+		}
+		if !plain || k < 0 || seen&(1<<k) != 0 {
+			return sub, false // unknown, escaped, or given twice
+		}
+		seen |= 1 << k
+		if !set(k, m.ValueStart, m.ValueEnd) {
+			return sub, false
+		}
+	}
+	return sub, true
 }
 
 // plainNodes decodes nodes whose members all have plain forms: the Node
@@ -177,25 +202,14 @@ func plainEdges(data []byte, spans [][2]int) ([]Edge, bool) {
 func plainNodes(data []byte, spans [][2]int) ([]*Node, bool) {
 	out := make([]*Node, len(spans))
 	nodes := make([]Node, len(spans))
-	var members, sub []jsonscan.Member
+	var sub, inner []jsonscan.Member
 	for k, sp := range spans {
-		var end int
-		var ok bool
-		members, end, ok = jsonscan.ObjectInto(members[:0], data, sp[0])
-		if !ok || end != sp[1] {
-			return nil, false
-		}
 		n := &nodes[k]
-		seen := 0 // bit i: nodeKeys[i] seen
-		for _, m := range members {
-			key, plain := m.Raw(data)
-			bit := nodeKey(key)
-			if !plain || bit < 0 || seen&(1<<bit) != 0 {
-				return nil, false // unknown, escaped, or given twice
-			}
-			seen |= 1 << bit
-			v := data[m.ValueStart:m.ValueEnd]
-			switch nodeKeys[bit] {
+		var ok bool
+		sub, ok = plainFields(sub, data, sp[0], sp[1], nodeKeys, func(key, vs, ve int) bool {
+			v := data[vs:ve]
+			var ok bool
+			switch nodeKeys[key] {
 			case "id":
 				n.ID, ok = jsonString(v)
 			case "kind":
@@ -214,29 +228,24 @@ func plainNodes(data []byte, spans [][2]int) ([]*Node, bool) {
 				n.SystemTokens, ok = jsonInt(v)
 			case "line":
 				n.Line, ok = jsonInt(v)
-			case "input_tokens", "output_tokens":
-				var tc TokenCount
-				sub, tc, ok = tokenCount(sub, data, m)
-				if nodeKeys[bit] == "input_tokens" {
-					n.InputTokens = tc
-				} else {
-					n.OutputTokens = tc
-				}
+			case "input_tokens":
+				inner, n.InputTokens, ok = tokenCount(inner, data, vs, ve)
+			case "output_tokens":
+				inner, n.OutputTokens, ok = tokenCount(inner, data, vs, ve)
 			case "duration_s":
 				var f float64
 				if f, ok = jsonFloat(v); ok {
 					n.Duration = secondsOf(f)
 				}
 			case "inputs":
-				sub, n.Inputs, ok = inputs(sub, data, m)
+				inner, n.Inputs, ok = inputs(inner, data, vs)
 			case "meta":
-				sub, n.Meta, ok = meta(sub, data, m)
-			default:
-				return nil, false
+				inner, n.Meta, ok = meta(inner, data, vs, ve)
 			}
-			if !ok {
-				return nil, false
-			}
+			return ok
+		})
+		if !ok {
+			return nil, false
 		}
 		out[k] = n
 	}
@@ -247,83 +256,53 @@ func plainNodes(data []byte, spans [][2]int) ([]*Node, bool) {
 var nodeKeys = []string{"id", "kind", "agent", "label", "system", "output", "system_tokens", "line",
 	"input_tokens", "output_tokens", "duration_s", "inputs", "meta"}
 
-// nodeKey is key's index in nodeKeys, or -1.
-func nodeKey(key []byte) int {
-	for i, k := range nodeKeys {
-		if string(key) == k {
-			return i
-		}
-	}
-	return -1
-}
+var tokenKeys = []string{"n", "exact"}
 
-func tokenCount(sub []jsonscan.Member, data []byte, m jsonscan.Member) ([]jsonscan.Member, TokenCount, bool) {
+func tokenCount(sub []jsonscan.Member, data []byte, vs, ve int) ([]jsonscan.Member, TokenCount, bool) {
 	var tc TokenCount
-	sub, end, ok := jsonscan.ObjectInto(sub[:0], data, m.ValueStart)
-	if !ok || end != m.ValueEnd {
-		return sub, tc, false
-	}
-	seen := 0
-	for _, f := range sub {
-		v := data[f.ValueStart:f.ValueEnd]
-		key, _ := f.Raw(data)
-		switch {
-		case string(key) == "n" && seen&1 == 0:
-			tc.N, ok = jsonInt(v)
-			seen |= 1
-		case string(key) == "exact" && seen&2 == 0:
-			tc.Exact, ok = jsonBool(v)
-			seen |= 2
-		default:
-			return sub, tc, false
+	sub, ok := plainFields(sub, data, vs, ve, tokenKeys, func(key, s, e int) bool {
+		var ok bool
+		if key == 0 {
+			tc.N, ok = jsonInt(data[s:e])
+		} else {
+			tc.Exact, ok = jsonBool(data[s:e])
 		}
-		if !ok {
-			return sub, tc, false
-		}
-	}
-	return sub, tc, true
+		return ok
+	})
+	return sub, tc, ok
 }
 
-func inputs(sub []jsonscan.Member, data []byte, m jsonscan.Member) ([]jsonscan.Member, []Input, bool) {
-	spans, ok := jsonscan.Elements(data, m.ValueStart)
+var inputKeys = []string{"from", "text", "tokens"}
+
+func inputs(sub []jsonscan.Member, data []byte, vs int) ([]jsonscan.Member, []Input, bool) {
+	spans, ok := jsonscan.Elements(data, vs)
 	if !ok {
 		return sub, nil, false
 	}
 	in := make([]Input, len(spans))
 	for k, sp := range spans {
-		var end int
-		sub, end, ok = jsonscan.ObjectInto(sub[:0], data, sp[0])
-		if !ok || end != sp[1] {
+		sub, ok = plainFields(sub, data, sp[0], sp[1], inputKeys, func(key, s, e int) bool {
+			var ok bool
+			switch key {
+			case 0:
+				in[k].From, ok = jsonString(data[s:e])
+			case 1:
+				in[k].Text, ok = jsonString(data[s:e])
+			case 2:
+				in[k].Tokens, ok = jsonInt(data[s:e])
+			}
+			return ok
+		})
+		if !ok {
 			return sub, nil, false
-		}
-		seen := 0
-		for _, f := range sub {
-			v := data[f.ValueStart:f.ValueEnd]
-			key, _ := f.Raw(data)
-			switch {
-			case string(key) == "from" && seen&1 == 0:
-				in[k].From, ok = jsonString(v)
-				seen |= 1
-			case string(key) == "text" && seen&2 == 0:
-				in[k].Text, ok = jsonString(v)
-				seen |= 2
-			case string(key) == "tokens" && seen&4 == 0:
-				in[k].Tokens, ok = jsonInt(v)
-				seen |= 4
-			default:
-				return sub, nil, false
-			}
-			if !ok {
-				return sub, nil, false
-			}
 		}
 	}
 	return sub, in, true
 }
 
-func meta(sub []jsonscan.Member, data []byte, m jsonscan.Member) ([]jsonscan.Member, map[string]string, bool) {
-	sub, end, ok := jsonscan.ObjectInto(sub[:0], data, m.ValueStart)
-	if !ok || end != m.ValueEnd {
+func meta(sub []jsonscan.Member, data []byte, vs, ve int) ([]jsonscan.Member, map[string]string, bool) {
+	sub, end, ok := jsonscan.ObjectInto(sub[:0], data, vs)
+	if !ok || end != ve {
 		return sub, nil, false
 	}
 	out := make(map[string]string, len(sub))

@@ -105,67 +105,47 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	def := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
+	orDefault(&c.Logic, DefaultLogic)
+	orDefault(&c.FallbackLogic, DefaultFallback)
+	orDefault(&c.LoadFactor, DefaultLoadFactor)
+	for _, d := range []struct {
+		v *time.Duration
+		d time.Duration
+	}{
+		{&c.WorkflowTTL, DefaultWorkflowTTL}, {&c.MessageTTL, DefaultMessageTTL}, {&c.ConnectTimeout, DefaultConnectTimeout},
+		{&c.FirstByteTimeout, DefaultFirstByteTimeout}, {&c.IdleTimeout, DefaultIdleTimeout}, {&c.HealthInterval, DefaultHealthInterval},
+		{&c.HeaderTimeout, DefaultHeaderTimeout}, {&c.BodyTimeout, DefaultBodyTimeout}, {&c.ClientIdleTimeout, DefaultClientIdleTimeout},
+	} {
+		orDefault(d.v, d.d)
 	}
-	if c.Logic == "" {
-		c.Logic = DefaultLogic
+	for _, d := range []struct {
+		v *int
+		d int
+	}{
+		{&c.MaxWorkflows, DefaultMaxWorkflows}, {&c.MaxConnsPerBackend, DefaultMaxConnsPerBackend}, {&c.MaxQueueSize, DefaultMaxQueueSize},
+		{&c.MaxQueues, DefaultMaxQueues}, {&c.MaxAgents, DefaultMaxAgents}, {&c.MaxConns, DefaultMaxConns}, {&c.ReservedConns, DefaultReservedConns},
+	} {
+		orDefault(d.v, d.d)
 	}
-	if c.FallbackLogic == "" {
-		c.FallbackLogic = DefaultFallback
+	for _, d := range []struct {
+		v *int64
+		d int64
+	}{
+		{&c.MaxPayload, DefaultMaxPayloadBytes}, {&c.MaxBodyBytes, DefaultMaxBodyBytes}, {&c.MaxQueueBytes, DefaultMaxQueueBytes},
+		{&c.MaxMessages, DefaultMaxMessageBytes}, {&c.MaxBodyBytesHeld, DefaultMaxBodyBytesHeld}, {&c.MaxWorkflowBytes, DefaultMaxWorkflowBytes},
+	} {
+		orDefault(d.v, d.d)
 	}
-	if c.LoadFactor == 0 {
-		c.LoadFactor = DefaultLoadFactor
-	}
-	def(&c.WorkflowTTL, DefaultWorkflowTTL)
-	def(&c.MessageTTL, DefaultMessageTTL)
-	def(&c.ConnectTimeout, DefaultConnectTimeout)
-	def(&c.FirstByteTimeout, DefaultFirstByteTimeout)
-	def(&c.IdleTimeout, DefaultIdleTimeout)
-	def(&c.HealthInterval, DefaultHealthInterval)
-	if c.MaxWorkflows == 0 {
-		c.MaxWorkflows = DefaultMaxWorkflows
-	}
-	if c.MaxConnsPerBackend == 0 {
-		c.MaxConnsPerBackend = DefaultMaxConnsPerBackend
-	}
-	if c.MaxQueueSize == 0 {
-		c.MaxQueueSize = DefaultMaxQueueSize
-	}
-	if c.MaxQueues == 0 {
-		c.MaxQueues = DefaultMaxQueues
-	}
-	if c.MaxPayload == 0 {
-		c.MaxPayload = DefaultMaxPayloadBytes
-	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	def64 := func(v *int64, d int64) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def64(&c.MaxQueueBytes, DefaultMaxQueueBytes)
-	def64(&c.MaxMessages, DefaultMaxMessageBytes)
-	def64(&c.MaxBodyBytesHeld, DefaultMaxBodyBytesHeld)
-	def64(&c.MaxWorkflowBytes, DefaultMaxWorkflowBytes)
-	if c.MaxAgents == 0 {
-		c.MaxAgents = DefaultMaxAgents
-	}
-	if c.MaxConns == 0 {
-		c.MaxConns = DefaultMaxConns
-	}
-	if c.ReservedConns == 0 {
-		c.ReservedConns = DefaultReservedConns
-	}
-	def(&c.HeaderTimeout, DefaultHeaderTimeout)
-	def(&c.BodyTimeout, DefaultBodyTimeout)
-	def(&c.ClientIdleTimeout, DefaultClientIdleTimeout)
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+}
+
+// orDefault sets *v to d when it holds its zero value.
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
 	}
 }
 
