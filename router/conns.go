@@ -3,6 +3,7 @@ package router
 import (
 	"container/list"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -76,8 +77,10 @@ func (l limitListener) Accept() (net.Conn, error) {
 }
 
 // overloaded is the answer to a connection over every limit.
-const overloaded = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: application/json\r\nRetry-After: 1\r\nContent-Length: 121\r\n\r\n" +
-	`{"error":{"message":"the router is at its connection limit (--max-connections)","type":"Service Unavailable","code":503}}` + "\n"
+var overloaded = func() []byte {
+	body := `{"error":{"message":"the router is at its connection limit (--max-connections)","type":"Service Unavailable","code":503}}` + "\n"
+	return []byte(fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: application/json\r\nRetry-After: 1\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+}()
 
 // admit tracks a new connection, making room if needed; nil when refused.
 func (l *connLimiter) admit(c net.Conn) *conn {
@@ -100,7 +103,7 @@ func (l *connLimiter) admit(c net.Conn) *conn {
 		l.mu.Unlock()
 		l.refused.Add(1)
 		c.SetWriteDeadline(time.Now().Add(time.Second))
-		c.Write([]byte(overloaded))
+		c.Write(overloaded)
 		c.Close()
 		return nil
 	}

@@ -227,6 +227,52 @@ func TestReservedConnectionsServeHealth(t *testing.T) {
 	}
 }
 
+// TestConnectionsOverEveryLimit: with every slot and the reserve held by
+// connections being served, a new connection is answered a well-formed 503
+// and closed; the count of held connections does not move.
+func TestConnectionsOverEveryLimit(t *testing.T) {
+	lim := newConnLimiter(1, 1)
+	var held []*conn
+	for k := 0; k < 2; k++ { // the slot, then the reserve
+		a, b := net.Pipe()
+		defer b.Close()
+		c := lim.admit(a)
+		if c == nil || c.reserved != (k == 1) {
+			t.Fatalf("connection %d: %+v", k, c)
+		}
+		lim.setState(c, connServing)
+		held = append(held, c)
+	}
+	a, b := net.Pipe()
+	defer b.Close()
+	admitted := make(chan *conn, 1)
+	go func() { admitted <- lim.admit(a) }()
+	br := bufio.NewReader(b)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("over every limit: %v %v", resp, err)
+	}
+	msg, err := io.ReadAll(resp.Body)
+	if err != nil || !strings.Contains(string(msg), "connection limit") || !json.Valid(msg) {
+		t.Errorf("refusal body %q: %v", msg, err)
+	}
+	// The body is exactly Content-Length long: nothing follows it.
+	if rest, _ := io.ReadAll(br); len(rest) != 0 {
+		t.Errorf("%q after the body: Content-Length is wrong", rest)
+	}
+	if c := <-admitted; c != nil || lim.refused.Load() != 1 || lim.held() != 2 {
+		t.Errorf("admitted %v, refused %d, held %d", c, lim.refused.Load(), lim.held())
+	}
+	// A served connection going idle becomes evictable: the next one then
+	// takes its slot.
+	lim.setState(held[0], connWaiting)
+	a2, b2 := net.Pipe()
+	defer b2.Close()
+	if c := lim.admit(a2); c == nil || c.reserved || lim.evicted.Load() != 1 || lim.held() != 2 {
+		t.Errorf("after one went idle: %+v, evicted %d, held %d", c, lim.evicted.Load(), lim.held())
+	}
+}
+
 func TestBodyTimeout(t *testing.T) {
 	_, url := startRouter(t, Config{Backends: backends(newFake(t)), HealthInterval: time.Hour, BodyTimeout: 100 * time.Millisecond})
 	c := rawConn(t, url)
