@@ -41,6 +41,67 @@ type ComparisonDoc struct {
 	// policy can shorten one workflow, and differences are noise.
 	SingleChain bool   `json:"single_chain"`
 	Note        string `json:"note,omitempty"`
+	// Answer is what the comparison found, in a sentence or two, computed
+	// from the figures (see FillAnswer); every output opens with it.
+	Answer string `json:"answer,omitempty"`
+}
+
+// FillAnswer sets Answer: the best arm's makespan speedup over the
+// baseline with its interval (or that no arm differs significantly, or that
+// one iteration gives no interval), and how the latency users feel (TTFT
+// p50), or for routing logics the prefix-cache hit rate, moved with it.
+// Nothing is claimed for traces that are single chains (see Note).
+func (d *ComparisonDoc) FillAnswer() {
+	c := d.Comparison
+	var base, best *metrics.ArmResult
+	for i := range c.Arms {
+		a := &c.Arms[i]
+		switch {
+		case a.Label == c.Baseline:
+			base = a
+		case !math.IsNaN(float64(a.Speedup.Mean)) && (best == nil || a.Speedup.Mean > best.Speedup.Mean):
+			best = a
+		}
+	}
+	d.Answer = ""
+	if base == nil || best == nil {
+		return // one arm: nothing compared
+	}
+	sp := best.Speedup
+	x := float64(sp.Mean)
+	var first string
+	switch {
+	case d.SingleChain && d.ArmsAre == "policies":
+		d.Answer = "No policy can shorten these workflows: every trace compared is a single chain."
+		return
+	case sp.N < 2 || math.IsNaN(float64(sp.Lo)):
+		first = fmt.Sprintf("%s finished workflows %.2fx as fast as %s in one iteration (no interval: run --iterations 3 before trusting it).", best.Label, x, base.Label)
+	case !best.Significant:
+		first = fmt.Sprintf("No arm differs significantly from %s in makespan (the best, %s, %.2fx, 95%% CI %.2f-%.2f).", base.Label, best.Label, x, float64(sp.Lo), float64(sp.Hi))
+	case x > 1:
+		first = fmt.Sprintf("%s finishes workflows %.2fx faster than %s (95%% CI %.2f-%.2f).", best.Label, x, base.Label, float64(sp.Lo), float64(sp.Hi))
+	default:
+		first = fmt.Sprintf("No arm beats %s: the best, %s, is %.2fx its speed (95%% CI %.2f-%.2f).", base.Label, best.Label, x, float64(sp.Lo), float64(sp.Hi))
+	}
+	key := "ttft_p50_s"
+	if d.ArmsAre == "routing-logics" {
+		key = "cache_hit_rate"
+	}
+	for _, f := range metrics.Figures {
+		if f.Key != key {
+			continue
+		}
+		from, to := float64(base.Figures[key].Mean), float64(best.Figures[key].Mean)
+		if math.IsNaN(from) || math.IsNaN(to) {
+			break
+		}
+		verb := "rises"
+		if to < from {
+			verb = "falls"
+		}
+		first += fmt.Sprintf(" %s %s from %s to %s.", f.Label, verb, fmtValue(f, from), fmtValue(f, to))
+	}
+	d.Answer = first
 }
 
 // FillNote sets SingleChain and the note that says what the comparison can
@@ -153,6 +214,11 @@ func WriteComparisonText(w io.Writer, d ComparisonDoc) error {
 	if _, err := fmt.Fprintln(w, comparisonTitle(d)); err != nil {
 		return err
 	}
+	if d.Answer != "" {
+		if _, err := fmt.Fprintln(w, "Answer: "+d.Answer); err != nil {
+			return err
+		}
+	}
 	header, rows := comparisonRows(d)
 	if err := Table(w, header, rows); err != nil {
 		return err
@@ -170,6 +236,9 @@ func WriteComparisonMarkdown(w io.Writer, d ComparisonDoc) error {
 	header, rows := comparisonRows(d)
 	var b strings.Builder
 	fmt.Fprintf(&b, "## %s\n\n", comparisonTitle(d))
+	if d.Answer != "" {
+		fmt.Fprintf(&b, "**%s**\n\n", d.Answer)
+	}
 	b.WriteString("| " + strings.Join(header, " | ") + " |\n|" + strings.Repeat("---|", len(header)) + "\n")
 	for _, r := range rows {
 		b.WriteString("| " + strings.Join(r, " | ") + " |\n")

@@ -19,6 +19,7 @@ th, td { border: 1px solid #ccc; padding: .35em .7em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #f3f5f8; }
 .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: .6em 1em; }
+.answer { font-size: 1.1em; font-weight: 600; border-left: 4px solid #2a6fdb; padding: .4em 1em; }
 .meta { color: #555; font-size: .9em; }
 figure { margin: 1.2em 0; } figcaption { color: #555; font-size: .9em; }
 svg { max-width: 100%; height: auto; }
@@ -34,6 +35,7 @@ var page = template.Must(template.Must(pageStyle.Clone()).New("report").Parse(`<
 <body>
 <h1>{{.Title}}</h1>
 <p class="meta">{{.Meta}}</p>
+{{if .Answer}}<p class="answer">{{.Answer}}</p>{{end}}
 {{if .Note}}<p class="note">{{.Note}}</p>{{end}}
 <h2>Figures</h2>
 <table>
@@ -63,11 +65,11 @@ func WriteHTML(w io.Writer, d ComparisonDoc, runs map[string][]RunData) error {
 	}
 	header, rows := comparisonRows(d)
 	view := struct {
-		Title, Meta, Note, Times, Generated string
-		Header                              []string
-		Rows                                [][]string
-		Figures                             []figureView
-	}{Title: comparisonTitle(d), Note: d.Note, Times: timesWord(d.Backend), Generated: time.Now().UTC().Format(time.RFC3339), Header: header, Rows: rows}
+		Title, Meta, Answer, Note, Times, Generated string
+		Header                                      []string
+		Rows                                        [][]string
+		Figures                                     []figureView
+	}{Title: comparisonTitle(d), Answer: d.Answer, Note: d.Note, Times: timesWord(d.Backend), Generated: time.Now().UTC().Format(time.RFC3339), Header: header, Rows: rows}
 	backend := "endpoint " + strings.Join(d.Backend.URLs, ", ")
 	if d.Backend.Kind == "embedded" {
 		backend = "embedded engine, profile " + d.Backend.Profile

@@ -55,6 +55,7 @@ func Recompute(d *ComparisonDoc, runs map[string][]RunData, baseline string) {
 	}
 	d.Comparison = metrics.Compare(arms, baseline)
 	d.FillNote()
+	d.FillAnswer()
 }
 
 // WriteComparisonFiles writes comparison.json, .csv, .md and report.html

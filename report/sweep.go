@@ -71,7 +71,10 @@ type SweepDoc struct {
 	Idle               map[string]map[string]float64 `json:"idle_completion_s"`
 	SaturationSlowdown float64                       `json:"saturation_slowdown"`
 	Saturation         map[string]Saturation         `json:"saturation"`
-	Points             []SweepPoint                  `json:"points"`
+	// Answer says, in a sentence, where each arm saturates (computed by
+	// Saturate); every output opens with it.
+	Answer string       `json:"answer,omitempty"`
+	Points []SweepPoint `json:"points"`
 }
 
 // MinThroughput is the share of the offered workflows an arm must complete
@@ -123,6 +126,31 @@ func (d *SweepDoc) Saturate() {
 		}
 		d.Saturation[arm] = s
 	}
+	d.Answer = d.answer()
+}
+
+// answer is where each arm saturates, as one sentence.
+func (d SweepDoc) answer() string {
+	var parts []string
+	for _, arm := range d.Arms {
+		s := d.Saturation[arm]
+		switch {
+		case s.Reached && s.Below > 0:
+			parts = append(parts, fmt.Sprintf("%s saturates between %.3g and %.3g workflows/s", arm, s.Below, s.Rate))
+		case s.Reached && len(s.TooShort) > 0:
+			parts = append(parts, fmt.Sprintf("%s is saturated at %.3g workflows/s (lower rates too short to judge)", arm, s.Rate))
+		case s.Reached:
+			parts = append(parts, fmt.Sprintf("%s is saturated already at the lowest rate, %.3g workflows/s", arm, s.Rate))
+		case s.Below > 0:
+			parts = append(parts, fmt.Sprintf("%s does not saturate up to %.3g workflows/s", arm, s.Below))
+		default:
+			parts = append(parts, fmt.Sprintf("%s: cannot tell (runs too short; sweep with --duration)", arm))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return strings.Join(parts, "; ") + "."
 }
 
 func (d SweepDoc) title() string {
@@ -203,6 +231,11 @@ func WriteSweepText(w io.Writer, d SweepDoc) error {
 	if _, err := fmt.Fprintln(w, d.title()); err != nil {
 		return err
 	}
+	if d.Answer != "" {
+		if _, err := fmt.Fprintln(w, "Answer: "+d.Answer); err != nil {
+			return err
+		}
+	}
 	if err := Table(w, header, rows); err != nil {
 		return err
 	}
@@ -213,7 +246,11 @@ func WriteSweepText(w io.Writer, d SweepDoc) error {
 // WriteSweepMarkdown writes the sweep as Markdown, its plots first.
 func WriteSweepMarkdown(w io.Writer, d SweepDoc) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "## %s\n\n![completion time against offered load](sweep-completion.svg)\n\n![throughput against offered load](sweep-throughput.svg)\n\n", d.title())
+	fmt.Fprintf(&b, "## %s\n\n", d.title())
+	if d.Answer != "" {
+		fmt.Fprintf(&b, "**%s**\n\n", d.Answer)
+	}
+	fmt.Fprintf(&b, "![completion time against offered load](sweep-completion.svg)\n\n![throughput against offered load](sweep-throughput.svg)\n\n")
 	header, rows := d.rows()
 	b.WriteString("| " + strings.Join(header, " | ") + " |\n|" + strings.Repeat("---|", len(header)) + "\n")
 	for _, r := range rows {
@@ -231,7 +268,7 @@ func WriteSweepMarkdown(w io.Writer, d SweepDoc) error {
 // WriteSweepCSV writes one row per point.
 func WriteSweepCSV(w io.Writer, d SweepDoc) error {
 	cw := csv.NewWriter(w)
-	head := []string{"arm", "rate_per_s", "outcome", "workflows", "completed", "failed", "workflows_per_min", "goodput_per_min",
+	head := []string{"arm", "rate_per_s", "outcome", "workflows", "completed", "failed", "workflows_per_min", "window_workflows_per_min", "goodput_per_min",
 		"completion_p50_s", "completion_p90_s", "completion_p99_s", "slowdown_p50", "slowdown_p90", "queue_delay_p50_s", "workflow_hit_rate_mean", "ttft_p50_s", "run"}
 	if err := cw.Write(head); err != nil {
 		return err
@@ -244,7 +281,7 @@ func WriteSweepCSV(w io.Writer, d SweepDoc) error {
 			slow50, slow90 = num(s.Slowdown.P50), num(s.Slowdown.P90)
 		}
 		if err := cw.Write([]string{p.Arm, strconv.FormatFloat(p.Rate, 'g', 8, 64), p.Outcome, strconv.Itoa(s.Workflows), strconv.Itoa(s.Completed),
-			strconv.Itoa(s.Failed), num(s.WorkflowsPerMin), num(s.WorkflowGoodputMin), num(s.Completion.P50), num(s.Completion.P90), num(s.Completion.P99),
+			strconv.Itoa(s.Failed), num(s.WorkflowsPerMin), num(s.WindowPerMin), num(s.WorkflowGoodputMin), num(s.Completion.P50), num(s.Completion.P90), num(s.Completion.P99),
 			slow50, slow90, num(s.QueueDelay.P50), num(s.WorkflowHitRate.Mean), num(s.TTFT.P50), p.Run}); err != nil {
 			return err
 		}
@@ -283,7 +320,7 @@ func sweepFigures(d SweepDoc) ([]Figure, error) {
 			if v := float64(s.Completion.P99); !math.IsNaN(v) {
 				p99 = append(p99, plotter.XY{X: p.Rate, Y: v})
 			}
-			if v := float64(s.WorkflowsPerMin); !math.IsNaN(v) {
+			if v := float64(s.WindowPerMin); !math.IsNaN(v) {
 				done = append(done, plotter.XY{X: p.Rate, Y: v})
 			}
 		}
@@ -333,6 +370,7 @@ var sweepPage = template.Must(template.Must(pageStyle.Clone()).New("sweep").Pars
 {{template "style"}}</head>
 <body>
 <h1>{{.Title}}</h1>
+{{if .Answer}}<p class="answer">{{.Answer}}</p>{{end}}
 {{range .Figures}}<figure>{{.SVG}}</figure>
 {{end}}<ul>{{range .Saturation}}<li>{{.}}</li>{{end}}</ul>
 <table>
@@ -352,12 +390,12 @@ func WriteSweepFiles(dir string, d SweepDoc, png bool) error {
 	}
 	header, rows := d.rows()
 	view := struct {
-		Title, Times string
-		Figures      []figureView
-		Saturation   []string
-		Header       []string
-		Rows         [][]string
-	}{Title: d.title(), Times: timesWord(d.Backend), Saturation: d.saturationLines(), Header: header, Rows: rows}
+		Title, Times, Answer string
+		Figures              []figureView
+		Saturation           []string
+		Header               []string
+		Rows                 [][]string
+	}{Title: d.title(), Times: timesWord(d.Backend), Answer: d.Answer, Saturation: d.saturationLines(), Header: header, Rows: rows}
 	for _, f := range figs {
 		svg, err := f.Render("svg")
 		if err != nil {

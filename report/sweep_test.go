@@ -56,6 +56,10 @@ func TestSaturate(t *testing.T) {
 			t.Errorf("missing %q in\n%s", s, lines)
 		}
 	}
+	wantAnswer := "a saturates between 2 and 4 workflows/s; b is saturated already at the lowest rate, 1 workflows/s; c does not saturate up to 2 workflows/s; d saturates between 1 and 4 workflows/s; e: cannot tell (runs too short; sweep with --duration)."
+	if d.Answer != wantAnswer {
+		t.Errorf("answer %q, want %q", d.Answer, wantAnswer)
+	}
 	if strings.Contains(lines, "e: not saturated") || strings.Contains(lines, "d: not saturated") {
 		t.Errorf("a verdict of not saturated where it is, or cannot be told:\n%s", lines)
 	}
