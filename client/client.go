@@ -281,7 +281,16 @@ func (c *Client) once(ctx context.Context, call scheduler.Call) (scheduler.CallR
 	defer cancel()
 	req := openai.ChatCompletionRequest{Model: c.cfg.Model, MaxTokens: call.MaxTokens}
 	for _, m := range call.Messages {
-		req.Messages = append(req.Messages, openai.ChatCompletionMessage{Role: m.Role, Content: m.Content})
+		msg := openai.ChatCompletionMessage{Role: m.Role, Content: m.Content, ToolCallID: m.ToolCallID}
+		for _, tc := range m.ToolCalls {
+			args := tc.Arguments
+			if args == "" {
+				args = "{}"
+			}
+			msg.ToolCalls = append(msg.ToolCalls, openai.ToolCall{ID: tc.ID, Type: openai.ToolTypeFunction,
+				Function: openai.FunctionCall{Name: tc.Name, Arguments: args}})
+		}
+		req.Messages = append(req.Messages, msg)
 	}
 	if call.Seed != nil {
 		s := int(*call.Seed)

@@ -28,6 +28,9 @@ type builder struct {
 	posts    []post
 	cursor   map[string]int
 	seq      int // orders directed deliveries against posts
+	// calls are each agent's tool calls awaiting their results, oldest
+	// first.
+	calls map[string][]string
 }
 
 type delivery struct {
@@ -36,6 +39,9 @@ type delivery struct {
 	typ  EdgeType
 	from string
 	text string
+	// callID is the tool call a tool's result answers, for its owner (the
+	// agent that made the call).
+	callID, owner string
 }
 
 type post struct {
@@ -51,6 +57,7 @@ func newBuilder(id, format string) *builder {
 		lastNode: map[string]*Node{},
 		pending:  map[string][]delivery{},
 		cursor:   map[string]int{},
+		calls:    map[string][]string{},
 	}
 }
 
@@ -91,7 +98,11 @@ func (b *builder) call(id, agent, text string, line int) *Node {
 			deps[d.src] = true
 		}
 		if d.text != "" {
-			n.Inputs = append(n.Inputs, Input{From: d.from, Text: d.text})
+			in := Input{From: d.from, Text: d.text}
+			if d.owner == agent {
+				in.ToolCallID = d.callID
+			}
+			n.Inputs = append(n.Inputs, in)
 		}
 	}
 	// Directed deliveries and posts, merged in the order they happened.
@@ -112,7 +123,21 @@ func (b *builder) call(id, agent, text string, line int) *Node {
 	}
 	b.lastCall[agent] = n
 	b.lastNode[agent] = n
+	delete(b.calls, agent) // calls never answered stay unanswered
 	return n
+}
+
+// toolCall records a tool call made by agent's last call; the next tool
+// result for agent answers it.
+func (b *builder) toolCall(agent, name, args string) bool {
+	c := b.lastCall[agent]
+	if c == nil {
+		return false
+	}
+	tc := ToolCall{ID: fmt.Sprintf("%s/call%d", c.ID, len(c.ToolCalls)), Name: name, Arguments: args}
+	c.ToolCalls = append(c.ToolCalls, tc)
+	b.calls[agent] = append(b.calls[agent], tc.ID)
+	return true
 }
 
 // tool adds a tool execution requested by agent's last call; its result is
@@ -124,7 +149,10 @@ func (b *builder) tool(id, agent, text string, line int, broadcast bool) *Node {
 		b.edge(c, n, EdgeObservation)
 	}
 	b.lastNode[agent] = n
-	d := delivery{src: n, typ: EdgeObservation, from: "tool", text: text}
+	d := delivery{src: n, typ: EdgeObservation, from: "tool", text: text, owner: agent}
+	if q := b.calls[agent]; len(q) > 0 {
+		d.callID, b.calls[agent] = q[0], q[1:]
+	}
 	if broadcast {
 		b.posts = append(b.posts, post{delivery: b.stamp(d)})
 	} else {

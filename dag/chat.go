@@ -30,10 +30,15 @@ func isSpeakerOnly(agent string) bool {
 	return isProxy(agent)
 }
 
+// toolInfo is a tool call as a step records it (OpenManus: the tool's name
+// and its JSON arguments).
+type toolInfo struct{ name, args string }
+
 // step handles one record; kind is message, tool_call, tool_result, system
 // (or "" when the format has none); stepN identifies an LLM call across
-// several records ("" when unknown).
-func (c *groupChat) step(id, agent, kind, stepN, text string, line int) {
+// several records ("" when unknown); call, for a tool_call step that names
+// its tool, is the call (replayed as a tool call, not as text).
+func (c *groupChat) step(id, agent, kind, stepN, text string, line int, call *toolInfo) {
 	switch {
 	case kind == "tool_result":
 		owner := c.toolCaller
@@ -51,11 +56,18 @@ func (c *groupChat) step(id, agent, kind, stepN, text string, line int) {
 			return
 		}
 		c.b.input("", agent, text)
+	case call != nil && stepN != "" && agent == c.lastLLM && stepN == c.lastStep && c.b.toolCall(agent, call.name, call.args):
+		// A call of the step's LLM call: recorded as a tool call.
 	default:
 		if stepN != "" && agent == c.lastLLM && stepN == c.lastStep && c.b.appendOutput(agent, text) {
 			break
 		}
-		c.b.call(id, agent, text, line)
+		if call != nil {
+			c.b.call(id, agent, "", line)
+			c.b.toolCall(agent, call.name, call.args)
+		} else {
+			c.b.call(id, agent, text, line)
+		}
 		c.b.send(agent, "", text)
 		c.lastLLM, c.lastStep = agent, stepN
 	}

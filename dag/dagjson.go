@@ -94,7 +94,7 @@ func (dagJSONFormat) Parse(data []byte, opt Options) ([]*Graph, error) {
 		b = newBuilder(id, "dag-json")
 		c := &groupChat{b: b}
 		for _, n := range f.Nodes {
-			c.step(n.ID, n.AgentName, "", "", n.Content, n.LineNumber)
+			c.step(n.ID, n.AgentName, "", "", n.Content, n.LineNumber, nil)
 		}
 	case "hyperagent":
 		b = newBuilder(id, "dag-json")

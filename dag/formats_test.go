@@ -1,6 +1,7 @@
 package dag
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -315,5 +316,56 @@ func TestStepsGroupChat(t *testing.T) {
 	}
 	if g.ID != "7" || g.Meta["mas_name"] != "AG2" {
 		t.Errorf("id %q meta %v", g.ID, g.Meta)
+	}
+}
+
+// TestOpenManusToolCalls: OpenManus's tool_call steps become the calls'
+// recorded tool calls, and each tool_result answers one by id at the
+// agent's next call; AppWorld's, which are code in messages, stay text.
+func TestOpenManusToolCalls(t *testing.T) {
+	gs, err := ReadFile(testenv.SharedFile(t, "steps/openmanus.json"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls, answered := 0, 0
+	for _, g := range gs {
+		ids := map[string]string{} // call id -> the node that made it
+		for _, n := range g.Nodes {
+			for _, c := range n.ToolCalls {
+				if c.Name == "" || c.Arguments != "" && !json.Valid([]byte(c.Arguments)) || ids[c.ID] != "" {
+					t.Fatalf("%s: tool call %+v", g.ID, c)
+				}
+				ids[c.ID] = n.ID
+				calls++
+			}
+		}
+		prev := PreviousCalls(g)
+		for i, n := range g.Nodes {
+			for _, in := range n.Inputs {
+				if in.ToolCallID == "" {
+					continue
+				}
+				answered++
+				// It answers a call of the same agent's previous call.
+				if j := prev[i]; j < 0 || ids[in.ToolCallID] != g.Nodes[j].ID {
+					t.Errorf("%s/%s: input answers %s, made by %q", g.ID, n.ID, in.ToolCallID, ids[in.ToolCallID])
+				}
+			}
+		}
+	}
+	if calls < 100 || answered < calls*9/10 {
+		t.Errorf("%d tool calls in %d traces, %d answered", calls, len(gs), answered)
+	}
+	t.Logf("%d tool calls, %d answered, in %d traces", calls, answered, len(gs))
+	aw, err := ReadFile(testenv.SharedFile(t, "steps/appworld.json"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range aw {
+		for _, n := range g.Nodes {
+			if len(n.ToolCalls) > 0 {
+				t.Fatalf("AppWorld %s/%s has structured tool calls: its calls are code in text", g.ID, n.ID)
+			}
+		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/wfsched/wfsched/tokenizer"
 )
 
 // Kind classifies a node.
@@ -46,6 +48,18 @@ type Input struct {
 	From   string `json:"from,omitempty"`   // the sending agent or node, if known
 	Text   string `json:"text,omitempty"`   // may be empty when only Tokens is known
 	Tokens int    `json:"tokens,omitempty"` // token count of Text (or of the lost text)
+	// ToolCallID, when set, says the input is a tool's result answering
+	// that call of the agent's previous call (a "tool" message).
+	ToolCallID string `json:"tool_call_id,omitempty"`
+}
+
+// ToolCall is a function call an LLM node's reference output made, as a
+// trace records it: an id (unique in the graph), the function's name and
+// its arguments (a JSON text).
+type ToolCall struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Arguments string `json:"arguments,omitempty"`
 }
 
 // Node is one event of a workflow.
@@ -66,6 +80,10 @@ type Node struct {
 	// Output is the reference output: what the model answered or the tool
 	// returned in the original run.
 	Output string `json:"output,omitempty"`
+	// ToolCalls are the tool calls an LLM node's reference output made,
+	// when the trace records them as such; OutputTokens counts them with
+	// Output, as the chat template renders them (tokenizer.Message.Text).
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
 
 	// InputTokens is, for an LLM node, the whole prompt as rebuilt (see
 	// Prompts); OutputTokens the reference output's length.
@@ -142,4 +160,31 @@ func (g *Graph) Node(id string) *Node {
 		}
 	}
 	return nil
+}
+
+// ChatToolCalls converts a node's tool calls for the tokenizer.
+func ChatToolCalls(calls []ToolCall) []tokenizer.ToolCall {
+	if len(calls) == 0 {
+		return nil
+	}
+	out := make([]tokenizer.ToolCall, len(calls))
+	for i, c := range calls {
+		out[i] = tokenizer.ToolCall{Name: c.Name, Arguments: c.Arguments}
+	}
+	return out
+}
+
+// OutputText is the reference output as the chat template renders it: the
+// output, then its tool calls.
+func (n *Node) OutputText() string {
+	return tokenizer.Message{Role: "assistant", Content: n.Output, ToolCalls: ChatToolCalls(n.ToolCalls)}.Text()
+}
+
+// Role is the chat role an input is sent with: "tool" for a tool's result
+// answering a recorded call, else "user".
+func (in Input) Role() string {
+	if in.ToolCallID != "" {
+		return "tool"
+	}
+	return "user"
 }

@@ -40,7 +40,7 @@ func (metaGPTFormat) Parse(data []byte, _ Options) ([]*Graph, error) {
 	b := newBuilder("metagpt-run-"+strings.Trim(string(run.RunID), `"`), "metagpt-run")
 	c := &groupChat{b: b}
 	if run.Prompt != "" {
-		c.step("task", "Human", "message", "", run.Prompt, 0)
+		c.step("task", "Human", "message", "", run.Prompt, 0, nil)
 	}
 	type act struct {
 		id, role string
@@ -63,7 +63,7 @@ func (metaGPTFormat) Parse(data []byte, _ Options) ([]*Graph, error) {
 		return nil, fmt.Errorf("no \"Name(Role): to do Action\" line in content: not a MetaGPT log")
 	}
 	for k, a := range acts {
-		c.step(a.id, a.role, "message", "", strings.Trim(strings.Join(a.body, "\n"), "\n"), a.line)
+		c.step(a.id, a.role, "message", "", strings.Trim(strings.Join(a.body, "\n"), "\n"), a.line, nil)
 		if k+1 < len(acts) && !a.at.IsZero() && !acts[k+1].at.IsZero() {
 			c.b.lastCall[a.role].Meta = map[string]string{"recorded_s": fmt.Sprintf("%.3f", acts[k+1].at.Sub(a.at).Seconds())}
 		}

@@ -10,9 +10,13 @@ import (
 // the trace kept only a token count; Tokens is then the length to stand in
 // for it (tokenizer.Encoder.Filler makes such text).
 type Message struct {
-	Role    string // "system", "user" or "assistant"
+	Role    string // "system", "user", "assistant" or "tool"
 	Content string
 	Tokens  int
+	// ToolCalls are an assistant message's recorded tool calls (Tokens
+	// counts them); ToolCallID the call a tool message answers.
+	ToolCalls  []ToolCall
+	ToolCallID string
 	// Source identifies the text ("NODE/system", "NODE/in/K", "NODE/out"):
 	// the same text recurs under the same Source in later prompts, so text
 	// made up for it can be made the same each time.
@@ -66,11 +70,11 @@ func Messages(g *Graph, prev []int, i int) []Message {
 		j := chain[k]
 		n := g.Nodes[j]
 		for q, in := range n.Inputs {
-			msgs = append(msgs, Message{Role: "user", Content: in.Text, Tokens: in.Tokens,
+			msgs = append(msgs, Message{Role: in.Role(), Content: in.Text, Tokens: in.Tokens, ToolCallID: in.ToolCallID,
 				Source: n.ID + "/in/" + strconv.Itoa(q), Node: j, Input: q})
 		}
 		if k > 0 {
-			msgs = append(msgs, Message{Role: "assistant", Content: n.Output, Tokens: n.OutputTokens.N,
+			msgs = append(msgs, Message{Role: "assistant", Content: n.Output, Tokens: n.OutputTokens.N, ToolCalls: n.ToolCalls,
 				Source: n.ID + "/out", Node: j, Input: InputOutput})
 		}
 	}
@@ -92,21 +96,20 @@ const (
 func EstimateTokens(g *Graph, enc *tokenizer.Encoder) {
 	prev := PreviousCalls(g)
 	gen := enc.GenerationPromptTokens()
-	userOH := enc.MessageOverhead("user")
 	asstOH := enc.MessageOverhead("assistant")
 	for i, n := range g.Nodes {
 		if n.System != "" && n.SystemTokens == 0 {
 			n.SystemTokens = enc.Count(n.System)
 		}
-		if n.Output != "" && n.OutputTokens.N == 0 {
-			n.OutputTokens = TokenCount{N: enc.Count(n.Output)}
+		if (n.Output != "" || len(n.ToolCalls) > 0) && n.OutputTokens.N == 0 {
+			n.OutputTokens = TokenCount{N: enc.Count(n.OutputText())}
 		}
 		inputs := 0
 		for k := range n.Inputs {
 			if n.Inputs[k].Text != "" && n.Inputs[k].Tokens == 0 {
 				n.Inputs[k].Tokens = enc.Count(n.Inputs[k].Text)
 			}
-			inputs += userOH + n.Inputs[k].Tokens
+			inputs += enc.MessageOverhead(n.Inputs[k].Role()) + n.Inputs[k].Tokens
 		}
 		if n.Kind != KindLLM || n.InputTokens.N > 0 {
 			continue
@@ -157,7 +160,7 @@ func PrefixShareAny(g *Graph, enc *tokenizer.Encoder) []int {
 		parts += 1 + len(n.Inputs)
 	}
 	seen := make(map[uint64]struct{}, parts) // hashes of message prefixes of earlier prompts
-	userOH, asstOH, sysOH := enc.MessageOverhead("user"), enc.MessageOverhead("assistant"), enc.MessageOverhead("system")
+	userOH, toolOH, asstOH, sysOH := enc.MessageOverhead("user"), enc.MessageOverhead("tool"), enc.MessageOverhead("assistant"), enc.MessageOverhead("system")
 	var num []byte
 	for i, n := range g.Nodes {
 		if n.Kind != KindLLM {
@@ -184,13 +187,21 @@ func PrefixShareAny(g *Graph, enc *tokenizer.Encoder) []int {
 			h, tokens = end[j], ends[j]
 			shared = tokens
 			pj := g.Nodes[j]
-			add(msgHash(h, "assistant", pj.Output, pj.ID, "/out", nil), asstOH+pj.OutputTokens.N)
+			text := pj.Output
+			if len(pj.ToolCalls) > 0 {
+				text = pj.OutputText()
+			}
+			add(msgHash(h, "assistant", text, pj.ID, "/out", nil), asstOH+pj.OutputTokens.N)
 		} else if n.System != "" || n.SystemTokens > 0 {
 			add(msgHash(h, "system", n.System, n.ID, "/system", nil), sysOH+n.SystemTokens)
 		}
 		for q, in := range n.Inputs {
 			num = strconv.AppendInt(num[:0], int64(q), 10)
-			add(msgHash(h, "user", in.Text, n.ID, "/in/", num), userOH+in.Tokens)
+			if in.ToolCallID != "" {
+				add(msgHash(h, "tool", in.Text, n.ID, "/in/", num), toolOH+in.Tokens)
+			} else {
+				add(msgHash(h, "user", in.Text, n.ID, "/in/", num), userOH+in.Tokens)
+			}
 		}
 		end[i], ends[i] = h, tokens
 		share[i] = max(same[i], min(shared, n.InputTokens.N))

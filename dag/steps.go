@@ -112,7 +112,7 @@ func parseStepRecord(r json.RawMessage, index int) (*Graph, error) {
 			if v, ok := s.Metadata["step_n"]; ok {
 				stepN = string(v)
 			}
-			c.step(stepID(s, k), s.Agent, s.Kind, stepN, s.Content, 0)
+			c.step(stepID(s, k), s.Agent, s.Kind, stepN, s.Content, 0, stepToolCall(s))
 		}
 	}
 	for k, v := range meta {
@@ -123,6 +123,26 @@ func parseStepRecord(r json.RawMessage, index int) (*Graph, error) {
 		return nil, fmt.Errorf("trace %s: %w: no LLM call among %d steps", id, ErrEmpty, len(rec.Steps))
 	}
 	return b.g, nil
+}
+
+// stepToolCall reads the tool call a tool_call step names in its metadata
+// (OpenManus: tool_name, and tool_args, a JSON text given as a string), or
+// nil: other step lists write their tool calls as text.
+func stepToolCall(s stepEntry) *toolInfo {
+	if s.Kind != "tool_call" {
+		return nil
+	}
+	var name, args string
+	if json.Unmarshal(s.Metadata["tool_name"], &name) != nil || name == "" {
+		return nil
+	}
+	if raw := s.Metadata["tool_args"]; len(raw) > 0 && json.Unmarshal(raw, &args) != nil {
+		return nil
+	}
+	if args != "" && !json.Valid([]byte(args)) {
+		return nil // arguments that are not JSON stay text
+	}
+	return &toolInfo{name: name, args: args}
 }
 
 func stepID(s stepEntry, k int) string {

@@ -3,12 +3,17 @@ package scheduler
 import (
 	"context"
 	"time"
+
+	"github.com/wfsched/wfsched/dag"
 )
 
-// Message is one chat message of a call.
+// Message is one chat message of a call. An assistant message may carry
+// the tool calls its turn made; a "tool" message answers one of them.
 type Message struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role       string         `json:"role"`
+	Content    string         `json:"content"`
+	ToolCalls  []dag.ToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string         `json:"tool_call_id,omitempty"`
 }
 
 // Call is one chat completion to send.

@@ -82,9 +82,19 @@ func (p *prompter) messages(v int, generated func(int) (string, bool), tag strin
 			}
 		}
 		if text == "" && m.Tokens > 0 {
-			text = p.filler(m, m.Tokens)
+			// Stand-in text for what the trace lost, less what the tool
+			// calls (kept as recorded) take.
+			calls := 0
+			if len(m.ToolCalls) > 0 {
+				calls = p.enc.Count(tokenizer.Message{ToolCalls: dag.ChatToolCalls(m.ToolCalls)}.Text())
+			}
+			if m.Tokens > calls {
+				text = p.filler(m, m.Tokens-calls)
+			}
 		}
-		out[i] = Message{Role: m.Role, Content: text}
+		// Recorded tool calls stay with the turn in the live context too:
+		// the tool messages after it answer them.
+		out[i] = Message{Role: m.Role, Content: text, ToolCalls: m.ToolCalls, ToolCallID: m.ToolCallID}
 	}
 	if tag != "" {
 		if len(out) > 0 && out[0].Role == "system" {

@@ -456,3 +456,69 @@ func TestMaxTokensCapsAndOutputTokensForces(t *testing.T) {
 		t.Fatalf("reference lengths %d..%d do not straddle %d: the cap is not tested", lo, hi, limit)
 	}
 }
+
+// toolTrace is an agent that thinks and calls a tool, reads its result,
+// then calls a tool without a word, reads that, and answers.
+const toolTrace = `{"format": "wfsched-dag", "version": 1, "id": "tools",
+ "nodes": [
+  {"id": "c1", "kind": "llm", "agent": "a", "system": "You use tools.", "inputs": [{"from": "user", "text": "List the files."}],
+   "output": "Let me look.", "tool_calls": [{"id": "c1/call0", "name": "str_replace_editor", "arguments": "{\"command\": \"view\", \"path\": \"/w\"}"}]},
+  {"id": "t1", "kind": "tool", "agent": "a", "output": "a.txt b.txt", "duration_s": 0.01},
+  {"id": "c2", "kind": "llm", "agent": "a", "inputs": [{"from": "tool", "text": "a.txt b.txt", "tool_call_id": "c1/call0"}],
+   "tool_calls": [{"id": "c2/call0", "name": "bash", "arguments": "{\"cmd\": \"wc -l a.txt\"}"}]},
+  {"id": "t2", "kind": "tool", "agent": "a", "output": "3 a.txt", "duration_s": 0.01},
+  {"id": "c3", "kind": "llm", "agent": "a", "inputs": [{"from": "tool", "text": "3 a.txt", "tool_call_id": "c2/call0"}], "output": "a.txt has 3 lines."}],
+ "edges": [{"from": "c1", "to": "t1", "type": "observation"}, {"from": "t1", "to": "c2", "type": "observation"},
+  {"from": "c1", "to": "c2", "type": "history"}, {"from": "c2", "to": "t2", "type": "observation"},
+  {"from": "t2", "to": "c3", "type": "observation"}, {"from": "c2", "to": "c3", "type": "history"}]}`
+
+// TestToolCallsReplayed: recorded tool calls travel as tool_calls, their
+// results as tool messages, and the engine counts the prompts exactly as
+// the trace loader estimated them.
+func TestToolCallsReplayed(t *testing.T) {
+	gs, err := dag.Parse([]byte(toolTrace), dag.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := gs[0]
+	dag.EstimateTokens(g, tokenizer.MustDefault())
+
+	f := &fake{}
+	if _, err := scheduler.Run(context.Background(), scheduler.Config{Policy: scheduler.Sequential{}}, []*dag.Graph{g}, f, &memSink{}); err != nil {
+		t.Fatal(err)
+	}
+	last := f.calls[2].Messages // c3: system, user, assistant+call, tool, assistant (call only), tool
+	var roles []string
+	for _, m := range last {
+		roles = append(roles, m.Role)
+	}
+	if got := strings.Join(roles, " "); got != "system user assistant tool assistant tool" {
+		t.Fatalf("roles %q", got)
+	}
+	if c := last[2].ToolCalls; len(c) != 1 || c[0].Name != "str_replace_editor" || last[3].ToolCallID != c[0].ID || last[2].Content != "Let me look." {
+		t.Errorf("first turn %+v, its result %+v", last[2], last[3])
+	}
+	if c := last[4].ToolCalls; len(c) != 1 || c[0].Name != "bash" || last[5].ToolCallID != "c2/call0" || last[4].Content != "" {
+		t.Errorf("second turn %+v, its result %+v", last[4], last[5])
+	}
+
+	cl := engine(t, nil)
+	sink := &memSink{}
+	if _, err := scheduler.Run(context.Background(), scheduler.Config{Policy: scheduler.Sequential{}, TimeScale: 0.01}, []*dag.Graph{g}, cl, sink); err != nil {
+		t.Fatal(err)
+	}
+	llm := 0
+	for _, r := range sink.nodes {
+		if r.Kind != "llm" {
+			continue
+		}
+		llm++
+		n := g.Node(r.Node)
+		if r.Status != scheduler.StatusOK || r.PromptTokens != n.InputTokens.N {
+			t.Errorf("node %s: %s, engine counted %d prompt tokens, the trace %d", r.Node, r.Status, r.PromptTokens, n.InputTokens.N)
+		}
+	}
+	if llm != 3 {
+		t.Errorf("%d LLM results, want 3", llm)
+	}
+}

@@ -30,8 +30,17 @@ type completionRequest struct {
 }
 
 type chatMessage struct {
-	Role    string          `json:"role"`
-	Content json.RawMessage `json:"content"`
+	Role       string          `json:"role"`
+	Content    json.RawMessage `json:"content"`
+	ToolCallID string          `json:"tool_call_id"`
+	ToolCalls  []struct {
+		ID       string `json:"id"`
+		Type     string `json:"type"`
+		Function struct {
+			Name      string `json:"name"`
+			Arguments string `json:"arguments"`
+		} `json:"function"`
+	} `json:"tool_calls"`
 }
 
 // apiError is an error answered with an HTTP status and vLLM's error JSON.
@@ -120,6 +129,15 @@ func chatPrompt(enc *tokenizer.Encoder, raw json.RawMessage) ([]int, error) {
 			return nil, badRequest("messages", "messages[%d].content: %v", i, err)
 		}
 		out[i] = tokenizer.Message{Role: m.Role, Content: t}
+		if len(m.ToolCalls) > 0 && m.Role != "assistant" {
+			return nil, badRequest("messages", "messages[%d]: only assistant messages carry tool_calls", i)
+		}
+		for k, tc := range m.ToolCalls {
+			if tc.Type != "" && tc.Type != "function" || tc.Function.Name == "" {
+				return nil, badRequest("messages", "messages[%d].tool_calls[%d]: want {type: function, function: {name, arguments}}", i, k)
+			}
+			out[i].ToolCalls = append(out[i].ToolCalls, tokenizer.ToolCall{Name: tc.Function.Name, Arguments: tc.Function.Arguments})
+		}
 	}
 	return enc.Chat(nil, out, true), nil
 }

@@ -1,10 +1,46 @@
 package tokenizer
 
-// Message is one chat message: a role ("system", "user", "assistant") and its
-// text.
+import "strconv"
+
+// Message is one chat message: a role ("system", "user", "assistant",
+// "tool") and its text; an assistant message may carry the tool calls the
+// model made.
 type Message struct {
-	Role    string
-	Content string
+	Role      string
+	Content   string
+	ToolCalls []ToolCall
+}
+
+// ToolCall is a function call an assistant message made: the function's
+// name and its arguments, a JSON text.
+type ToolCall struct {
+	Name, Arguments string
+}
+
+// Text is what the template renders of a message: its content, then each
+// tool call on a line of its own as {"name": NAME, "parameters": ARGS}, the
+// JSON form Llama 3.1's template gives calls. One rendering for the trace
+// loader's estimates and for the engine, so their counts agree.
+func (m Message) Text() string {
+	if len(m.ToolCalls) == 0 {
+		return m.Content
+	}
+	b := []byte(m.Content)
+	for _, c := range m.ToolCalls {
+		if len(b) > 0 {
+			b = append(b, '\n')
+		}
+		args := c.Arguments
+		if args == "" {
+			args = "{}"
+		}
+		b = append(b, `{"name": `...)
+		b = strconv.AppendQuote(b, c.Name)
+		b = append(b, `, "parameters": `...)
+		b = append(b, args...)
+		b = append(b, '}')
+	}
+	return string(b)
 }
 
 // Special token ids for the chat template. cl100k_base has no chat tokens of
@@ -32,7 +68,7 @@ func (e *Encoder) Chat(dst []int, messages []Message, addGenerationPrompt bool) 
 	dst = append(dst, BeginOfText)
 	for _, m := range messages {
 		dst = e.header(dst, m.Role)
-		dst = e.Encode(dst, m.Content)
+		dst = e.Encode(dst, m.Text())
 		dst = append(dst, EndOfTurn)
 	}
 	if addGenerationPrompt {
@@ -59,7 +95,7 @@ func (e *Encoder) MessageOverhead(role string) int {
 func (e *Encoder) ChatCount(messages []Message, addGenerationPrompt bool) int {
 	n := 1
 	for _, m := range messages {
-		n += e.MessageOverhead(m.Role) + e.Count(m.Content)
+		n += e.MessageOverhead(m.Role) + e.Count(m.Text())
 	}
 	if addGenerationPrompt {
 		n += e.GenerationPromptTokens()

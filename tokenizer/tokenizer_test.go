@@ -133,7 +133,7 @@ func TestSplitPieces(t *testing.T) {
 
 func TestChat(t *testing.T) {
 	enc := MustDefault()
-	msgs := []Message{{"system", "You are terse."}, {"user", "Hi there"}, {"assistant", "Hello."}}
+	msgs := []Message{{Role: "system", Content: "You are terse."}, {Role: "user", Content: "Hi there"}, {Role: "assistant", Content: "Hello."}}
 	ids := enc.Chat(nil, msgs, true)
 	if got, want := len(ids), enc.ChatCount(msgs, true); got != want {
 		t.Fatalf("ChatCount = %d, len(Chat) = %d", want, got)
@@ -227,5 +227,24 @@ func BenchmarkLongPiece(b *testing.B) {
 	b.SetBytes(int64(len(s)))
 	for b.Loop() {
 		enc.merge([]byte(s))
+	}
+}
+
+// TestToolCallText: an assistant turn with tool calls renders its content,
+// then each call as JSON on a line of its own; the count follows it.
+func TestToolCallText(t *testing.T) {
+	m := Message{Role: "assistant", Content: "Let me look.", ToolCalls: []ToolCall{
+		{Name: "str_replace_editor", Arguments: `{"command": "view", "path": "/w"}`}, {Name: "bash"}}}
+	want := "Let me look.\n" + `{"name": "str_replace_editor", "parameters": {"command": "view", "path": "/w"}}` + "\n" + `{"name": "bash", "parameters": {}}`
+	if got := m.Text(); got != want {
+		t.Errorf("Text() = %q, want %q", got, want)
+	}
+	enc := MustDefault()
+	msgs := []Message{{Role: "user", Content: "go"}, m, {Role: "tool", Content: "ok"}}
+	if n, ids := enc.ChatCount(msgs, true), enc.Chat(nil, msgs, true); n != len(ids) || n <= enc.ChatCount([]Message{{Role: "user", Content: "go"}, {Role: "assistant", Content: "Let me look."}, {Role: "tool", Content: "ok"}}, true) {
+		t.Errorf("ChatCount %d, Chat %d tokens: the tool calls must count", n, len(ids))
+	}
+	if (Message{Role: "user", Content: "x"}).Text() != "x" {
+		t.Error("a message without tool calls renders as its content")
 	}
 }
