@@ -241,7 +241,7 @@ func TestSampler(t *testing.T) {
 		fmt.Fprintf(w, "vllm:num_requests_running 1\nvllm:num_requests_waiting 0\nvllm:kv_cache_usage_perc 0.2\nwfsched_sim_busy_seconds_total %g\n", b)
 	}))
 	defer engine.Close()
-	s := StartSampler(context.Background(), http.DefaultClient, []string{vllm.URL, engine.URL, "http://127.0.0.1:1"}, 5*time.Millisecond)
+	s := StartSampler(context.Background(), http.DefaultClient, []string{vllm.URL, engine.URL, "http://127.0.0.1:1"}, 5*time.Millisecond, 0.5)
 	time.Sleep(60 * time.Millisecond)
 	u := s.Stop(context.Background(), 10)
 	if u[0].BusyFrom != "samples" || u[0].Samples < 4 || u[0].KVUsageMean != 0.5 || u[0].WaitingMax != 3 ||
@@ -254,5 +254,29 @@ func TestSampler(t *testing.T) {
 	}
 	if u[2].Samples != 0 || !math.IsNaN(float64(u[2].BusyFraction)) || u[2].BusyFrom != "" {
 		t.Errorf("unreachable server: %+v", u[2])
+	}
+	// Timelines: one sample each time, in modeled seconds (scale 0.5: twice
+	// the wall time), in order.
+	tl := u[0].Timeline
+	if len(tl) != u[0].Samples || tl[0].T < 0 || tl[len(tl)-1].T < 2*0.05 || tl[len(tl)-1].T > 2*5 {
+		t.Fatalf("timeline of %d samples (of %d) from %v to %v s", len(tl), u[0].Samples, tl[0].T, tl[len(tl)-1].T)
+	}
+	for k := 1; k < len(tl); k++ {
+		if tl[k].T < tl[k-1].T || tl[k].KVUsage != 0.5 || tl[k].Waiting != 3 {
+			t.Fatalf("sample %d: %+v after %+v", k, tl[k], tl[k-1])
+		}
+	}
+}
+
+// TestTimelineThinning: a long run keeps at most maxTimeline samples per
+// server, evenly spread.
+func TestTimelineThinning(t *testing.T) {
+	s := &Sampler{keep: 1, timeline: [][]UtilSample{make([]UtilSample, maxTimeline)}}
+	for k := range s.timeline[0] {
+		s.timeline[0][k].T = float64(k)
+	}
+	s.thin()
+	if got := s.timeline[0]; len(got) != maxTimeline/2 || got[1].T != 2 || s.keep != 2 {
+		t.Errorf("after thinning: %d samples, second at %v, keep %d", len(got), got[1].T, s.keep)
 	}
 }

@@ -25,7 +25,26 @@ type BackendUtil struct {
 	WaitingMean Float `json:"waiting_mean"`
 	WaitingMax  Float `json:"waiting_max"`
 	Samples     int   `json:"samples"`
+	// Timeline is the server's state over the run, at most
+	// maxTimeline samples (thinned evenly when a run is long).
+	Timeline []UtilSample `json:"timeline,omitempty"`
 }
+
+// UtilSample is one sample of a server's state: T modeled seconds into the
+// run, requests running and waiting, KV-cache use, and the prefix-cache hit
+// rate of the prompt tokens looked up since the previous sample (NaN when
+// none were).
+type UtilSample struct {
+	T       float64 `json:"t_s"`
+	Running float64 `json:"running"`
+	Waiting float64 `json:"waiting"`
+	KVUsage float64 `json:"kv_cache_usage"`
+	HitRate Float   `json:"hit_rate"`
+}
+
+// maxTimeline bounds a server's timeline; past it every other sample is
+// dropped and the keeping interval doubles.
+const maxTimeline = 600
 
 // Sampler scrapes servers' /metrics at an interval during a run, for
 // their KV-cache use, requests running and waiting, and busy time. Start
@@ -33,13 +52,18 @@ type BackendUtil struct {
 type Sampler struct {
 	hc     *http.Client
 	urls   []string
+	scale  float64 // wall seconds per modeled second
+	start  time.Time
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu    sync.Mutex
-	acc   []utilAcc
-	first []ServerCounters
-	last  []ServerCounters
+	mu       sync.Mutex
+	acc      []utilAcc
+	first    []ServerCounters
+	last     []ServerCounters
+	timeline [][]UtilSample
+	keep     int // keep every keep-th sample in the timelines
+	n        int // samples taken
 }
 
 type utilAcc struct {
@@ -51,11 +75,17 @@ type utilAcc struct {
 const DefaultSampleEvery = 250 * time.Millisecond
 
 // StartSampler scrapes each of urls now and then every interval until
-// Stop. Unreachable servers are skipped quietly: their figures stay NaN.
-func StartSampler(ctx context.Context, hc *http.Client, urls []string, every time.Duration) *Sampler {
+// Stop; scale (wall seconds per modeled second, 0 for 1) converts the
+// timelines' times. Unreachable servers are skipped quietly: their figures
+// stay NaN.
+func StartSampler(ctx context.Context, hc *http.Client, urls []string, every time.Duration, scale float64) *Sampler {
 	ctx, cancel := context.WithCancel(ctx)
-	s := &Sampler{hc: hc, urls: urls, cancel: cancel, done: make(chan struct{}),
-		acc: make([]utilAcc, len(urls)), first: make([]ServerCounters, len(urls)), last: make([]ServerCounters, len(urls))}
+	if scale <= 0 {
+		scale = 1
+	}
+	s := &Sampler{hc: hc, urls: urls, scale: scale, start: time.Now(), cancel: cancel, done: make(chan struct{}), keep: 1,
+		acc: make([]utilAcc, len(urls)), first: make([]ServerCounters, len(urls)), last: make([]ServerCounters, len(urls)),
+		timeline: make([][]UtilSample, len(urls))}
 	s.sample(ctx, true)
 	go func() {
 		defer close(s.done)
@@ -74,6 +104,11 @@ func StartSampler(ctx context.Context, hc *http.Client, urls []string, every tim
 }
 
 func (s *Sampler) sample(ctx context.Context, first bool) {
+	t := time.Since(s.start).Seconds() / s.scale
+	s.mu.Lock()
+	s.n++
+	record := (s.n-1)%s.keep == 0
+	s.mu.Unlock()
 	for i, u := range s.urls {
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		c, g, err := ScrapeAll(sctx, s.hc, u)
@@ -85,6 +120,7 @@ func (s *Sampler) sample(ctx context.Context, first bool) {
 		if first {
 			s.first[i] = c
 		}
+		prev := s.last[i]
 		s.last[i] = c
 		if g.Found {
 			a := &s.acc[i]
@@ -97,9 +133,37 @@ func (s *Sampler) sample(ctx context.Context, first bool) {
 			if g.Running > 0 {
 				a.busy++
 			}
+			if record {
+				hit := Float(nan())
+				if d := c.Sub(prev); !first && d.PrefixQueries > 0 {
+					hit = Float(d.PrefixHits / d.PrefixQueries)
+				}
+				s.timeline[i] = append(s.timeline[i], UtilSample{T: t, Running: g.Running, Waiting: g.Waiting, KVUsage: g.KVUsage, HitRate: hit})
+			}
 		}
 		s.mu.Unlock()
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, tl := range s.timeline {
+		if len(tl) >= maxTimeline {
+			s.thin()
+			break
+		}
+	}
+}
+
+// thin drops every other sample of every timeline and keeps half as many
+// from now on. Called with mu held.
+func (s *Sampler) thin() {
+	for i, tl := range s.timeline {
+		out := tl[:0]
+		for k := 0; k < len(tl); k += 2 {
+			out = append(out, tl[k])
+		}
+		s.timeline[i] = out
+	}
+	s.keep *= 2
 }
 
 // Stop takes a last sample and returns each server's figures over a run
@@ -113,7 +177,7 @@ func (s *Sampler) Stop(ctx context.Context, durationS float64) []BackendUtil {
 	out := make([]BackendUtil, len(s.urls))
 	for i, u := range s.urls {
 		a := s.acc[i]
-		b := BackendUtil{URL: u, Samples: a.n, BusyFraction: Float(nan()), KVUsageMean: Float(nan()), KVUsageMax: Float(nan()),
+		b := BackendUtil{URL: u, Samples: a.n, Timeline: s.timeline[i], BusyFraction: Float(nan()), KVUsageMean: Float(nan()), KVUsageMax: Float(nan()),
 			RunningMean: Float(nan()), WaitingMean: Float(nan()), WaitingMax: Float(nan())}
 		if a.n > 0 {
 			n := float64(a.n)

@@ -22,7 +22,7 @@ th { background: #f3f5f8; }
 .answer { font-size: 1.1em; font-weight: 600; border-left: 4px solid #2a6fdb; padding: .4em 1em; }
 .meta { color: #555; font-size: .9em; }
 figure { margin: 1.2em 0; } figcaption { color: #555; font-size: .9em; }
-svg { max-width: 100%; height: auto; }
+figure svg { max-width: 100%; height: auto; }
 </style>{{end}}`))
 
 var page = template.Must(template.Must(pageStyle.Clone()).New("report").Parse(`<!DOCTYPE html>
@@ -76,7 +76,7 @@ func WriteHTML(w io.Writer, d ComparisonDoc, runs map[string][]RunData) error {
 	}
 	view.Meta = fmt.Sprintf("Backend: %s, model %s. Arms: %s.", backend, d.Backend.Model, strings.Join(d.Arms, ", "))
 	for _, f := range figs {
-		svg, err := f.Render("svg")
+		svg, err := f.Render("svg", true)
 		if err != nil {
 			return fmt.Errorf("render %s: %w", f.Name, err)
 		}
@@ -95,7 +95,7 @@ func WritePNGs(dir string, d ComparisonDoc, runs map[string][]RunData) error {
 		return err
 	}
 	for _, f := range figs {
-		b, err := f.Render("png")
+		b, err := f.Render("png", false)
 		if err != nil {
 			return fmt.Errorf("render %s: %w", f.Name, err)
 		}

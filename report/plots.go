@@ -3,8 +3,10 @@ package report
 import (
 	"bytes"
 	"fmt"
+	"html"
 	"image/color"
 	"math"
+	"regexp"
 	"sort"
 
 	"gonum.org/v1/plot"
@@ -22,20 +24,94 @@ type Figure struct {
 	Title string
 	plot  *plot.Plot
 	w, h  vg.Length
+	// tips are what hovering over the data shows on a page: a point, bar
+	// or node and its value.
+	tips []tip
 }
 
-// Render writes the figure as "svg" or "png".
-func (f Figure) Render(format string) ([]byte, error) {
-	wt, err := f.plot.WriterTo(f.w, f.h, format)
+// tip is a hover text over a rectangle in data coordinates (a point when
+// the corners coincide).
+type tip struct {
+	x0, y0, x1, y1 float64
+	text           string
+}
+
+// pointTip is a tip over one point.
+func pointTip(x, y float64, text string) tip { return tip{x, y, x, y, text} }
+
+// Render writes the figure as "svg" or "png". The legend is drawn in a
+// column beside the data, never over it. For a page (onPage, SVG) the
+// title is left out (the page heads the figure), the text takes the
+// page's font, and every tip becomes an SVG <title> over its point, bar or
+// node, which browsers show on hover with no script.
+func (f Figure) Render(format string, onPage bool) ([]byte, error) {
+	p := *f.plot // a copy: the figure renders again in other formats
+	legend := p.Legend
+	p.Legend = plot.NewLegend()
+	if onPage {
+		p.Title.Text = ""
+	}
+	cw, err := draw.NewFormattedCanvas(f.w, f.h, format)
 	if err != nil {
 		return nil, err
 	}
+	c := draw.New(cw)
+	area := c
+	legend.Top, legend.Left = true, false
+	if width := legend.Rectangle(c).Size().X; width > 0 {
+		const gap = 8
+		area.Max.X -= width + 2*gap
+		col := c
+		col.Min.X = area.Max.X + gap
+		if p.Title.Text != "" { // level with the data, under the title
+			col.Max.Y -= p.Title.TextStyle.Height(p.Title.Text) + p.Title.Padding
+		}
+		legend.Draw(col)
+	}
+	p.Draw(area)
+	var overlay bytes.Buffer
+	if onPage && format == "svg" && len(f.tips) > 0 {
+		da := p.DataCanvas(area)
+		tx, ty := p.Transforms(&da)
+		overlay.WriteString(`<g fill="transparent" stroke="none">` + "\n")
+		for _, t := range f.tips {
+			x0, x1 := min(tx(t.x0), tx(t.x1)), max(tx(t.x0), tx(t.x1))
+			y0, y1 := min(ty(t.y0), ty(t.y1)), max(ty(t.y0), ty(t.y1))
+			if x1-x0 < 6 { // a point or a sliver: something to hover on
+				mid := (x0 + x1) / 2
+				x0, x1 = mid-3, mid+3
+			}
+			if y1-y0 < 6 {
+				mid := (y0 + y1) / 2
+				y0, y1 = mid-3, mid+3
+			}
+			fmt.Fprintf(&overlay, `<rect x="%.2f" y="%.2f" width="%.2f" height="%.2f"><title>%s</title></rect>`+"\n",
+				x0.Points(), y0.Points(), (x1 - x0).Points(), (y1 - y0).Points(), html.EscapeString(t.text))
+		}
+		overlay.WriteString("</g>\n")
+	}
 	var b bytes.Buffer
-	if _, err := wt.WriteTo(&b); err != nil {
+	if _, err := cw.WriteTo(&b); err != nil {
 		return nil, err
 	}
-	return b.Bytes(), nil
+	out := b.Bytes()
+	if onPage && format == "svg" {
+		out = fontFamily.ReplaceAll(out, []byte("font-family:inherit"))
+		// The overlay goes inside the group that puts the origin at the
+		// bottom left, as the data's coordinates expect.
+		if k := bytes.LastIndex(out, []byte("</g>")); k >= 0 && overlay.Len() > 0 {
+			out = append(out[:k:k], append(overlay.Bytes(), out[k:]...)...)
+		}
+	}
+	return out, nil
 }
+
+var fontFamily = regexp.MustCompile(`font-family:[^;"]*`)
+
+// pageWidth is the width figures are drawn at, in points: about the
+// report page's text width, so that on the page their text is the size of
+// the page's (pages never scale a figure up).
+const pageWidth = 760
 
 var palette = []color.RGBA{{76, 120, 168, 255}, {245, 133, 24, 255}, {84, 162, 75, 255}, {228, 87, 86, 255}, {114, 183, 178, 255}, {178, 121, 162, 255}}
 
@@ -49,7 +125,8 @@ func makespanFigure(d ComparisonDoc) (Figure, error) {
 	var vals plotter.Values
 	var errs plotter.YErrors
 	var labels []string
-	for _, a := range d.Comparison.Arms {
+	var tips []tip
+	for i, a := range d.Comparison.Arms {
 		e := a.Figures["makespan_s"]
 		m := float64(e.Mean)
 		if math.IsNaN(m) {
@@ -62,6 +139,11 @@ func makespanFigure(d ComparisonDoc) (Figure, error) {
 		}
 		errs = append(errs, struct{ Low, High float64 }{lo, hi})
 		labels = append(labels, a.Label)
+		text := fmt.Sprintf("%s: %.3g s", a.Label, m)
+		if !math.IsNaN(float64(e.Lo)) {
+			text += fmt.Sprintf(" (95%% CI %.3g to %.3g s)", float64(e.Lo), float64(e.Hi))
+		}
+		tips = append(tips, tip{float64(i) - 0.3, 0, float64(i) + 0.3, m, text})
 	}
 	bars, err := plotter.NewBarChart(vals, vg.Points(36))
 	if err != nil {
@@ -85,7 +167,7 @@ func makespanFigure(d ComparisonDoc) (Figure, error) {
 	p.Add(eb)
 	p.NominalX(labels...)
 	p.Y.Min = 0
-	return Figure{Name: "makespan", Title: p.Title.Text, plot: p, w: vg.Points(120 + 90*float64(len(labels))), h: vg.Points(260)}, nil
+	return Figure{Name: "makespan", Title: p.Title.Text, plot: p, w: vg.Points(min(pageWidth, 200+110*float64(len(labels)))), h: vg.Points(260), tips: tips}, nil
 }
 
 // cdfFigure draws the empirical CDF of a per-request figure for each arm.
@@ -95,14 +177,18 @@ func cdfFigure(name, title string, arms []string, samples map[string][]float64) 
 	p.X.Label.Text = "milliseconds"
 	p.Y.Label.Text = "fraction of requests"
 	p.Y.Min, p.Y.Max = 0, 1
-	p.Legend.Top = false
-	p.Legend.Left = false
+	p.X.Min = 0 // latencies from zero, so that gaps look as large as they are
+	var tips []tip
 	for i, arm := range arms {
 		xs := append([]float64(nil), samples[arm]...)
 		if len(xs) == 0 {
 			continue
 		}
 		sort.Float64s(xs)
+		for _, q := range []float64{0.1, 0.25, 0.5, 0.75, 0.9, 0.99} {
+			k := min(len(xs)-1, int(q*float64(len(xs))))
+			tips = append(tips, pointTip(1000*xs[k], float64(k+1)/float64(len(xs)), fmt.Sprintf("%s: p%g = %.1f ms", arm, 100*q, 1000*xs[k])))
+		}
 		pts := make(plotter.XYs, 0, 2*len(xs))
 		for k, x := range xs {
 			pts = append(pts, plotter.XY{X: 1000 * x, Y: float64(k) / float64(len(xs))}, plotter.XY{X: 1000 * x, Y: float64(k+1) / float64(len(xs))})
@@ -116,7 +202,7 @@ func cdfFigure(name, title string, arms []string, samples map[string][]float64) 
 		p.Add(l)
 		p.Legend.Add(arm, l)
 	}
-	return Figure{Name: name, Title: title, plot: p, w: vg.Points(460), h: vg.Points(280)}, nil
+	return Figure{Name: name, Title: title, plot: p, w: vg.Points(pageWidth), h: vg.Points(300), tips: tips}, nil
 }
 
 // gantt is a plotter of node bars: a lane per agent, colour by kind, the
@@ -179,6 +265,7 @@ func ganttFigure(name, title string, rd RunData, wf string) (Figure, bool, error
 	lanes := map[string]int{}
 	var names []string
 	g := &gantt{}
+	var tips []tip
 	for _, n := range nodes {
 		agent := n.Agent
 		if agent == "" {
@@ -191,11 +278,17 @@ func ganttFigure(name, title string, rd RunData, wf string) (Figure, bool, error
 			names = append(names, agent)
 		}
 		g.bars = append(g.bars, ganttBar{lane: l, start: n.StartS, end: n.EndS, kind: n.Kind, critical: critical[n.Node]})
+		text := fmt.Sprintf("%s (%s, %s): %.2f to %.2f s", n.Node, n.Kind, agent, n.StartS, n.EndS)
+		if critical[n.Node] {
+			text += ", on the critical path"
+		}
+		tips = append(tips, tip{n.StartS, float64(l) - 0.35, n.EndS, float64(l) + 0.35, text})
 	}
 	g.lanes = len(names)
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "seconds since the run started"
+	p.X.Min = 0
 	p.Add(g)
 	p.NominalY(names...)
 	llm, _ := plotter.NewPolygon(plotter.XYs{})
@@ -208,9 +301,8 @@ func ganttFigure(name, title string, rd RunData, wf string) (Figure, bool, error
 	p.Legend.Add("LLM call", llm)
 	p.Legend.Add("tool", tool)
 	p.Legend.Add("critical path", cp)
-	p.Legend.Top = true
 	h := vg.Points(90 + 22*float64(len(names)))
-	return Figure{Name: name, Title: title, plot: p, w: vg.Points(720), h: h}, true, nil
+	return Figure{Name: name, Title: title, plot: p, w: vg.Points(pageWidth), h: h, tips: tips}, true, nil
 }
 
 // criticalNodes marks the nodes on the heaviest chain of measured service
@@ -281,6 +373,11 @@ func figures(d ComparisonDoc, runs map[string][]RunData) ([]Figure, error) {
 		if len(runs[arm]) == 0 {
 			continue
 		}
+		tl, err := timelineFigures(fmt.Sprintf("backends-%d", i), arm, runs[arm][0])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tl...)
 		f, ok, err := ganttFigure(fmt.Sprintf("gantt-%d", i), "Timeline: "+arm+", workflow wf-00000", runs[arm][0], "wf-00000")
 		if err != nil {
 			return nil, err
@@ -290,4 +387,74 @@ func figures(d ComparisonDoc, runs map[string][]RunData) ([]Figure, error) {
 		}
 	}
 	return out, nil
+}
+
+// timelineFigures draws, for a run on several servers, each server's state
+// over time: requests running (solid) and waiting (dashed), then KV-cache
+// use (solid) and the prefix-cache hit rate of each interval (dashed), a
+// colour per server, so that a reader sees why one routing logic wins.
+func timelineFigures(name, arm string, rd RunData) ([]Figure, error) {
+	util := rd.Report.Summary.Utilisation
+	if len(util) < 2 {
+		return nil, nil
+	}
+	load, cache := plot.New(), plot.New()
+	load.Title.Text = "Requests running (solid) and waiting (dashed) per server: " + arm
+	load.Y.Label.Text = "requests"
+	cache.Title.Text = "KV-cache use (solid) and prefix-cache hit rate (dashed) per server: " + arm
+	cache.Y.Label.Text = "fraction"
+	cache.Y.Max = 1
+	var loadTips, cacheTips []tip
+	for _, p := range []*plot.Plot{load, cache} {
+		p.X.Label.Text = "seconds since the run started"
+		p.X.Min, p.Y.Min = 0, 0
+	}
+	for i, u := range util {
+		if len(u.Timeline) == 0 {
+			continue
+		}
+		col := palette[i%len(palette)]
+		server := fmt.Sprintf("server %d (%s)", i+1, u.URL)
+		var run, wait, kv, hit plotter.XYs
+		for k, smp := range u.Timeline {
+			run = append(run, plotter.XY{X: smp.T, Y: smp.Running})
+			wait = append(wait, plotter.XY{X: smp.T, Y: smp.Waiting})
+			kv = append(kv, plotter.XY{X: smp.T, Y: smp.KVUsage})
+			if !math.IsNaN(float64(smp.HitRate)) {
+				hit = append(hit, plotter.XY{X: smp.T, Y: float64(smp.HitRate)})
+			}
+			if k%max(1, len(u.Timeline)/40) == 0 { // tips at about 40 times per server
+				loadTips = append(loadTips, pointTip(smp.T, smp.Running, fmt.Sprintf("%s at %.1f s: %.0f running, %.0f waiting", server, smp.T, smp.Running, smp.Waiting)))
+				text := fmt.Sprintf("%s at %.1f s: KV cache %.0f%% used", server, smp.T, 100*smp.KVUsage)
+				if !math.IsNaN(float64(smp.HitRate)) {
+					text += fmt.Sprintf(", %.0f%% of prompt tokens cached since the last sample", 100*float64(smp.HitRate))
+				}
+				cacheTips = append(cacheTips, pointTip(smp.T, smp.KVUsage, text))
+			}
+		}
+		for _, l := range []struct {
+			p      *plot.Plot
+			xy     plotter.XYs
+			dashed bool
+		}{{load, run, false}, {load, wait, true}, {cache, kv, false}, {cache, hit, true}} {
+			if len(l.xy) == 0 {
+				continue
+			}
+			line, err := plotter.NewLine(l.xy)
+			if err != nil {
+				return nil, err
+			}
+			line.Color, line.Width = col, vg.Points(1.2)
+			if l.dashed {
+				line.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+			} else {
+				l.p.Legend.Add(fmt.Sprintf("server %d", i+1), line)
+			}
+			l.p.Add(line)
+		}
+	}
+	return []Figure{
+		{Name: name + "-load", Title: load.Title.Text, plot: load, w: vg.Points(pageWidth), h: vg.Points(260), tips: loadTips},
+		{Name: name + "-cache", Title: cache.Title.Text, plot: cache, w: vg.Points(pageWidth), h: vg.Points(260), tips: cacheTips},
+	}, nil
 }

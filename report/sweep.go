@@ -298,7 +298,7 @@ func sweepFigures(d SweepDoc) ([]Figure, error) {
 	wct.X.Label.Text = "offered workflows per second"
 	wct.Y.Label.Text = "seconds"
 	thr := plot.New()
-	thr.Title.Text = "Workflows completed per minute against offered load"
+	thr.Title.Text = "Workflows completed per minute while they arrived, against offered load"
 	thr.X.Label.Text = "offered workflows per second"
 	thr.Y.Label.Text = "workflows per minute"
 	for _, p := range []*plot.Plot{wct, thr} {
@@ -306,6 +306,7 @@ func sweepFigures(d SweepDoc) ([]Figure, error) {
 		p.Y.Min = 0
 	}
 	var maxRate float64
+	var wctTips, thrTips []tip
 	for i, arm := range d.Arms {
 		var p50, p99, done plotter.XYs
 		for _, p := range d.Points {
@@ -314,14 +315,18 @@ func sweepFigures(d SweepDoc) ([]Figure, error) {
 			}
 			maxRate = math.Max(maxRate, p.Rate)
 			s := p.Summary
+			at := fmt.Sprintf("%s at %.3g workflows/s", arm, p.Rate)
 			if v := float64(s.Completion.P50); !math.IsNaN(v) {
 				p50 = append(p50, plotter.XY{X: p.Rate, Y: v})
+				wctTips = append(wctTips, pointTip(p.Rate, v, fmt.Sprintf("%s: completion p50 %.2f s", at, v)))
 			}
 			if v := float64(s.Completion.P99); !math.IsNaN(v) {
 				p99 = append(p99, plotter.XY{X: p.Rate, Y: v})
+				wctTips = append(wctTips, pointTip(p.Rate, v, fmt.Sprintf("%s: completion p99 %.2f s", at, v)))
 			}
 			if v := float64(s.WindowPerMin); !math.IsNaN(v) {
 				done = append(done, plotter.XY{X: p.Rate, Y: v})
+				thrTips = append(thrTips, pointTip(p.Rate, v, fmt.Sprintf("%s: %.1f of %.1f offered per minute completed while they arrived", at, v, 60*p.Rate)))
 			}
 		}
 		col := palette[i%len(palette)]
@@ -359,8 +364,8 @@ func sweepFigures(d SweepDoc) ([]Figure, error) {
 	thr.Add(ideal)
 	thr.Legend.Add("offered", ideal)
 	return []Figure{
-		{Name: "sweep-completion", Title: wct.Title.Text, plot: wct, w: vg.Points(520), h: vg.Points(300)},
-		{Name: "sweep-throughput", Title: thr.Title.Text, plot: thr, w: vg.Points(520), h: vg.Points(300)},
+		{Name: "sweep-completion", Title: wct.Title.Text, plot: wct, w: vg.Points(pageWidth), h: vg.Points(320), tips: wctTips},
+		{Name: "sweep-throughput", Title: thr.Title.Text, plot: thr, w: vg.Points(pageWidth), h: vg.Points(320), tips: thrTips},
 	}, nil
 }
 
@@ -397,16 +402,19 @@ func WriteSweepFiles(dir string, d SweepDoc, png bool) error {
 		Rows                 [][]string
 	}{Title: d.title(), Times: timesWord(d.Backend), Answer: d.Answer, Saturation: d.saturationLines(), Header: header, Rows: rows}
 	for _, f := range figs {
-		svg, err := f.Render("svg")
+		svg, err := f.Render("svg", false) // a file of its own: with its title
 		if err != nil {
 			return fmt.Errorf("render %s: %w", f.Name, err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, f.Name+".svg"), svg, 0o644); err != nil {
 			return err
 		}
+		if svg, err = f.Render("svg", true); err != nil {
+			return fmt.Errorf("render %s: %w", f.Name, err)
+		}
 		view.Figures = append(view.Figures, figureView{Title: f.Title, SVG: inlineSVG(svg)})
 		if png {
-			b, err := f.Render("png")
+			b, err := f.Render("png", false)
 			if err != nil {
 				return fmt.Errorf("render %s: %w", f.Name, err)
 			}

@@ -391,7 +391,7 @@ func replay(ctx context.Context, stderr io.Writer, dir string, o *runOptions, cf
 		return rep, fmt.Errorf("write summary: %w", err)
 	}
 	before := be.scrapeAll(ctx)
-	sampler := metrics.StartSampler(ctx, http.DefaultClient, be.serverURLs(ctx), metrics.DefaultSampleEvery)
+	sampler := metrics.StartSampler(ctx, http.DefaultClient, be.serverURLs(ctx), metrics.DefaultSampleEvery, be.info.TimeScale)
 	res, runErr := scheduler.Run(ctx, cfg, graphs, be.cl, sinks)
 	stopProgress()
 	util := sampler.Stop(context.WithoutCancel(ctx), res.DurationS)
