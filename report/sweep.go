@@ -302,8 +302,7 @@ func sweepFigures(d SweepDoc) ([]Figure, error) {
 	thr.X.Label.Text = "offered workflows per second"
 	thr.Y.Label.Text = "workflows per minute"
 	for _, p := range []*plot.Plot{wct, thr} {
-		p.Legend.Top, p.Legend.Left = true, true
-		p.Y.Min = 0
+		p.X.Min, p.Y.Min = 0, 0
 	}
 	var maxRate float64
 	var wctTips, thrTips []tip
@@ -376,7 +375,8 @@ var sweepPage = template.Must(template.Must(pageStyle.Clone()).New("sweep").Pars
 <body>
 <h1>{{.Title}}</h1>
 {{if .Answer}}<p class="answer">{{.Answer}}</p>{{end}}
-{{range .Figures}}<figure>{{.SVG}}</figure>
+{{range .Figures}}<h2>{{.Title}}</h2>
+<figure>{{.SVG}}</figure>
 {{end}}<ul>{{range .Saturation}}<li>{{.}}</li>{{end}}</ul>
 <table>
 <tr>{{range .Header}}<th>{{.}}</th>{{end}}</tr>

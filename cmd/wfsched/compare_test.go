@@ -61,6 +61,7 @@ func TestReportComparisonGolden(t *testing.T) {
 		t.Errorf("comparison.txt differs from the printed table (%v):\n%s", err, b)
 	}
 	checkHTML(t, filepath.Join(dir, "report.html"), 5, "Makespan per workflow", "Time to first token (CDF)", "Timeline: parallel", "critical path")
+	t.Run("in a browser", func(t *testing.T) { checkPage(t, filepath.Join(dir, "report.html")) })
 }
 
 // checkHTML checks a report is one self-contained page with its figures.

@@ -176,6 +176,12 @@ func TestReportOfKilledRun(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "nodes.jsonl"), nodes[:len(nodes)-20], 0o644)
 	sum, _ := os.ReadFile(filepath.Join(dir, "summary.json"))
 	running := regexp.MustCompile(`"outcome": *"[a-z]+"`).ReplaceAll(sum, []byte(`"outcome": "running"`))
+	t.Run("report page in a browser", func(t *testing.T) {
+		if code, _, stderr := run(t, "report", dir); code != 0 {
+			t.Fatal(stderr)
+		}
+		checkPage(t, filepath.Join(dir, "report.html"))
+	})
 	for name, summary := range map[string][]byte{"summary says running": running, "no summary": nil} {
 		os.Remove(filepath.Join(dir, "summary.json"))
 		if summary != nil {

@@ -68,6 +68,7 @@ func TestSweepAuto(t *testing.T) {
 		sat.Why == "throughput" && float64(last.WindowPerMin) >= report.MinThroughput*60*lastRate:
 		t.Errorf("saturation %+v does not follow from the last point (slowdown %v, %v/min done while arriving at %v/s)", sat, last.Slowdown.P50, last.WindowPerMin, lastRate)
 	}
+	t.Run("in a browser", func(t *testing.T) { checkPage(t, filepath.Join(dir, "report.html")) })
 	for _, f := range []string{"sweep.csv", "sweep.md", "report.html", "sweep-completion.svg", "sweep-throughput.svg"} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
