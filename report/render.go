@@ -90,6 +90,7 @@ func RunAsComparison(rd RunData) (ComparisonDoc, map[string][]RunData) {
 		Runs: []RunRef{{Dir: rd.Dir, Arm: arm}}, Traces: rd.Report.Traces, Backend: rd.Report.Backend}
 	runs := map[string][]RunData{arm: {rd}}
 	Recompute(&d, runs, arm)
+	d.Answer = rd.Report.Answer()
 	return d, runs
 }
 

@@ -104,6 +104,32 @@ type RunReport struct {
 	Summary          metrics.Summary `json:"summary"`
 }
 
+// Answer is what a run found, in a sentence or two: how many workflows
+// completed and how long they took, the latency of the first token, the
+// prefix-cache hit rate against its bound, and what went wrong if anything.
+func (r RunReport) Answer() string {
+	s := r.Summary
+	out := fmt.Sprintf("%d of %d workflows completed", s.Completed, s.Workflows)
+	if r.Outcome != "" && r.Outcome != "completed" {
+		out += " (" + r.Outcome + ")"
+	}
+	if s.Completion.N > 0 {
+		out += fmt.Sprintf(", in %s at the median and %s at p99", seconds(float64(s.Completion.P50)), seconds(float64(s.Completion.P99)))
+	}
+	out += "."
+	if s.TTFT.N > 0 {
+		out += " TTFT p50 " + ms(float64(s.TTFT.P50))
+		if !math.IsNaN(float64(s.CacheHitRate)) {
+			out += fmt.Sprintf("; prefix-cache hit rate %.1f%% of a %.1f%% bound", 100*float64(s.CacheHitRate), 100*r.PrefixAnyBound)
+		}
+		out += "."
+	}
+	if f := s.Faults; f.Any() {
+		out += fmt.Sprintf(" %d retries, %d cut streams, %d timeouts, %d other errors, %d failovers.", f.Retries, f.CutStreams, f.Timeouts, f.Errors, f.Failovers)
+	}
+	return out
+}
+
 // WriteRunText writes a run's summary table.
 func WriteRunText(w io.Writer, r RunReport) error {
 	s := r.Summary
@@ -129,8 +155,8 @@ func WriteRunText(w io.Writer, r RunReport) error {
 	if r.Config.Arrival != "" {
 		workflows = fmt.Sprintf("%d workflow(s) arriving %s", s.Workflows, r.Config.Arrival)
 	}
-	if _, err := fmt.Fprintf(w, "Run %s: policy %s, %s of %s, %s (%s)\n",
-		r.RunID, r.Config.Policy, workflows, elide(ids, 3, 1), backend, times); err != nil {
+	if _, err := fmt.Fprintf(w, "Run %s: policy %s, %s of %s, %s (%s)\nAnswer: %s\n",
+		r.RunID, r.Config.Policy, workflows, elide(ids, 3, 1), backend, times, r.Answer()); err != nil {
 		return err
 	}
 	rows := [][]string{
