@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"runtime/debug"
@@ -253,12 +252,7 @@ func isTimeout(err error) bool {
 //
 //	go test ./router -run '^$' -bench Abuse -benchtime 1x
 func BenchmarkAbuse(b *testing.B) {
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "text/event-stream")
-		io.WriteString(w, sse)
-	}))
-	defer backend.Close()
+	backend := instantBackend(b)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestAbuseRouterProcess$", "-test.v")
 	cmd.Env = append(os.Environ(), "WFSCHED_ABUSE_BACKEND="+backend.URL)
 	stdin, _ := cmd.StdinPipe()

@@ -17,17 +17,24 @@ import (
 	"time"
 )
 
+// instantBackend answers every request at once with a short event stream,
+// after reading its body.
+func instantBackend(tb testing.TB) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, sse)
+	}))
+	tb.Cleanup(s.Close)
+	return s
+}
+
 // BenchmarkProxyOverhead measures the latency the router adds (p50 and p99
 // over sequential requests) and its throughput (parallel requests), next to
 // a plain httputil.ReverseProxy and a direct call, against a backend that
 // answers at once.
 func BenchmarkProxyOverhead(b *testing.B) {
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "text/event-stream")
-		io.WriteString(w, sse)
-	}))
-	defer backend.Close()
+	backend := instantBackend(b)
 	serve := func(h http.Handler) (string, func()) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
