@@ -145,7 +145,9 @@ func browserCheck(t *testing.T, bin, page string) (problems []string, shot image
 		case "Runtime.exceptionThrown":
 			problems = append(problems, "uncaught exception: "+string(m.Params))
 		case "Log.entryAdded":
-			var p struct{ Entry struct{ Level, Text, URL string } }
+			var p struct {
+				Entry struct{ Level, Text, URL string }
+			}
 			json.Unmarshal(m.Params, &p)
 			if p.Entry.Level == "error" {
 				problems = append(problems, fmt.Sprintf("%s (%s)", p.Entry.Text, p.Entry.URL))
