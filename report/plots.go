@@ -108,6 +108,10 @@ func (f Figure) Render(format string, onPage bool) ([]byte, error) {
 
 var fontFamily = regexp.MustCompile(`font-family:[^;"]*`)
 
+// maxTips bounds the tooltips of one series of a dense figure (a CDF's
+// arm, a server's timeline), so that a page stays light.
+const maxTips = 200
+
 // pageWidth is the width figures are drawn at, in points: about the
 // report page's text width, so that on the page their text is the size of
 // the page's (pages never scale a figure up).
@@ -185,9 +189,12 @@ func cdfFigure(name, title string, arms []string, samples map[string][]float64) 
 			continue
 		}
 		sort.Float64s(xs)
-		for _, q := range []float64{0.1, 0.25, 0.5, 0.75, 0.9, 0.99} {
-			k := min(len(xs)-1, int(q*float64(len(xs))))
-			tips = append(tips, pointTip(1000*xs[k], float64(k+1)/float64(len(xs)), fmt.Sprintf("%s: p%g = %.1f ms", arm, 100*q, 1000*xs[k])))
+		// A tip on every request, or on maxTips evenly spread ones when
+		// there are more (a page must stay light).
+		step := max(1, (len(xs)+maxTips-1)/maxTips)
+		for k := 0; k < len(xs); k += step {
+			q := float64(k+1) / float64(len(xs))
+			tips = append(tips, pointTip(1000*xs[k], q, fmt.Sprintf("%s: %.1f ms; %.1f%% of requests at most this", arm, 1000*xs[k], 100*q)))
 		}
 		pts := make(plotter.XYs, 0, 2*len(xs))
 		for k, x := range xs {
@@ -423,7 +430,7 @@ func timelineFigures(name, arm string, rd RunData) ([]Figure, error) {
 			if !math.IsNaN(float64(smp.HitRate)) {
 				hit = append(hit, plotter.XY{X: smp.T, Y: float64(smp.HitRate)})
 			}
-			if k%max(1, len(u.Timeline)/40) == 0 { // tips at about 40 times per server
+			if k%max(1, (len(u.Timeline)+maxTips-1)/maxTips) == 0 { // at most maxTips times per server
 				loadTips = append(loadTips, pointTip(smp.T, smp.Running, fmt.Sprintf("%s at %.1f s: %.0f running, %.0f waiting", server, smp.T, smp.Running, smp.Waiting)))
 				text := fmt.Sprintf("%s at %.1f s: KV cache %.0f%% used", server, smp.T, 100*smp.KVUsage)
 				if !math.IsNaN(float64(smp.HitRate)) {
