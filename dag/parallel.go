@@ -70,12 +70,24 @@ func decodeNativeParallel(data []byte, f *nativeFile, minBytes int) bool {
 	}
 	top = append(top, data[at:]...)
 
+	// Both arrays are found before any decoding starts: once it has, f is
+	// written to until g.Wait, and the one pass must not begin before.
+	nodeSpans, ok := jsonscan.Elements(data, nodes.ValueStart)
+	if !ok {
+		return false
+	}
+	var edgeSpans [][2]int
+	if edges != nil {
+		if edgeSpans, ok = jsonscan.Elements(data, edges.ValueStart); !ok {
+			return false
+		}
+	}
 	var g errgroup.Group
 	g.Go(func() error { return json.Unmarshal(top, f) })
-	var nodeParts [][]*Node
+	nodeParts := decodeChunks(&g, data, nodeSpans, plainNodes)
 	var edgeParts [][]Edge
-	if !decodeChunks(&g, data, nodes, &nodeParts, plainNodes) || edges != nil && !decodeChunks(&g, data, edges, &edgeParts, plainEdges) {
-		return false
+	if edges != nil {
+		edgeParts = decodeChunks(&g, data, edgeSpans, plainEdges)
 	}
 	if g.Wait() != nil {
 		return false
@@ -87,38 +99,31 @@ func decodeNativeParallel(data []byte, f *nativeFile, minBytes int) bool {
 	return true
 }
 
-// decodeChunks starts decoding the array m's elements in chunks, one per
-// core, into parts; false if m is not a well-formed array. fast, if given,
-// decodes a chunk's elements itself when they have a plain form, and
-// reports false (encoding/json then decodes the chunk) when they do not.
-func decodeChunks[T any](g *errgroup.Group, data []byte, m *jsonscan.Member, parts *[][]T, fast func(data []byte, spans [][2]int) ([]T, bool)) bool {
-	spans, ok := jsonscan.Elements(data, m.ValueStart)
-	if !ok {
-		return false
-	}
+// decodeChunks starts decoding an array's elements (spans) in chunks, one
+// per core, and returns the parts they fill once g is done. fast decodes a
+// chunk's elements itself when they have a plain form, and reports false
+// (encoding/json then decodes the chunk) when they do not.
+func decodeChunks[T any](g *errgroup.Group, data []byte, spans [][2]int, fast func(data []byte, spans [][2]int) ([]T, bool)) [][]T {
 	if len(spans) == 0 {
 		// An empty array decodes to an empty, non-nil slice.
-		*parts = [][]T{{}}
-		return true
+		return [][]T{{}}
 	}
 	n := min(runtime.GOMAXPROCS(0), len(spans))
-	*parts = make([][]T, n)
+	parts := make([][]T, n)
 	for c := 0; c < n; c++ {
 		mine := spans[c*len(spans)/n : (c+1)*len(spans)/n]
 		g.Go(func() error {
-			if fast != nil {
-				if out, ok := fast(data, mine); ok {
-					(*parts)[c] = out
-					return nil
-				}
+			if out, ok := fast(data, mine); ok {
+				parts[c] = out
+				return nil
 			}
 			first, last := mine[0], mine[len(mine)-1]
 			chunk := make([]byte, 0, last[1]-first[0]+2)
 			chunk = append(append(append(chunk, '['), data[first[0]:last[1]]...), ']')
-			return json.Unmarshal(chunk, &(*parts)[c])
+			return json.Unmarshal(chunk, &parts[c])
 		})
 	}
-	return true
+	return parts
 }
 
 func concat[T any](parts [][]T) []T {

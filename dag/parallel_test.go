@@ -18,6 +18,9 @@ func decodeBoth(data []byte) (std, par nativeFile, stdErr error, ok bool) {
 	std.Graph, par.Graph = &Graph{}, &Graph{}
 	stdErr = json.Unmarshal(data, &std)
 	ok = decodeNativeParallel(data, &par, 0)
+	if !ok {
+		par = nativeFile{Graph: &Graph{}} // as Parse does before its one pass
+	}
 	return std, par, stdErr, ok
 }
 
@@ -81,6 +84,8 @@ func TestParallelDecodeMatchesEncodingJSON(t *testing.T) {
 		"duration forms":       `{"format":"wfsched-dag","version":1,"nodes":[{"id":"a","duration_s":1.5e-3},{"id":"b","duration_s":-0.0},{"id":"c","duration_s":1e300}]}`,
 		"bad literal":          `{"format":"wfsched-dag","version":1,"nodes":[{"id":"a","input_tokens":{"n":1,"exact":tru}}]}`,
 		"unknown member":       `{"format":"wfsched-dag","version":1,"nodes":[{"id":"a","extra":[1,{"x":null}]}]}`,
+		"nodes not an array":   `{"format":"wfsched-dag","version":1,"nodes":null,"edges":[]}`,
+		"edges not an array":   `{"format":"wfsched-dag","version":1,"nodes":[{"id":"a"}],"edges":{}}`,
 		"empty arrays":         `{"format":"wfsched-dag","version":1,"nodes":[],"edges":[]}`,
 		"trailing garbage":     `{"format":"wfsched-dag","version":1,"nodes":[{"id":"a"}]} x`,
 		"edge with extra":      `{"format":"wfsched-dag","version":1,"nodes":[{"id":"a"}],"edges":[{"from":"a","to":"a","type":"message","w":1}]}`,
