@@ -241,7 +241,21 @@ func TestSampler(t *testing.T) {
 		fmt.Fprintf(w, "vllm:num_requests_running 1\nvllm:num_requests_waiting 0\nvllm:kv_cache_usage_perc 0.2\nwfsched_sim_busy_seconds_total %g\n", b)
 	}))
 	defer engine.Close()
-	s := StartSampler(context.Background(), http.DefaultClient, []string{vllm.URL, engine.URL, "http://127.0.0.1:1"}, 5*time.Millisecond, 0.5)
+	// An engine whose counter already stood at 100 s and which cannot be
+	// read at the first scrape: its baseline is its first reading.
+	lateBusy, lateScrapes := 100.0, 0
+	late := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if lateScrapes++; lateScrapes == 1 {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		lateBusy += 0.25
+		fmt.Fprintf(w, "vllm:num_requests_running 1\nvllm:num_requests_waiting 0\nvllm:kv_cache_usage_perc 0.2\nwfsched_sim_busy_seconds_total %g\n", lateBusy)
+	}))
+	defer late.Close()
+	s := StartSampler(context.Background(), http.DefaultClient, []string{vllm.URL, engine.URL, "http://127.0.0.1:1", late.URL}, 5*time.Millisecond, 0.5)
 	time.Sleep(60 * time.Millisecond)
 	u := s.Stop(context.Background(), 10)
 	if u[0].BusyFrom != "samples" || u[0].Samples < 4 || u[0].KVUsageMean != 0.5 || u[0].WaitingMax != 3 ||
@@ -254,6 +268,9 @@ func TestSampler(t *testing.T) {
 	}
 	if u[2].Samples != 0 || !math.IsNaN(float64(u[2].BusyFraction)) || u[2].BusyFrom != "" {
 		t.Errorf("unreachable server: %+v", u[2])
+	}
+	if want := float64(u[3].Samples-1) * 0.25 / 10; u[3].BusyFrom != "engine counter" || math.Abs(float64(u[3].BusyFraction)-want) > 1e-9 {
+		t.Errorf("engine unreadable at first: %+v, busy want %v", u[3], want)
 	}
 	// Timelines: one sample each time, in modeled seconds (scale 0.5: twice
 	// the wall time), in order.

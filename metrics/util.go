@@ -59,8 +59,9 @@ type Sampler struct {
 
 	mu       sync.Mutex
 	acc      []utilAcc
-	first    []ServerCounters
+	first    []ServerCounters // each server's first counters read
 	last     []ServerCounters
+	read     []bool // whether first holds a reading
 	timeline [][]UtilSample
 	keep     int // keep every keep-th sample in the timelines
 	n        int // samples taken
@@ -85,8 +86,8 @@ func StartSampler(ctx context.Context, hc *http.Client, urls []string, every tim
 	}
 	s := &Sampler{hc: hc, urls: urls, scale: scale, start: time.Now(), cancel: cancel, done: make(chan struct{}), keep: 1,
 		acc: make([]utilAcc, len(urls)), first: make([]ServerCounters, len(urls)), last: make([]ServerCounters, len(urls)),
-		timeline: make([][]UtilSample, len(urls))}
-	s.sample(ctx, true)
+		read: make([]bool, len(urls)), timeline: make([][]UtilSample, len(urls))}
+	s.sample(ctx)
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(every)
@@ -96,14 +97,14 @@ func StartSampler(ctx context.Context, hc *http.Client, urls []string, every tim
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				s.sample(ctx, false)
+				s.sample(ctx)
 			}
 		}
 	}()
 	return s
 }
 
-func (s *Sampler) sample(ctx context.Context, first bool) {
+func (s *Sampler) sample(ctx context.Context) {
 	t := time.Since(s.start).Seconds() / s.scale
 	s.mu.Lock()
 	s.n++
@@ -117,8 +118,11 @@ func (s *Sampler) sample(ctx context.Context, first bool) {
 			continue
 		}
 		s.mu.Lock()
-		if first {
-			s.first[i] = c
+		// A server's first reading is its baseline, even one that was
+		// unreachable when the run began.
+		had := s.read[i]
+		if !had {
+			s.first[i], s.read[i] = c, true
 		}
 		prev := s.last[i]
 		s.last[i] = c
@@ -135,7 +139,7 @@ func (s *Sampler) sample(ctx context.Context, first bool) {
 			}
 			if record {
 				hit := Float(nan())
-				if d := c.Sub(prev); !first && d.PrefixQueries > 0 {
+				if d := c.Sub(prev); had && d.PrefixQueries > 0 {
 					hit = Float(d.PrefixHits / d.PrefixQueries)
 				}
 				s.timeline[i] = append(s.timeline[i], UtilSample{T: t, Running: g.Running, Waiting: g.Waiting, KVUsage: g.KVUsage, HitRate: hit})
@@ -171,7 +175,7 @@ func (s *Sampler) thin() {
 func (s *Sampler) Stop(ctx context.Context, durationS float64) []BackendUtil {
 	s.cancel()
 	<-s.done
-	s.sample(ctx, false)
+	s.sample(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]BackendUtil, len(s.urls))
