@@ -14,6 +14,7 @@ import (
 	"time"
 
 	openai "github.com/sashabaranov/go-openai"
+	"github.com/wfsched/wfsched/internal/wire"
 	"github.com/wfsched/wfsched/scheduler"
 )
 
@@ -144,7 +145,7 @@ func (c *Client) Health(ctx context.Context) (timeScale float64, err error) {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	timeScale = 1
-	if s, err := strconv.ParseFloat(resp.Header.Get("X-Wfsched-Time-Scale"), 64); err == nil && s > 0 {
+	if s, err := strconv.ParseFloat(resp.Header.Get(wire.TimeScale), 64); err == nil && s > 0 {
 		timeScale = s
 	}
 	if resp.StatusCode == http.StatusNotFound {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wfsched/wfsched/internal/wire"
 )
 
 // extrasKey carries one request's additions through go-openai's context.
@@ -74,12 +76,12 @@ func (d doer) Do(req *http.Request) (*http.Response, error) {
 		ex.status = resp.StatusCode
 		ex.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
 		ex.timeScale = 1
-		ts := resp.Header.Get("X-Wfsched-Time-Scale")
+		ts := resp.Header.Get(wire.TimeScale)
 		if s, err := strconv.ParseFloat(ts, 64); err == nil && s > 0 {
 			ex.timeScale = s
 		}
 		ex.engine = ts != ""
-		ex.backend = resp.Header.Get(BackendHeader)
+		ex.backend = resp.Header.Get(wire.Backend)
 		if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 			ex.sse = &sseWatch{rc: resp.Body}
 			resp.Body = ex.sse
@@ -87,10 +89,6 @@ func (d doer) Do(req *http.Request) (*http.Response, error) {
 	}
 	return resp, err
 }
-
-// BackendHeader is the response header in which wfsched's router names the
-// backend that served a request.
-const BackendHeader = "X-Wfsched-Backend"
 
 // sseWatch passes an event stream through and notes whether its "data:
 // [DONE]" line arrived: go-openai reports the end of a stream as io.EOF

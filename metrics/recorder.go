@@ -277,22 +277,19 @@ func (t *FaultTotals) add(attempts []scheduler.Attempt) {
 
 func (t FaultTotals) clone() FaultTotals {
 	out := FaultTotals{FaultCounts: t.FaultCounts}
-	for u, c := range t.ByBackend {
-		cc := *c
-		out.backend(u)
-		out.ByBackend[u] = &cc
+	if t.ByBackend != nil {
+		out.ByBackend = make(map[string]*FaultCounts, len(t.ByBackend))
+		for u, c := range t.ByBackend {
+			cc := *c
+			out.ByBackend[u] = &cc
+		}
 	}
 	return out
 }
 
 // WithFailovers adds the router's failovers per backend URL.
 func (s Summary) WithFailovers(byBackend map[string]int64) Summary {
-	byURL := map[string]*FaultCounts{}
-	for u, c := range s.Faults.ByBackend {
-		byURL[u] = &FaultCounts{}
-		*byURL[u] = *c
-	}
-	s.Faults.ByBackend = byURL
+	s.Faults = s.Faults.clone() // the caller's Summary keeps its own counts
 	s.Faults.Failovers = 0
 	for u, n := range byBackend {
 		if n == 0 {

@@ -185,18 +185,15 @@ func (l *connLimiter) serverHooks(hs *http.Server) {
 // unread body before it writes the response, and that drain must not wait
 // on a client that stopped sending.
 type bodyWatch struct {
-	body  interface{ Read([]byte) (int, error) }
-	close func() error
-	done  func()
-	once  sync.Once
+	io.ReadCloser
+	done func()
+	once sync.Once
 }
 
 func (b *bodyWatch) Read(p []byte) (int, error) {
-	n, err := b.body.Read(p)
+	n, err := b.ReadCloser.Read(p)
 	if err == io.EOF {
 		b.once.Do(b.done)
 	}
 	return n, err
 }
-
-func (b *bodyWatch) Close() error { return b.close() }

@@ -166,16 +166,21 @@ func (leastLoaded) Name() string { return "least-loaded" }
 
 func (leastLoaded) Pick(rt *Router, _ *Request) int { return rt.leastLoaded() }
 
-// leastLoaded is the healthy backend with the fewest requests in flight;
-// ties rotate so that an idle system spreads.
+// leastLoaded is the healthy backend with the fewest requests in flight.
 func (rt *Router) leastLoaded() int {
+	return rt.leastLoadedOf(func(_ int, b *backend) bool { return b.healthy.Load() })
+}
+
+// leastLoadedOf is the backend with the fewest requests in flight among
+// those ok accepts, or -1; ties rotate so that an idle system spreads.
+func (rt *Router) leastLoadedOf(ok func(i int, b *backend) bool) int {
 	n := len(rt.backends)
 	start := int(rt.tie.Add(1) % uint64(n))
 	best, load := -1, int64(math.MaxInt64)
 	for k := 0; k < n; k++ {
 		i := (start + k) % n
 		b := rt.backends[i]
-		if l := b.inFlight.Load(); b.healthy.Load() && l < load {
+		if l := b.inFlight.Load(); l < load && ok(i, b) {
 			best, load = i, l
 		}
 	}

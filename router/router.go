@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/wfsched/wfsched/internal/auth"
+	"github.com/wfsched/wfsched/internal/wire"
 )
 
 // Defaults of Config's zero values.
@@ -289,7 +290,7 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		rc := http.NewResponseController(w)
 		rc.SetReadDeadline(time.Now().Add(rt.cfg.BodyTimeout))
-		r.Body = &bodyWatch{body: r.Body, close: r.Body.Close, done: func() {
+		r.Body = &bodyWatch{ReadCloser: r.Body, done: func() {
 			rc.SetReadDeadline(time.Time{})
 			if c != nil {
 				rt.conns.setState(c, connServing)
@@ -426,7 +427,7 @@ func (rt *Router) checkHealthN(ctx context.Context, downAfter int64) {
 		resp, err := rt.transport.RoundTrip(req)
 		ok := err == nil && resp.StatusCode == http.StatusOK
 		if resp != nil {
-			b.timeScale.Store(resp.Header.Get("X-Wfsched-Time-Scale"))
+			b.timeScale.Store(resp.Header.Get(wire.TimeScale))
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 		}
@@ -508,7 +509,7 @@ var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy
 // request and session ids.
 const MaxIDLength = 256
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9._:@/+-]{1,256}$`)
+var idPattern = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9._:@/+-]{1,%d}$`, MaxIDLength))
 
 // clip quotes a client's value for an error message, cut to a few dozen
 // bytes: an error never echoes a large input back.
@@ -601,7 +602,7 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 	// timeouts and bodies that break before their first byte move to the
 	// next healthy backend. After the first byte the response is the
 	// client's: a break then aborts it (see relay).
-	tried := map[int]bool{}
+	tried := make([]bool, len(rt.backends))
 	for {
 		tried[pick] = true
 		b := rt.backends[pick]
@@ -651,21 +652,6 @@ func (rt *Router) forward(r *http.Request, b *backend, body []byte) (*http.Respo
 	return resp, err
 }
 
-// leastLoadedOf is the backend with the fewest requests in flight among
-// those ok accepts (the first on ties), or -1.
-func (rt *Router) leastLoadedOf(ok func(i int, b *backend) bool) int {
-	best := -1
-	for i, c := range rt.backends {
-		if ok(i, c) && (best < 0 || c.inFlight.Load() < rt.backends[best].inFlight.Load()) {
-			best = i
-		}
-	}
-	return best
-}
-
-// BackendHeader names, in each proxied response, the backend that served it.
-const BackendHeader = "X-Wfsched-Backend"
-
 // relay copies the backend's response to the client byte for byte,
 // flushing after every read, with an idle-gap timeout; it reads the usage
 // the response reports. It gives back the in-flight count.
@@ -698,7 +684,7 @@ func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, 
 	for _, k := range hopHeaders {
 		h.Del(k)
 	}
-	h.Set(BackendHeader, b.url)
+	h.Set(wire.Backend, b.url)
 	w.WriteHeader(resp.StatusCode)
 	fl, _ := w.(http.Flusher)
 	var tail []byte // the last bytes, where usage is
@@ -815,7 +801,7 @@ func (rt *Router) health(w http.ResponseWriter, _ *http.Request) {
 		if b.healthy.Load() {
 			ok = true
 			if s, _ := b.timeScale.Load().(string); s != "" {
-				w.Header().Set("X-Wfsched-Time-Scale", s)
+				w.Header().Set(wire.TimeScale, s)
 			}
 		}
 	}

@@ -36,59 +36,30 @@ var errDuplicate = errors.New("given twice")
 // ("workflow\u005fmetadata") is the same key, as every JSON parser behind
 // the router will read it.
 //
-// It scans the body in place (scanValue) and copies nothing but the value
+// It scans the body in place (jsonscan) and copies nothing but the value
 // it returns: a large body costs no more memory than itself.
 func stripField(body []byte, key string) (out, value []byte, ok bool, err error) {
-	i := jsonscan.Space(body, 0)
-	if i >= len(body) || body[i] != '{' {
+	var buf [16]jsonscan.Member
+	members, _, ok := jsonscan.ObjectInto(buf[:0], body, 0)
+	if !ok {
 		return body, nil, false, nil
 	}
-	start, end := -1, -1
-	i = jsonscan.Space(body, i+1)
-	if i < len(body) && body[i] == '}' {
-		return body, nil, false, nil
-	}
-	for {
-		if i >= len(body) || body[i] != '"' {
-			return body, nil, false, nil
-		}
-		keyStart := i
-		keyEnd := jsonscan.String(body, i)
-		if keyEnd < 0 {
-			return body, nil, false, nil
-		}
-		i = jsonscan.Space(body, keyEnd)
-		if i >= len(body) || body[i] != ':' {
-			return body, nil, false, nil
-		}
-		valStart := jsonscan.Space(body, i+1)
-		valEnd := jsonscan.Value(body, valStart, 0)
-		if valEnd < 0 {
-			return body, nil, false, nil
-		}
-		if jsonscan.KeyIs(body[keyStart:keyEnd], key) {
-			if start >= 0 {
+	found := -1
+	for k, m := range members {
+		if jsonscan.KeyIs(body[m.KeyStart:m.KeyEnd], key) {
+			if found >= 0 {
 				return body, nil, false, fmt.Errorf("%s: %w", key, errDuplicate)
 			}
-			start, end = keyStart, valEnd
-			value = bytes.Clone(body[valStart:valEnd])
+			found = k
 		}
-		i = jsonscan.Space(body, valEnd)
-		if i >= len(body) {
-			return body, nil, false, nil
-		}
-		if body[i] == '}' {
-			break
-		}
-		if body[i] != ',' {
-			return body, nil, false, nil
-		}
-		i = jsonscan.Space(body, i+1)
 	}
-	if start < 0 {
+	if found < 0 {
 		return body, nil, false, nil
 	}
+	m := members[found]
+	value = bytes.Clone(body[m.ValueStart:m.ValueEnd])
 	// Remove one separating comma: the one after, else the one before.
+	start, end := m.KeyStart, m.ValueEnd
 	if j := jsonscan.Space(body, end); j < len(body) && body[j] == ',' {
 		end = jsonscan.Space(body, j+1)
 	} else if k := jsonscan.SpaceBack(body, start); k >= 0 && body[k] == ',' {
@@ -105,25 +76,17 @@ func parseMetadata(raw []byte) (*Metadata, error) {
 	if len(raw) > maxMetadataBytes {
 		return nil, fmt.Errorf("%d bytes: want at most %d (ids are at most %d bytes each)", len(raw), maxMetadataBytes, MaxIDLength)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+	members, _, ok := jsonscan.Object(raw, 0)
+	if !ok {
 		return nil, errors.New("want a JSON object")
 	}
-	seen := map[string]bool{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		name, _ := t.(string)
+	seen := make(map[string]bool, len(members))
+	for _, m := range members {
+		name := m.Key(raw)
 		if seen[name] {
 			return nil, fmt.Errorf("%s: %w", clip(name), errDuplicate)
 		}
 		seen[name] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return nil, err
-		}
 	}
 	var md Metadata
 	if err := json.Unmarshal(raw, &md); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/wfsched/wfsched/internal/auth"
+	"github.com/wfsched/wfsched/internal/wire"
 )
 
 // Version is the engine's version, reported by /version.
@@ -26,7 +27,7 @@ var Version = "dev"
 
 // TimeScaleHeader carries the engine's time scale on every response, so a
 // client can convert wall times back to modeled ones (modeled = wall / scale).
-const TimeScaleHeader = "X-Wfsched-Time-Scale"
+const TimeScaleHeader = wire.TimeScale
 
 // DefaultMaxBodyBytes bounds a request body unless ServerConfig says.
 const DefaultMaxBodyBytes = 32 << 20
