@@ -50,15 +50,7 @@ type MessageStats struct {
 
 // StatsNow returns the router's figures.
 func (rt *Router) StatsNow() Stats {
-	t := rt.workflows
-	t.mu.Lock()
-	s := Stats{Logic: rt.logic.Name(), ActiveWorkflows: len(t.m), AffinityHits: t.stats.hits, AffinityMisses: t.stats.misses,
-		Spillovers: t.stats.spillovers, Migrations: t.stats.migrations, Evicted: t.stats.evicted, Expired: t.stats.expired}
-	t.mu.Unlock()
-	for _, b := range rt.backends {
-		s.Backends = append(s.Backends, BackendStats{URL: b.url, Healthy: b.healthy.Load(), InFlight: b.inFlight.Load(), Workflows: b.homes.Load(),
-			CutStreams: b.cuts.Load(), Failovers: b.failovers.Load()})
-	}
+	s := rt.Balancer.Stats()
 	pending, queues, bytes := rt.mail.depth()
 	s.Messages = MessageStats{Sent: rt.mail.sent.Load(), Received: rt.mail.received.Load(), Expired: rt.mail.expired.Load(), Pending: pending, Queues: queues, Bytes: bytes}
 	return s
@@ -185,6 +177,6 @@ func (rt *Router) getMessages(w http.ResponseWriter, r *http.Request) {
 // replay calls it as each workflow ends, so the router holds only the
 // workflows in flight.
 func (rt *Router) Forget(id string) bool {
-	known := rt.workflows.delete(id)
+	known := rt.Balancer.Forget(id)
 	return rt.mail.forget(id) || known
 }

@@ -108,7 +108,7 @@ func BenchmarkTrackedWorkflows(b *testing.B) {
 		runtime.ReadMemStats(&before)
 		for i := 0; i < 100_000; i++ {
 			r := &Request{Meta: &Metadata{WorkflowID: fmt.Sprintf("workflow-%06d", i), AgentID: "planner"}}
-			pick := rt.workflows.route(rt, r)
+			pick := rt.Route(r).Backend
 			rt.workflows.done(r.Meta.WorkflowID, 1000, 900, true)
 			if pick < 0 {
 				b.Fatal("no backend")

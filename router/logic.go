@@ -88,18 +88,17 @@ type Request struct {
 	// Session is the key of the session logic: the workflow id, else the
 	// X-Session-Id header.
 	Session string
-
-	// Set by Pick.
-	Affinity string // "hit", "miss" (new home or moved), "" for no workflow
-	Spilled  bool
 }
 
-// Logic chooses a backend for a request.
+// Logic chooses a backend for a request. It decides over the balancer's
+// state (in-flight and home counts, health, prefix indexes, workflow
+// table), never over HTTP, so that the proxy and the virtual-time replay
+// share it.
 type Logic interface {
 	// Name is the name the command line uses.
 	Name() string
-	// Pick returns the index of a healthy backend, or -1 when none is.
-	Pick(rt *Router, r *Request) int
+	// Pick decides; Backend is -1 when no backend is healthy.
+	Pick(s *Balancer, r *Request) Decision
 }
 
 var logics = map[string]func() Logic{
@@ -137,6 +136,13 @@ func normalizeLogic(name string) string {
 	return n
 }
 
+// CheckLogic reports whether name (in any accepted spelling) is a routing
+// logic, with the list of names when it is not.
+func CheckLogic(name string) error {
+	_, err := newLogic(name)
+	return err
+}
+
 func newLogic(name string) (Logic, error) {
 	f, ok := logics[normalizeLogic(name)]
 	if !ok {
@@ -149,43 +155,22 @@ type roundRobin struct{ next atomic.Uint64 }
 
 func (*roundRobin) Name() string { return "roundrobin" }
 
-func (l *roundRobin) Pick(rt *Router, _ *Request) int {
-	n := len(rt.backends)
+func (l *roundRobin) Pick(s *Balancer, _ *Request) Decision {
+	n := len(s.backends)
 	start := int(l.next.Add(1) % uint64(n))
 	for k := 0; k < n; k++ {
-		if i := (start + k) % n; rt.backends[i].healthy.Load() {
-			return i
+		if i := (start + k) % n; s.backends[i].healthy.Load() {
+			return Decision{Backend: i}
 		}
 	}
-	return -1
+	return Decision{Backend: -1}
 }
 
 type leastLoaded struct{}
 
 func (leastLoaded) Name() string { return "least-loaded" }
 
-func (leastLoaded) Pick(rt *Router, _ *Request) int { return rt.leastLoaded() }
-
-// leastLoaded is the healthy backend with the fewest requests in flight.
-func (rt *Router) leastLoaded() int {
-	return rt.leastLoadedOf(func(_ int, b *backend) bool { return b.healthy.Load() })
-}
-
-// leastLoadedOf is the backend with the fewest requests in flight among
-// those ok accepts, or -1; ties rotate so that an idle system spreads.
-func (rt *Router) leastLoadedOf(ok func(i int, b *backend) bool) int {
-	n := len(rt.backends)
-	start := int(rt.tie.Add(1) % uint64(n))
-	best, load := -1, int64(math.MaxInt64)
-	for k := 0; k < n; k++ {
-		i := (start + k) % n
-		b := rt.backends[i]
-		if l := b.inFlight.Load(); l < load && ok(i, b) {
-			best, load = i, l
-		}
-	}
-	return best
-}
+func (leastLoaded) Pick(s *Balancer, _ *Request) Decision { return Decision{Backend: s.leastLoaded()} }
 
 type session struct{}
 
@@ -193,16 +178,16 @@ func (session) Name() string { return "session" }
 
 // Pick hashes the session key onto the ring, with no load bound; without a
 // key it takes the least loaded.
-func (session) Pick(rt *Router, r *Request) int {
+func (session) Pick(s *Balancer, r *Request) Decision {
 	if r.Session == "" {
-		return rt.leastLoaded()
+		return Decision{Backend: s.leastLoaded()}
 	}
-	for _, i := range rt.ring.walk(r.Session) {
-		if rt.backends[i].healthy.Load() {
-			return i
+	for _, i := range s.ring.walk(r.Session) {
+		if s.backends[i].healthy.Load() {
+			return Decision{Backend: i}
 		}
 	}
-	return -1
+	return Decision{Backend: -1}
 }
 
 // prefixAware routes to the backend that has seen the longest prefix of the
@@ -224,7 +209,11 @@ func chunkHashes(text string) []uint64 {
 	return out
 }
 
-func (prefixAware) Pick(rt *Router, r *Request) int {
+func (prefixAware) Pick(s *Balancer, r *Request) Decision {
+	return Decision{Backend: s.prefixPick(r)}
+}
+
+func (rt *Balancer) prefixPick(r *Request) int {
 	chunks := chunkHashes(r.Prompt())
 	// Imbalance, as SGLang's cache-aware router judges it.
 	minL, maxL := int64(math.MaxInt64), int64(-1)
@@ -312,9 +301,9 @@ func (workflowAware) Name() string { return "workflow-aware" }
 // A workflow that sets context_sharing_strategy "none" shares no context
 // between its calls, so affinity buys nothing: it is routed like a request
 // without a workflow.
-func (workflowAware) Pick(rt *Router, r *Request) int {
+func (workflowAware) Pick(s *Balancer, r *Request) Decision {
 	if r.Meta == nil || r.Meta.WorkflowID == "" || r.Meta.ContextSharingStrategy == "none" {
-		return rt.fallback.Pick(rt, r)
+		return s.fallback.Pick(s, r)
 	}
-	return rt.workflows.route(rt, r)
+	return s.workflows.route(s, r)
 }

@@ -205,18 +205,13 @@ func (c Config) Validate() error {
 // Router is the workflow-affinity reverse proxy. It is an http.Handler;
 // Run drives its health checks and sweeps.
 type Router struct {
+	*Balancer
 	cfg       Config
-	backends  []*backend
-	ring      *ring
-	logic     Logic
-	fallback  Logic
-	workflows *workflowTable
 	mail      *mailboxes
 	transport *http.Transport
 	mux       *http.ServeMux
 	reg       *prometheus.Registry
 	m         *routerMetrics
-	tie       atomic.Uint64
 	bodies    bodyBudget
 	conns     *connLimiter
 }
@@ -227,21 +222,8 @@ func New(cfg Config) (*Router, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	logic, _ := newLogic(cfg.Logic)
-	fallback, _ := newLogic(cfg.FallbackLogic)
-	rt := &Router{cfg: cfg, logic: logic, fallback: fallback, mux: http.NewServeMux(), reg: prometheus.NewRegistry(),
+	rt := &Router{Balancer: newBalancer(cfg), cfg: cfg, mux: http.NewServeMux(), reg: prometheus.NewRegistry(),
 		bodies: bodyBudget{max: cfg.MaxBodyBytesHeld}, conns: newConnLimiter(cfg.MaxConns, cfg.ReservedConns)}
-	var urls []string
-	for _, u := range cfg.Backends {
-		u = strings.TrimSuffix(strings.TrimSuffix(u, "/"), "/v1")
-		b := &backend{url: u, prefix: newPrefixIndex(200_000)}
-		b.healthy.Store(true)
-		b.timeScale.Store("")
-		rt.backends = append(rt.backends, b)
-		urls = append(urls, u)
-	}
-	rt.ring = newRing(urls)
-	rt.workflows = newWorkflowTable(rt.backends, cfg.WorkflowTTL, cfg.MaxWorkflows, cfg.MaxWorkflowBytes, cfg.MaxAgents, cfg.Now)
 	rt.mail = newMailboxes(cfg.MaxQueueSize, cfg.MaxQueues, cfg.MaxQueueBytes, cfg.MaxMessages, cfg.MessageTTL, cfg.Now)
 	rt.transport = &http.Transport{
 		Proxy:                 nil, // backends are addressed directly
@@ -266,9 +248,6 @@ func New(cfg Config) (*Router, error) {
 	rt.mux.HandleFunc("GET /v1/workflows/{id}/agents/{agent}/messages", rt.getMessages)
 	return rt, nil
 }
-
-// Logic is the routing logic's name.
-func (rt *Router) Logic() string { return rt.logic.Name() }
 
 // ServeHTTP implements http.Handler. Before routing it enforces what holds
 // for every endpoint: a reserved connection (over --max-connections) serves
@@ -405,7 +384,7 @@ func (rt *Router) Run(ctx context.Context) {
 		case <-health.C:
 			rt.checkHealth(ctx)
 		case <-sweep.C:
-			rt.workflows.sweep()
+			rt.Expire()
 			rt.mail.sweep()
 		}
 	}
@@ -569,25 +548,26 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 	}
 
 	start := time.Now()
-	pick := rt.logic.Pick(rt, req)
+	d := rt.Route(req)
+	pick := d.Backend
 	rt.m.decision.WithLabelValues(rt.logic.Name()).Observe(time.Since(start).Seconds())
 	wf := ""
-	if rt.logic.Name() == "workflow-aware" && req.Affinity != "" {
+	if d.Affinity != "" {
 		wf = req.Meta.WorkflowID
-		switch req.Affinity {
+		switch d.Affinity {
 		case "hit":
 			rt.m.affinityHits.Inc()
 		case "miss":
 			rt.m.affinityMisses.Inc()
 		}
-		if req.Spilled {
+		if d.Spilled {
 			rt.m.spillovers.Inc()
 		}
 	}
 	prompt, cached, known := 0, 0, false
 	defer func() {
 		if wf != "" {
-			rt.workflows.done(wf, prompt, cached, known)
+			rt.Finish(wf, prompt, cached, known)
 		}
 	}()
 	// Every backend marked down: health checks can be wrong (an engine
@@ -642,7 +622,7 @@ func (rt *Router) forward(r *http.Request, b *backend, body []byte) (*http.Respo
 	out.Header.Del("X-Workflow-Id")
 	out.Header.Del("X-Agent-Id")
 	out.ContentLength = int64(len(body))
-	b.inFlight.Add(1)
+	b.inFlight.Add(1) // Begin, by pointer
 	rt.m.inFlight.WithLabelValues(b.url).Inc()
 	resp, err := rt.transport.RoundTrip(out)
 	if err != nil {

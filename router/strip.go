@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/wfsched/wfsched/internal/jsonscan"
 )
@@ -114,8 +115,26 @@ func (md *Metadata) validate() error {
 	return nil
 }
 
-// promptText extracts the text routing by prefix looks at: the chat
-// messages (role and content, in order) or the completion prompt.
+// PromptMessage is a chat message as routing by prefix reads it.
+type PromptMessage struct{ Role, Content string }
+
+// PromptText is the text routing by prefix looks at: each chat message as
+// ROLE:CONTENT and a newline, then a completions prompt. The proxy reads it
+// from request bodies, the virtual-time replay from the calls it builds.
+func PromptText(msgs []PromptMessage, prompt string) string {
+	var b strings.Builder
+	for _, m := range msgs {
+		b.WriteString(m.Role)
+		b.WriteByte(':')
+		b.WriteString(m.Content)
+		b.WriteByte('\n')
+	}
+	b.WriteString(prompt)
+	return b.String()
+}
+
+// promptText extracts PromptText from a request body; a content or prompt
+// that is not a string counts as its JSON text.
 func promptText(body []byte) string {
 	var req struct {
 		Messages []struct {
@@ -127,25 +146,20 @@ func promptText(body []byte) string {
 	if json.Unmarshal(body, &req) != nil {
 		return ""
 	}
-	var b bytes.Buffer
-	for _, m := range req.Messages {
-		b.WriteString(m.Role)
-		b.WriteByte(':')
+	str := func(raw json.RawMessage) string {
 		var s string
-		if json.Unmarshal(m.Content, &s) == nil {
-			b.WriteString(s)
-		} else {
-			b.Write(m.Content)
+		if json.Unmarshal(raw, &s) == nil {
+			return s
 		}
-		b.WriteByte('\n')
+		return string(raw)
 	}
+	msgs := make([]PromptMessage, len(req.Messages))
+	for k, m := range req.Messages {
+		msgs[k] = PromptMessage{m.Role, str(m.Content)}
+	}
+	prompt := ""
 	if len(req.Prompt) > 0 {
-		var s string
-		if json.Unmarshal(req.Prompt, &s) == nil {
-			b.WriteString(s)
-		} else {
-			b.Write(req.Prompt)
-		}
+		prompt = str(req.Prompt)
 	}
-	return b.String()
+	return PromptText(msgs, prompt)
 }

@@ -144,7 +144,7 @@ func bound(factor float64, total, n int) int {
 // the workflow's ring walk with room). A workflow's first request picks a
 // home by consistent hashing with bounded loads over the workflows' homes;
 // a failed home hands over to the second candidate (a migration).
-func (t *workflowTable) route(rt *Router, r *Request) int {
+func (t *workflowTable) route(rt *Balancer, r *Request) Decision {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	w := t.touch(r.Meta.WorkflowID)
@@ -174,7 +174,7 @@ func (t *workflowTable) route(rt *Router, r *Request) int {
 		}
 	}
 	if healthy == 0 {
-		return -1
+		return Decision{Backend: -1}
 	}
 	ok := func(i int) bool { return i >= 0 && t.backends[i].healthy.Load() }
 	walk := rt.ring.walk(w.id)
@@ -186,10 +186,10 @@ func (t *workflowTable) route(rt *Router, r *Request) int {
 		}
 		return -1
 	}
-	r.Affinity = "hit"
+	d := Decision{Affinity: "hit"}
 	switch {
 	case w.home < 0:
-		limit := int64(bound(rt.cfg.LoadFactor, int(homes), healthy))
+		limit := int64(bound(rt.loadFactor, int(homes), healthy))
 		for _, i := range walk {
 			if ok(i) && t.backends[i].homes.Load() < limit {
 				w.home = i
@@ -202,7 +202,7 @@ func (t *workflowTable) route(rt *Router, r *Request) int {
 		t.backends[w.home].homes.Add(1)
 		w.second = firstHealthy(w.home)
 		t.stats.misses++
-		r.Affinity = "miss"
+		d.Affinity = "miss"
 	case !ok(w.home):
 		old := w.home
 		w.home = w.second
@@ -215,7 +215,7 @@ func (t *workflowTable) route(rt *Router, r *Request) int {
 		w.migrations++
 		t.stats.migrations++
 		t.stats.misses++
-		r.Affinity = "miss"
+		d.Affinity = "miss"
 	default:
 		t.stats.hits++
 		if !ok(w.second) || w.second == w.home {
@@ -226,7 +226,7 @@ func (t *workflowTable) route(rt *Router, r *Request) int {
 	// A workflow's priority scales how far over the average its home may
 	// be loaded before its requests spill: priority 2 stays home under
 	// twice the load, 0.5 spills sooner.
-	limit := int64(math.Ceil(float64(bound(rt.cfg.LoadFactor, int(inFlight), healthy)) * w.priority))
+	limit := int64(math.Ceil(float64(bound(rt.loadFactor, int(inFlight), healthy)) * w.priority))
 	if t.backends[pick].inFlight.Load()+1 > limit {
 		for _, i := range walk {
 			if ok(i) && t.backends[i].inFlight.Load()+1 <= limit {
@@ -237,11 +237,12 @@ func (t *workflowTable) route(rt *Router, r *Request) int {
 		if pick != w.home {
 			w.spillovers++
 			t.stats.spillovers++
-			r.Spilled = true
+			d.Spilled = true
 		}
 	}
 	w.inFlight++
-	return pick
+	d.Backend = pick
+	return d
 }
 
 // priority clamps workflow_priority to [0.5, 4]; 0 (unset) is 1.

@@ -1,0 +1,131 @@
+package router
+
+import (
+	"math"
+	"strings"
+	"sync/atomic"
+)
+
+// Balancer is the routing state and every routing decision, apart from
+// HTTP: the backends' in-flight and home counts, health and prefix indexes,
+// the consistent-hash ring, the workflow table and the logics. The proxy
+// serves through one; wfsched's virtual-time replay drives one directly,
+// so both clocks make the same decisions with the same code.
+//
+// Route picks a backend, Begin and End bracket a request's time on it, and
+// Finish records a workflow request's end. Safe for concurrent use.
+type Balancer struct {
+	loadFactor float64
+	backends   []*backend
+	ring       *ring
+	logic      Logic
+	fallback   Logic
+	workflows  *workflowTable
+	tie        atomic.Uint64
+}
+
+// Decision is where a request goes and why.
+type Decision struct {
+	// Backend is the index of the chosen backend, -1 when none is healthy.
+	Backend int
+	// Affinity is "hit" (the workflow's home), "miss" (a new home or a
+	// moved one), or "" for a request routed without a workflow.
+	Affinity string
+	// Spilled marks a workflow request sent off its home because the home
+	// was over the load bound.
+	Spilled bool
+}
+
+// NewBalancer returns the routing state of cfg's backends under cfg's
+// logic, load factor and workflow-table limits (the HTTP fields of cfg are
+// not read). Backends start healthy.
+func NewBalancer(cfg Config) (*Balancer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	return newBalancer(cfg), nil
+}
+
+// newBalancer builds a balancer from a validated configuration with its
+// defaults set.
+func newBalancer(cfg Config) *Balancer {
+	logic, _ := newLogic(cfg.Logic)
+	fallback, _ := newLogic(cfg.FallbackLogic)
+	bl := &Balancer{loadFactor: cfg.LoadFactor, logic: logic, fallback: fallback}
+	var urls []string
+	for _, u := range cfg.Backends {
+		u = strings.TrimSuffix(strings.TrimSuffix(u, "/"), "/v1")
+		b := &backend{url: u, prefix: newPrefixIndex(200_000)}
+		b.healthy.Store(true)
+		b.timeScale.Store("")
+		bl.backends = append(bl.backends, b)
+		urls = append(urls, u)
+	}
+	bl.ring = newRing(urls)
+	bl.workflows = newWorkflowTable(bl.backends, cfg.WorkflowTTL, cfg.MaxWorkflows, cfg.MaxWorkflowBytes, cfg.MaxAgents, cfg.Now)
+	return bl
+}
+
+// Logic is the routing logic's name.
+func (bl *Balancer) Logic() string { return bl.logic.Name() }
+
+// Route decides where r goes. A workflow request so routed must be
+// finished with Finish(r.Meta.WorkflowID, ...) when Affinity is not "".
+func (bl *Balancer) Route(r *Request) Decision { return bl.logic.Pick(bl, r) }
+
+// Begin counts a request in flight on backend i; End gives it back.
+func (bl *Balancer) Begin(i int) { bl.backends[i].inFlight.Add(1) }
+
+// End ends a request counted by Begin.
+func (bl *Balancer) End(i int) { bl.backends[i].inFlight.Add(-1) }
+
+// Finish records the end of a routed workflow request and what its
+// response said of its prompt.
+func (bl *Balancer) Finish(workflow string, prompt, cached int, cachedKnown bool) {
+	bl.workflows.done(workflow, prompt, cached, cachedKnown)
+}
+
+// Forget drops a workflow's routing state; false if unknown.
+func (bl *Balancer) Forget(id string) bool { return bl.workflows.delete(id) }
+
+// Expire drops the workflows idle past the TTL with nothing in flight.
+func (bl *Balancer) Expire() int { return bl.workflows.sweep() }
+
+// SetHealthy marks backend i up or down.
+func (bl *Balancer) SetHealthy(i int, ok bool) { bl.backends[i].healthy.Store(ok) }
+
+// Stats returns the routing figures (Messages left zero).
+func (bl *Balancer) Stats() Stats {
+	t := bl.workflows
+	t.mu.Lock()
+	s := Stats{Logic: bl.logic.Name(), ActiveWorkflows: len(t.m), AffinityHits: t.stats.hits, AffinityMisses: t.stats.misses,
+		Spillovers: t.stats.spillovers, Migrations: t.stats.migrations, Evicted: t.stats.evicted, Expired: t.stats.expired}
+	t.mu.Unlock()
+	for _, b := range bl.backends {
+		s.Backends = append(s.Backends, BackendStats{URL: b.url, Healthy: b.healthy.Load(), InFlight: b.inFlight.Load(), Workflows: b.homes.Load(),
+			CutStreams: b.cuts.Load(), Failovers: b.failovers.Load()})
+	}
+	return s
+}
+
+// leastLoaded is the healthy backend with the fewest requests in flight.
+func (bl *Balancer) leastLoaded() int {
+	return bl.leastLoadedOf(func(_ int, b *backend) bool { return b.healthy.Load() })
+}
+
+// leastLoadedOf is the backend with the fewest requests in flight among
+// those ok accepts, or -1; ties rotate so that an idle system spreads.
+func (bl *Balancer) leastLoadedOf(ok func(i int, b *backend) bool) int {
+	n := len(bl.backends)
+	start := int(bl.tie.Add(1) % uint64(n))
+	best, load := -1, int64(math.MaxInt64)
+	for k := 0; k < n; k++ {
+		i := (start + k) % n
+		b := bl.backends[i]
+		if l := b.inFlight.Load(); l < load && ok(i, b) {
+			best, load = i, l
+		}
+	}
+	return best
+}
