@@ -11,11 +11,6 @@ import (
 	"github.com/wfsched/wfsched/metrics"
 )
 
-func init() {
-	KnownPolicies = []string{"dependency-aware", "parallel", "sequential"}
-	KnownLogics = []string{"roundrobin", "workflow-aware"}
-}
-
 func TestLoadErrors(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "t.json"), []byte("{}"), 0o644)
@@ -81,7 +76,7 @@ func TestGate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checks := Gate(base, tt.cur, 0.10) // two figures: p < 0.025
+			checks := Gate(base, tt.cur, 0.10, DefaultTolerance) // two figures: p < 0.025
 			if len(checks) != 2 || checks[0].Verdict != tt.makespan || checks[1].Verdict != tt.hit {
 				t.Errorf("verdicts %q %q, want %q %q (%+v)", checks[0].Verdict, checks[1].Verdict, tt.makespan, tt.hit, checks)
 			}
@@ -93,7 +88,7 @@ func TestGate(t *testing.T) {
 	// A case missing from the baseline is untested, not a failure.
 	cur := result(est(12, 12, 12), est(0.9, 0.9, 0.9))
 	cur.Cases[0].Name = "new"
-	if c := Gate(base, cur, 0.1); c[0].Verdict != Untested || Failed(c) {
+	if c := Gate(base, cur, 0.1, DefaultTolerance); c[0].Verdict != Untested || Failed(c) {
 		t.Errorf("new case: %+v", c)
 	}
 	// Many figures: the same 20% difference at p = 0.03 is no longer
@@ -109,7 +104,7 @@ func TestGate(t *testing.T) {
 		}
 		many.Cases = append(many.Cases, CaseResult{Name: name, Arms: []ArmResult{{Label: "a", Figures: map[string]metrics.Estimate{"makespan_s": v}}}})
 	}
-	if c := Gate(manyBase, many, 0.1); Failed(c) || c[0].Verdict != NotSig || c[0].P > 0.05 {
+	if c := Gate(manyBase, many, 0.1, DefaultTolerance); Failed(c) || c[0].Verdict != NotSig || c[0].P > 0.05 {
 		t.Errorf("40 figures: %+v", c[0])
 	}
 	// Welch's test agrees with a textbook value: t = -2.4495, df = 4.

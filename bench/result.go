@@ -28,8 +28,11 @@ type Result struct {
 
 // CaseResult is one case's arms.
 type CaseResult struct {
-	Name string      `json:"name"`
-	Arms []ArmResult `json:"arms"`
+	Name string `json:"name"`
+	// Clock is the case's clock; "virtual" figures are exact ("" in
+	// results written before virtual time: wall).
+	Clock string      `json:"clock,omitempty"`
+	Arms  []ArmResult `json:"arms"`
 }
 
 // ArmResult is one arm's estimates of every figure.
@@ -57,6 +60,7 @@ const (
 	Regression  = "REGRESSION" // worse beyond the threshold, significantly
 	Improvement = "improved"   // better beyond the threshold, significantly
 	NotSig      = "not significant"
+	Changed     = "changed"  // an exact figure measured on one side only
 	Untested    = "untested" // fewer than two values on a side, or missing
 )
 
@@ -67,26 +71,42 @@ type Check struct {
 	Change            float64 // relative, signed: (current - base) / base
 	P                 float64 // Welch's two-sided p-value, NaN if untested
 	Verdict           string
+	Exact             bool // a virtual-clock figure, compared directly
 	worse, big        bool
 }
 
-// Gate compares cur with base figure by figure: a tracked figure regresses
-// when it is worse (by its direction) by more than maxRegression (a
-// fraction) and Welch's t-test finds the difference significant at 5%
-// after a Bonferroni correction over all the figures tested (p < 0.05/m):
-// a suite tracks dozens of figures, and without the correction one of them
-// would cross 5% by chance in most unchanged runs.
-func Gate(base, cur *Result, maxRegression float64) []Check {
+// DefaultTolerance is the change an exact (virtual-clock) figure may show
+// before the gate reports it.
+const DefaultTolerance = 0.005
+
+// Gate compares cur with base figure by figure. A figure of a case run on
+// the virtual clock, here and in the baseline, is exact: any change beyond
+// tolerance (a fraction) is reported, a regression when worse. Otherwise a
+// tracked figure regresses when it is worse (by its direction) by more
+// than maxRegression (a fraction) and Welch's t-test finds the difference
+// significant at 5% after a Bonferroni correction over all the figures
+// tested (p < 0.05/m): a suite tracks dozens of figures, and without the
+// correction one of them would cross 5% by chance in most unchanged runs.
+func Gate(base, cur *Result, maxRegression, tolerance float64) []Check {
 	var out []Check
 	baseArms := map[string]ArmResult{}
+	baseClock := map[string]string{}
 	for _, c := range base.Cases {
+		baseClock[c.Name] = c.Clock
 		for _, a := range c.Arms {
 			baseArms[c.Name+"/"+a.Label] = a
 		}
 	}
+	var exact []Check
 	for _, c := range cur.Cases {
 		for _, a := range c.Arms {
 			b, ok := baseArms[c.Name+"/"+a.Label]
+			if c.Clock == ClockVirtual && baseClock[c.Name] == ClockVirtual {
+				for _, key := range cur.Track {
+					exact = append(exact, exactCheck(c.Name, a, b, ok, key, tolerance))
+				}
+				continue
+			}
 			for _, key := range cur.Track {
 				f, _ := FigureByKey(key)
 				ch := Check{Case: c.Name, Arm: a.Label, Figure: key, Current: float64(a.Figures[key].Mean), Base: math.NaN(), P: math.NaN(), Verdict: Untested}
@@ -129,7 +149,42 @@ func Gate(base, cur *Result, maxRegression float64) []Check {
 			ch.Verdict = Unchanged // significant but within the threshold
 		}
 	}
-	return out
+	return append(out, exact...)
+}
+
+// exactCheck compares an exact figure with its baseline.
+func exactCheck(name string, a, b ArmResult, ok bool, key string, tolerance float64) Check {
+	f, _ := FigureByKey(key)
+	ch := Check{Case: name, Arm: a.Label, Figure: key, Current: float64(a.Figures[key].Mean), Base: math.NaN(), P: math.NaN(), Verdict: Untested, Exact: true}
+	if !ok {
+		return ch
+	}
+	ch.Base = float64(b.Figures[key].Mean)
+	switch {
+	case math.IsNaN(ch.Base) && math.IsNaN(ch.Current):
+		ch.Verdict = Unchanged
+		return ch
+	case math.IsNaN(ch.Base) || math.IsNaN(ch.Current):
+		ch.Verdict = Changed
+		return ch
+	case ch.Base == ch.Current:
+		ch.Verdict = Unchanged
+		return ch
+	}
+	ch.Change = (ch.Current - ch.Base) / math.Abs(ch.Base)
+	worse := ch.Change > 0
+	if !f.LowerIsBetter {
+		worse = ch.Change < 0
+	}
+	switch {
+	case math.Abs(ch.Change) <= tolerance:
+		ch.Verdict = Unchanged
+	case worse:
+		ch.Verdict = Regression
+	default:
+		ch.Verdict = Improvement
+	}
+	return ch
 }
 
 // Alpha is the per-figure significance level Gate used: 0.05 over the
@@ -187,7 +242,7 @@ func Failed(checks []Check) bool {
 // WriteMarkdown writes a summary fit for a CI job summary or a pull
 // request comment: each case's tracked figures and, with a baseline, the
 // change and verdict.
-func WriteMarkdown(w io.Writer, cur *Result, checks []Check, maxRegression float64) error {
+func WriteMarkdown(w io.Writer, cur *Result, checks []Check, maxRegression, tolerance float64) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## wfsched bench: %s\n\n", cur.Suite)
 	keys := make([]string, 0, len(cur.Env))
@@ -199,13 +254,17 @@ func WriteMarkdown(w io.Writer, cur *Result, checks []Check, maxRegression float
 	for _, k := range keys {
 		env = append(env, k+" "+cur.Env[k])
 	}
-	fmt.Fprintf(&b, "%s. Means over iterations with 95%% confidence intervals.\n", strings.Join(env, ", "))
+	fmt.Fprintf(&b, "%s. Virtual-clock cases run once and are exact; wall-clock cases give means over iterations with 95%% confidence intervals.\n", strings.Join(env, ", "))
 	for k, v := range cur.Options {
 		fmt.Fprintf(&b, "Option: %s = %s.\n", k, v)
 	}
 	if checks == nil {
 		for _, c := range cur.Cases {
-			fmt.Fprintf(&b, "\n### %s\n\n| arm | %s |\n|---|%s\n", c.Name, strings.Join(cur.Track, " | "), strings.Repeat("---|", len(cur.Track)))
+			clock := c.Clock
+			if clock == "" {
+				clock = ClockWall
+			}
+			fmt.Fprintf(&b, "\n### %s (%s clock)\n\n| arm | %s |\n|---|%s\n", c.Name, clock, strings.Join(cur.Track, " | "), strings.Repeat("---|", len(cur.Track)))
 			for _, a := range c.Arms {
 				row := []string{a.Label}
 				for _, k := range cur.Track {
@@ -219,8 +278,8 @@ func WriteMarkdown(w io.Writer, cur *Result, checks []Check, maxRegression float
 		if Failed(checks) {
 			verdict = "**FAILED**"
 		}
-		fmt.Fprintf(&b, "\nRegression gate (worse by more than %.0f%% and significant: Welch's t-test, p < 0.05 over %d figures = %.2g): %s\n\n",
-			100*maxRegression, int(math.Round(0.05/Alpha(checks))), Alpha(checks), verdict)
+		fmt.Fprintf(&b, "\nRegression gate (virtual clock: any change beyond %.1f%% is reported, worse fails; wall clock: worse by more than %.0f%% and significant, Welch's t-test, p < 0.05 over %d figures = %.2g): %s\n\n",
+			100*tolerance, 100*maxRegression, int(math.Round(0.05/Alpha(checks))), Alpha(checks), verdict)
 		b.WriteString("| case | arm | figure | baseline | current | change | p | verdict |\n|---|---|---|---|---|---|---|---|\n")
 		for _, c := range checks {
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", c.Case, c.Arm, c.Figure, fmtNum(c.Figure, c.Base), fmtNum(c.Figure, c.Current),

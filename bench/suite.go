@@ -11,19 +11,24 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/wfsched/wfsched/metrics"
+	"github.com/wfsched/wfsched/router"
+	"github.com/wfsched/wfsched/scheduler"
 )
 
 // Suite is a benchmark suite file.
 type Suite struct {
-	Name        string   `yaml:"name"`
-	Description string   `yaml:"description"`
-	TimeScale   float64  `yaml:"time_scale"` // embedded engine; default 0.25
-	Profile     string   `yaml:"profile"`    // embedded engine profile
-	Seed        uint64   `yaml:"seed"`
-	Iterations  int      `yaml:"iterations"` // default 3
-	Warmup      int      `yaml:"warmup"`
-	Track       []string `yaml:"track"` // figure keys; default makespan_s, ttft_p50_s, e2e_p50_s
-	Cases       []Case   `yaml:"cases"`
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+	// Clock is the cases' default clock: virtual (the default; exact, so
+	// each case runs once and is gated on any change) or wall.
+	Clock      string   `yaml:"clock"`
+	TimeScale  float64  `yaml:"time_scale"` // embedded engine on the wall clock; default 0.25
+	Profile    string   `yaml:"profile"`    // embedded engine profile
+	Seed       uint64   `yaml:"seed"`
+	Iterations int      `yaml:"iterations"` // wall-clock cases; default 3
+	Warmup     int      `yaml:"warmup"`
+	Track      []string `yaml:"track"` // figure keys; default makespan_s, ttft_p50_s, e2e_p50_s
+	Cases      []Case   `yaml:"cases"`
 
 	// Dir is the folder of the suite file; traces are relative to it.
 	Dir string `yaml:"-"`
@@ -33,6 +38,7 @@ type Suite struct {
 // logic it names (its arms).
 type Case struct {
 	Name          string   `yaml:"name"`
+	Clock         string   `yaml:"clock"` // "": the suite's
 	Traces        []string `yaml:"traces"`
 	Policies      []string `yaml:"policies"`       // default [parallel]
 	RoutingLogics []string `yaml:"routing_logics"` // with instances > 1
@@ -91,13 +97,6 @@ func (e *SuiteError) Error() string {
 	}
 	return b.String() + ": " + e.Msg
 }
-
-// Known names, checked by Load; the command line fills them in, so this
-// package stays below the scheduler and router.
-var (
-	KnownPolicies []string
-	KnownLogics   []string
-)
 
 // Load reads and checks a suite file.
 func Load(path string) (*Suite, error) {
@@ -158,6 +157,13 @@ func (s *Suite) check(path string, data []byte) error {
 	if s.Name == "" {
 		return bad("name", "missing: name the suite")
 	}
+	switch s.Clock {
+	case "":
+		s.Clock = ClockVirtual
+	case ClockVirtual, ClockWall:
+	default:
+		return bad("clock", "%q: want virtual or wall", s.Clock)
+	}
 	if s.TimeScale == 0 {
 		s.TimeScale = 0.25
 	}
@@ -189,6 +195,13 @@ func (s *Suite) check(path string, data []byte) error {
 			return bad(key+".name", "%q: each case needs a unique name", c.Name)
 		}
 		seen[c.Name] = true
+		switch c.Clock {
+		case "":
+			c.Clock = s.Clock
+		case ClockVirtual, ClockWall:
+		default:
+			return bad(key+".clock", "%q: want virtual or wall", c.Clock)
+		}
 		if len(c.Traces) == 0 {
 			return bad(key+".traces", "missing: name at least one trace file")
 		}
@@ -201,16 +214,16 @@ func (s *Suite) check(path string, data []byte) error {
 			c.Policies = []string{"parallel"}
 		}
 		for _, p := range c.Policies {
-			if !contains(KnownPolicies, strings.ReplaceAll(p, "_", "-")) {
-				return bad(key+".policies", "unknown policy %q (want %s)", p, strings.Join(KnownPolicies, ", "))
+			if _, err := scheduler.PolicyByName(p); err != nil {
+				return bad(key+".policies", "%v", err)
 			}
 		}
 		if c.Instances == 0 {
 			c.Instances = 1
 		}
 		for _, l := range c.RoutingLogics {
-			if !contains(KnownLogics, strings.ReplaceAll(l, "_", "-")) {
-				return bad(key+".routing_logics", "unknown routing logic %q (want %s)", l, strings.Join(KnownLogics, ", "))
+			if err := router.CheckLogic(l); err != nil {
+				return bad(key+".routing_logics", "%v", err)
 			}
 		}
 		if len(c.RoutingLogics) > 0 && c.Instances < 2 {
@@ -235,13 +248,19 @@ func (s *Suite) check(path string, data []byte) error {
 	return nil
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
+// Clocks a case runs on.
+const (
+	ClockVirtual = "virtual"
+	ClockWall    = "wall"
+)
+
+// Runs is how many measured runs a case gets: one on the virtual clock,
+// whose results are exact, the suite's iterations on the wall clock.
+func (s *Suite) Runs(c Case) (warmup, iterations int) {
+	if c.Clock == ClockVirtual {
+		return 0, 1
 	}
-	return false
+	return s.Warmup, s.Iterations
 }
 
 // FigureByKey finds a figure comparisons report.

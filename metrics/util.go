@@ -50,18 +50,16 @@ const maxTimeline = 600
 // their KV-cache use, requests running and waiting, and busy time. Start
 // it before the run and Stop it after.
 type Sampler struct {
-	hc     *http.Client
+	read   Reader
 	urls   []string
-	scale  float64 // wall seconds per modeled second
-	start  time.Time
-	cancel context.CancelFunc
+	cancel context.CancelFunc // nil: fed by Sample (a virtual clock)
 	done   chan struct{}
 
 	mu       sync.Mutex
 	acc      []utilAcc
 	first    []ServerCounters // each server's first counters read
 	last     []ServerCounters
-	read     []bool // whether first holds a reading
+	had      []bool // whether first holds a reading
 	timeline [][]UtilSample
 	keep     int // keep every keep-th sample in the timelines
 	n        int // samples taken
@@ -75,19 +73,35 @@ type utilAcc struct {
 // DefaultSampleEvery is how often a Sampler scrapes (wall time).
 const DefaultSampleEvery = 250 * time.Millisecond
 
-// StartSampler scrapes each of urls now and then every interval until
-// Stop; scale (wall seconds per modeled second, 0 for 1) converts the
-// timelines' times. Unreachable servers are skipped quietly: their figures
-// stay NaN.
+// Reader reads server i's counters and gauges.
+type Reader func(ctx context.Context, i int) (ServerCounters, ServerGauges, error)
+
+// NewSampler returns a sampler of the servers named urls, read by read,
+// that takes samples when told (Sample): a virtual-time driver's.
+func NewSampler(urls []string, read Reader) *Sampler {
+	return &Sampler{read: read, urls: urls, keep: 1,
+		acc: make([]utilAcc, len(urls)), first: make([]ServerCounters, len(urls)), last: make([]ServerCounters, len(urls)),
+		had: make([]bool, len(urls)), timeline: make([][]UtilSample, len(urls))}
+}
+
+// StartSampler scrapes each of urls over HTTP now and then every interval
+// (wall time) until Stop; scale (wall seconds per modeled second, 0 for 1)
+// converts the timelines' times. Unreachable servers are skipped quietly:
+// their figures stay NaN.
 func StartSampler(ctx context.Context, hc *http.Client, urls []string, every time.Duration, scale float64) *Sampler {
 	ctx, cancel := context.WithCancel(ctx)
 	if scale <= 0 {
 		scale = 1
 	}
-	s := &Sampler{hc: hc, urls: urls, scale: scale, start: time.Now(), cancel: cancel, done: make(chan struct{}), keep: 1,
-		acc: make([]utilAcc, len(urls)), first: make([]ServerCounters, len(urls)), last: make([]ServerCounters, len(urls)),
-		read: make([]bool, len(urls)), timeline: make([][]UtilSample, len(urls))}
-	s.sample(ctx)
+	s := NewSampler(urls, func(ctx context.Context, i int) (ServerCounters, ServerGauges, error) {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		return ScrapeAll(sctx, hc, urls[i])
+	})
+	s.cancel, s.done = cancel, make(chan struct{})
+	start := time.Now()
+	now := func() float64 { return time.Since(start).Seconds() / scale }
+	s.Sample(ctx, now())
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(every)
@@ -97,32 +111,30 @@ func StartSampler(ctx context.Context, hc *http.Client, urls []string, every tim
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				s.sample(ctx)
+				s.Sample(ctx, now())
 			}
 		}
 	}()
 	return s
 }
 
-func (s *Sampler) sample(ctx context.Context) {
-	t := time.Since(s.start).Seconds() / s.scale
+// Sample reads every server now, t modeled seconds into the run.
+func (s *Sampler) Sample(ctx context.Context, t float64) {
 	s.mu.Lock()
 	s.n++
 	record := (s.n-1)%s.keep == 0
 	s.mu.Unlock()
-	for i, u := range s.urls {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		c, g, err := ScrapeAll(sctx, s.hc, u)
-		cancel()
+	for i := range s.urls {
+		c, g, err := s.read(ctx, i)
 		if err != nil {
 			continue
 		}
 		s.mu.Lock()
 		// A server's first reading is its baseline, even one that was
 		// unreachable when the run began.
-		had := s.read[i]
+		had := s.had[i]
 		if !had {
-			s.first[i], s.read[i] = c, true
+			s.first[i], s.had[i] = c, true
 		}
 		prev := s.last[i]
 		s.last[i] = c
@@ -170,12 +182,15 @@ func (s *Sampler) thin() {
 	s.keep *= 2
 }
 
-// Stop takes a last sample and returns each server's figures over a run
-// of durationS modeled seconds (the busy counter is in modeled seconds).
+// Stop takes a last sample at the run's end and returns each server's
+// figures over a run of durationS modeled seconds (the busy counter is in
+// modeled seconds).
 func (s *Sampler) Stop(ctx context.Context, durationS float64) []BackendUtil {
-	s.cancel()
-	<-s.done
-	s.sample(ctx)
+	if s.cancel != nil {
+		s.cancel()
+		<-s.done
+	}
+	s.Sample(ctx, durationS)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]BackendUtil, len(s.urls))

@@ -53,6 +53,10 @@ type Backend struct {
 	Model     string   `json:"model"`
 	Profile   string   `json:"profile,omitempty"`
 	TimeScale float64  `json:"time_scale"`
+	// Clock is "virtual" (the embedded engines in modeled time, an event
+	// loop) or "wall" (over HTTP in wall-clock time); "" in runs written
+	// before virtual time, which were all wall.
+	Clock string `json:"clock,omitempty"`
 	// Routing is the router's logic when calls went through wfsched's
 	// router (Router is its URL); URLs are then the servers behind it.
 	Routing string `json:"routing_logic,omitempty"`
@@ -102,6 +106,42 @@ type RunReport struct {
 	PrefixShareBound float64         `json:"prefix_share_bound"`
 	PrefixAnyBound   float64         `json:"prefix_share_any_bound"`
 	Summary          metrics.Summary `json:"summary"`
+	// Timing says how far the run's modeled times can be trusted; absent
+	// for real servers and in runs written before it existed.
+	Timing *Timing `json:"timing,omitempty"`
+}
+
+// Timing verdicts.
+const (
+	TimingExact      = "exact"      // the virtual clock: every time is the model's
+	TimingReliable   = "reliable"   // the wall clock kept up with the model
+	TimingUnreliable = "unreliable" // the wall clock fell behind: latencies overstated
+)
+
+// MaxLateShare is the engines' step lateness, as a share of the run's
+// modeled time (averaged over engines), above which a wall-clock run's
+// timing is unreliable.
+const MaxLateShare = 0.01
+
+// Timing is how well a run's clock kept to the model. On the wall clock
+// an embedded engine knows when a step begins later than its modeled
+// start (the CPU was busy): that lateness is added to every latency
+// measured after it.
+type Timing struct {
+	Clock   string `json:"clock"`
+	Verdict string `json:"verdict"`
+	// Steps counts the engines' steps, LateSteps those begun late;
+	// LateP50S and LateP99S are percentiles of every step's lateness
+	// (modeled seconds, 0 for a step on time), LateTotalS their sum;
+	// LateShare is LateTotalS over the run's modeled time and the
+	// engines' number.
+	Steps      int64   `json:"steps,omitempty"`
+	LateSteps  int64   `json:"late_steps,omitempty"`
+	LateP50S   float64 `json:"late_p50_s"`
+	LateP99S   float64 `json:"late_p99_s"`
+	LateTotalS float64 `json:"late_total_s"`
+	LateShare  float64 `json:"late_share"`
+	Advice     string  `json:"advice,omitempty"`
 }
 
 // Answer is what a run found, in a sentence or two: how many workflows

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"errors"
 	"math"
 	"strings"
 	"sync/atomic"
@@ -38,9 +39,12 @@ type Decision struct {
 
 // NewBalancer returns the routing state of cfg's backends under cfg's
 // logic, load factor and workflow-table limits (the HTTP fields of cfg are
-// not read). Backends start healthy.
+// not read; backends are names, URLs or not). Backends start healthy.
 func NewBalancer(cfg Config) (*Balancer, error) {
-	if err := cfg.Validate(); err != nil {
+	if len(cfg.Backends) == 0 {
+		return nil, errors.New("no backend")
+	}
+	if err := cfg.validateRouting(); err != nil {
 		return nil, err
 	}
 	cfg.setDefaults()

@@ -173,6 +173,12 @@ func (c Config) Validate() error {
 			return fmt.Errorf("backend %q: want an http:// or https:// URL", b)
 		}
 	}
+	return c.validateRouting()
+}
+
+// validateRouting checks what the Balancer reads: logics, load factor,
+// limits and timeouts.
+func (c Config) validateRouting() error {
 	if _, err := newLogic(c.Logic); c.Logic != "" && err != nil {
 		return err
 	}

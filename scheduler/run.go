@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -129,13 +130,17 @@ type trace struct {
 	prompt *prompter
 }
 
+// runner is what a replay's two drivers share: the configuration, the
+// prepared traces, the sink and the tally of finished workflows. The wall
+// driver (Run) runs workflows on goroutines and calls over HTTP; the
+// virtual driver (RunVirtual) runs them in one event loop on modeled time.
+// Both decide through flow, the decision core.
 type runner struct {
 	cfg      Config
 	tagged   bool // start prompts with the workflow's id
-	c        Completer
-	t0       time.Time
-	scale    float64
-	cancel   context.CancelFunc
+	prepared []*trace
+	halted   atomic.Bool
+	cancel   context.CancelFunc // wall: cancels the calls in flight
 	failFast sync.Once
 	reason   string
 
@@ -143,19 +148,18 @@ type runner struct {
 	sink    Sink
 	sinkErr error
 	nodes   int
+
+	resMu sync.Mutex
+	res   RunResult
 }
 
-// Run replays cfg.Workflows workflows over the traces with the completer,
-// delivering every node's and workflow's result to sink as it completes.
-// A canceled ctx stops dispatching, cancels the calls in flight and returns
-// once they have ended; results already delivered are never lost. The error
-// is non-nil only for run-fatal problems (bad input, a failing sink).
-func Run(ctx context.Context, cfg Config, traces []*dag.Graph, c Completer, sink Sink) (RunResult, error) {
+// newRunner applies cfg's defaults and prepares the traces.
+func newRunner(cfg Config, traces []*dag.Graph, sink Sink) (*runner, error) {
 	if err := cfg.Validate(); err != nil {
-		return RunResult{}, err
+		return nil, err
 	}
 	if len(traces) == 0 {
-		return RunResult{}, errors.New("no trace to replay")
+		return nil, errors.New("no trace to replay")
 	}
 	if cfg.MaxParallel == 0 {
 		cfg.MaxParallel = DefaultMaxParallel
@@ -179,44 +183,47 @@ func Run(ctx context.Context, cfg Config, traces []*dag.Graph, c Completer, sink
 	if enc == nil {
 		var err error
 		if enc, err = tokenizer.Default(); err != nil {
-			return RunResult{}, err
+			return nil, err
 		}
 	}
 	prepared := make([]*trace, len(traces))
 	for i, g := range traces {
 		t, err := prepare(g, enc, cfg.Context)
 		if err != nil {
-			return RunResult{}, err
+			return nil, err
 		}
 		prepared[i] = t
 	}
+	return &runner{cfg: cfg, prepared: prepared, sink: sink,
+		tagged: (cfg.Workflows > len(traces) || cfg.Workflows == 0) && !cfg.SharedReplays}, nil
+}
 
+// Run replays cfg.Workflows workflows over the traces with the completer,
+// on the wall clock, delivering every node's and workflow's result to sink
+// as it completes. A canceled ctx stops dispatching, cancels the calls in
+// flight and returns once they have ended; results already delivered are
+// never lost. The error is non-nil only for run-fatal problems (bad input,
+// a failing sink).
+func Run(ctx context.Context, cfg Config, traces []*dag.Graph, c Completer, sink Sink) (RunResult, error) {
+	r, err := newRunner(cfg, traces, sink)
+	if err != nil {
+		return RunResult{}, err
+	}
+	cfg = r.cfg
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r := &runner{cfg: cfg, c: c, t0: time.Now(), scale: cfg.TimeScale, cancel: cancel, sink: sink,
-		tagged: (cfg.Workflows > len(traces) || cfg.Workflows == 0) && !cfg.SharedReplays}
-	res := RunResult{Start: r.t0}
-	var mu sync.Mutex
+	r.cancel = cancel
+	t0 := time.Now()
+	scale := cfg.TimeScale
+	now := func() float64 { return since(time.Now(), t0, scale) }
+	r.res.Start = t0
 	var g errgroup.Group
 	start := func(i int, arrival time.Time, slot chan struct{}) {
-		t := prepared[i%len(prepared)]
 		g.Go(func() error {
 			if slot != nil {
 				defer func() { <-slot }()
 			}
-			wr := r.workflow(runCtx, i, t, arrival)
-			r.deliver(func() error { return sink.Workflow(wr) })
-			mu.Lock()
-			defer mu.Unlock()
-			res.Workflows++
-			switch wr.Outcome {
-			case OutcomeCompleted:
-				res.Completed++
-			case OutcomeFailed:
-				res.Failed++
-			default:
-				res.Cut++
-			}
+			r.ended(r.workflow(runCtx, c, i, since(arrival, t0, scale), now))
 			return nil
 		})
 	}
@@ -240,7 +247,7 @@ func Run(ctx context.Context, cfg Config, traces []*dag.Graph, c Completer, sink
 			if d := cfg.Arrival.Duration; d > 0 && at > d.Seconds() {
 				break
 			}
-			arrival := r.t0.Add(time.Duration(at * r.scale * float64(time.Second)))
+			arrival := t0.Add(time.Duration(at * scale * float64(time.Second)))
 			timer.Reset(time.Until(arrival))
 			select {
 			case <-timer.C:
@@ -259,10 +266,33 @@ func Run(ctx context.Context, cfg Config, traces []*dag.Graph, c Completer, sink
 		}
 		timer.Stop()
 	}
-	res.Planned = cfg.Workflows
 	g.Wait()
-	res.End = time.Now()
-	res.DurationS = since(res.End, r.t0, r.scale)
+	end := time.Now()
+	return r.finish(ctx, end, since(end, t0, scale))
+}
+
+// ended tallies a finished workflow and delivers its result.
+func (r *runner) ended(wr WorkflowResult) {
+	r.deliver(func() error { return r.sink.Workflow(wr) })
+	r.resMu.Lock()
+	defer r.resMu.Unlock()
+	r.res.Workflows++
+	switch wr.Outcome {
+	case OutcomeCompleted:
+		r.res.Completed++
+	case OutcomeFailed:
+		r.res.Failed++
+	default:
+		r.res.Cut++
+	}
+}
+
+// finish says how the run ended.
+func (r *runner) finish(ctx context.Context, end time.Time, modeled float64) (RunResult, error) {
+	res := r.res
+	res.Planned = r.cfg.Workflows
+	res.End = end
+	res.DurationS = modeled
 	res.Nodes = r.nodes
 	switch {
 	case r.sinkErr != nil:
@@ -271,8 +301,8 @@ func Run(ctx context.Context, cfg Config, traces []*dag.Graph, c Completer, sink
 		res.Outcome, res.Reason = OutcomeInterrupted, "interrupted: "+ctx.Err().Error()
 	case r.reason != "":
 		res.Outcome, res.Reason = OutcomeFailed, r.reason
-	case res.Failed > 0 || res.Cut > 0 || cfg.Workflows > 0 && res.Workflows < cfg.Workflows:
-		res.Outcome, res.Reason = OutcomeFailed, fmt.Sprintf("%d of %d workflows failed", res.Failed+res.Cut, cfg.Workflows)
+	case res.Failed > 0 || res.Cut > 0 || r.cfg.Workflows > 0 && res.Workflows < r.cfg.Workflows:
+		res.Outcome, res.Reason = OutcomeFailed, fmt.Sprintf("%d of %d workflows failed", res.Failed+res.Cut, r.cfg.Workflows)
 	default:
 		res.Outcome = OutcomeCompleted
 	}
@@ -306,6 +336,15 @@ func (r *runner) deliver(f func() error) {
 	}
 	if err := f(); err != nil {
 		r.sinkErr = err
+		r.halt()
+	}
+}
+
+// halt stops dispatching (and, on the wall clock, cancels the calls in
+// flight).
+func (r *runner) halt() {
+	r.halted.Store(true)
+	if r.cancel != nil {
 		r.cancel()
 	}
 }
@@ -313,7 +352,7 @@ func (r *runner) deliver(f func() error) {
 func (r *runner) stopRun(reason string) {
 	r.failFast.Do(func() {
 		r.reason = reason
-		r.cancel()
+		r.halt()
 	})
 }
 
@@ -323,173 +362,42 @@ type done struct {
 	res NodeResult
 }
 
-// workflow replays one workflow: this goroutine owns its state; workers run
-// the nodes and hand results back on a channel sized to the node count, so
-// none ever blocks.
-func (r *runner) workflow(ctx context.Context, idx int, t *trace, arrival time.Time) WorkflowResult {
-	g := t.g
-	n := len(g.Nodes)
-	id := fmt.Sprintf("wf-%05d", idx)
-	pol := r.cfg.Policy
-	st := &State{Graph: g, Topo: t.topo, Rank: t.rank, Pos: t.pos}
-	limit := max(1, pol.Limit(r.cfg.MaxParallel))
-
-	indeg := make([]int, n)
-	status := make([]string, n)
-	readyAt := make([]time.Time, n)
-	left := append([]int(nil), t.levels...)
-	ready := heap.New(func(a, b int) bool { return pol.Less(st, a, b) }, 0)
-	now := time.Now()
-	for v := 0; v < n; v++ {
-		indeg[v] = len(t.topo.Parents(v))
-		if indeg[v] == 0 {
-			ready.Push(v)
-			readyAt[v] = now
-		}
-	}
-	generated := map[int]string{}
-	results := make(chan done, n)
-	var workers errgroup.Group
-	workers.SetLimit(limit)
-	inFlight := 0
-	wr := WorkflowResult{Workflow: id, Trace: g.ID, Nodes: n}
-	var all []NodeResult
-
-	finish := func(v int, res NodeResult) {
-		status[v] = res.Status
-		all = append(all, res)
-		r.deliver(func() error {
-			r.nodes++
-			return r.sink.Node(res)
-		})
-		left[t.topo.Level[v]]--
-		for st.Level < len(left)-1 && left[st.Level] == 0 {
-			st.Level++
-		}
-	}
-	var skip func(v int, cause string)
-	skip = func(v int, cause string) {
-		for _, c := range t.topo.Children(v) {
-			if status[c] != "" {
-				continue
-			}
-			nd := g.Nodes[c]
-			finish(int(c), NodeResult{Workflow: id, Trace: g.ID, Node: nd.ID, Kind: string(nd.Kind), Agent: nd.Agent,
-				Status: StatusSkipped, Error: "not run: " + cause})
-			skip(int(c), cause)
-		}
-	}
-
+// workflow replays one workflow on the wall clock: this goroutine owns its
+// flow; workers run the nodes and hand results back on a channel sized to
+// the node count, so none ever blocks.
+func (r *runner) workflow(ctx context.Context, c Completer, idx int, arrival float64, now func() float64) WorkflowResult {
+	f := r.newFlow(idx, arrival, now())
+	results := make(chan done, len(f.t.g.Nodes))
+	var workers sync.WaitGroup
 	for {
-		for ctx.Err() == nil && inFlight < limit && ready.Len() > 0 && pol.Admit(st, ready.Top()) {
-			v := ready.Pop()
-			{
-				inFlight++
-				status[v] = "running"
-				msgs := r.prepareCall(t, v, generated, id)
-				readyTime := readyAt[v]
-				workers.Go(func() error {
-					results <- done{v, r.execute(ctx, id, t, v, msgs, readyTime)}
-					return nil
-				})
+		for ctx.Err() == nil {
+			j, ok := f.next(now())
+			if !ok {
+				break
 			}
+			workers.Add(1)
+			go func() {
+				defer workers.Done()
+				results <- done{j.v, r.execute(ctx, c, j, now)}
+			}()
 		}
-		if inFlight == 0 {
+		if f.inFlight == 0 {
 			break
 		}
 		d := <-results
-		inFlight--
-		res := d.res
-		if res.Status == StatusOK && res.Text != "" {
-			generated[d.v] = res.Text
-		}
-		finish(d.v, res)
-		failed := res.Status == StatusFailed
-		if failed {
-			switch r.cfg.OnError {
-			case SkipDependents:
-				skip(d.v, fmt.Sprintf("%s failed", res.Node))
-				continue
-			case FailFast:
-				r.stopRun(fmt.Sprintf("fail-fast: workflow %s node %s failed: %s", id, res.Node, res.Error))
-				continue
-			}
-		}
-		if res.Status != StatusOK && !failed {
-			continue // canceled: the run is stopping
-		}
-		at := time.Now()
-		for _, c := range t.topo.Children(d.v) {
-			indeg[c]--
-			if indeg[c] == 0 && status[c] == "" {
-				ready.Push(int(c))
-				readyAt[c] = at
-			}
-		}
+		f.end(d.v, d.res, now())
 	}
 	workers.Wait()
-	wr.ArrivalS = since(arrival, r.t0, r.scale)
-	return r.summarize(wr, t, all)
+	return f.result()
 }
 
-// prepareCall builds node v's messages in the coordinator, which owns the
-// generated outputs of the live context.
-func (r *runner) prepareCall(t *trace, v int, generated map[int]string, wf string) []Message {
-	if t.g.Nodes[v].Kind != dag.KindLLM {
-		return nil
-	}
-	tag := ""
-	if r.tagged {
-		tag = "Workflow " + wf + "."
-	}
-	return t.prompt.messages(v, func(u int) (string, bool) {
-		s, ok := generated[u]
-		return s, ok
-	}, tag)
-}
-
-// execute runs one node.
-func (r *runner) execute(ctx context.Context, wf string, t *trace, v int, msgs []Message, ready time.Time) NodeResult {
-	nd := t.g.Nodes[v]
-	start := time.Now()
-	res := NodeResult{Workflow: wf, Trace: t.g.ID, Node: nd.ID, Kind: string(nd.Kind), Agent: nd.Agent, Status: StatusOK,
-		ReadyS: since(ready, r.t0, r.scale), StartS: since(start, r.t0, r.scale)}
-	res.QueueWaitS = res.StartS - res.ReadyS
-	switch nd.Kind {
-	case dag.KindLLM:
-		maxTokens := max(1, nd.OutputTokens.N)
-		if r.cfg.MaxTokens > 0 {
-			maxTokens = min(maxTokens, r.cfg.MaxTokens)
-		}
-		if r.cfg.OutputTokens > 0 {
-			maxTokens = r.cfg.OutputTokens
-		}
-		call := Call{
-			Messages: msgs, MaxTokens: maxTokens, IgnoreEOS: !r.cfg.NoIgnoreEOS, Temperature: r.cfg.Temperature,
-			Extra:   map[string]any{"workflow_metadata": map[string]any{"workflow_id": wf, "agent_id": nd.Agent, "workflow_priority": 1.0}},
-			Headers: map[string]string{"X-Workflow-Id": wf, "X-Agent-Id": nd.Agent},
-		}
-		cr := r.c.Complete(ctx, call)
-		res.TTFTS, res.E2ES = cr.TTFT.Seconds()/r.scale, cr.E2E.Seconds()/r.scale
-		res.ITLS = make([]float64, len(cr.ITL))
-		for k, d := range cr.ITL {
-			res.ITLS[k] = d.Seconds() / r.scale
-		}
-		res.PromptTokens, res.CompletionTokens, res.CachedTokens = cr.PromptTokens, cr.CompletionTokens, cr.CachedTokens
-		res.UsageReported, res.FinishReason, res.HTTPStatus, res.Attempts = cr.UsageReported, cr.FinishReason, cr.Status, cr.Attempts
-		res.Text = cr.Text
-		if cr.Err != nil {
-			res.Status, res.Error = StatusFailed, cr.Err.Error()
-			if ctx.Err() != nil {
-				res.Status = StatusCanceled
-			}
-		}
-	case dag.KindTool:
-		d := nd.Duration.D()
-		if d == 0 {
-			d = r.cfg.ToolLatency
-		}
-		timer := time.NewTimer(time.Duration(float64(d) * r.scale))
+// execute runs one node on the wall clock.
+func (r *runner) execute(ctx context.Context, c Completer, j job, now func() float64) NodeResult {
+	res := j.res
+	if j.llm {
+		r.called(&res, c.Complete(ctx, j.call), r.cfg.TimeScale, ctx.Err() != nil)
+	} else {
+		timer := time.NewTimer(time.Duration(float64(j.tool) * r.cfg.TimeScale))
 		select {
 		case <-timer.C:
 		case <-ctx.Done():
@@ -497,12 +405,202 @@ func (r *runner) execute(ctx context.Context, wf string, t *trace, v int, msgs [
 			res.Status, res.Error = StatusCanceled, ctx.Err().Error()
 		}
 	}
-	res.EndS = since(time.Now(), r.t0, r.scale)
+	res.EndS = now()
 	return res
 }
 
+// flow is the decision core of one workflow's replay, the same on both
+// clocks: the ready set in the policy's order, admission under the limit,
+// and what a node's end does (its children become ready; a failure skips
+// its descendants, stops the run or is ignored, as OnError says). Its
+// driver owns it: one goroutine, or the event loop. Times are modeled
+// seconds since the run's start.
+type flow struct {
+	r         *runner
+	t         *trace
+	id        string
+	st        *State
+	limit     int
+	indeg     []int
+	status    []string
+	readyAt   []float64
+	left      []int
+	ready     *heap.Heap[int]
+	generated map[int]string
+	inFlight  int
+	arrival   float64
+	all       []NodeResult
+}
+
+// job is a node to run: an LLM call or a tool's modeled time, with its
+// result begun (identity, ready and start times).
+type job struct {
+	v    int
+	llm  bool
+	call Call
+	tool time.Duration // modeled
+	res  NodeResult
+}
+
+func (r *runner) newFlow(idx int, arrival, now float64) *flow {
+	t := r.prepared[idx%len(r.prepared)]
+	n := len(t.g.Nodes)
+	pol := r.cfg.Policy
+	st := &State{Graph: t.g, Topo: t.topo, Rank: t.rank, Pos: t.pos}
+	f := &flow{r: r, t: t, id: fmt.Sprintf("wf-%05d", idx), st: st, limit: max(1, pol.Limit(r.cfg.MaxParallel)),
+		indeg: make([]int, n), status: make([]string, n), readyAt: make([]float64, n), left: append([]int(nil), t.levels...),
+		ready: heap.New(func(a, b int) bool { return pol.Less(st, a, b) }, 0), arrival: arrival}
+	for v := 0; v < n; v++ {
+		f.indeg[v] = len(t.topo.Parents(v))
+		if f.indeg[v] == 0 {
+			f.ready.Push(v)
+			f.readyAt[v] = now
+		}
+	}
+	return f
+}
+
+// next returns the next node the policy lets start now, if any, marked
+// running; never once the run is halted.
+func (f *flow) next(now float64) (job, bool) {
+	pol := f.r.cfg.Policy
+	if f.r.halted.Load() || f.inFlight >= f.limit || f.ready.Len() == 0 || !pol.Admit(f.st, f.ready.Top()) {
+		return job{}, false
+	}
+	v := f.ready.Pop()
+	f.inFlight++
+	f.status[v] = "running"
+	nd := f.t.g.Nodes[v]
+	j := job{v: v, res: NodeResult{Workflow: f.id, Trace: f.t.g.ID, Node: nd.ID, Kind: string(nd.Kind), Agent: nd.Agent, Status: StatusOK,
+		ReadyS: f.readyAt[v], StartS: now}}
+	j.res.QueueWaitS = j.res.StartS - j.res.ReadyS
+	switch nd.Kind {
+	case dag.KindLLM:
+		j.llm = true
+		j.call = f.r.call(f, v)
+	case dag.KindTool:
+		j.tool = nd.Duration.D()
+		if j.tool == 0 {
+			j.tool = f.r.cfg.ToolLatency
+		}
+	}
+	return j, true
+}
+
+// call builds LLM node v's call; the flow owns the generated outputs of the
+// live context.
+func (r *runner) call(f *flow, v int) Call {
+	nd := f.t.g.Nodes[v]
+	tag := ""
+	if r.tagged {
+		tag = "Workflow " + f.id + "."
+	}
+	msgs := f.t.prompt.messages(v, func(u int) (string, bool) {
+		s, ok := f.generated[u]
+		return s, ok
+	}, tag)
+	maxTokens := max(1, nd.OutputTokens.N)
+	if r.cfg.MaxTokens > 0 {
+		maxTokens = min(maxTokens, r.cfg.MaxTokens)
+	}
+	if r.cfg.OutputTokens > 0 {
+		maxTokens = r.cfg.OutputTokens
+	}
+	return Call{
+		Messages: msgs, MaxTokens: maxTokens, IgnoreEOS: !r.cfg.NoIgnoreEOS, Temperature: r.cfg.Temperature,
+		Extra:   map[string]any{"workflow_metadata": map[string]any{"workflow_id": f.id, "agent_id": nd.Agent, "workflow_priority": 1.0}},
+		Headers: map[string]string{"X-Workflow-Id": f.id, "X-Agent-Id": nd.Agent},
+	}
+}
+
+// called fills an LLM node's result from its call's, whose times are
+// divided by scale (wall seconds per modeled second); canceled says the
+// run was stopping when the call failed.
+func (r *runner) called(res *NodeResult, cr CallResult, scale float64, canceled bool) {
+	res.TTFTS, res.E2ES = cr.TTFT.Seconds()/scale, cr.E2E.Seconds()/scale
+	res.ITLS = make([]float64, len(cr.ITL))
+	for k, d := range cr.ITL {
+		res.ITLS[k] = d.Seconds() / scale
+	}
+	res.PromptTokens, res.CompletionTokens, res.CachedTokens = cr.PromptTokens, cr.CompletionTokens, cr.CachedTokens
+	res.UsageReported, res.FinishReason, res.HTTPStatus, res.Attempts = cr.UsageReported, cr.FinishReason, cr.Status, cr.Attempts
+	res.Text = cr.Text
+	if cr.Err != nil {
+		res.Status, res.Error = StatusFailed, cr.Err.Error()
+		if canceled {
+			res.Status = StatusCanceled
+		}
+	}
+}
+
+// end records node v's result: delivered at once; then, as OnError says,
+// its children become ready or its descendants are skipped.
+func (f *flow) end(v int, res NodeResult, now float64) {
+	f.inFlight--
+	if res.Status == StatusOK && res.Text != "" {
+		if f.generated == nil {
+			f.generated = map[int]string{}
+		}
+		f.generated[v] = res.Text
+	}
+	f.record(v, res)
+	failed := res.Status == StatusFailed
+	if failed {
+		switch f.r.cfg.OnError {
+		case SkipDependents:
+			f.skip(v, fmt.Sprintf("%s failed", res.Node))
+			return
+		case FailFast:
+			f.r.stopRun(fmt.Sprintf("fail-fast: workflow %s node %s failed: %s", f.id, res.Node, res.Error))
+			return
+		}
+	}
+	if res.Status != StatusOK && !failed {
+		return // canceled: the run is stopping
+	}
+	for _, c := range f.t.topo.Children(v) {
+		f.indeg[c]--
+		if f.indeg[c] == 0 && f.status[c] == "" {
+			f.ready.Push(int(c))
+			f.readyAt[c] = now
+		}
+	}
+}
+
+func (f *flow) record(v int, res NodeResult) {
+	f.status[v] = res.Status
+	f.all = append(f.all, res)
+	r := f.r
+	r.deliver(func() error {
+		r.nodes++
+		return r.sink.Node(res)
+	})
+	f.left[f.t.topo.Level[v]]--
+	for f.st.Level < len(f.left)-1 && f.left[f.st.Level] == 0 {
+		f.st.Level++
+	}
+}
+
+func (f *flow) skip(v int, cause string) {
+	g := f.t.g
+	for _, c := range f.t.topo.Children(v) {
+		if f.status[c] != "" {
+			continue
+		}
+		nd := g.Nodes[c]
+		f.record(int(c), NodeResult{Workflow: f.id, Trace: g.ID, Node: nd.ID, Kind: string(nd.Kind), Agent: nd.Agent,
+			Status: StatusSkipped, Error: "not run: " + cause})
+		f.skip(int(c), cause)
+	}
+}
+
+// result is the workflow's summary once nothing is in flight.
+func (f *flow) result() WorkflowResult {
+	return summarize(WorkflowResult{Workflow: f.id, Trace: f.t.g.ID, Nodes: len(f.t.g.Nodes), ArrivalS: f.arrival}, f.t, f.all)
+}
+
 // summarize computes a workflow's figures from its node results.
-func (r *runner) summarize(wr WorkflowResult, t *trace, all []NodeResult) WorkflowResult {
+func summarize(wr WorkflowResult, t *trace, all []NodeResult) WorkflowResult {
 	service := make([]float64, len(t.g.Nodes))
 	idx := map[string]int{}
 	for v, n := range t.g.Nodes {

@@ -110,6 +110,9 @@ type Request struct {
 	// (parsing, tokenizing) then takes no modeled time: an idle engine
 	// starts the request's first step at its arrival.
 	Arrival time.Time
+	// OnDone, if set, is called by the engine loop once the request has
+	// ended and its outputs are published (a virtual driver's hook).
+	OnDone func(*Stream)
 }
 
 // Finish reasons.
@@ -133,6 +136,7 @@ type Stream struct {
 	notify   chan struct{}
 	abortOne sync.Once
 	engine   *Engine
+	onDone   func(*Stream)
 }
 
 // Notify returns a channel that receives a value after new output.
@@ -338,6 +342,18 @@ var ErrContextLength = errors.New("context length exceeded")
 // Submit queues a request and returns its stream. The request is admitted
 // at the next step boundary.
 func (e *Engine) Submit(r Request) (*Stream, error) {
+	at := e.modeledNow()
+	if !r.Arrival.IsZero() {
+		at = min(at, e.modeledAt(r.Arrival))
+	}
+	return e.submit(r, at)
+}
+
+// SubmitAt queues a request arriving at modeled time at, for a virtual
+// driver (which then calls Advance; Run must not be serving).
+func (e *Engine) SubmitAt(r Request, at time.Duration) (*Stream, error) { return e.submit(r, at) }
+
+func (e *Engine) submit(r Request, at time.Duration) (*Stream, error) {
 	p := &e.prof
 	if len(r.Prompt) == 0 {
 		return nil, errors.New("empty prompt")
@@ -349,7 +365,7 @@ func (e *Engine) Submit(r Request) (*Stream, error) {
 		return nil, fmt.Errorf("%w: this model's maximum context length is %d tokens, but %d were requested (%d in the prompt, %d for the completion)",
 			ErrContextLength, p.MaxModelLen, n, len(r.Prompt), r.MaxTokens)
 	}
-	st := &Stream{prompt: len(r.Prompt), notify: make(chan struct{}, 1), engine: e}
+	st := &Stream{prompt: len(r.Prompt), notify: make(chan struct{}, 1), engine: e, onDone: r.OnDone}
 	s := &seq{
 		stream: st, nPrompt: len(r.Prompt), maxTokens: r.MaxTokens, stop: r.Stop,
 		scheduled: -1, firstTok: -1,
@@ -373,10 +389,7 @@ func (e *Engine) Submit(r Request) (*Stream, error) {
 		draw := float64(e.cfg.MedianOutput) * math.Exp(0.9*rand.New(&s.rng).NormFloat64())
 		s.target = max(1, r.MinTokens, min(r.MaxTokens, int(math.Round(draw))))
 	}
-	s.submitted = e.modeledNow()
-	if !r.Arrival.IsZero() {
-		s.submitted = min(s.submitted, e.modeledAt(r.Arrival))
-	}
+	s.submitted = at
 	st.arrival = s.submitted
 	e.inbox = append(e.inbox, s)
 	e.mu.Unlock()
@@ -438,6 +451,45 @@ func (e *Engine) iterate(ctx context.Context) (bool, error) {
 }
 
 func (e *Engine) stepOnce(ctx context.Context) (StepInfo, bool) {
+	info, ran := e.step()
+	if !ran {
+		e.publish()
+		return info, false
+	}
+	// The step began at its modeled start plus however late the loop got
+	// to it: lateness the wall clock cannot take back.
+	e.stats.late(e.modeledNow() - info.Start)
+	_ = e.clock.SleepUntil(ctx, e.wallAt(e.now))
+	e.stats.lag(e.modeledNow() - e.now)
+	e.publish()
+	if e.cfg.OnStep != nil {
+		e.cfg.OnStep(info)
+	}
+	return info, true
+}
+
+// Advance is one step of a virtual driver at modeled time now (the end of
+// the engine's last step, or later when it was idle): the last step's
+// outputs are handed out (OnDone hooks included), then the next step runs
+// if there is work. It returns when that step ends, the time to call
+// Advance again; false when the engine is idle.
+func (e *Engine) Advance(now time.Duration) (next time.Duration, busy bool) {
+	e.publish()
+	e.now = max(e.now, now)
+	info, ran := e.step()
+	if !ran {
+		return 0, false
+	}
+	if e.cfg.OnStep != nil {
+		e.cfg.OnStep(info)
+	}
+	return e.now, true
+}
+
+// step schedules and computes the next step at the modeled time e.now,
+// moving it to the earliest arrival when idle, without waiting or handing
+// out its outputs; e.now becomes the step's end.
+func (e *Engine) step() (StepInfo, bool) {
 	if e.drain() && len(e.running) == 0 && len(e.waiting) == 0 {
 		// Idle, and requests have arrived since: the modeled time moves to
 		// the earliest arrival, which is admitted now.
@@ -454,17 +506,7 @@ func (e *Engine) stepOnce(ctx context.Context) (StepInfo, bool) {
 	info, ran := e.schedule()
 	e.stats.gauges(len(e.running), len(e.waiting), e.kv)
 	e.stats.mu.Unlock()
-	if !ran {
-		e.publish()
-		return info, false
-	}
-	_ = e.clock.SleepUntil(ctx, e.wallAt(e.now))
-	e.stats.lag(e.modeledNow() - e.now)
-	e.publish()
-	if e.cfg.OnStep != nil {
-		e.cfg.OnStep(info)
-	}
-	return info, true
+	return info, ran
 }
 
 // drain admits the submitted requests that have arrived by the modeled
@@ -733,6 +775,9 @@ func (e *Engine) publish() {
 		select {
 		case st.notify <- struct{}{}:
 		default:
+		}
+		if ev.reason != "" && st.onDone != nil {
+			st.onDone(st)
 		}
 	}
 	clear(e.events)

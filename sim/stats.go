@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -61,6 +62,7 @@ type stats struct {
 	waiting       int
 	kvUsage       float64
 	lagSec        float64
+	lateness      lateness
 
 	ttft, itlH, e2e, queue, prefill, decode *hist
 }
@@ -95,6 +97,60 @@ func (s *stats) lag(d time.Duration) {
 	s.mu.Lock()
 	s.lagSec = max(0, d.Seconds())
 	s.mu.Unlock()
+}
+
+// late records how far past its modeled start a step began on the wall
+// clock.
+func (s *stats) late(d time.Duration) {
+	s.mu.Lock()
+	s.lateness.add(max(0, d))
+	s.mu.Unlock()
+}
+
+// lateness is the distribution of steps' late starts: a count, a total and
+// a uniform sample (reservoir) for percentiles.
+type lateness struct {
+	steps, lateSteps int64
+	total            time.Duration
+	sample           []time.Duration
+	rng              rand.PCG
+}
+
+const lateSample = 4096
+
+func (l *lateness) add(d time.Duration) {
+	l.steps++
+	if d > 0 {
+		l.lateSteps++
+		l.total += d
+	}
+	if len(l.sample) < lateSample {
+		l.sample = append(l.sample, d)
+		return
+	}
+	if k := l.rng.Uint64() % uint64(l.steps); k < lateSample {
+		l.sample[k] = d
+	}
+}
+
+// Lateness is how late an engine's steps began on the wall clock, in
+// modeled time: what the engine could not keep up with (zero on a virtual
+// clock, where no step is ever late).
+type Lateness struct {
+	Steps     int64         // steps measured
+	LateSteps int64         // steps that began late
+	Total     time.Duration // sum of the late starts
+	// Sample is a uniform sample of every step's lateness (0 when on
+	// time), at most 4096, for percentiles.
+	Sample []time.Duration
+}
+
+// Lateness returns the engine's step lateness so far.
+func (e *Engine) Lateness() Lateness {
+	s := e.stats
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Lateness{Steps: s.lateness.steps, LateSteps: s.lateness.lateSteps, Total: s.lateness.total, Sample: append([]time.Duration(nil), s.lateness.sample...)}
 }
 
 func (s *stats) gauges(running, waiting int, kv *kvCache) {
@@ -181,6 +237,7 @@ type Counters struct {
 	Finished                                                                      map[string]int64
 	Running, Waiting                                                              int
 	KVUsage                                                                       float64
+	BusySeconds                                                                   float64 // modeled time spent in steps
 }
 
 func (s *stats) counters() Counters {
@@ -191,5 +248,5 @@ func (s *stats) counters() Counters {
 		f[k] = v
 	}
 	return Counters{PrefixQueries: s.queries, PrefixHits: s.hits, Preemptions: s.preemptions, PromptTokens: s.prompt,
-		GenerationTokens: s.generated, Steps: s.steps, Finished: f, Running: s.running, Waiting: s.waiting, KVUsage: s.kvUsage}
+		GenerationTokens: s.generated, Steps: s.steps, Finished: f, Running: s.running, Waiting: s.waiting, KVUsage: s.kvUsage, BusySeconds: s.busySec}
 }

@@ -65,16 +65,55 @@ const (
 // concatenation of its messages' ids: two prompts that share their first k
 // messages share a token prefix of exactly those messages' length.
 func (e *Encoder) Chat(dst []int, messages []Message, addGenerationPrompt bool) []int {
+	return e.chat(dst, messages, addGenerationPrompt, func(dst []int, m *Message) []int { return e.Encode(dst, m.Text()) })
+}
+
+// chat renders the template, encoding each message's text with encode.
+func (e *Encoder) chat(dst []int, messages []Message, addGenerationPrompt bool, encode func([]int, *Message) []int) []int {
 	dst = append(dst, BeginOfText)
-	for _, m := range messages {
-		dst = e.header(dst, m.Role)
-		dst = e.Encode(dst, m.Text())
+	for i := range messages {
+		dst = e.header(dst, messages[i].Role)
+		dst = encode(dst, &messages[i])
 		dst = append(dst, EndOfTurn)
 	}
 	if addGenerationPrompt {
 		dst = e.header(dst, "assistant")
 	}
 	return dst
+}
+
+// Memo renders chat prompts as Chat does, encoding each distinct message
+// text once: the calls of a replay repeat the same messages (an agent's
+// history recurs in each of its later prompts). It keeps two generations
+// of texts of at most limit entries each, so memory stays bounded and
+// texts in use stay. Not safe for concurrent use.
+type Memo struct {
+	enc      *Encoder
+	limit    int
+	cur, old map[string][]int
+}
+
+// NewMemo returns a memo keeping up to 2*limit texts.
+func (e *Encoder) NewMemo(limit int) *Memo {
+	return &Memo{enc: e, limit: max(1, limit), cur: map[string][]int{}}
+}
+
+// Chat is Encoder.Chat through the memo.
+func (m *Memo) Chat(dst []int, messages []Message, addGenerationPrompt bool) []int {
+	return m.enc.chat(dst, messages, addGenerationPrompt, func(dst []int, msg *Message) []int {
+		text := msg.Text()
+		ids, ok := m.cur[text]
+		if !ok {
+			if ids, ok = m.old[text]; !ok {
+				ids = m.enc.Encode(nil, text)
+			}
+			if len(m.cur) >= m.limit {
+				m.old, m.cur = m.cur, make(map[string][]int, m.limit)
+			}
+			m.cur[text] = ids
+		}
+		return append(dst, ids...)
+	})
 }
 
 func (e *Encoder) header(dst []int, role string) []int {

@@ -13,8 +13,8 @@ import (
 	"github.com/wfsched/wfsched/bench"
 	"github.com/wfsched/wfsched/dag"
 	"github.com/wfsched/wfsched/metrics"
+	"github.com/wfsched/wfsched/replay"
 	"github.com/wfsched/wfsched/report"
-	"github.com/wfsched/wfsched/router"
 	"github.com/wfsched/wfsched/scheduler"
 	"github.com/wfsched/wfsched/sim"
 )
@@ -23,6 +23,7 @@ type benchOptions struct {
 	suite         string
 	baseline      string
 	maxRegression float64
+	tolerance     float64
 	out           string
 	endpoints     []string
 	slow          float64
@@ -36,8 +37,11 @@ func newBenchCmd() *cobra.Command {
 		Long: `Bench runs a suite (a YAML file naming traces, policies, routing logics, instances,
 iterations and the figures to track; see README.md) on the embedded engines, or on the given
 endpoints, and writes bench.json and summary.md (for a CI job summary or a pull-request
-comment) in OUT/<id>-bench/. Given a baseline bench.json it compares every tracked figure
-and exits 1 only on a regression that is both larger than --max-regression and significant
+comment) in OUT/<id>-bench/. Cases run on the virtual clock unless the suite or the case says
+clock: wall (or --endpoint is given); a virtual case runs once, its figures exact. Given a
+baseline bench.json it compares every tracked figure: an exact figure that changes by more than
+--tolerance is reported, and fails the gate if worse; a wall-clock figure fails the gate
+only on a regression that is both larger than --max-regression and significant
 (Welch's t-test, p < 0.05).`,
 		Example: `  wfsched bench --suite benchmarks/default.yaml
   wfsched bench --suite benchmarks/default.yaml --baseline benchmarks/baseline.json --max-regression 10`,
@@ -47,7 +51,8 @@ and exits 1 only on a regression that is both larger than --max-regression and s
 	f := cmd.Flags()
 	f.StringVar(&o.suite, "suite", "", "suite file (required)")
 	f.StringVar(&o.baseline, "baseline", "", "bench.json to compare with")
-	f.Float64Var(&o.maxRegression, "max-regression", 10, "percent by which a figure may worsen before the gate fails (if significant)")
+	f.Float64Var(&o.maxRegression, "max-regression", 10, "wall-clock cases: percent by which a figure may worsen before the gate fails (if significant)")
+	f.Float64Var(&o.tolerance, "tolerance", 100*bench.DefaultTolerance, "virtual-clock cases: percent of change past which a figure is reported (and fails the gate if worse)")
 	f.StringVar(&o.out, "out", "results", "folder for the results")
 	f.StringArrayVar(&o.endpoints, "endpoint", nil, "run on these servers instead of embedded engines")
 	f.Float64Var(&o.slow, "fault-slow", 1, "plant a slow-down in the embedded engines (1.2 = every step 20% slower), to test the gate")
@@ -60,10 +65,9 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 	if o.suite == "" {
 		return usageError("bench needs --suite FILE")
 	}
-	if o.maxRegression <= 0 || o.slow < 1 {
-		return usageError("--max-regression must be positive and --fault-slow at least 1")
+	if o.maxRegression <= 0 || o.slow < 1 || o.tolerance < 0 {
+		return usageError("--max-regression must be positive, --tolerance not negative and --fault-slow at least 1")
 	}
-	bench.KnownPolicies, bench.KnownLogics = scheduler.Policies(), router.Logics()
 	suite, err := bench.Load(o.suite)
 	if err != nil {
 		return &cliError{code: exitUsage, err: err}
@@ -74,13 +78,13 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 			return &cliError{code: exitUsage, err: err}
 		}
 	}
-	dir, err := newRunDir(o.out, "bench-"+suite.Name)
+	dir, err := replay.NewRunDir(o.out, "bench-"+suite.Name)
 	if err != nil {
 		return err
 	}
 	res := &bench.Result{Suite: suite.Name, Created: time.Now(), Track: suite.Track,
 		Env: map[string]string{"wfsched": version, "go": runtime.Version(), "cpus": fmt.Sprint(runtime.NumCPU())}}
-	backendWord := fmt.Sprintf("embedded engines, profile %s, time scale %g", profileName(suite.Profile), suite.TimeScale)
+	backendWord := fmt.Sprintf("embedded engines, profile %s, time scale %g on the wall clock", profileName(suite.Profile), suite.TimeScale)
 	if len(o.endpoints) > 0 {
 		backendWord = "endpoints " + strings.Join(o.endpoints, ", ")
 	}
@@ -97,28 +101,36 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 			if err != nil {
 				return &cliError{code: exitUsage, err: err}
 			}
-			is, err := traceInfos(p, gs)
+			is, err := replay.TraceInfos(p, gs)
 			if err != nil {
 				return &cliError{code: exitUsage, err: err}
 			}
 			graphs, infos = append(graphs, gs...), append(infos, is...)
 		}
-		arms := c.Arms()
+		var arms []replay.Arm
+		for _, a := range c.Arms() {
+			pol, _ := scheduler.PolicyByName(a.Policy)
+			arms = append(arms, replay.Arm{Label: a.Label, Logic: a.Logic, Policy: pol})
+		}
+		clock := c.Clock
+		if len(o.endpoints) > 0 {
+			clock = replay.ClockWall
+		}
 		summaries := map[string][]metrics.Summary{}
-		for it := 0; it < suite.Warmup+suite.Iterations; it++ {
-			for _, a := range arms {
-				o2 := runOptions{seed: suite.Seed, timeout: 10 * time.Minute, attempts: 4, quiet: true, profile: profileName(suite.Profile),
-					timeScale: suite.TimeScale, instances: c.Instances, routing: a.Logic, endpoints: o.endpoints, slow: o.slow}
+		warmup, iterations := suite.Runs(c)
+		if clock != c.Clock {
+			warmup, iterations = suite.Warmup, suite.Iterations
+		}
+		err := replay.Rounds(ctx, filepath.Join(dir, c.Name), arms, warmup, iterations,
+			func(a replay.Arm) (replay.Spec, replay.Job, error) {
+				spec := replay.Spec{Endpoints: o.endpoints, Clock: clock, Instances: c.Instances, Routing: a.Logic, Profile: profileName(suite.Profile),
+					TimeScale: suite.TimeScale, Slow: o.slow, Seed: suite.Seed, Timeout: 10 * time.Minute, Attempts: 4}
 				if len(o.endpoints) > 0 {
-					o2.instances = 1
+					spec.Instances = 1
 				}
-				pol, _ := scheduler.PolicyByName(a.Policy)
-				cfg := scheduler.Config{Policy: pol, MaxParallel: c.MaxParallel, Workflows: c.Workflows, Concurrency: c.Concurrency, Seed: suite.Seed}
+				cfg := scheduler.Config{Policy: a.Policy, MaxParallel: c.MaxParallel, Workflows: c.Workflows, Concurrency: c.Concurrency, Seed: suite.Seed}
 				if cfg.MaxParallel == 0 {
 					cfg.MaxParallel = scheduler.DefaultMaxParallel
-				}
-				if cfg.Workflows == 0 {
-					cfg.Workflows = len(graphs)
 				}
 				if c.Rate > 0 {
 					kind := scheduler.ArrivalPoisson
@@ -127,28 +139,27 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 					}
 					cfg.Arrival = scheduler.Arrival{Kind: kind, Rate: c.Rate, Burstiness: c.Burstiness, MaxConcurrency: c.MaxConcurrency, Seed: suite.Seed}
 				}
-				label := fmt.Sprintf("%s-%d", strings.ReplaceAll(a.Label, "+", "_"), it+1)
-				runDir := filepath.Join(dir, c.Name, label)
-				if err := os.MkdirAll(runDir, 0o755); err != nil {
-					return err
+				return spec, replay.Job{Config: cfg, Graphs: graphs, Traces: infos, Seed: suite.Seed, Args: os.Args[1:]}, nil
+			},
+			func(r replay.Round, rep report.RunReport, _ report.Backend) error {
+				if rep.Outcome != scheduler.OutcomeCompleted {
+					return fmt.Errorf("case %s, %s: %s %s", c.Name, r.Label, rep.Outcome, rep.Reason)
 				}
-				be, err := o2.startBackend(ctx, stderr)
-				if err != nil {
-					return err
+				if !r.Warmup {
+					summaries[r.Arm.Label] = append(summaries[r.Arm.Label], rep.Summary)
 				}
-				rep, runErr := replay(ctx, stderr, runDir, &o2, cfg, graphs, infos, be, false)
-				be.close()
-				if runErr != nil || rep.Outcome != scheduler.OutcomeCompleted {
-					return &cliError{code: exitFailure, err: fmt.Errorf("case %s, %s: %s %s %v", c.Name, label, rep.Outcome, rep.Reason, runErr)}
-				}
-				if it >= suite.Warmup {
-					summaries[a.Label] = append(summaries[a.Label], rep.Summary)
-				}
-				fmt.Fprintf(stderr, "wfsched: bench %s: %s: makespan %.3g s\n", c.Name, label, float64(rep.Summary.Makespan.Mean))
+				fmt.Fprintf(stderr, "wfsched: bench %s: %s (%s clock): makespan %.3g s, %.2f s wall\n", c.Name, r.Label, clock, float64(rep.Summary.Makespan.Mean), rep.WallS)
+				return nil
+			})
+		if err != nil {
+			if ce := cliErr(err); ce != err {
+				return ce
 			}
+			return &cliError{code: exitFailure, err: err}
 		}
-		cr := bench.CaseResult{Name: c.Name}
-		for _, a := range arms {
+		arms2 := c.Arms()
+		cr := bench.CaseResult{Name: c.Name, Clock: clock}
+		for _, a := range arms2 {
 			ar := bench.ArmResult{Label: a.Label, Figures: map[string]metrics.Estimate{}}
 			for _, f := range metrics.Figures {
 				var vals []float64
@@ -166,9 +177,11 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 	}
 	var checks []bench.Check
 	if base != nil {
-		checks = bench.Gate(base, res, o.maxRegression/100)
+		checks = bench.Gate(base, res, o.maxRegression/100, o.tolerance/100)
 	}
-	md := func(w io.Writer) error { return bench.WriteMarkdown(w, res, checks, o.maxRegression/100) }
+	md := func(w io.Writer) error {
+		return bench.WriteMarkdown(w, res, checks, o.maxRegression/100, o.tolerance/100)
+	}
 	if err := writeOut(nil, filepath.Join(dir, "summary.md"), md); err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/wfsched/wfsched/replay"
 	"github.com/wfsched/wfsched/report"
 	"github.com/wfsched/wfsched/router"
 	"github.com/wfsched/wfsched/scheduler"
@@ -113,7 +113,7 @@ func compareLive(cmd *cobra.Command, o *compareOptions) error {
 	if err != nil {
 		return err
 	}
-	o.run.policy = arms[0].policy.Name()
+	o.run.policy = arms[0].Policy.Name()
 	if _, err := o.run.config(cmd); err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func compareLive(cmd *cobra.Command, o *compareOptions) error {
 	if err != nil {
 		return err
 	}
-	dir, err := newRunDir(o.run.out, "compare")
+	dir, err := replay.NewRunDir(o.run.out, "compare")
 	if err != nil {
 		return err
 	}
@@ -131,56 +131,43 @@ func compareLive(cmd *cobra.Command, o *compareOptions) error {
 		doc.ArmsAre = "routing-logics"
 	}
 	for _, a := range arms {
-		doc.Arms = append(doc.Arms, a.label)
+		doc.Arms = append(doc.Arms, a.Label)
 	}
 	doc.Method = "interleaved, a fresh embedded engine for every run"
+	if clock, _ := o.run.spec(cmd, nil).ResolveClock(); clock == replay.ClockVirtual {
+		doc.Method = "interleaved, a fresh embedded engine for every run, on the virtual clock"
+	}
 	if len(o.run.endpoints) > 0 {
 		doc.Method = "interleaved, on the given endpoint (its cache carries over between runs)"
 	}
 	o.run.quiet = true
 	total := (o.warmup + o.iterations) * len(arms)
 	k := 0
-	var stopped error
-rounds:
-	for it := 0; it < o.warmup+o.iterations; it++ {
-		for _, a := range arms {
-			k++
-			o.run.policy, o.run.routing = a.policy.Name(), a.logic
+	stopped := replay.Rounds(ctx, filepath.Join(dir, "runs"), arms, o.warmup, o.iterations,
+		func(a replay.Arm) (replay.Spec, replay.Job, error) {
+			o.run.policy, o.run.routing = a.Policy.Name(), a.Logic
 			cfg, err := o.run.config(cmd)
 			if err != nil {
-				return err
+				return replay.Spec{}, replay.Job{}, err
 			}
-			if cfg.Workflows == 0 {
-				cfg.Workflows = len(graphs)
+			return o.run.spec(cmd, stderr), o.run.job("", cfg, graphs, infos), nil
+		},
+		func(r replay.Round, rep report.RunReport, info report.Backend) error {
+			k++
+			doc.Backend = info
+			if rep.Outcome != scheduler.OutcomeInterrupted {
+				doc.Runs = append(doc.Runs, report.RunRef{Dir: filepath.Join("runs", r.Label), Arm: r.Arm.Label, Iteration: r.Iteration, Warmup: r.Warmup})
 			}
-			warm := it < o.warmup
-			label := fmt.Sprintf("%s-%d", a.label, it-o.warmup+1)
-			if warm {
-				label = fmt.Sprintf("warmup-%s-%d", a.label, it+1)
-			}
-			runDir := filepath.Join(dir, "runs", label)
-			if err := os.MkdirAll(runDir, 0o755); err != nil {
-				return err
-			}
-			be, err := o.run.startBackend(ctx, stderr)
-			if err != nil {
-				return err
-			}
-			rep, runErr := replay(ctx, stderr, runDir, &o.run, cfg, graphs, infos, be, false)
-			be.close()
-			doc.Backend = be.info
-			if runErr != nil || rep.Outcome == scheduler.OutcomeInterrupted {
-				stopped = errors.Join(runErr, fmt.Errorf("run %s %s: %s", label, rep.Outcome, rep.Reason))
-				break rounds
-			}
-			doc.Runs = append(doc.Runs, report.RunRef{Dir: filepath.Join("runs", label), Arm: a.label, Iteration: it - o.warmup + 1, Warmup: warm})
-			fmt.Fprintf(stderr, "wfsched: run %d/%d: %s: %s, makespan %.3g s\n", k, total, label, rep.Outcome, float64(rep.Summary.Makespan.Mean))
-		}
-	}
+			fmt.Fprintf(stderr, "wfsched: run %d/%d: %s: %s, makespan %.3g s, %.1f s wall\n", k, total, r.Label, rep.Outcome, float64(rep.Summary.Makespan.Mean), rep.WallS)
+			return nil
+		})
 	if err := finishComparison(cmd, dir, doc, o); err != nil {
 		return err
 	}
 	if stopped != nil {
+		if err := cliErr(stopped); err != stopped {
+			return err
+		}
 		return &cliError{code: exitFailure, err: fmt.Errorf("comparison stopped early: %w; the finished runs are in %s", stopped, dir)}
 	}
 	return nil
@@ -278,7 +265,7 @@ func compareSaved(cmd *cobra.Command, o *compareOptions, dirs []string) error {
 	if len(doc.Arms) < 2 {
 		return usageError("compare needs at least two runs (or a comparison with two policies)")
 	}
-	dir, err := newRunDir(o.run.out, "compare")
+	dir, err := replay.NewRunDir(o.run.out, "compare")
 	if err != nil {
 		return err
 	}
@@ -291,45 +278,18 @@ func compareSaved(cmd *cobra.Command, o *compareOptions, dirs []string) error {
 	return finishComparison(cmd, dir, doc, o)
 }
 
-// arm is one side of a comparison or sweep: a policy, or, with
-// --routing-logics, a routing logic under one policy.
-type arm struct {
-	label, logic string
-	policy       scheduler.Policy
-}
-
 // parseArms reads --policies and --routing-logics into arms.
-func parseArms(cmd *cobra.Command, o *runOptions, policyList, logics string) ([]arm, error) {
-	var policies []scheduler.Policy
+func parseArms(cmd *cobra.Command, o *runOptions, policyList, logics string) ([]replay.Arm, error) {
 	if logics != "" && !cmd.Flags().Changed("policies") {
 		policyList = "parallel"
 	}
-	for _, name := range strings.Split(policyList, ",") {
-		p, err := scheduler.PolicyByName(strings.TrimSpace(name))
-		if err != nil {
-			return nil, usageError("--policies: %v", err)
+	var ls []string
+	if logics != "" {
+		ls = strings.Split(logics, ",")
+		if o.instances < 2 && len(o.endpoints) < 2 {
+			return nil, usageError("--routing-logics needs several servers: --instances N (N > 1) or several --endpoint")
 		}
-		policies = append(policies, p)
 	}
-	var arms []arm
-	if logics == "" {
-		for _, p := range policies {
-			arms = append(arms, arm{label: p.Name(), logic: o.routing, policy: p})
-		}
-		return arms, nil
-	}
-	if len(policies) != 1 {
-		return nil, usageError("--routing-logics compares logics under one policy: give one --policies")
-	}
-	if o.instances < 2 && len(o.endpoints) < 2 {
-		return nil, usageError("--routing-logics needs several servers: --instances N (N > 1) or several --endpoint")
-	}
-	for _, l := range strings.Split(logics, ",") {
-		l = strings.TrimSpace(l)
-		if _, err := router.New(router.Config{Backends: []string{"http://x"}, Logic: l}); err != nil {
-			return nil, usageError("--routing-logics: %v", err)
-		}
-		arms = append(arms, arm{label: l, logic: l, policy: policies[0]})
-	}
-	return arms, nil
+	arms, err := replay.ParseArms(strings.Split(policyList, ","), ls, o.routing)
+	return arms, cliErr(err)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/wfsched/wfsched/dag"
+	"github.com/wfsched/wfsched/replay"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -40,6 +41,7 @@ func usageError(format string, args ...any) error {
 }
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	replay.Version = version
 	root := &cobra.Command{
 		Use:   "wfsched",
 		Short: "Schedule and route the LLM calls of multi-agent workflows, and measure what it saves",

@@ -1,16 +1,11 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -21,17 +16,12 @@ import (
 	"github.com/wfsched/wfsched/client"
 	"github.com/wfsched/wfsched/dag"
 	"github.com/wfsched/wfsched/metrics"
+	"github.com/wfsched/wfsched/replay"
 	"github.com/wfsched/wfsched/report"
 	"github.com/wfsched/wfsched/router"
 	"github.com/wfsched/wfsched/scheduler"
 	"github.com/wfsched/wfsched/sim"
 )
-
-// DefaultEmbeddedScale is the time scale of the embedded engine in runs:
-// four times faster than the modeled GPU. Smaller scales make modeled
-// decode steps shorter than the ~1 ms timers can sleep here, so tokens
-// arrive in bursts and inter-token latencies stop being faithful.
-const DefaultEmbeddedScale = 0.25
 
 type runOptions struct {
 	trace       traceFlags
@@ -72,6 +62,7 @@ type runOptions struct {
 	// embedded engine
 	profile   string
 	timeScale float64
+	clock     string
 }
 
 func newRunCmd() *cobra.Command {
@@ -120,16 +111,19 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 	if cfg.Workflows == 0 && !cfg.Arrival.Open() {
 		cfg.Workflows = len(graphs)
 	}
-	be, err := o.startBackend(ctx, stderr)
+	be, err := replay.Start(ctx, o.spec(cmd, stderr))
+	if err != nil {
+		return cliErr(err)
+	}
+	defer be.Close()
+	dir, err := replay.NewRunDir(o.out, cfg.Policy.Name())
 	if err != nil {
 		return err
 	}
-	defer be.close()
-	dir, err := newRunDir(o.out, cfg.Policy.Name())
-	if err != nil {
-		return err
-	}
-	rep, runErr := replay(ctx, stderr, dir, o, cfg, graphs, infos, be, true)
+	prog := newProgress(stderr, cfg.Workflows, replay.TotalNodes(graphs, cfg.Workflows))
+	stopProgress := prog.start()
+	rep, runErr := replay.Replay(ctx, be, o.job(dir, cfg, graphs, infos, prog))
+	stopProgress()
 	if rep.Dir == "" {
 		return runErr
 	}
@@ -147,284 +141,34 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 	return nil
 }
 
-// backend is what serves a run: the embedded engine or an endpoint.
-type backend struct {
-	info  report.Backend
-	cl    *client.Client
-	close func()
-	// forget, with wfsched's router in front, drops a finished workflow's
-	// state there, so memory follows the workflows in flight.
-	forget func(workflow string)
-	apiKey string // sent to the server or router
+// spec is the backend the flags ask for; log, if not nil, hears about
+// embedded engines.
+func (o *runOptions) spec(cmd *cobra.Command, log io.Writer) replay.Spec {
+	s := replay.Spec{Endpoints: o.endpoints, Clock: o.clock, Instances: o.instances, Routing: o.routing, Profile: o.profile,
+		TimeScale: o.timeScale, Slow: o.slow, Seed: o.seed, Model: o.model, APIKey: o.apiKey, Timeout: o.timeout, Attempts: o.attempts,
+		MaxConns: o.maxConns, KeepText: o.context == string(scheduler.ContextLive)}
+	if !o.quiet {
+		s.Log = log
+	}
+	return s
 }
 
-// workflowHook is a sink that sees only finished workflows.
-type workflowHook func(scheduler.WorkflowResult)
-
-func (f workflowHook) Node(scheduler.NodeResult) error { return nil }
-func (f workflowHook) Workflow(w scheduler.WorkflowResult) error {
-	f(w)
-	return nil
+// job is the replay the flags ask for, into dir.
+func (o *runOptions) job(dir string, cfg scheduler.Config, graphs []*dag.Graph, infos []report.TraceInfo, sinks ...scheduler.Sink) replay.Job {
+	return replay.Job{Dir: dir, Config: cfg, Graphs: graphs, Traces: infos, SLO: o.sloValue, Idle: o.idle, Seed: o.seed, Args: os.Args[1:], Sinks: sinks}
 }
 
-// startBackend starts the embedded engines (fresh state) or checks the
-// endpoints, and the router in front of them when asked; the server the
-// client talks to must answer now.
-func (o *runOptions) startBackend(ctx context.Context, stderr io.Writer) (*backend, error) {
-	be := &backend{info: report.Backend{Kind: "endpoint", URLs: o.endpoints, TimeScale: 1}, close: func() {}, apiKey: o.apiKey}
-	closers := []func(){}
-	be.close = func() {
-		for k := len(closers) - 1; k >= 0; k-- {
-			closers[k]()
+// cliErr gives a library error its exit code and hint.
+func cliErr(err error) error {
+	var re *replay.Error
+	if errors.As(err, &re) {
+		code := exitFailure
+		if re.Usage {
+			code = exitUsage
 		}
+		return &cliError{code: code, err: re.Err, hint: re.Hint}
 	}
-	fail := func(err error) (*backend, error) {
-		be.close()
-		return nil, err
-	}
-	if o.instances < 1 {
-		return nil, usageError("--instances %d: want at least 1", o.instances)
-	}
-	if len(o.endpoints) > 0 && o.instances > 1 {
-		return nil, usageError("--instances starts embedded engines: leave it out with --endpoint")
-	}
-	routing := o.routing
-	if routing == "" && (o.instances > 1 || len(o.endpoints) > 1) {
-		routing = router.DefaultLogic
-	}
-	targets := o.endpoints
-	if len(o.endpoints) == 0 {
-		prof, err := sim.LoadProfile(o.profile)
-		if err != nil {
-			return nil, usageError("--profile: %v", err)
-		}
-		if err := sim.CheckTimeScale(o.timeScale); err != nil {
-			return nil, usageError("--time-scale: %v", err)
-		}
-		c, err := sim.Start(context.WithoutCancel(ctx), sim.ClusterConfig{Instances: o.instances, Engine: sim.Config{Profile: prof, TimeScale: o.timeScale, Seed: o.seed, SlowFactor: o.slow}})
-		if err != nil {
-			return nil, err
-		}
-		closers = append(closers, func() { c.Close() })
-		targets = c.URLs()
-		be.info = report.Backend{Kind: "embedded", URLs: c.URLs(), Profile: prof.Name, TimeScale: o.timeScale}
-		if !o.quiet {
-			fmt.Fprintf(stderr, "wfsched: %d embedded engine(s), profile %s, time scale %g (times reported are modeled)\n", o.instances, prof.Name, o.timeScale)
-		}
-	}
-	base := targets[0]
-	if routing != "" && len(o.endpoints) > 0 {
-		// Name the endpoints that do not answer, rather than the router.
-		var down []string
-		var first error
-		for _, u := range o.endpoints {
-			c, err := client.New(client.Config{BaseURL: u})
-			if err != nil {
-				return fail(usageError("--endpoint: %v", err))
-			}
-			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err = c.Health(hctx)
-			cancel()
-			if err != nil {
-				down = append(down, u)
-				if first == nil {
-					first = err
-				}
-			}
-		}
-		if len(down) == len(o.endpoints) {
-			return fail(&cliError{code: exitFailure, err: fmt.Errorf("no endpoint answers: %w", first), hint: "is the server running? scripts/setup_vllm.sh status"})
-		}
-		if len(down) > 0 {
-			fmt.Fprintf(stderr, "wfsched: warning: not answering, left to the router's health checks: %s\n", strings.Join(down, ", "))
-		}
-	}
-	if routing != "" {
-		rt, err := router.New(router.Config{Backends: targets, Logic: routing})
-		if err != nil {
-			return fail(usageError("--routing-logic: %v", err))
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return fail(err)
-		}
-		rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			rt.Serve(rctx, ln)
-		}()
-		closers = append(closers, func() {
-			stop()
-			<-done
-		})
-		be.forget = func(id string) { rt.Forget(id) }
-		base = "http://" + ln.Addr().String()
-		be.info.Routing, be.info.Router = rt.Logic(), base
-	}
-	cl, err := client.New(client.Config{BaseURL: base, Model: o.model, APIKey: o.apiKey, Timeout: o.timeout, MaxAttempts: o.attempts, Seed: o.seed, MaxConns: o.maxConns})
-	if err != nil {
-		return fail(usageError("--endpoint: %v", err))
-	}
-	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	scale, err := cl.Health(hctx)
-	if err == nil {
-		err = cl.Discover(hctx)
-	}
-	cancel()
-	if err != nil {
-		return fail(&cliError{code: exitFailure, err: err, hint: "is the server running? 'wfsched sim' starts a local one; leave out --endpoint to use the embedded engine"})
-	}
-	if be.info.Kind == "embedded" {
-		scale = o.timeScale
-	}
-	be.info.TimeScale, be.info.Model = scale, cl.Model()
-	be.cl = cl
-	return be, nil
-}
-
-// serverURLs are the servers that do the work: the engines, the endpoints,
-// or those behind a wfsched router given as the one endpoint.
-func (be *backend) serverURLs(ctx context.Context) []string {
-	urls := be.info.URLs
-	if be.info.Kind == "endpoint" && len(urls) == 1 {
-		urls = behindRouter(ctx, urls[0], be.apiKey)
-	}
-	return urls
-}
-
-// scrapeAll sums the counters of every server of the backend; Found is
-// false when any could not be read.
-func (be *backend) scrapeAll(ctx context.Context) metrics.ServerCounters {
-	var sum metrics.ServerCounters
-	found := true
-	urls := be.serverURLs(ctx)
-	for _, u := range urls {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		c, err := metrics.Scrape(sctx, http.DefaultClient, u)
-		cancel()
-		found = found && err == nil && c.Found
-		sum = sum.Add(c)
-	}
-	sum.Found = found && len(urls) > 0
-	return sum
-}
-
-// routerStats reads a wfsched router's /v1/workflows/stats (nil if none),
-// with the run's API key if it has one.
-func routerStats(ctx context.Context, url, apiKey string) *router.Stats {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(sctx, "GET", strings.TrimSuffix(strings.TrimSuffix(url, "/"), "/v1")+"/v1/workflows/stats", nil)
-	if apiKey != "" {
-		req.Header.Set("Authorization", "Bearer "+apiKey)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	var st router.Stats
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil {
-		return nil
-	}
-	return &st
-}
-
-// behindRouter returns the servers behind a wfsched router at url (from
-// its /v1/workflows/stats), or url itself for any other server.
-func behindRouter(ctx context.Context, url, apiKey string) []string {
-	st := routerStats(ctx, url, apiKey)
-	if st == nil || len(st.Backends) == 0 {
-		return []string{url}
-	}
-	var out []string
-	for _, b := range st.Backends {
-		out = append(out, b.URL)
-	}
-	return out
-}
-
-// replay runs cfg into dir: nodes.jsonl and workflows.jsonl as results
-// come, then summary.json and traces.json; extra sinks see every result
-// too. The report's Dir is empty when nothing could be written.
-func replay(ctx context.Context, stderr io.Writer, dir string, o *runOptions, cfg scheduler.Config, graphs []*dag.Graph,
-	infos []report.TraceInfo, be *backend, showProgress bool, extra ...scheduler.Sink) (report.RunReport, error) {
-	nodesF, err := os.Create(filepath.Join(dir, "nodes.jsonl"))
-	if err != nil {
-		return report.RunReport{}, err
-	}
-	defer nodesF.Close()
-	wfF, err := os.Create(filepath.Join(dir, "workflows.jsonl"))
-	if err != nil {
-		return report.RunReport{}, err
-	}
-	defer wfF.Close()
-	if err := writeOut(nil, filepath.Join(dir, "traces.json"), func(w io.Writer) error { return dag.WriteJSON(w, graphs...) }); err != nil {
-		return report.RunReport{}, err
-	}
-	cfg.TimeScale = be.info.TimeScale
-	rec := &metrics.Recorder{SLO: o.sloValue, Idle: o.idle}
-	sinks := metrics.Tee{metrics.NewJSONL(nodesF, wfF), rec}
-	if be.forget != nil {
-		sinks = append(sinks, workflowHook(func(w scheduler.WorkflowResult) { be.forget(w.Workflow) }))
-	}
-	sinks = append(sinks, extra...)
-	stopProgress := func() {}
-	if showProgress {
-		prog := newProgress(stderr, cfg.Workflows, totalNodes(graphs, cfg.Workflows))
-		sinks = append(sinks, prog)
-		stopProgress = prog.start()
-	}
-	rep := report.RunReport{
-		RunID: filepath.Base(dir), Dir: dir, Args: os.Args[1:], Traces: infos, Backend: be.info,
-		Versions: map[string]string{"wfsched": version, "go": runtime.Version(), "sim": sim.Version},
-		Config: report.RunConfig{Policy: cfg.Policy.Name(), MaxParallel: cfg.MaxParallel, OnError: string(cfg.OnError), Context: string(cfg.Context),
-			MaxTokens: cfg.MaxTokens, OutputTokens: cfg.OutputTokens, Temperature: cfg.Temperature, IgnoreEOS: !cfg.NoIgnoreEOS, ToolLatencyS: cfg.ToolLatency.Seconds(),
-			Workflows: cfg.Workflows, Concurrency: cfg.Concurrency, Seed: o.seed, SLO: o.sloValue.String(), Arrival: describeArrival(cfg.Arrival)},
-	}
-	rep.PrefixShareBound, rep.PrefixAnyBound = weightedBounds(infos, cfg.Workflows)
-	// A summary saying the run is under way, replaced when it ends: a run
-	// killed before then is still read back (report marks it incomplete).
-	rep.Outcome, rep.Start = report.OutcomeRunning, time.Now()
-	if err := writeOut(nil, filepath.Join(dir, "summary.json"), func(w io.Writer) error { return report.WriteJSON(w, rep) }); err != nil {
-		return rep, fmt.Errorf("write summary: %w", err)
-	}
-	before := be.scrapeAll(ctx)
-	sampler := metrics.StartSampler(ctx, http.DefaultClient, be.serverURLs(ctx), metrics.DefaultSampleEvery, be.info.TimeScale)
-	res, runErr := scheduler.Run(ctx, cfg, graphs, be.cl, sinks)
-	stopProgress()
-	util := sampler.Stop(context.WithoutCancel(ctx), res.DurationS)
-	after := be.scrapeAll(ctx)
-	// The router's figures: the embedded one's, or those of a wfsched
-	// router given as the endpoint (any other server has none).
-	routerURL := be.info.Router
-	if routerURL == "" && be.info.Kind == "endpoint" && len(be.info.URLs) == 1 {
-		routerURL = be.info.URLs[0]
-	}
-	failovers := map[string]int64{}
-	var st *router.Stats
-	if routerURL != "" {
-		st = routerStats(ctx, routerURL, be.apiKey)
-	}
-	if st != nil {
-		be.info.Router, be.info.RouterStats = routerURL, st
-		rep.Backend = be.info
-		for _, b := range st.Backends {
-			failovers[b.URL] = b.Failovers
-		}
-	}
-	rep.Start, rep.End, rep.WallS = res.Start, res.End, res.End.Sub(res.Start).Seconds()
-	rep.Outcome, rep.Reason = res.Outcome, res.Reason
-	if runErr != nil {
-		rep.Outcome, rep.Reason = scheduler.OutcomeFailed, runErr.Error()
-	}
-	rep.Summary = rec.Summarize(res.DurationS).WithServer(after.Sub(before)).WithFailovers(failovers)
-	rep.Summary.Utilisation = util
-	if err := writeOut(nil, filepath.Join(dir, "summary.json"), func(w io.Writer) error { return report.WriteJSON(w, rep) }); err != nil {
-		return rep, fmt.Errorf("write summary: %w", err)
-	}
-	return rep, runErr
+	return err
 }
 
 // register adds the replay flags (and --policy when withPolicy).
@@ -463,7 +207,8 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.StringVar(&o.routing, "routing-logic", "", "put wfsched's router in front of the engines or endpoints: "+strings.Join(router.Logics(), ", ")+" (default workflow-aware when several)")
 	f.StringVar(&o.slo, "slo", "", "service-level objectives for goodput, in ms: ttft:MS,tpot:MS,e2el:MS (any subset)")
 	f.StringVar(&o.profile, "profile", sim.DefaultProfile, "embedded engine: built-in profile or JSON file")
-	f.Float64Var(&o.timeScale, "time-scale", DefaultEmbeddedScale, "embedded engine: wall seconds per modeled second")
+	f.Float64Var(&o.timeScale, "time-scale", replay.DefaultEmbeddedScale, "embedded engine on the wall clock: wall seconds per modeled second")
+	f.StringVar(&o.clock, "clock", "", "virtual (the embedded engines in modeled time: exact and fast; the default without --endpoint) or wall (over HTTP in wall-clock time; always with --endpoint)")
 }
 
 // config validates the flags into a scheduler configuration.
@@ -474,6 +219,15 @@ func (o *runOptions) config(cmd *cobra.Command) (scheduler.Config, error) {
 	pol, err := scheduler.PolicyByName(o.policy)
 	if err != nil {
 		return scheduler.Config{}, usageError("--policy: %v", err)
+	}
+	// --time-scale paces the wall clock: given alone, it asks for it.
+	if cmd.Flags().Changed("time-scale") {
+		switch o.clock {
+		case "":
+			o.clock = replay.ClockWall
+		case replay.ClockVirtual:
+			return scheduler.Config{}, usageError("--time-scale paces the wall clock; the virtual clock has none: leave out one of --time-scale and --clock virtual")
+		}
 	}
 	cfg := scheduler.Config{
 		Policy: pol, MaxParallel: o.maxParallel, OnError: scheduler.ErrorMode(o.onError), Context: scheduler.ContextMode(o.context),
@@ -563,7 +317,7 @@ func (o *runOptions) load() ([]*dag.Graph, []report.TraceInfo, error) {
 				return nil, nil, err
 			}
 		}
-		is, err := traceInfos(f, gs)
+		is, err := replay.TraceInfos(f, gs)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -575,86 +329,6 @@ func (o *runOptions) load() ([]*dag.Graph, []report.TraceInfo, error) {
 		graphs, infos = graphs[:n], infos[:n]
 	}
 	return graphs, infos, nil
-}
-
-// describeArrival says how workflows arrived, "" for the closed loop.
-func describeArrival(a scheduler.Arrival) string {
-	if !a.Open() {
-		return ""
-	}
-	d := fmt.Sprintf("%s at %g/s", a.Kind, a.Rate)
-	if a.Kind == scheduler.ArrivalGamma {
-		d += fmt.Sprintf(" (burstiness %g)", a.Burstiness)
-	}
-	if a.RampUp > 0 {
-		d += ", ramp-up " + a.RampUp.String()
-	}
-	if a.Duration > 0 {
-		d += ", for " + a.Duration.String()
-	}
-	if a.MaxConcurrency > 0 {
-		d += fmt.Sprintf(", at most %d in flight", a.MaxConcurrency)
-	}
-	return d
-}
-
-// traceInfos analyses the graphs read from path for reports.
-func traceInfos(path string, gs []*dag.Graph) ([]report.TraceInfo, error) {
-	var infos []report.TraceInfo
-	for _, g := range gs {
-		t, err := dag.Analyze(g)
-		if err != nil {
-			return nil, fmt.Errorf("%s: trace %s: %w", path, g.ID, err)
-		}
-		s := dag.Summarize(g, t, dag.CostModel{})
-		infos = append(infos, report.TraceInfo{ID: g.ID, Path: path, Format: g.Format, Nodes: s.Nodes, LLMCalls: s.ByKind[dag.KindLLM],
-			SingleChain: s.SingleChain(), EstimatedSpanS: s.Span, PrefixShareBound: s.PrefixShareBound,
-			PrefixAnyBound: s.PrefixShareAnyBound, PromptTokens: s.PromptTokens})
-	}
-	return infos, nil
-}
-
-func totalNodes(gs []*dag.Graph, workflows int) int {
-	n := 0
-	for i := 0; i < workflows; i++ {
-		n += len(gs[i%len(gs)].Nodes)
-	}
-	return n
-}
-
-// weightedBounds are the prefix-sharing bounds of the workflows a run
-// replays (workflow i replays trace i mod len(infos)).
-func weightedBounds(infos []report.TraceInfo, workflows int) (same, anyPrompt float64) {
-	prompt := 0.0
-	for i := 0; i < workflows; i++ {
-		t := infos[i%len(infos)]
-		same += t.PrefixShareBound * float64(t.PromptTokens)
-		anyPrompt += t.PrefixAnyBound * float64(t.PromptTokens)
-		prompt += float64(t.PromptTokens)
-	}
-	if prompt == 0 {
-		return 0, 0
-	}
-	return same / prompt, anyPrompt / prompt
-}
-
-// newRunDir makes OUT/<time>-<policy>, unique.
-func newRunDir(out, policy string) (string, error) {
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return "", err
-	}
-	base := filepath.Join(out, time.Now().Format("20060102-150405")+"-"+policy)
-	dir := base
-	for k := 2; ; k++ {
-		err := os.Mkdir(dir, 0o755)
-		if err == nil {
-			return dir, nil
-		}
-		if !os.IsExist(err) {
-			return "", err
-		}
-		dir = fmt.Sprintf("%s-%d", base, k)
-	}
 }
 
 // progress reports on stderr: a bar redrawn in place on a terminal,

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/wfsched/wfsched/dag"
+	"github.com/wfsched/wfsched/replay"
 	"github.com/wfsched/wfsched/report"
 	"github.com/wfsched/wfsched/scheduler"
 )
@@ -118,7 +119,7 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 		return err
 	}
 	// Validate the open-loop flags once with a placeholder rate.
-	o.run.policy, o.run.rate = arms[0].policy.Name(), 1
+	o.run.policy, o.run.rate = arms[0].Policy.Name(), 1
 	cfg0, err := o.run.config(cmd)
 	if err != nil {
 		return err
@@ -133,7 +134,7 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 			fmt.Fprintf(stderr, "wfsched: warning: traces share the id %q; slowdowns use the last one's idle time\n", g.ID)
 		}
 	}
-	dir, err := newRunDir(o.run.out, "sweep")
+	dir, err := replay.NewRunDir(o.run.out, "sweep")
 	if err != nil {
 		return err
 	}
@@ -150,7 +151,7 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 		doc.ArmsAre = "routing-logics"
 	}
 	for _, a := range arms {
-		doc.Arms = append(doc.Arms, a.label)
+		doc.Arms = append(doc.Arms, a.Label)
 	}
 	o.run.quiet = true
 	// finish writes what has been measured so far; a failed or interrupted
@@ -175,14 +176,14 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 	// runOne runs arm a over gs into runs/label: open loop at rate, or,
 	// with rate 0, each of gs once, one at a time (the idle reference). It
 	// works on a copy of the options, so runs may go concurrently.
-	runOne := func(a arm, rate float64, gs []*dag.Graph, is []report.TraceInfo, label string, extra ...scheduler.Sink) (report.RunReport, report.Backend, error) {
+	runOne := func(a replay.Arm, rate float64, gs []*dag.Graph, is []report.TraceInfo, label string, extra ...scheduler.Sink) (report.RunReport, report.Backend, error) {
 		ro := o.run
-		ro.policy, ro.routing = a.policy.Name(), a.logic
+		ro.policy, ro.routing = a.Policy.Name(), a.Logic
 		if rate == 0 {
 			ro.arrival, ro.rate, ro.rampUp, ro.duration, ro.maxConc = scheduler.ArrivalClosed, 0, 0, 0, 0
 			ro.workflows, ro.concurrency, ro.idle = len(gs), 1, nil
 		} else {
-			ro.rate, ro.idle = rate, doc.Idle[a.label]
+			ro.rate, ro.idle = rate, doc.Idle[a.Label]
 		}
 		cfg, err := ro.config(cmd)
 		if err != nil {
@@ -192,16 +193,11 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 		if err := os.MkdirAll(runDir, 0o755); err != nil {
 			return report.RunReport{}, report.Backend{}, err
 		}
-		be, err := ro.startBackend(ctx, stderr)
-		if err != nil {
-			return report.RunReport{}, report.Backend{}, err
-		}
-		defer be.close()
-		rep, runErr := replay(ctx, stderr, runDir, &ro, cfg, gs, is, be, false, extra...)
-		if runErr == nil && rep.Outcome != scheduler.OutcomeCompleted {
+		rep, info, runErr := replay.Once(ctx, ro.spec(cmd, stderr), ro.job(runDir, cfg, gs, is, extra...))
+		if runErr == nil && rep.Dir != "" && rep.Outcome != scheduler.OutcomeCompleted {
 			runErr = fmt.Errorf("run %s %s: %s", label, rep.Outcome, rep.Reason)
 		}
-		return rep, be.info, runErr
+		return rep, info, cliErr(runErr)
 	}
 
 	var idleSum float64
@@ -211,13 +207,13 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 		if err != nil {
 			return finish(err)
 		}
-		doc.Idle[a.label] = idle
+		doc.Idle[a.Label] = idle
 		var sum float64
 		for _, v := range idle {
 			sum += v
 		}
 		idleSum, idleN = idleSum+sum, idleN+len(idle)
-		fmt.Fprintf(stderr, "wfsched: idle %s: %d traces, mean completion %.3g s\n", a.label, len(idle), sum/float64(max(1, len(idle))))
+		fmt.Fprintf(stderr, "wfsched: idle %s: %d traces, mean completion %.3g s\n", a.Label, len(idle), sum/float64(max(1, len(idle))))
 	}
 	auto := rates == nil
 	if auto {
@@ -232,23 +228,23 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 		rate := rates[k]
 		doc.Rates = append(doc.Rates, rate)
 		for _, a := range arms {
-			label := fmt.Sprintf("%s-r%s", a.label, strconv.FormatFloat(rate, 'g', 4, 64))
+			label := fmt.Sprintf("%s-r%s", a.Label, strconv.FormatFloat(rate, 'g', 4, 64))
 			rep, info, err := runOne(a, rate, graphs, infos, label)
 			doc.Backend = info
 			if rep.Dir != "" {
-				doc.Points = append(doc.Points, report.SweepPoint{Arm: a.label, Rate: rate, Run: filepath.Join("runs", label), Outcome: string(rep.Outcome), Summary: rep.Summary})
+				doc.Points = append(doc.Points, report.SweepPoint{Arm: a.Label, Rate: rate, Run: filepath.Join("runs", label), Outcome: string(rep.Outcome), Summary: rep.Summary})
 			}
 			if err != nil {
 				return finish(err)
 			}
-			fmt.Fprintf(stderr, "wfsched: %s at %g/s: completion p50 %.3g s, %.1f workflows/min\n", a.label, rate,
+			fmt.Fprintf(stderr, "wfsched: %s at %g/s: completion p50 %.3g s, %.1f workflows/min\n", a.Label, rate,
 				float64(rep.Summary.Completion.P50), float64(rep.Summary.WorkflowsPerMin))
 		}
 		if auto {
 			doc.Saturate()
 			all := true
 			for _, a := range arms {
-				all = all && doc.Saturation[a.label].Reached
+				all = all && doc.Saturation[a.Label].Reached
 			}
 			if !all && len(rates) < maxAutoRates {
 				rates = append(rates, 2*rate)
@@ -262,23 +258,23 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 // under arm a, keyed by trace name. On embedded engines every trace gets
 // its own fresh engines and atOnce run at once; on endpoints, which are
 // shared, the traces run one after another in one run.
-func idleTimes(a arm, graphs []*dag.Graph, infos []report.TraceInfo, embedded bool, atOnce int,
-	runOne func(arm, float64, []*dag.Graph, []report.TraceInfo, string, ...scheduler.Sink) (report.RunReport, report.Backend, error)) (map[string]float64, error) {
+func idleTimes(a replay.Arm, graphs []*dag.Graph, infos []report.TraceInfo, embedded bool, atOnce int,
+	runOne func(replay.Arm, float64, []*dag.Graph, []report.TraceInfo, string, ...scheduler.Sink) (report.RunReport, report.Backend, error)) (map[string]float64, error) {
 	type job struct {
 		gs    []*dag.Graph
 		is    []report.TraceInfo
 		label string
 	}
-	jobs := []job{{graphs, infos, "idle-" + a.label}}
+	jobs := []job{{graphs, infos, "idle-" + a.Label}}
 	if embedded && len(graphs) > 1 && len(infos) == len(graphs) {
 		jobs = jobs[:0]
 		for i, g := range graphs {
-			jobs = append(jobs, job{[]*dag.Graph{g}, []report.TraceInfo{infos[i]}, fmt.Sprintf("idle-%s/%03d", a.label, i)})
+			jobs = append(jobs, job{[]*dag.Graph{g}, []report.TraceInfo{infos[i]}, fmt.Sprintf("idle-%s/%03d", a.Label, i)})
 		}
 	}
 	var mu sync.Mutex
 	idle := map[string]float64{}
-	record := workflowHook(func(w scheduler.WorkflowResult) {
+	record := replay.WorkflowHook(func(w scheduler.WorkflowResult) {
 		if w.Outcome == scheduler.OutcomeCompleted {
 			mu.Lock()
 			idle[w.Trace] = w.CompletionS
