@@ -1,8 +1,11 @@
 package replay
 
 import (
+	"runtime"
+
 	"context"
 	"fmt"
+	"golang.org/x/sync/errgroup"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,11 +78,25 @@ type Round struct {
 // Rounds runs warmup then measured rounds of every arm, interleaved (A B C
 // A B C ...) so that every arm sees the same conditions, each on a fresh
 // backend, into base/<label>. setup gives each arm's backend and job (the
-// job's Dir is set here); done sees each finished run and may stop the
-// loop with an error. A run that fails or is interrupted stops the loop
-// too, after done has seen it.
+// job's Dir is set here); done sees each finished run, in order, and may
+// stop the loop with an error. A run that fails or is interrupted stops the
+// loop too, after done has seen it.
+//
+// Runs on the wall clock go one at a time, so that they do not slow each
+// other's clocks. Runs on the virtual clock share nothing and measure no
+// wall time, so they go at once, one per processor.
 func Rounds(ctx context.Context, base string, arms []Arm, warmup, iterations int,
 	setup func(Arm) (Spec, Job, error), done func(Round, report.RunReport, report.Backend) error) error {
+	type run struct {
+		r    Round
+		spec Spec
+		job  Job
+		rep  report.RunReport
+		info report.Backend
+		err  error
+	}
+	var runs []*run
+	virtual := true
 	for it := 0; it < warmup+iterations; it++ {
 		for _, a := range arms {
 			r := Round{Arm: a, Iteration: it - warmup + 1, Warmup: it < warmup}
@@ -92,23 +109,56 @@ func Rounds(ctx context.Context, base string, arms []Arm, warmup, iterations int
 			if err != nil {
 				return err
 			}
-			if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+			clock, err := spec.ResolveClock()
+			if err != nil {
 				return err
 			}
+			virtual = virtual && clock == ClockVirtual
 			job.Dir = r.Dir
-			rep, info, runErr := Once(ctx, spec, job)
-			if rep.Dir == "" {
-				return runErr
-			}
-			if err := done(r, rep, info); err != nil {
+			runs = append(runs, &run{r: r, spec: spec, job: job})
+		}
+	}
+	exec := func(x *run) {
+		if x.err = os.MkdirAll(x.r.Dir, 0o755); x.err == nil {
+			x.rep, x.info, x.err = Once(ctx, x.spec, x.job)
+		}
+	}
+	report := func(x *run) error {
+		if x.rep.Dir == "" {
+			return x.err
+		}
+		if err := done(x.r, x.rep, x.info); err != nil {
+			return err
+		}
+		if x.err != nil {
+			return fmt.Errorf("run %s: %w", x.r.Label, x.err)
+		}
+		if x.rep.Outcome == scheduler.OutcomeInterrupted {
+			return fmt.Errorf("run %s %s: %s", x.r.Label, x.rep.Outcome, x.rep.Reason)
+		}
+		return nil
+	}
+	if !virtual {
+		for _, x := range runs {
+			exec(x)
+			if err := report(x); err != nil {
 				return err
 			}
-			if runErr != nil {
-				return fmt.Errorf("run %s: %w", r.Label, runErr)
-			}
-			if rep.Outcome == scheduler.OutcomeInterrupted {
-				return fmt.Errorf("run %s %s: %s", r.Label, rep.Outcome, rep.Reason)
-			}
+		}
+		return nil
+	}
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for _, x := range runs {
+		g.Go(func() error {
+			exec(x)
+			return nil
+		})
+	}
+	g.Wait()
+	for _, x := range runs {
+		if err := report(x); err != nil {
+			return err
 		}
 	}
 	return nil

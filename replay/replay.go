@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/wfsched/wfsched/dag"
@@ -77,6 +78,8 @@ func Replay(ctx context.Context, be *Backend, j Job) (report.RunReport, error) {
 	cfg.TimeScale = be.Info.TimeScale
 	rec := &metrics.Recorder{SLO: j.SLO, Idle: j.Idle}
 	jsonl := metrics.NewJSONL(nodesF, wfF)
+	closeJSONL := sync.OnceValue(jsonl.Close)
+	defer closeJSONL()
 	sinks := metrics.Tee{jsonl, rec, workflowHook(func(w scheduler.WorkflowResult) { be.forget(w.Workflow) })}
 	sinks = append(sinks, j.Sinks...)
 	rep := report.RunReport{
@@ -104,6 +107,9 @@ func Replay(ctx context.Context, be *Backend, j Job) (report.RunReport, error) {
 		sampler := metrics.StartSampler(ctx, http.DefaultClient, be.serverURLs(ctx), metrics.DefaultSampleEvery, be.Info.TimeScale)
 		res, runErr = scheduler.Run(ctx, cfg, j.Graphs, be.cl, sinks)
 		util = sampler.Stop(context.WithoutCancel(ctx), res.DurationS)
+	}
+	if err := closeJSONL(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("writing results: %w", err)
 	}
 	after := be.counters(ctx)
 	failovers := map[string]int64{}

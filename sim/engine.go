@@ -242,6 +242,7 @@ type Engine struct {
 	kv      *kvCache
 	sched   []scheduled
 	events  []event
+	hit     []int32 // the cached blocks a waiting request matched
 
 	stats *stats
 }
@@ -370,8 +371,8 @@ func (e *Engine) submit(r Request, at time.Duration) (*Stream, error) {
 		stream: st, nPrompt: len(r.Prompt), maxTokens: r.MaxTokens, stop: r.Stop,
 		scheduled: -1, firstTok: -1,
 	}
-	s.tokens = make([]int, len(r.Prompt), len(r.Prompt)+min(r.MaxTokens, 4096))
-	copy(s.tokens, r.Prompt)
+	s.tokens = append(takeInts(len(r.Prompt)+min(r.MaxTokens, 4096)), r.Prompt...)
+	s.hashes = takeHashes((len(s.tokens) + min(r.MaxTokens, 4096)) / p.BlockSize)
 	var prev uint64
 	for b := 0; (b+1)*p.BlockSize <= len(s.tokens); b++ {
 		prev = blockHash(prev, s.tokens[b*p.BlockSize:(b+1)*p.BlockSize])
@@ -613,14 +614,15 @@ func (e *Engine) schedule() (StepInfo, bool) {
 		for len(e.waiting) > 0 && len(e.running) < p.MaxNumSeqs && budget > 0 {
 			s := e.waiting[0]
 			cacheable := min((len(s.tokens)-1)/p.BlockSize, len(s.hashes)) // the last token is always computed
-			hits := e.kv.match(s.hashes[:cacheable])
+			e.hit = e.kv.match(e.hit[:0], s.hashes[:cacheable])
+			hits := len(e.hit)
 			cached := hits * p.BlockSize
 			n := min(len(s.tokens)-cached, budget)
 			need := e.blocksFor(cached+n) - hits
-			if need+e.kv.freeAmong(s.hashes[:hits]) > e.kv.numFree {
+			if need+e.kv.freeAmong(e.hit) > e.kv.numFree {
 				break
 			}
-			s.blocks = e.kv.touch(s.blocks, s.hashes[:hits])
+			s.blocks = e.kv.touch(s.blocks, e.hit)
 			s.blocks = e.kv.alloc(s.blocks, need)
 			s.computed = cached
 			e.stats.queries += int64(len(s.tokens))
@@ -749,6 +751,11 @@ func (e *Engine) finish(s *seq, reason string) {
 	s.finished = true
 	e.kv.release(s.blocks)
 	s.blocks = nil
+	defer func() {
+		giveInts(s.tokens)
+		giveHashes(s.hashes)
+		s.tokens, s.hashes = nil, nil
+	}()
 	e.events = append(e.events, event{s: s, token: -1, at: e.now, reason: reason})
 	if e.cfg.OnFinish != nil {
 		e.cfg.OnFinish(Finished{PromptTokens: s.nPrompt, OutputTokens: len(s.tokens) - s.nPrompt,
@@ -800,4 +807,40 @@ func (e *Engine) abortAll() {
 	}
 	e.running, e.waiting = nil, nil
 	e.publish()
+}
+
+// Requests' token and hash slices are recycled: a long prompt's would
+// otherwise be a large allocation per request, and the garbage collector's
+// work with it (a virtual run allocates one per call).
+var (
+	intPool  sync.Pool // *[]int
+	hashPool sync.Pool // *[]uint64
+)
+
+// takeInts returns an empty slice with room for n ints.
+func takeInts(n int) []int {
+	if p, ok := intPool.Get().(*[]int); ok && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]int, 0, n)
+}
+
+func giveInts(b []int) {
+	if cap(b) >= 1024 {
+		intPool.Put(&b)
+	}
+}
+
+// takeHashes returns an empty slice with room for n hashes.
+func takeHashes(n int) []uint64 {
+	if p, ok := hashPool.Get().(*[]uint64); ok && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]uint64, 0, n)
+}
+
+func giveHashes(b []uint64) {
+	if cap(b) >= 64 {
+		hashPool.Put(&b)
+	}
 }

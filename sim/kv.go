@@ -12,7 +12,7 @@ type kvCache struct {
 	head     int32 // free list, evicted from the head
 	tail     int32
 	numFree  int
-	cached   map[uint64]int32 // prefix hash -> block
+	cached   *blockIndex // prefix hash -> block
 	evicted  int64            // cached blocks reused for new data
 	inUseMax int
 }
@@ -26,7 +26,7 @@ type kvBlock struct {
 }
 
 func newKVCache(numBlocks int) *kvCache {
-	c := &kvCache{blocks: make([]kvBlock, numBlocks), head: -1, tail: -1, cached: make(map[uint64]int32)}
+	c := &kvCache{blocks: make([]kvBlock, numBlocks), head: -1, tail: -1, cached: newBlockIndex(numBlocks)}
 	for i := range c.blocks {
 		c.blocks[i].prev, c.blocks[i].next = -1, -1
 		c.pushFree(int32(i))
@@ -65,33 +65,35 @@ func (c *kvCache) unlinkFree(id int32) {
 	c.numFree--
 }
 
-// match returns how many leading hashes have a cached block.
-func (c *kvCache) match(hashes []uint64) int {
-	for k, h := range hashes {
-		if _, ok := c.cached[h]; !ok {
-			return k
+// match appends to dst the cached blocks of the leading hashes that have
+// one, stopping at the first that has not.
+func (c *kvCache) match(dst []int32, hashes []uint64) []int32 {
+	for _, h := range hashes {
+		id, ok := c.cached.get(h)
+		if !ok {
+			break
 		}
+		dst = append(dst, id)
 	}
-	return len(hashes)
+	return dst
 }
 
-// freeAmong counts the cached blocks of the first n hashes that sit on the
-// free list: touching them takes them off it.
-func (c *kvCache) freeAmong(hashes []uint64) int {
+// freeAmong counts the blocks of ids that sit on the free list: touching
+// them takes them off it.
+func (c *kvCache) freeAmong(ids []int32) int {
 	n := 0
-	for _, h := range hashes {
-		if c.blocks[c.cached[h]].free {
+	for _, id := range ids {
+		if c.blocks[id].free {
 			n++
 		}
 	}
 	return n
 }
 
-// touch takes a reference to the cached blocks of hashes and appends them
-// to dst.
-func (c *kvCache) touch(dst []int32, hashes []uint64) []int32 {
-	for _, h := range hashes {
-		id := c.cached[h]
+// touch takes a reference to the blocks ids (found by match) and appends
+// them to dst.
+func (c *kvCache) touch(dst []int32, ids []int32) []int32 {
+	for _, id := range ids {
 		if c.blocks[id].free {
 			c.unlinkFree(id)
 		}
@@ -111,8 +113,8 @@ func (c *kvCache) alloc(dst []int32, n int) []int32 {
 		c.unlinkFree(id)
 		b := &c.blocks[id]
 		if b.hashed {
-			if c.cached[b.hash] == id {
-				delete(c.cached, b.hash)
+			if cur, ok := c.cached.get(b.hash); ok && cur == id {
+				c.cached.del(b.hash)
 			}
 			b.hashed = false
 			c.evicted++
@@ -127,12 +129,12 @@ func (c *kvCache) alloc(dst []int32, n int) []int32 {
 // register records that block id now holds the full block with the given
 // prefix hash. A hash already cached in another block keeps that block.
 func (c *kvCache) register(id int32, hash uint64) {
-	if _, ok := c.cached[hash]; ok {
+	if _, ok := c.cached.get(hash); ok {
 		return
 	}
 	b := &c.blocks[id]
 	b.hashed, b.hash = true, hash
-	c.cached[hash] = id
+	c.cached.put(hash, id)
 }
 
 // release drops a reference to each block, last block first, so that a
@@ -150,21 +152,19 @@ func (c *kvCache) release(ids []int32) {
 }
 
 // blockHash chains the hash of one full block's token ids onto the previous
-// block's hash (FNV-1a over the previous hash and the ids), so a block's hash
-// identifies the whole prefix up to it.
+// block's hash, so a block's hash identifies the whole prefix up to it: a
+// multiply-xorshift per token id (a token at a time, not a byte at a time:
+// hashing prompts was a seventh of a virtual run's CPU time), then a
+// splitmix64 finalizer.
 func blockHash(prev uint64, ids []int) uint64 {
-	const prime = 1099511628211
-	h := uint64(14695981039346656037)
-	mix := func(v uint64) {
-		for k := 0; k < 8; k++ {
-			h ^= v & 0xff
-			h *= prime
-			v >>= 8
-		}
-	}
-	mix(prev)
+	h := prev ^ 0x9E3779B97F4A7C15
 	for _, id := range ids {
-		mix(uint64(id))
+		h = (h ^ uint64(id)) * 0xbf58476d1ce4e5b9
+		h ^= h >> 31
 	}
-	return h
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	return h ^ h>>31
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 
@@ -60,7 +61,37 @@ and analyses them: topological order, levels, critical path, prefix-sharing boun
 	// Every number flag of every command must be finite: NaN and Inf parse
 	// as floats but mean nothing here. Ranges are checked where each value
 	// is used (the library's Validate methods).
+	var cpuProfile, memProfile string
+	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a pprof CPU profile of the command to this file")
+	root.PersistentFlags().StringVar(&memProfile, "memprofile", "", "write a pprof allocation profile at the command's end to this file")
+	stopProfile := func() {}
+	root.PersistentPostRunE = func(*cobra.Command, []string) error {
+		stopProfile()
+		if memProfile == "" {
+			return nil
+		}
+		f, err := os.Create(memProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return pprof.Lookup("allocs").WriteTo(f, 0)
+	}
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if cpuProfile != "" {
+			f, err := os.Create(cpuProfile)
+			if err != nil {
+				return usageError("--cpuprofile: %v", err)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+				return usageError("--cpuprofile: %v", err)
+			}
+			stopProfile = func() {
+				pprof.StopCPUProfile()
+				f.Close()
+			}
+		}
 		var bad error
 		cmd.Flags().VisitAll(func(f *pflag.Flag) {
 			if f.Value.Type() != "float64" || bad != nil {
