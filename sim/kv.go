@@ -13,7 +13,7 @@ type kvCache struct {
 	tail     int32
 	numFree  int
 	cached   *blockIndex // prefix hash -> block
-	evicted  int64            // cached blocks reused for new data
+	evicted  int64       // cached blocks reused for new data
 	inUseMax int
 }
 
