@@ -25,7 +25,7 @@ func BenchmarkClientCapacity(b *testing.B) {
 		b.Fatal(err)
 	}
 	call := userCall("hello", 1)
-	call.Extra = map[string]any{"workflow_metadata": map[string]any{"workflow_id": "w"}}
+	call.Workflow = "w"
 	b.SetParallelism(16)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

@@ -265,9 +265,13 @@ func retryable(ctx context.Context, status int) bool {
 
 // once runs one attempt.
 func (c *Client) once(ctx context.Context, call scheduler.Call) (scheduler.CallResult, *extras) {
-	ex := &extras{body: map[string]any{}, headers: call.Headers, timeScale: 1}
-	for k, v := range call.Extra {
-		ex.body[k] = v
+	ex := &extras{body: map[string]any{}, headers: map[string]string{}, timeScale: 1}
+	for k, v := range call.Headers {
+		ex.headers[k] = v
+	}
+	if call.Workflow != "" {
+		ex.body["workflow_metadata"] = map[string]any{"workflow_id": call.Workflow, "agent_id": call.Agent, "workflow_priority": 1.0}
+		ex.headers["X-Workflow-Id"], ex.headers["X-Agent-Id"] = call.Workflow, call.Agent
 	}
 	if call.Temperature != nil {
 		ex.body["temperature"] = *call.Temperature

@@ -131,8 +131,7 @@ func TestExtrasHeadersAndTemperatureZero(t *testing.T) {
 	call := userCall("hi", 7)
 	call.Temperature = &zero
 	call.MinTokens = 7
-	call.Extra = map[string]any{"workflow_metadata": map[string]any{"workflow_id": "wf-1", "agent_id": "planner"}}
-	call.Headers = map[string]string{"X-Workflow-Id": "wf-1", "X-Agent-Id": "planner"}
+	call.Workflow, call.Agent = "wf-1", "planner"
 	r := cl.Complete(context.Background(), call)
 	if r.Err != nil {
 		t.Fatal(r.Err)

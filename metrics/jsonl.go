@@ -3,6 +3,7 @@ package metrics
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
 	"sync"
 	"time"
@@ -12,31 +13,35 @@ import (
 
 // JSONL writes results as JSON lines, on a goroutine of its own so that
 // encoding does not hold up the run (a virtual run spent an eighth of its
-// time encoding). Lines are buffered and written out at most FlushEvery
-// after they come (and at Flush and Close), so that millions of results
-// do not make a system call each, while a run killed outright loses at
-// most that much. Close it when the run ends.
+// time encoding). Results are handed over in batches, and lines written
+// out every FlushEvery (and at Close), so that millions of results cost
+// neither a wake-up nor a system call each, while a run killed outright
+// loses at most that much. Close it when the run ends.
 type JSONL struct {
-	ch   chan jsonItem
-	done chan struct{}
-	mu   sync.Mutex
-	err  error // the first write error, returned by the next call
+	mu      sync.Mutex
+	pending []jsonItem
+	closed  bool
+	err     error // the first write error, returned by the next call
+	wake    chan struct{}
+	done    chan struct{}
 }
 
 type jsonItem struct {
-	node  *scheduler.NodeResult
-	wf    *scheduler.WorkflowResult
-	flush chan error
+	node *scheduler.NodeResult
+	wf   *scheduler.WorkflowResult
 }
 
-// FlushEvery bounds how long a result waits in JSONL's buffers.
+// FlushEvery bounds how long a result waits before it is written out.
 const FlushEvery = 100 * time.Millisecond
+
+// jsonBatch is how many results wake the writer before FlushEvery does.
+const jsonBatch = 1024
 
 var _ scheduler.Sink = (*JSONL)(nil)
 
 // NewJSONL writes node results to nodes and workflow results to workflows.
 func NewJSONL(nodes, workflows io.Writer) *JSONL {
-	j := &JSONL{ch: make(chan jsonItem, 4096), done: make(chan struct{})}
+	j := &JSONL{wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go j.loop(nodes, workflows)
 	return j
 }
@@ -45,42 +50,36 @@ func (j *JSONL) loop(nodes, workflows io.Writer) {
 	defer close(j.done)
 	bn, bw := bufio.NewWriterSize(nodes, 256<<10), bufio.NewWriterSize(workflows, 64<<10)
 	en, ew := json.NewEncoder(bn), json.NewEncoder(bw)
-	timer := time.NewTimer(FlushEvery)
-	timer.Stop()
-	pending := false
-	flush := func() error {
-		timer.Stop()
-		pending = false
-		err := bn.Flush()
-		if e := bw.Flush(); err == nil {
-			err = e
-		}
-		return j.fail(err)
-	}
+	tick := time.NewTicker(FlushEvery)
+	defer tick.Stop()
+	var spare []jsonItem
 	for {
+		flush := false
 		select {
-		case it, ok := <-j.ch:
-			if !ok {
-				flush()
-				return
+		case <-j.wake:
+		case <-tick.C:
+			flush = true
+		}
+		j.mu.Lock()
+		batch, closed := j.pending, j.closed
+		j.pending = spare[:0]
+		j.mu.Unlock()
+		var err error
+		for _, it := range batch {
+			if it.node != nil {
+				err = errors.Join(err, en.Encode(it.node))
+			} else {
+				err = errors.Join(err, ew.Encode(it.wf))
 			}
-			var err error
-			switch {
-			case it.node != nil:
-				err = en.Encode(it.node)
-			case it.wf != nil:
-				err = ew.Encode(it.wf)
-			default:
-				it.flush <- flush()
-				continue
-			}
-			j.fail(err)
-			if !pending {
-				pending = true
-				timer.Reset(FlushEvery)
-			}
-		case <-timer.C:
-			flush()
+		}
+		clear(batch)
+		spare = batch
+		if flush || closed {
+			err = errors.Join(err, bn.Flush(), bw.Flush())
+		}
+		j.fail(err)
+		if closed {
+			return
 		}
 	}
 }
@@ -95,34 +94,36 @@ func (j *JSONL) fail(err error) error {
 	return j.err
 }
 
-// Node queues one node result.
-func (j *JSONL) Node(r scheduler.NodeResult) error {
-	if err := j.fail(nil); err != nil {
-		return err
+func (j *JSONL) add(it jsonItem) error {
+	j.mu.Lock()
+	err := j.err
+	j.pending = append(j.pending, it)
+	n := len(j.pending)
+	j.mu.Unlock()
+	if n == jsonBatch {
+		select {
+		case j.wake <- struct{}{}:
+		default:
+		}
 	}
-	j.ch <- jsonItem{node: &r}
-	return nil
+	return err
 }
+
+// Node queues one node result.
+func (j *JSONL) Node(r scheduler.NodeResult) error { return j.add(jsonItem{node: &r}) }
 
 // Workflow queues one workflow result.
-func (j *JSONL) Workflow(r scheduler.WorkflowResult) error {
-	if err := j.fail(nil); err != nil {
-		return err
-	}
-	j.ch <- jsonItem{wf: &r}
-	return nil
-}
+func (j *JSONL) Workflow(r scheduler.WorkflowResult) error { return j.add(jsonItem{wf: &r}) }
 
-// Flush writes out every result queued so far.
-func (j *JSONL) Flush() error {
-	c := make(chan error, 1)
-	j.ch <- jsonItem{flush: c}
-	return <-c
-}
-
-// Close writes out what is queued and stops the writer.
+// Close writes out what is queued and stops the writer. Call it once.
 func (j *JSONL) Close() error {
-	close(j.ch)
+	j.mu.Lock()
+	j.closed = true
+	j.mu.Unlock()
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
 	<-j.done
 	return j.fail(nil)
 }

@@ -191,10 +191,10 @@ func (v *Virtual) dispatch(p *pending) {
 	c := &p.call
 	i, wf := 0, ""
 	if v.bal != nil {
-		id := c.Headers["X-Workflow-Id"]
+		id := c.Workflow
 		req := &router.Request{Session: id, Prompt: func() string { return promptText(c.Messages) }}
 		if id != "" {
-			req.Meta = &router.Metadata{WorkflowID: id, AgentID: c.Headers["X-Agent-Id"]}
+			req.Meta = &router.Metadata{WorkflowID: id, AgentID: c.Agent}
 		}
 		d := v.bal.Route(req)
 		i = max(0, d.Backend) // every engine is healthy

@@ -41,6 +41,9 @@ type ComparisonDoc struct {
 	// policy can shorten one workflow, and differences are noise.
 	SingleChain bool   `json:"single_chain"`
 	Note        string `json:"note,omitempty"`
+	// UnreliableTiming lists the runs whose wall clock fell behind the
+	// model (summary.json's timing verdict): their latencies are overstated.
+	UnreliableTiming []string `json:"unreliable_timing,omitempty"`
 	// Answer is what the comparison found, in a sentence or two, computed
 	// from the figures (see FillAnswer); every output opens with it.
 	Answer string `json:"answer,omitempty"`
@@ -228,7 +231,21 @@ func WriteComparisonText(w io.Writer, d ComparisonDoc) error {
 			return err
 		}
 	}
+	if t := d.timingWarning(); t != "" {
+		if _, err := fmt.Fprintln(w, t); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// timingWarning says which runs' timing was unreliable, "" if none.
+func (d ComparisonDoc) timingWarning() string {
+	if len(d.UnreliableTiming) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("Timing: UNRELIABLE in %d run(s) (%s): the wall clock fell behind the model, so their latencies are overstated; use --clock virtual or a larger --time-scale.",
+		len(d.UnreliableTiming), elide(d.UnreliableTiming, 3, 1))
 }
 
 // WriteComparisonMarkdown writes the comparison as Markdown.
@@ -246,12 +263,18 @@ func WriteComparisonMarkdown(w io.Writer, d ComparisonDoc) error {
 	if d.Note != "" {
 		fmt.Fprintf(&b, "\n%s\n", d.Note)
 	}
+	if t := d.timingWarning(); t != "" {
+		fmt.Fprintf(&b, "\n**%s**\n", t)
+	}
 	fmt.Fprintf(&b, "\nMeans over iterations with 95%% confidence intervals (Student's t). Times are %s.\n", timesWord(d.Backend))
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
 func timesWord(b Backend) string {
+	if b.Clock == "virtual" {
+		return "modeled seconds (virtual clock, exact)"
+	}
 	if b.TimeScale != 1 {
 		return fmt.Sprintf("modeled seconds (time scale %g)", b.TimeScale)
 	}

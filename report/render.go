@@ -54,6 +54,14 @@ func Recompute(d *ComparisonDoc, runs map[string][]RunData, baseline string) {
 		arms = append(arms, a)
 	}
 	d.Comparison = metrics.Compare(arms, baseline)
+	d.UnreliableTiming = nil
+	for _, label := range d.Arms {
+		for _, rd := range runs[label] {
+			if t := rd.Report.Timing; t != nil && t.Verdict == TimingUnreliable {
+				d.UnreliableTiming = append(d.UnreliableTiming, rd.Report.RunID)
+			}
+		}
+	}
 	d.FillNote()
 	d.FillAnswer()
 }

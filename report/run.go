@@ -170,13 +170,41 @@ func (r RunReport) Answer() string {
 	return out
 }
 
+// ClockWords says which clock timed the run and what its times are.
+func (r RunReport) ClockWords() string {
+	switch {
+	case r.Backend.Clock == "virtual":
+		return "virtual clock: times are modeled, exactly"
+	case r.Backend.TimeScale != 1:
+		return fmt.Sprintf("wall clock, time scale %g: times are modeled (wall / scale)", r.Backend.TimeScale)
+	case r.Backend.Kind == "embedded":
+		return "wall clock, time scale 1: times are measured"
+	}
+	return "times are measured"
+}
+
+// TimingWords is the timing row: exact, reliable (with the engines'
+// lateness) or unreliable with the advice, or unknown for real servers.
+func (r RunReport) TimingWords() string {
+	t := r.Timing
+	if t == nil {
+		return "measured on the servers' own clocks (not checked)"
+	}
+	switch t.Verdict {
+	case TimingExact:
+		return "exact (virtual clock)"
+	case TimingUnreliable:
+		return fmt.Sprintf("UNRELIABLE: steps began %s late at p50, %s at p99, %.1f%% of the run in all; %s",
+			ms(t.LateP50S), ms(t.LateP99S), 100*t.LateShare, t.Advice)
+	}
+	return fmt.Sprintf("reliable: steps began %s late at p50, %s at p99, %.2f%% of the run in all (limit %.0f%%)",
+		ms(t.LateP50S), ms(t.LateP99S), 100*t.LateShare, 100*MaxLateShare)
+}
+
 // WriteRunText writes a run's summary table.
 func WriteRunText(w io.Writer, r RunReport) error {
 	s := r.Summary
-	times := "times are measured"
-	if r.Backend.TimeScale != 1 {
-		times = fmt.Sprintf("time scale %g: times are modeled (wall / scale)", r.Backend.TimeScale)
-	}
+	times := r.ClockWords()
 	backend := "endpoint " + strings.Join(r.Backend.URLs, ", ")
 	if r.Backend.Kind == "embedded" {
 		backend = "embedded engine " + r.Backend.Profile
@@ -201,6 +229,7 @@ func WriteRunText(w io.Writer, r RunReport) error {
 	}
 	rows := [][]string{
 		{"outcome", r.Outcome + reason(r.Reason)},
+		{"timing", r.TimingWords()},
 		{"workflows completed", fmt.Sprintf("%d of %d", s.Completed, s.Workflows)},
 		{"nodes", fmt.Sprintf("%d llm ok, %d tool ok, %d failed, %d skipped, %d canceled", s.Requests, s.ToolNodes, s.Failed, s.Skipped, s.Canceled)},
 		{"run duration", seconds(s.DurationS)},

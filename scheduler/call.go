@@ -24,9 +24,11 @@ type Call struct {
 	IgnoreEOS   bool     // sent as ignore_eos when true
 	Temperature *float64 // nil: not sent (the server's default); 0 is sent as 0
 	Seed        *int64
-	// Extra holds body fields the OpenAI schema lacks (workflow_metadata).
-	Extra map[string]any
-	// Headers are sent with the request (X-Workflow-Id, X-Agent-Id).
+	// Workflow and Agent name the call's workflow and agent: the client
+	// sends them as workflow_metadata and X-Workflow-Id / X-Agent-Id, for
+	// routing ("" sends neither).
+	Workflow, Agent string
+	// Headers are more headers to send (a fault to inject, in tests).
 	Headers map[string]string
 }
 

@@ -35,10 +35,13 @@ type prompter struct {
 	// each of its later prompts. Shared by the trace's workflows.
 	mu   sync.RWMutex
 	fill map[[2]int]string // by (node, input index or dag.InputOutput/InputSystem)
+	// ref memoizes each node's messages in the reference context, which
+	// are the same for every workflow but for the tag.
+	ref map[int][]Message
 }
 
 func newPrompter(g *dag.Graph, t *dag.Topology, enc *tokenizer.Encoder, mode ContextMode) *prompter {
-	p := &prompter{g: g, prev: dag.PreviousCalls(g), enc: enc, mode: mode, fill: map[[2]int]string{}}
+	p := &prompter{g: g, prev: dag.PreviousCalls(g), enc: enc, mode: mode, fill: map[[2]int]string{}, ref: map[int][]Message{}}
 	if mode == ContextLive {
 		p.from = map[[2]int]int{}
 		for v, n := range g.Nodes {
@@ -63,6 +66,24 @@ func newPrompter(g *dag.Graph, t *dag.Topology, enc *tokenizer.Encoder, mode Con
 // or a system message of its own), so that replays of one trace in a run
 // share no cached prefix with each other.
 func (p *prompter) messages(v int, generated func(int) (string, bool), tag string) []Message {
+	if p.mode != ContextLive {
+		p.mu.RLock()
+		base, ok := p.ref[v]
+		p.mu.RUnlock()
+		if !ok {
+			base = p.build(v, nil)
+			p.mu.Lock()
+			p.ref[v] = base
+			p.mu.Unlock()
+		}
+		return withTag(append(make([]Message, 0, len(base)+1), base...), tag)
+	}
+	return withTag(p.build(v, generated), tag)
+}
+
+// build rebuilds node v's prompt, with this run's outputs in the live
+// context.
+func (p *prompter) build(v int, generated func(int) (string, bool)) []Message {
 	msgs := dag.Messages(p.g, p.prev, v)
 	out := make([]Message, len(msgs), len(msgs)+1)
 	for i, m := range msgs {
@@ -96,6 +117,11 @@ func (p *prompter) messages(v int, generated func(int) (string, bool), tag strin
 		// the tool messages after it answer them.
 		out[i] = Message{Role: m.Role, Content: text, ToolCalls: m.ToolCalls, ToolCallID: m.ToolCallID}
 	}
+	return out
+}
+
+// withTag starts a prompt with the tag, if any.
+func withTag(out []Message, tag string) []Message {
 	if tag != "" {
 		if len(out) > 0 && out[0].Role == "system" {
 			out[0].Content = tag + "\n" + out[0].Content

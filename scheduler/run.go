@@ -508,8 +508,7 @@ func (r *runner) call(f *flow, v int) Call {
 	}
 	return Call{
 		Messages: msgs, MaxTokens: maxTokens, IgnoreEOS: !r.cfg.NoIgnoreEOS, Temperature: r.cfg.Temperature,
-		Extra:   map[string]any{"workflow_metadata": map[string]any{"workflow_id": f.id, "agent_id": nd.Agent, "workflow_priority": 1.0}},
-		Headers: map[string]string{"X-Workflow-Id": f.id, "X-Agent-Id": nd.Agent},
+		Workflow: f.id, Agent: nd.Agent,
 	}
 }
 

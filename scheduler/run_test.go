@@ -185,7 +185,7 @@ func (f *fake) Complete(ctx context.Context, c scheduler.Call) scheduler.CallRes
 		return scheduler.CallResult{Start: start, Err: ctx.Err()}
 	}
 	r := scheduler.CallResult{Start: start, E2E: time.Since(start), TTFT: time.Since(start), CompletionTokens: c.MaxTokens, Text: "generated"}
-	if f.fail[c.Headers["X-Agent-Id"]] {
+	if f.fail[c.Agent] {
 		r.Err = fmt.Errorf("injected failure")
 	}
 	return r
@@ -311,11 +311,10 @@ func TestCallsCarryWorkflowMetadata(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for k, c := range f.calls {
-		wm := c.Extra["workflow_metadata"].(map[string]any)
-		if wm["workflow_id"] != c.Headers["X-Workflow-Id"] || wm["agent_id"] != c.Headers["X-Agent-Id"] || wm["agent_id"] == "" {
-			t.Errorf("call %d: metadata %v headers %v", k, wm, c.Headers)
+		if c.Workflow == "" || c.Agent == "" {
+			t.Errorf("call %d: workflow %q agent %q", k, c.Workflow, c.Agent)
 		}
-		seen[c.Headers["X-Workflow-Id"]] = true
+		seen[c.Workflow] = true
 		if c.Temperature == nil || *c.Temperature != 0 || !c.IgnoreEOS {
 			t.Errorf("call %d: temperature %v ignore_eos %v", k, c.Temperature, c.IgnoreEOS)
 		}

@@ -392,6 +392,9 @@ func (e *Engine) submit(r Request, at time.Duration) (*Stream, error) {
 	}
 	s.submitted = at
 	st.arrival = s.submitted
+	// Room for the output the request is expected to give (stop strings
+	// aside), so the stream does not regrow token by token.
+	st.tokens, st.times = make([]int, 0, min(s.target, 4096)), make([]time.Duration, 0, min(s.target, 4096))
 	e.inbox = append(e.inbox, s)
 	e.mu.Unlock()
 	e.poke()

@@ -22,6 +22,8 @@ type hist struct {
 	counts []uint64 // per bucket, not cumulative; the last is +Inf
 	sum    float64
 	n      uint64
+	last   time.Duration // the last value observed and its bucket: the
+	lastK  int           // decodes of one step all observe the same gap
 }
 
 func newHist(bounds []float64) *hist {
@@ -30,7 +32,10 @@ func newHist(bounds []float64) *hist {
 
 func (h *hist) observe(d time.Duration) {
 	v := d.Seconds()
-	h.counts[sort.SearchFloat64s(h.bounds, v)]++
+	if d != h.last || h.n == 0 {
+		h.last, h.lastK = d, sort.SearchFloat64s(h.bounds, v)
+	}
+	h.counts[h.lastK]++
 	h.sum += v
 	h.n++
 }

@@ -25,6 +25,9 @@ type Encoder struct {
 
 	mu    sync.RWMutex
 	cache map[string][]int
+	// headers holds the chat template's header of each common role,
+	// rendered at load (read-only after).
+	headers map[string][]int
 }
 
 var (
@@ -77,7 +80,13 @@ func load() (*Encoder, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("load %s vocabulary: %w", VocabName, err)
 	}
-	return &Encoder{ranks: ranks, cache: make(map[string][]int)}, nil
+	e := &Encoder{ranks: ranks, cache: make(map[string][]int)}
+	headers := map[string][]int{}
+	for _, r := range roles {
+		headers[r] = e.renderHeader(nil, r)
+	}
+	e.headers = headers
+	return e, nil
 }
 
 // VocabSize is the number of ordinary (non-special) tokens.

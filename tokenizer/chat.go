@@ -117,11 +117,21 @@ func (m *Memo) Chat(dst []int, messages []Message, addGenerationPrompt bool) []i
 }
 
 func (e *Encoder) header(dst []int, role string) []int {
+	if h, ok := e.headers[role]; ok {
+		return append(dst, h...)
+	}
+	return e.renderHeader(dst, role)
+}
+
+func (e *Encoder) renderHeader(dst []int, role string) []int {
 	dst = append(dst, StartHeader)
 	dst = e.Encode(dst, role)
 	dst = append(dst, EndHeader)
 	return e.Encode(dst, headerNewline)
 }
+
+// roles are the chat roles whose headers are rendered once, at load.
+var roles = []string{"system", "user", "assistant", "tool", "developer"}
 
 // MessageOverhead is the number of template tokens one message of the given
 // role adds besides its content.
