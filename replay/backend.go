@@ -139,7 +139,11 @@ func Start(ctx context.Context, s Spec) (*Backend, error) {
 	}
 	targets := s.Endpoints
 	if len(s.Endpoints) == 0 {
-		prof, err := sim.LoadProfile(s.Profile)
+		name := s.Profile
+		if name == "" {
+			name = sim.DefaultProfile
+		}
+		prof, err := sim.LoadProfile(name)
 		if err != nil {
 			return nil, usage("--profile: %v", err)
 		}

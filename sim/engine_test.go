@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -298,6 +299,59 @@ func TestSubmitValidation(t *testing.T) {
 	} {
 		if _, err := e.Submit(r); err == nil {
 			t.Errorf("request with %d prompt tokens, max_tokens %d accepted", len(r.Prompt), r.MaxTokens)
+		}
+	}
+}
+
+// lateClock oversleeps every sleep by late, as a busy CPU does.
+type lateClock struct {
+	FakeClock
+	late time.Duration
+}
+
+func (c *lateClock) SleepUntil(ctx context.Context, t time.Time) error {
+	c.Advance(t.Sub(c.Now()) + c.late)
+	return ctx.Err()
+}
+
+// TestLatenessRecorded: an engine whose every sleep overshoots by 5 ms
+// records each following step as begun 5 ms late; one that keeps time
+// records none.
+func TestLatenessRecorded(t *testing.T) {
+	for _, late := range []time.Duration{0, 5 * time.Millisecond} {
+		clock := &lateClock{late: late}
+		clock.now = time.Unix(0, 0)
+		e, err := New(Config{Clock: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			e.Run(ctx)
+		}()
+		st, err := e.Submit(Request{Prompt: make([]int, 100), MaxTokens: 20, IgnoreEOS: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			if _, fin, _ := st.Snapshot(0); fin {
+				break
+			}
+			<-st.Notify()
+		}
+		cancel()
+		<-done
+		l := e.Lateness()
+		if l.Steps < 20 {
+			t.Fatalf("late %v: %d steps measured", late, l.Steps)
+		}
+		switch {
+		case late == 0 && (l.LateSteps != 0 || l.Total != 0):
+			t.Errorf("on time: %d late steps, %v in all", l.LateSteps, l.Total)
+		case late > 0 && (l.LateSteps < 19 || l.Total < 19*late || l.Total > time.Duration(l.Steps)*late):
+			t.Errorf("late %v: %d of %d steps late, %v in all", late, l.LateSteps, l.Steps, l.Total)
 		}
 	}
 }

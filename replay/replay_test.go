@@ -1,0 +1,206 @@
+package replay
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/wfsched/wfsched/dag"
+	"github.com/wfsched/wfsched/report"
+	"github.com/wfsched/wfsched/scheduler"
+	"github.com/wfsched/wfsched/sim"
+)
+
+func readTrace(t *testing.T, name string) []*dag.Graph {
+	t.Helper()
+	gs, err := dag.ReadFile(filepath.Join("..", "traces", name), dag.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gs
+}
+
+// virtualRun replays cfg on n virtual engines into a fresh folder.
+func virtualRun(t *testing.T, gs []*dag.Graph, cfg scheduler.Config, n int, routing string) (string, report.RunReport) {
+	t.Helper()
+	dir := t.TempDir()
+	infos, err := TraceInfos("trace", gs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, _, err := Once(context.Background(), Spec{Instances: n, Routing: routing, Seed: 7},
+		Job{Dir: dir, Config: cfg, Graphs: gs, Traces: infos, Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Outcome != scheduler.OutcomeCompleted {
+		t.Fatalf("outcome %s: %s", rep.Outcome, rep.Reason)
+	}
+	return dir, rep
+}
+
+// TestVirtualDeterministic replays an open loop of the agents trace on
+// three engines behind the workflow-aware router twice: the results must
+// be the same bytes, and the summaries the same figures.
+func TestVirtualDeterministic(t *testing.T) {
+	gs := readTrace(t, "agents-40.json")
+	cfg := scheduler.Config{Policy: scheduler.Parallel{}, Workflows: 12, Arrival: scheduler.Arrival{Kind: scheduler.ArrivalPoisson, Rate: 2, Seed: 3}}
+	d1, r1 := virtualRun(t, gs, cfg, 3, "workflow-aware")
+	d2, r2 := virtualRun(t, gs, cfg, 3, "workflow-aware")
+	for _, f := range []string{"nodes.jsonl", "workflows.jsonl"} {
+		a, err := os.ReadFile(filepath.Join(d1, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(filepath.Join(d2, f))
+		if len(a) == 0 || !bytes.Equal(a, b) {
+			t.Errorf("%s differs between two runs of the same inputs (%d and %d bytes)", f, len(a), len(b))
+		}
+	}
+	s1, s2 := r1.Summary, r2.Summary
+	s1.Utilisation, s2.Utilisation = nil, nil
+	var j1, j2 bytes.Buffer
+	report.WriteJSON(&j1, s1)
+	report.WriteJSON(&j2, s2)
+	if !bytes.Equal(j1.Bytes(), j2.Bytes()) {
+		t.Errorf("summaries differ:\n%s\n%s", j1.String(), j2.String())
+	}
+	if r1.Timing == nil || r1.Timing.Verdict != report.TimingExact || r1.Backend.Clock != ClockVirtual {
+		t.Errorf("timing %+v, clock %q", r1.Timing, r1.Backend.Clock)
+	}
+	if st := r1.Backend.RouterStats; st == nil || st.AffinityHits == 0 {
+		t.Errorf("router stats %+v", st)
+	}
+}
+
+// TestVirtualIsTheEngine checks the virtual driver's figures against the
+// engine's own record of every request: with no network in between, a
+// call's TTFT and E2E are its engine's first-token and finish times less
+// its arrival, exactly, and its tokens are the engine's.
+func TestVirtualIsTheEngine(t *testing.T) {
+	gs := readTrace(t, "fanout-12.json")
+	var recs []sim.Finished
+	v, err := NewVirtual(VirtualConfig{Engine: sim.Config{Seed: 1, OnFinish: func(f sim.Finished) { recs = append(recs, f) }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []scheduler.NodeResult
+	sink := &collect{nodes: &got}
+	res, err := scheduler.RunVirtual(context.Background(), scheduler.Config{Policy: scheduler.Parallel{}, Workflows: 2, Concurrency: 2}, gs, v, sink)
+	if err != nil || res.Outcome != scheduler.OutcomeCompleted {
+		t.Fatalf("%v %+v", err, res)
+	}
+	type key struct{ start, end float64 }
+	byTime := map[key]sim.Finished{}
+	for _, f := range recs {
+		byTime[key{f.Arrival.Seconds(), f.End.Seconds()}] = f
+	}
+	llm := 0
+	for _, r := range got {
+		if r.Kind != "llm" {
+			continue
+		}
+		llm++
+		f, ok := byTime[key{r.StartS, r.EndS}]
+		if !ok {
+			t.Fatalf("node %s/%s [%v, %v]: no engine request with that arrival and end", r.Workflow, r.Node, r.StartS, r.EndS)
+		}
+		if ttft := (f.FirstToken - f.Arrival).Seconds(); r.TTFTS != ttft || r.E2ES != (f.End-f.Arrival).Seconds() {
+			t.Errorf("node %s: TTFT %v E2E %v, engine %v %v", r.Node, r.TTFTS, r.E2ES, ttft, (f.End - f.Arrival).Seconds())
+		}
+		if r.CompletionTokens != f.OutputTokens || r.PromptTokens != f.PromptTokens || len(r.ITLS) != f.OutputTokens-1 {
+			t.Errorf("node %s: %d/%d tokens (%d gaps), engine %d/%d", r.Node, r.PromptTokens, r.CompletionTokens, len(r.ITLS), f.PromptTokens, f.OutputTokens)
+		}
+	}
+	if llm == 0 || llm != len(recs) {
+		t.Errorf("%d LLM nodes, %d engine requests", llm, len(recs))
+	}
+}
+
+// TestVirtualConnectionLimit: with one connection the calls queue first
+// come first served in the client, never two on the engine at once, and
+// the wait counts in their TTFT.
+func TestVirtualConnectionLimit(t *testing.T) {
+	gs := readTrace(t, "fanout-12.json")
+	var recs []sim.Finished
+	v, err := NewVirtual(VirtualConfig{MaxConns: 1, Engine: sim.Config{OnFinish: func(f sim.Finished) { recs = append(recs, f) }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []scheduler.NodeResult
+	if _, err := scheduler.RunVirtual(context.Background(), scheduler.Config{Policy: scheduler.Parallel{}}, gs, v, &collect{nodes: &got}); err != nil {
+		t.Fatal(err)
+	}
+	for k := 1; k < len(recs); k++ {
+		if recs[k].Arrival < recs[k-1].End {
+			t.Errorf("request %d arrived at %v, before request %d ended at %v", k, recs[k].Arrival, k-1, recs[k-1].End)
+		}
+	}
+	waited := false
+	for _, r := range got {
+		if r.Kind == "llm" && r.TTFTS > 0.5 {
+			waited = true
+		}
+	}
+	if !waited {
+		t.Error("no call's TTFT shows the wait for the connection")
+	}
+}
+
+// TestVirtualInterrupt: a canceled context stops new dispatches; the
+// results so far are kept and the run says it was interrupted.
+func TestVirtualInterrupt(t *testing.T) {
+	gs := readTrace(t, "chain-16.json")
+	v, err := NewVirtual(VirtualConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var got []scheduler.NodeResult
+	sink := &collect{nodes: &got, after: 3, cancel: cancel}
+	res, err := scheduler.RunVirtual(ctx, scheduler.Config{Policy: scheduler.Sequential{}}, gs, v, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != scheduler.OutcomeInterrupted || len(got) < 3 || len(got) >= len(gs[0].Nodes) {
+		t.Errorf("outcome %s with %d of %d nodes", res.Outcome, len(got), len(gs[0].Nodes))
+	}
+}
+
+type collect struct {
+	nodes  *[]scheduler.NodeResult
+	after  int
+	cancel func()
+}
+
+func (c *collect) Node(r scheduler.NodeResult) error {
+	*c.nodes = append(*c.nodes, r)
+	if c.cancel != nil && len(*c.nodes) == c.after {
+		c.cancel()
+	}
+	return nil
+}
+func (c *collect) Workflow(scheduler.WorkflowResult) error { return nil }
+
+// TestSpecClock: the embedded engines default to the virtual clock, an
+// endpoint to the wall, and a virtual endpoint is refused.
+func TestSpecClock(t *testing.T) {
+	for _, tt := range []struct {
+		s    Spec
+		want string
+		bad  bool
+	}{
+		{Spec{}, ClockVirtual, false},
+		{Spec{Clock: ClockWall}, ClockWall, false},
+		{Spec{Endpoints: []string{"http://127.0.0.1:1"}}, ClockWall, false},
+		{Spec{Endpoints: []string{"http://127.0.0.1:1"}, Clock: ClockVirtual}, "", true},
+		{Spec{Clock: "sundial"}, "", true},
+	} {
+		got, err := tt.s.ResolveClock()
+		if got != tt.want || (err != nil) != tt.bad {
+			t.Errorf("%+v: %q, %v", tt.s, got, err)
+		}
+	}
+}
