@@ -112,3 +112,40 @@ func TestGate(t *testing.T) {
 		t.Errorf("welch p = %v, want about 0.0705", p)
 	}
 }
+
+// TestGateExact: figures of virtual-clock cases are compared directly,
+// with no test of significance: any change past the tolerance is
+// reported, a regression when worse; a wall-clock baseline for the same
+// case falls back to the statistical gate.
+func TestGateExact(t *testing.T) {
+	virtual := func(makespan, hit float64) *Result {
+		r := result(est(makespan), est(hit))
+		r.Cases[0].Clock = ClockVirtual
+		return r
+	}
+	base := virtual(10, 0.9)
+	for _, tt := range []struct {
+		name          string
+		cur           *Result
+		makespan, hit string
+	}{
+		{"identical", virtual(10, 0.9), Unchanged, Unchanged},
+		{"0.4% slower is within the tolerance", virtual(10.04, 0.9), Unchanged, Unchanged},
+		{"1% slower fails", virtual(10.1, 0.9), Regression, Unchanged},
+		{"a lower hit rate fails", virtual(10, 0.85), Unchanged, Regression},
+		{"faster is reported", virtual(9, 0.9), Improvement, Unchanged},
+	} {
+		checks := Gate(base, tt.cur, 0.10, DefaultTolerance)
+		if len(checks) != 2 || checks[0].Verdict != tt.makespan || checks[1].Verdict != tt.hit || !checks[0].Exact {
+			t.Errorf("%s: verdicts %+v, want %s %s", tt.name, checks, tt.makespan, tt.hit)
+		}
+		if Failed(checks) != (tt.makespan == Regression || tt.hit == Regression) {
+			t.Errorf("%s: Failed disagrees", tt.name)
+		}
+	}
+	// One value on each side of a wall-clock baseline: untested, as before.
+	wallBase := result(est(10), est(0.9))
+	if c := Gate(wallBase, virtual(20, 0.9), 0.1, DefaultTolerance); c[0].Verdict != Untested || c[0].Exact {
+		t.Errorf("virtual against a wall baseline: %+v", c)
+	}
+}

@@ -278,8 +278,19 @@ func WriteMarkdown(w io.Writer, cur *Result, checks []Check, maxRegression, tole
 		if Failed(checks) {
 			verdict = "**FAILED**"
 		}
-		fmt.Fprintf(&b, "\nRegression gate (virtual clock: any change beyond %.1f%% is reported, worse fails; wall clock: worse by more than %.0f%% and significant, Welch's t-test, p < 0.05 over %d figures = %.2g): %s\n\n",
-			100*tolerance, 100*maxRegression, int(math.Round(0.05/Alpha(checks))), Alpha(checks), verdict)
+		var rules []string
+		exact, wall := false, false
+		for _, c := range checks {
+			exact, wall = exact || c.Exact, wall || !c.Exact
+		}
+		if exact {
+			rules = append(rules, fmt.Sprintf("virtual clock: any change beyond %.1f%% is reported, worse fails", 100*tolerance))
+		}
+		if wall {
+			rules = append(rules, fmt.Sprintf("wall clock: worse by more than %.0f%% and significant, Welch's t-test, p < 0.05 over %d figures = %.2g",
+				100*maxRegression, int(math.Round(0.05/Alpha(checks))), Alpha(checks)))
+		}
+		fmt.Fprintf(&b, "\nRegression gate (%s): %s\n\n", strings.Join(rules, "; "), verdict)
 		b.WriteString("| case | arm | figure | baseline | current | change | p | verdict |\n|---|---|---|---|---|---|---|---|\n")
 		for _, c := range checks {
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", c.Case, c.Arm, c.Figure, fmtNum(c.Figure, c.Base), fmtNum(c.Figure, c.Current),

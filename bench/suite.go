@@ -206,7 +206,7 @@ func (s *Suite) check(path string, data []byte) error {
 			return bad(key+".traces", "missing: name at least one trace file")
 		}
 		for _, t := range c.Traces {
-			if _, err := os.Stat(filepath.Join(s.Dir, t)); err != nil {
+			if _, err := os.Stat(s.TracePath(t)); err != nil {
 				return bad(key+".traces", "%s: %v (paths are relative to the suite file)", t, err)
 			}
 		}
@@ -246,6 +246,15 @@ func (s *Suite) check(path string, data []byte) error {
 		}
 	}
 	return nil
+}
+
+// TracePath is where a case's trace is: relative to the suite file,
+// unless absolute.
+func (s *Suite) TracePath(t string) string {
+	if filepath.IsAbs(t) {
+		return t
+	}
+	return filepath.Join(s.Dir, t)
 }
 
 // Clocks a case runs on.

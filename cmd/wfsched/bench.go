@@ -96,7 +96,7 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 		var graphs []*dag.Graph
 		var infos []report.TraceInfo
 		for _, t := range c.Traces {
-			p := filepath.Join(suite.Dir, t)
+			p := suite.TracePath(t)
 			gs, err := dag.ReadFile(p, dag.Options{})
 			if err != nil {
 				return &cliError{code: exitUsage, err: err}
