@@ -77,8 +77,8 @@ type Round struct {
 
 // Rounds runs warmup then measured rounds of every arm, interleaved (A B C
 // A B C ...) so that every arm sees the same conditions, each on a fresh
-// backend, into base/<label>. setup gives each arm's backend and job (the
-// job's Dir is set here); done sees each finished run, in order, and may
+// backend, into base/<label>. setup gives each round's backend and job
+// (the job's Dir is set here); done sees each finished run, in order, and may
 // stop the loop with an error. A run that fails or is interrupted stops the
 // loop too, after done has seen it.
 //
@@ -86,7 +86,7 @@ type Round struct {
 // other's clocks. Runs on the virtual clock share nothing and measure no
 // wall time, so they go at once, one per processor.
 func Rounds(ctx context.Context, base string, arms []Arm, warmup, iterations int,
-	setup func(Arm) (Spec, Job, error), done func(Round, report.RunReport, report.Backend) error) error {
+	setup func(Round) (Spec, Job, error), done func(Round, report.RunReport, report.Backend) error) error {
 	type run struct {
 		r    Round
 		spec Spec
@@ -105,7 +105,7 @@ func Rounds(ctx context.Context, base string, arms []Arm, warmup, iterations int
 				r.Label = fmt.Sprintf("warmup-%s-%d", safeLabel(a.Label), it+1)
 			}
 			r.Dir = filepath.Join(base, r.Label)
-			spec, job, err := setup(a)
+			spec, job, err := setup(r)
 			if err != nil {
 				return err
 			}

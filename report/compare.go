@@ -44,6 +44,8 @@ type ComparisonDoc struct {
 	// UnreliableTiming lists the runs whose wall clock fell behind the
 	// model (summary.json's timing verdict): their latencies are overstated.
 	UnreliableTiming []string `json:"unreliable_timing,omitempty"`
+	// Seed is the first run's seed.
+	Seed uint64 `json:"seed,omitempty"`
 	// Answer is what the comparison found, in a sentence or two, computed
 	// from the figures (see FillAnswer); every output opens with it.
 	Answer string `json:"answer,omitempty"`
@@ -79,6 +81,9 @@ func (d *ComparisonDoc) FillAnswer() {
 		return
 	case sp.N < 2 || math.IsNaN(float64(sp.Lo)):
 		first = fmt.Sprintf("%s finished workflows %.2fx as fast as %s in one iteration (no interval: run --iterations 3 before trusting it).", best.Label, x, base.Label)
+		if d.Backend.Clock == "virtual" {
+			first = fmt.Sprintf("%s finished workflows %.2fx as fast as %s, exactly, for seed %d (--iterations 3 repeats it with other seeds for an interval).", best.Label, x, base.Label, d.Seed)
+		}
 	case !best.Significant:
 		first = fmt.Sprintf("No arm differs significantly from %s in makespan (the best, %s, %.2fx, 95%% CI %.2f-%.2f).", base.Label, best.Label, x, float64(sp.Lo), float64(sp.Hi))
 	case x > 1:

@@ -55,8 +55,11 @@ func Recompute(d *ComparisonDoc, runs map[string][]RunData, baseline string) {
 	}
 	d.Comparison = metrics.Compare(arms, baseline)
 	d.UnreliableTiming = nil
-	for _, label := range d.Arms {
-		for _, rd := range runs[label] {
+	for i, label := range d.Arms {
+		for k, rd := range runs[label] {
+			if i == 0 && k == 0 {
+				d.Seed = rd.Report.Config.Seed
+			}
 			if t := rd.Report.Timing; t != nil && t.Verdict == TimingUnreliable {
 				d.UnreliableTiming = append(d.UnreliableTiming, rd.Report.RunID)
 			}

@@ -75,6 +75,9 @@ type SweepDoc struct {
 	// Saturate); every output opens with it.
 	Answer string       `json:"answer,omitempty"`
 	Points []SweepPoint `json:"points"`
+	// UnreliableTiming lists the runs whose wall clock fell behind the
+	// model: their latencies are overstated.
+	UnreliableTiming []string `json:"unreliable_timing,omitempty"`
 }
 
 // MinThroughput is the share of the offered workflows an arm must complete
@@ -239,8 +242,14 @@ func WriteSweepText(w io.Writer, d SweepDoc) error {
 	if err := Table(w, header, rows); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "Saturation:\n  %s\nTimes are %s.\n", strings.Join(d.saturationLines(), "\n  "), timesWord(d.Backend))
-	return err
+	if _, err := fmt.Fprintf(w, "Saturation:\n  %s\nTimes are %s.\n", strings.Join(d.saturationLines(), "\n  "), timesWord(d.Backend)); err != nil {
+		return err
+	}
+	if len(d.UnreliableTiming) > 0 {
+		_, err := fmt.Fprintln(w, ComparisonDoc{UnreliableTiming: d.UnreliableTiming}.timingWarning())
+		return err
+	}
+	return nil
 }
 
 // WriteSweepMarkdown writes the sweep as Markdown, its plots first.

@@ -122,7 +122,8 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 			warmup, iterations = suite.Warmup, suite.Iterations
 		}
 		err := replay.Rounds(ctx, filepath.Join(dir, c.Name), arms, warmup, iterations,
-			func(a replay.Arm) (replay.Spec, replay.Job, error) {
+			func(r replay.Round) (replay.Spec, replay.Job, error) {
+				a := r.Arm
 				spec := replay.Spec{Endpoints: o.endpoints, Clock: clock, Instances: c.Instances, Routing: a.Logic, Profile: profileName(suite.Profile),
 					TimeScale: suite.TimeScale, Slow: o.slow, Seed: suite.Seed, Timeout: 10 * time.Minute, Attempts: 4}
 				if len(o.endpoints) > 0 {

@@ -69,7 +69,7 @@ writes the figures as PNG. Runs are kept under runs/.`,
 	f := cmd.Flags()
 	f.StringVar(&o.policies, "policies", strings.Join([]string{"sequential", "dependency-aware", "parallel"}, ","), "policies to compare, in order")
 	f.StringVar(&o.logics, "routing-logics", "", "compare routing logics instead (under one --policies, default parallel), e.g. roundrobin,least-loaded,prefix-aware,workflow-aware; use with --instances N or several --endpoint")
-	f.IntVar(&o.iterations, "iterations", 3, "measured rounds of every policy")
+	f.IntVar(&o.iterations, "iterations", 3, "measured rounds of every policy (on the virtual clock 1 by default, and round k runs with --seed + k - 1)")
 	f.IntVar(&o.warmup, "warmup", 0, "rounds run first and left out of the figures")
 	f.StringVar(&o.baseline, "baseline", "sequential", "arm that speedups are measured against (default: sequential, else the first)")
 	f.BoolVar(&o.png, "png", false, "also write the figures as PNG files")
@@ -117,6 +117,16 @@ func compareLive(cmd *cobra.Command, o *compareOptions) error {
 	if _, err := o.run.config(cmd); err != nil {
 		return err
 	}
+	clock, err := o.run.spec(cmd, nil).ResolveClock()
+	if err != nil {
+		return cliErr(err)
+	}
+	virtual := clock == replay.ClockVirtual
+	if virtual && !cmd.Flags().Changed("iterations") {
+		// An exact run repeated with its own seed gives the same figures:
+		// one is enough.
+		o.iterations = 1
+	}
 	graphs, infos, err := o.run.load()
 	if err != nil {
 		return err
@@ -134,8 +144,8 @@ func compareLive(cmd *cobra.Command, o *compareOptions) error {
 		doc.Arms = append(doc.Arms, a.Label)
 	}
 	doc.Method = "interleaved, a fresh embedded engine for every run"
-	if clock, _ := o.run.spec(cmd, nil).ResolveClock(); clock == replay.ClockVirtual {
-		doc.Method = "interleaved, a fresh embedded engine for every run, on the virtual clock"
+	if virtual {
+		doc.Method = "a fresh embedded engine for every run, on the virtual clock (iteration k with seed + k - 1)"
 	}
 	if len(o.run.endpoints) > 0 {
 		doc.Method = "interleaved, on the given endpoint (its cache carries over between runs)"
@@ -144,13 +154,20 @@ func compareLive(cmd *cobra.Command, o *compareOptions) error {
 	total := (o.warmup + o.iterations) * len(arms)
 	k := 0
 	stopped := replay.Rounds(ctx, filepath.Join(dir, "runs"), arms, o.warmup, o.iterations,
-		func(a replay.Arm) (replay.Spec, replay.Job, error) {
-			o.run.policy, o.run.routing = a.Policy.Name(), a.Logic
+		func(r replay.Round) (replay.Spec, replay.Job, error) {
+			o.run.policy, o.run.routing = r.Arm.Policy.Name(), r.Arm.Logic
 			cfg, err := o.run.config(cmd)
 			if err != nil {
 				return replay.Spec{}, replay.Job{}, err
 			}
-			return o.run.spec(cmd, stderr), o.run.job("", cfg, graphs, infos), nil
+			spec, job := o.run.spec(cmd, stderr), o.run.job("", cfg, graphs, infos)
+			if virtual && r.Iteration > 1 {
+				// Repeats of an exact run differ only by their seed.
+				spec.Seed += uint64(r.Iteration - 1)
+				job.Seed = spec.Seed
+				job.Config.Seed, job.Config.Arrival.Seed = spec.Seed, spec.Seed
+			}
+			return spec, job, nil
 		},
 		func(r replay.Round, rep report.RunReport, info report.Backend) error {
 			k++

@@ -150,6 +150,10 @@ func (o *runOptions) spec(cmd *cobra.Command, log io.Writer) replay.Spec {
 	if !o.quiet {
 		s.Log = log
 	}
+	// --time-scale paces the wall clock: given alone, it asks for it.
+	if s.Clock == "" && cmd.Flags().Changed("time-scale") {
+		s.Clock = replay.ClockWall
+	}
 	return s
 }
 
@@ -220,14 +224,8 @@ func (o *runOptions) config(cmd *cobra.Command) (scheduler.Config, error) {
 	if err != nil {
 		return scheduler.Config{}, usageError("--policy: %v", err)
 	}
-	// --time-scale paces the wall clock: given alone, it asks for it.
-	if cmd.Flags().Changed("time-scale") {
-		switch o.clock {
-		case "":
-			o.clock = replay.ClockWall
-		case replay.ClockVirtual:
-			return scheduler.Config{}, usageError("--time-scale paces the wall clock; the virtual clock has none: leave out one of --time-scale and --clock virtual")
-		}
+	if cmd.Flags().Changed("time-scale") && o.clock == replay.ClockVirtual {
+		return scheduler.Config{}, usageError("--time-scale paces the wall clock; the virtual clock has none: leave out one of --time-scale and --clock virtual")
 	}
 	cfg := scheduler.Config{
 		Policy: pol, MaxParallel: o.maxParallel, OnError: scheduler.ErrorMode(o.onError), Context: scheduler.ContextMode(o.context),

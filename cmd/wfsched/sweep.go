@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,7 +70,7 @@ files under runs/.`,
 	f.StringVar(&o.policies, "policies", "parallel", "policies to sweep")
 	f.StringVar(&o.logics, "routing-logics", "", "sweep routing logics instead (under one --policies), e.g. roundrobin,workflow-aware; with --instances N or several --endpoint")
 	f.Float64Var(&o.saturation, "saturation-slowdown", 2, "median slowdown over idle above which an arm counts as saturated")
-	f.IntVar(&o.idleAtOnce, "idle-parallel", 1, "embedded engines: idle reference runs at once, each on its own engines (more is faster but, on few cores, slows the modeled clock)")
+	f.IntVar(&o.idleAtOnce, "idle-parallel", 1, "embedded engines: idle reference runs at once, each on its own engines (on the wall clock more is faster but, on few cores, slows the modeled clock; on the virtual clock one per processor by default)")
 	f.BoolVar(&o.png, "png", false, "also write the plots as PNG")
 	return cmd
 }
@@ -107,6 +108,12 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 	}
 	if o.idleAtOnce < 1 {
 		return usageError("--idle-parallel %d: want at least 1", o.idleAtOnce)
+	}
+	if clock, err := o.run.spec(cmd, nil).ResolveClock(); err != nil {
+		return cliErr(err)
+	} else if clock == replay.ClockVirtual && !cmd.Flags().Changed("idle-parallel") {
+		// Virtual runs do not slow each other's clocks.
+		o.idleAtOnce = runtime.GOMAXPROCS(0)
 	}
 	if o.saturation <= 1 {
 		return usageError("--saturation-slowdown %g: want more than 1", o.saturation)
@@ -176,6 +183,7 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 	// runOne runs arm a over gs into runs/label: open loop at rate, or,
 	// with rate 0, each of gs once, one at a time (the idle reference). It
 	// works on a copy of the options, so runs may go concurrently.
+	var unreliable sync.Mutex
 	runOne := func(a replay.Arm, rate float64, gs []*dag.Graph, is []report.TraceInfo, label string, extra ...scheduler.Sink) (report.RunReport, report.Backend, error) {
 		ro := o.run
 		ro.policy, ro.routing = a.Policy.Name(), a.Logic
@@ -194,6 +202,11 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 			return report.RunReport{}, report.Backend{}, err
 		}
 		rep, info, runErr := replay.Once(ctx, ro.spec(cmd, stderr), ro.job(runDir, cfg, gs, is, extra...))
+		if t := rep.Timing; t != nil && t.Verdict == report.TimingUnreliable {
+			unreliable.Lock()
+			doc.UnreliableTiming = append(doc.UnreliableTiming, label)
+			unreliable.Unlock()
+		}
 		if runErr == nil && rep.Dir != "" && rep.Outcome != scheduler.OutcomeCompleted {
 			runErr = fmt.Errorf("run %s %s: %s", label, rep.Outcome, rep.Reason)
 		}
