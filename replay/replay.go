@@ -127,7 +127,7 @@ func Replay(ctx context.Context, be *Backend, j Job) (report.RunReport, error) {
 	}
 	rep.Summary = rec.Summarize(res.DurationS).WithServer(after.Sub(before)).WithFailovers(failovers)
 	rep.Summary.Utilisation = util
-	rep.Timing = be.timing(res.DurationS)
+	rep.Timing = be.timing(rep.Summary)
 	if err := report.WriteFile(filepath.Join(dir, "summary.json"), func(w io.Writer) error { return report.WriteJSON(w, rep) }); err != nil {
 		return rep, fmt.Errorf("write summary: %w", err)
 	}
@@ -159,10 +159,11 @@ func (b *Backend) routerStats(ctx context.Context) *router.Stats {
 	return st
 }
 
-// timing says how far the modeled time can be trusted: exact on the
-// virtual clock; on the wall clock, the embedded engines' step lateness;
-// unknown for real servers.
-func (b *Backend) timing(durationS float64) *report.Timing {
+// timing says how far the modeled times can be trusted: exact on the
+// virtual clock; on the wall clock, the calls' mean latency as the client
+// measured it against the embedded engines' own record of it (and their
+// step lateness); unchecked for real servers.
+func (b *Backend) timing(measured metrics.Summary) *report.Timing {
 	t := &report.Timing{Clock: b.Info.Clock}
 	switch {
 	case b.virtual != nil:
@@ -173,12 +174,15 @@ func (b *Backend) timing(durationS float64) *report.Timing {
 	}
 	var all []time.Duration
 	var total time.Duration
+	var c sim.Counters
 	for _, srv := range b.cluster.Servers() {
 		l := srv.Engine().Lateness()
 		t.Steps += l.Steps
 		t.LateSteps += l.LateSteps
 		total += l.Total
 		all = append(all, l.Sample...)
+		ec := srv.Engine().Counters()
+		c.TTFTSum, c.TTFTCount, c.E2ESum, c.E2ECount = c.TTFTSum+ec.TTFTSum, c.TTFTCount+ec.TTFTCount, c.E2ESum+ec.E2ESum, c.E2ECount+ec.E2ECount
 	}
 	sort.Slice(all, func(a, c int) bool { return all[a] < all[c] })
 	pct := func(p float64) float64 {
@@ -188,13 +192,21 @@ func (b *Backend) timing(durationS float64) *report.Timing {
 		return all[int(math.Round(p*float64(len(all)-1)))].Seconds()
 	}
 	t.LateP50S, t.LateP99S, t.LateTotalS = pct(0.5), pct(0.99), total.Seconds()
-	engines := float64(len(b.cluster.Servers()))
-	t.LateShare = t.LateTotalS / max(durationS*engines, 1e-9)
+	if c.E2ECount == 0 || measured.E2E.N == 0 {
+		t.Verdict = report.TimingReliable
+		return t
+	}
+	t.EngineE2ES, t.MeasuredE2ES = c.E2ESum/float64(c.E2ECount), float64(measured.E2E.Mean)
+	t.Overstated = t.MeasuredE2ES/t.EngineE2ES - 1
+	if c.TTFTCount > 0 && measured.TTFT.N > 0 {
+		t.EngineTTFTS, t.MeasuredTTFTS = c.TTFTSum/float64(c.TTFTCount), float64(measured.TTFT.Mean)
+		t.TTFTOverstated = t.MeasuredTTFTS/t.EngineTTFTS - 1
+	}
 	t.Verdict = report.TimingReliable
-	if t.LateShare > report.MaxLateShare {
+	if t.Overstated > report.MaxOverstated || t.TTFTOverstated > report.MaxTTFTOverstated {
 		t.Verdict = report.TimingUnreliable
-		t.Advice = fmt.Sprintf("the engines' steps began %.1f%% of the run late on average (over %.0f%%): the CPU could not keep up, so latencies are overstated; use --clock virtual, or a larger --time-scale",
-			100*t.LateShare, 100*report.MaxLateShare)
+		t.Advice = fmt.Sprintf("this machine (its timers, HTTP, the router, the client, the engines falling behind) added more than %.0f%% to the latency the engines modeled, or %.0f%% to the time to first token, magnified by the time scale; use --clock virtual, or a larger --time-scale",
+			100*report.MaxOverstated, 100*report.MaxTTFTOverstated)
 	}
 	return t
 }

@@ -249,7 +249,7 @@ func (d ComparisonDoc) timingWarning() string {
 	if len(d.UnreliableTiming) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("Timing: UNRELIABLE in %d run(s) (%s): the wall clock fell behind the model, so their latencies are overstated; use --clock virtual or a larger --time-scale.",
+	return fmt.Sprintf("Timing: UNRELIABLE in %d run(s) (%s): the machine added more than 1%% to the latencies the engines modeled; use --clock virtual or a larger --time-scale.",
 		len(d.UnreliableTiming), elide(d.UnreliableTiming, 3, 1))
 }
 

@@ -460,11 +460,12 @@ func (e *Engine) stepOnce(ctx context.Context) (StepInfo, bool) {
 		e.publish()
 		return info, false
 	}
-	// The step began at its modeled start plus however late the loop got
-	// to it: lateness the wall clock cannot take back.
-	e.stats.late(e.modeledNow() - info.Start)
 	_ = e.clock.SleepUntil(ctx, e.wallAt(e.now))
-	e.stats.lag(e.modeledNow() - e.now)
+	// The step's outputs go out now, however late that is past its
+	// modeled end: lateness every time a client measures carries.
+	late := e.modeledNow() - e.now
+	e.stats.lag(late)
+	e.stats.late(late)
 	e.publish()
 	if e.cfg.OnStep != nil {
 		e.cfg.OnStep(info)

@@ -315,8 +315,8 @@ func (c *lateClock) SleepUntil(ctx context.Context, t time.Time) error {
 }
 
 // TestLatenessRecorded: an engine whose every sleep overshoots by 5 ms
-// records each following step as begun 5 ms late; one that keeps time
-// records none.
+// records each step's outputs as 5 ms late; one that keeps time records
+// none. Either way it records the request's modeled latency.
 func TestLatenessRecorded(t *testing.T) {
 	for _, late := range []time.Duration{0, 5 * time.Millisecond} {
 		clock := &lateClock{late: late}
@@ -352,6 +352,9 @@ func TestLatenessRecorded(t *testing.T) {
 			t.Errorf("on time: %d late steps, %v in all", l.LateSteps, l.Total)
 		case late > 0 && (l.LateSteps < 19 || l.Total < 19*late || l.Total > time.Duration(l.Steps)*late):
 			t.Errorf("late %v: %d of %d steps late, %v in all", late, l.LateSteps, l.Steps, l.Total)
+		}
+		if c := e.Counters(); c.E2ECount != 1 || c.TTFTCount != 1 || c.E2ESum <= c.TTFTSum {
+			t.Errorf("late %v: engine recorded %d/%d requests, E2E %v s, TTFT %v s", late, c.E2ECount, c.TTFTCount, c.E2ESum, c.TTFTSum)
 		}
 	}
 }

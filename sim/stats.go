@@ -104,16 +104,16 @@ func (s *stats) lag(d time.Duration) {
 	s.mu.Unlock()
 }
 
-// late records how far past its modeled start a step began on the wall
-// clock.
+// late records how far past its modeled end a step's outputs went out on
+// the wall clock.
 func (s *stats) late(d time.Duration) {
 	s.mu.Lock()
 	s.lateness.add(max(0, d))
 	s.mu.Unlock()
 }
 
-// lateness is the distribution of steps' late starts: a count, a total and
-// a uniform sample (reservoir) for percentiles.
+// lateness is the distribution of steps' late outputs: a count, a total
+// and a uniform sample (reservoir) for percentiles.
 type lateness struct {
 	steps, lateSteps int64
 	total            time.Duration
@@ -138,24 +138,27 @@ func (l *lateness) add(d time.Duration) {
 	}
 }
 
-// Lateness is how late an engine's steps began on the wall clock, in
+// Lateness is how late an engine's outputs went out on the wall clock, in
 // modeled time: what the engine could not keep up with (zero on a virtual
-// clock, where no step is ever late).
+// clock, where nothing is ever late). A step's outputs go out when its
+// sleep ends, so the timer's overshoot makes every step a little late; an
+// engine the CPU cannot keep up with falls further and further behind.
 type Lateness struct {
 	Steps     int64         // steps measured
-	LateSteps int64         // steps that began late
-	Total     time.Duration // sum of the late starts
+	LateSteps int64         // steps whose outputs went out late
+	Total     time.Duration // sum of the steps' lateness
 	// Sample is a uniform sample of every step's lateness (0 when on
 	// time), at most 4096, for percentiles.
 	Sample []time.Duration
 }
 
-// Lateness returns the engine's step lateness so far.
+// Lateness returns the engine's lateness so far.
 func (e *Engine) Lateness() Lateness {
 	s := e.stats
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Lateness{Steps: s.lateness.steps, LateSteps: s.lateness.lateSteps, Total: s.lateness.total, Sample: append([]time.Duration(nil), s.lateness.sample...)}
+	l := s.lateness
+	return Lateness{Steps: l.steps, LateSteps: l.lateSteps, Total: l.total, Sample: append([]time.Duration(nil), l.sample...)}
 }
 
 func (s *stats) gauges(running, waiting int, kv *kvCache) {
@@ -243,6 +246,11 @@ type Counters struct {
 	Running, Waiting                                                              int
 	KVUsage                                                                       float64
 	BusySeconds                                                                   float64 // modeled time spent in steps
+	// TTFTSum and E2ESum add up the modeled time to first token and
+	// end-to-end latency (arrival to finish) of TTFTCount and E2ECount
+	// requests (aborted ones left out of E2E).
+	TTFTSum, E2ESum     float64
+	TTFTCount, E2ECount int64
 }
 
 func (s *stats) counters() Counters {
@@ -253,5 +261,6 @@ func (s *stats) counters() Counters {
 		f[k] = v
 	}
 	return Counters{PrefixQueries: s.queries, PrefixHits: s.hits, Preemptions: s.preemptions, PromptTokens: s.prompt,
-		GenerationTokens: s.generated, Steps: s.steps, Finished: f, Running: s.running, Waiting: s.waiting, KVUsage: s.kvUsage, BusySeconds: s.busySec}
+		GenerationTokens: s.generated, Steps: s.steps, Finished: f, Running: s.running, Waiting: s.waiting, KVUsage: s.kvUsage, BusySeconds: s.busySec,
+		TTFTSum: s.ttft.sum, TTFTCount: int64(s.ttft.n), E2ESum: s.e2e.sum, E2ECount: int64(s.e2e.n)}
 }

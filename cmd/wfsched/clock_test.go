@@ -57,7 +57,7 @@ func TestWallTimingUnreliable(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	r := readSummary(t, runDir(t, out))
-	if r.Backend.Clock != "wall" || r.Timing == nil || r.Timing.Verdict != report.TimingUnreliable || r.Timing.LateShare <= report.MaxLateShare {
+	if r.Backend.Clock != "wall" || r.Timing == nil || r.Timing.Verdict != report.TimingUnreliable || r.Timing.Overstated <= report.MaxOverstated {
 		t.Fatalf("clock %q timing %+v", r.Backend.Clock, r.Timing)
 	}
 	if !strings.Contains(stdout, "UNRELIABLE") || !strings.Contains(stdout, "--clock virtual") {
