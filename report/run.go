@@ -189,7 +189,6 @@ func (r RunReport) Answer() string {
 	return out
 }
 
-
 // ClockWords says which clock timed the run and what its times are.
 func (r RunReport) ClockWords() string {
 	switch {
