@@ -137,6 +137,7 @@ type Stream struct {
 	abortOne sync.Once
 	engine   *Engine
 	onDone   func(*Stream)
+	virtual  bool // submitted by a virtual driver (SubmitAt)
 }
 
 // Notify returns a channel that receives a value after new output.
@@ -347,14 +348,16 @@ func (e *Engine) Submit(r Request) (*Stream, error) {
 	if !r.Arrival.IsZero() {
 		at = min(at, e.modeledAt(r.Arrival))
 	}
-	return e.submit(r, at)
+	return e.submit(r, at, false)
 }
 
 // SubmitAt queues a request arriving at modeled time at, for a virtual
-// driver (which then calls Advance; Run must not be serving).
-func (e *Engine) SubmitAt(r Request, at time.Duration) (*Stream, error) { return e.submit(r, at) }
+// driver, which then calls Advance from the goroutine that submits (Run
+// must not be serving). The stream's outputs are then handed out without
+// locking or notifying: its reader is that same goroutine.
+func (e *Engine) SubmitAt(r Request, at time.Duration) (*Stream, error) { return e.submit(r, at, true) }
 
-func (e *Engine) submit(r Request, at time.Duration) (*Stream, error) {
+func (e *Engine) submit(r Request, at time.Duration, virtual bool) (*Stream, error) {
 	p := &e.prof
 	if len(r.Prompt) == 0 {
 		return nil, errors.New("empty prompt")
@@ -366,7 +369,10 @@ func (e *Engine) submit(r Request, at time.Duration) (*Stream, error) {
 		return nil, fmt.Errorf("%w: this model's maximum context length is %d tokens, but %d were requested (%d in the prompt, %d for the completion)",
 			ErrContextLength, p.MaxModelLen, n, len(r.Prompt), r.MaxTokens)
 	}
-	st := &Stream{prompt: len(r.Prompt), notify: make(chan struct{}, 1), engine: e, onDone: r.OnDone}
+	st := &Stream{prompt: len(r.Prompt), engine: e, onDone: r.OnDone, virtual: virtual}
+	if !virtual {
+		st.notify = make(chan struct{}, 1)
+	}
 	s := &seq{
 		stream: st, nPrompt: len(r.Prompt), maxTokens: r.MaxTokens, stop: r.Stop,
 		scheduled: -1, firstTok: -1,
@@ -774,7 +780,9 @@ func (e *Engine) finish(s *seq, reason string) {
 func (e *Engine) publish() {
 	for _, ev := range e.events {
 		st := ev.s.stream
-		st.mu.Lock()
+		if !st.virtual {
+			st.mu.Lock()
+		}
 		if ev.token >= 0 {
 			st.tokens = append(st.tokens, ev.token)
 			st.times = append(st.times, ev.at)
@@ -782,10 +790,12 @@ func (e *Engine) publish() {
 		if ev.reason != "" {
 			st.done, st.reason = true, ev.reason
 		}
-		st.mu.Unlock()
-		select {
-		case st.notify <- struct{}{}:
-		default:
+		if !st.virtual {
+			st.mu.Unlock()
+			select {
+			case st.notify <- struct{}{}:
+			default:
+			}
 		}
 		if ev.reason != "" && st.onDone != nil {
 			st.onDone(st)

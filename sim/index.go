@@ -46,27 +46,33 @@ func (x *blockIndex) get(h uint64) (int32, bool) {
 	}
 }
 
-// put sets the block of hash h.
-func (x *blockIndex) put(h uint64, id int32) {
+// add sets the block of hash h unless h has one, in one probe; it
+// reports whether it did.
+func (x *blockIndex) add(h uint64, id int32) bool {
 	h = indexKey(h)
 	i := h & x.mask
-	for ; x.slots[i].key != 0 && x.slots[i].key != h; i = (i + 1) & x.mask {
+	for ; x.slots[i].key != 0; i = (i + 1) & x.mask {
+		if x.slots[i].key == h {
+			return false
+		}
 	}
-	if x.slots[i].key == 0 {
-		x.n++
-	}
+	x.n++
 	x.slots[i] = slot{h, id}
+	return true
 }
 
-// del removes hash h, shifting later entries of its probe run back so that
-// no tombstone is left.
-func (x *blockIndex) del(h uint64) {
+// del removes hash h if its block is id, shifting later entries of its
+// probe run back so that no tombstone is left.
+func (x *blockIndex) del(h uint64, id int32) {
 	h = indexKey(h)
 	i := h & x.mask
 	for ; x.slots[i].key != h; i = (i + 1) & x.mask {
 		if x.slots[i].key == 0 {
 			return
 		}
+	}
+	if x.slots[i].val != id {
+		return
 	}
 	x.n--
 	for j := (i + 1) & x.mask; x.slots[j].key != 0; j = (j + 1) & x.mask {

@@ -21,12 +21,24 @@ func TestBlockIndexMatchesMap(t *testing.T) {
 		k := keys[rng.IntN(len(keys))]
 		switch {
 		case rng.IntN(3) == 0:
-			x.del(k)
-			delete(ref, k)
+			v, ok := ref[k]
+			if rng.IntN(4) == 0 {
+				v++ // another block's: left alone
+				ok = false
+			}
+			x.del(k, v)
+			if ok {
+				delete(ref, k)
+			}
 		case len(ref) < 12:
 			v := int32(rng.IntN(1000))
-			x.put(k, v)
-			ref[k] = v
+			_, had := ref[k]
+			if x.add(k, v) == had {
+				t.Fatalf("op %d: add(%#x) with the key present %v", op, k, had)
+			}
+			if !had {
+				ref[k] = v
+			}
 		}
 		for _, q := range keys {
 			got, ok := x.get(q)

@@ -113,9 +113,7 @@ func (c *kvCache) alloc(dst []int32, n int) []int32 {
 		c.unlinkFree(id)
 		b := &c.blocks[id]
 		if b.hashed {
-			if cur, ok := c.cached.get(b.hash); ok && cur == id {
-				c.cached.del(b.hash)
-			}
+			c.cached.del(b.hash, id)
 			b.hashed = false
 			c.evicted++
 		}
@@ -129,12 +127,11 @@ func (c *kvCache) alloc(dst []int32, n int) []int32 {
 // register records that block id now holds the full block with the given
 // prefix hash. A hash already cached in another block keeps that block.
 func (c *kvCache) register(id int32, hash uint64) {
-	if _, ok := c.cached.get(hash); ok {
+	if !c.cached.add(hash, id) {
 		return
 	}
 	b := &c.blocks[id]
 	b.hashed, b.hash = true, hash
-	c.cached.put(hash, id)
 }
 
 // release drops a reference to each block, last block first, so that a
