@@ -41,8 +41,10 @@ func usageError(format string, args ...any) error {
 	return &cliError{code: exitUsage, err: fmt.Errorf(format, args...)}
 }
 
+// The library records the version in every summary.
+func init() { replay.Version = version }
+
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
-	replay.Version = version
 	root := &cobra.Command{
 		Use:   "wfsched",
 		Short: "Schedule and route the LLM calls of multi-agent workflows, and measure what it saves",
