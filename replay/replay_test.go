@@ -60,7 +60,9 @@ func TestVirtualDeterministic(t *testing.T) {
 		}
 	}
 	s1, s2 := r1.Summary, r2.Summary
-	s1.Utilisation, s2.Utilisation = nil, nil
+	if len(s1.Utilisation) != 3 || len(s1.Utilisation[0].Timeline) == 0 {
+		t.Errorf("utilisation %+v", s1.Utilisation)
+	}
 	var j1, j2 bytes.Buffer
 	report.WriteJSON(&j1, s1)
 	report.WriteJSON(&j2, s2)

@@ -27,6 +27,7 @@ type benchOptions struct {
 	out           string
 	endpoints     []string
 	slow          float64
+	clock         string
 }
 
 func newBenchCmd() *cobra.Command {
@@ -55,6 +56,7 @@ only on a regression that is both larger than --max-regression and significant
 	f.Float64Var(&o.tolerance, "tolerance", 100*bench.DefaultTolerance, "virtual-clock cases: percent of change past which a figure is reported (and fails the gate if worse)")
 	f.StringVar(&o.out, "out", "results", "folder for the results")
 	f.StringArrayVar(&o.endpoints, "endpoint", nil, "run on these servers instead of embedded engines")
+	f.StringVar(&o.clock, "clock", "", "run every case on this clock, virtual or wall (default: each case's own, virtual unless it says wall)")
 	f.Float64Var(&o.slow, "fault-slow", 1, "plant a slow-down in the embedded engines (1.2 = every step 20% slower), to test the gate")
 	return cmd
 }
@@ -64,6 +66,14 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 	stderr := cmd.ErrOrStderr()
 	if o.suite == "" {
 		return usageError("bench needs --suite FILE")
+	}
+	switch o.clock {
+	case "", replay.ClockVirtual, replay.ClockWall:
+	default:
+		return usageError("--clock %q: want virtual or wall", o.clock)
+	}
+	if o.clock == replay.ClockVirtual && len(o.endpoints) > 0 {
+		return usageError("--clock virtual models the embedded engines: a real server (--endpoint) runs on the wall clock")
 	}
 	if o.maxRegression <= 0 || o.slow < 1 || o.tolerance < 0 {
 		return usageError("--max-regression must be positive, --tolerance not negative and --fault-slow at least 1")
@@ -112,15 +122,15 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 			pol, _ := scheduler.PolicyByName(a.Policy)
 			arms = append(arms, replay.Arm{Label: a.Label, Logic: a.Logic, Policy: pol})
 		}
-		clock := c.Clock
-		if len(o.endpoints) > 0 {
-			clock = replay.ClockWall
+		if o.clock != "" {
+			c.Clock = o.clock
 		}
+		if len(o.endpoints) > 0 {
+			c.Clock = replay.ClockWall
+		}
+		clock := c.Clock
 		summaries := map[string][]metrics.Summary{}
 		warmup, iterations := suite.Runs(c)
-		if clock != c.Clock {
-			warmup, iterations = suite.Warmup, suite.Iterations
-		}
 		err := replay.Rounds(ctx, filepath.Join(dir, c.Name), arms, warmup, iterations,
 			func(r replay.Round) (replay.Spec, replay.Job, error) {
 				a := r.Arm

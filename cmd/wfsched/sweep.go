@@ -9,11 +9,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/wfsched/wfsched/dag"
 	"github.com/wfsched/wfsched/replay"
@@ -24,9 +22,6 @@ import (
 // DefaultSweepWorkflows is how many workflows each sweep run replays when
 // neither --workflows nor --duration is given.
 const DefaultSweepWorkflows = 40
-
-// maxAutoRates bounds --rates auto.
-const maxAutoRates = 8
 
 type sweepOptions struct {
 	run        runOptions
@@ -109,11 +104,8 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 	if o.idleAtOnce < 1 {
 		return usageError("--idle-parallel %d: want at least 1", o.idleAtOnce)
 	}
-	if clock, err := o.run.spec(cmd, nil).ResolveClock(); err != nil {
+	if _, err := o.run.spec(cmd, nil).ResolveClock(); err != nil {
 		return cliErr(err)
-	} else if clock == replay.ClockVirtual && !cmd.Flags().Changed("idle-parallel") {
-		// Virtual runs do not slow each other's clocks.
-		o.idleAtOnce = runtime.GOMAXPROCS(0)
 	}
 	if o.saturation <= 1 {
 		return usageError("--saturation-slowdown %g: want more than 1", o.saturation)
@@ -161,146 +153,49 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 		doc.Arms = append(doc.Arms, a.Label)
 	}
 	o.run.quiet = true
-	// finish writes what has been measured so far; a failed or interrupted
-	// sweep keeps its finished points.
-	finish := func(stopped error) error {
-		doc.Saturate()
-		if err := report.WriteSweepFiles(dir, doc, o.png); err != nil {
-			return errors.Join(stopped, err)
-		}
-		if len(doc.Points) > 0 {
-			if err := report.WriteSweepText(cmd.OutOrStdout(), doc); err != nil {
-				return err
+	clock, _ := o.run.spec(cmd, nil).ResolveClock()
+	plan := replay.SweepPlan{Dir: dir, Doc: doc, Arms: arms, Rates: rates, Graphs: graphs, Traces: infos, IdleAtOnce: o.idleAtOnce,
+		Embedded: len(o.run.endpoints) == 0,
+		Log:      func(format string, args ...any) { fmt.Fprintf(stderr, "wfsched: "+format+"\n", args...) },
+		// Each run works on a copy of the options, so runs may go
+		// concurrently.
+		Setup: func(a replay.Arm, rate float64, gs []*dag.Graph, is []report.TraceInfo) (replay.Spec, replay.Job, error) {
+			ro := o.run
+			ro.policy, ro.routing = a.Policy.Name(), a.Logic
+			if rate == 0 {
+				ro.arrival, ro.rate, ro.rampUp, ro.duration, ro.maxConc = scheduler.ArrivalClosed, 0, 0, 0, 0
+				ro.workflows, ro.concurrency = len(gs), 1
+			} else {
+				ro.rate = rate
 			}
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "Results: %s (sweep.json, .csv, .md, report.html, sweep-*.svg)\n", dir)
-		if stopped != nil {
-			return &cliError{code: exitFailure, err: fmt.Errorf("sweep stopped early: %w; the finished runs are in %s", stopped, dir)}
-		}
-		return nil
-	}
-
-	// runOne runs arm a over gs into runs/label: open loop at rate, or,
-	// with rate 0, each of gs once, one at a time (the idle reference). It
-	// works on a copy of the options, so runs may go concurrently.
-	var unreliable sync.Mutex
-	runOne := func(a replay.Arm, rate float64, gs []*dag.Graph, is []report.TraceInfo, label string, extra ...scheduler.Sink) (report.RunReport, report.Backend, error) {
-		ro := o.run
-		ro.policy, ro.routing = a.Policy.Name(), a.Logic
-		if rate == 0 {
-			ro.arrival, ro.rate, ro.rampUp, ro.duration, ro.maxConc = scheduler.ArrivalClosed, 0, 0, 0, 0
-			ro.workflows, ro.concurrency, ro.idle = len(gs), 1, nil
-		} else {
-			ro.rate, ro.idle = rate, doc.Idle[a.Label]
-		}
-		cfg, err := ro.config(cmd)
-		if err != nil {
-			return report.RunReport{}, report.Backend{}, err
-		}
-		runDir := filepath.Join(dir, "runs", label)
-		if err := os.MkdirAll(runDir, 0o755); err != nil {
-			return report.RunReport{}, report.Backend{}, err
-		}
-		rep, info, runErr := replay.Once(ctx, ro.spec(cmd, stderr), ro.job(runDir, cfg, gs, is, extra...))
-		if t := rep.Timing; t != nil && t.Verdict == report.TimingUnreliable {
-			unreliable.Lock()
-			doc.UnreliableTiming = append(doc.UnreliableTiming, label)
-			unreliable.Unlock()
-		}
-		if runErr == nil && rep.Dir != "" && rep.Outcome != scheduler.OutcomeCompleted {
-			runErr = fmt.Errorf("run %s %s: %s", label, rep.Outcome, rep.Reason)
-		}
-		return rep, info, cliErr(runErr)
-	}
-
-	var idleSum float64
-	var idleN int
-	for _, a := range arms {
-		idle, err := idleTimes(a, graphs, infos, len(o.run.endpoints) == 0, o.idleAtOnce, runOne)
-		if err != nil {
-			return finish(err)
-		}
-		doc.Idle[a.Label] = idle
-		var sum float64
-		for _, v := range idle {
-			sum += v
-		}
-		idleSum, idleN = idleSum+sum, idleN+len(idle)
-		fmt.Fprintf(stderr, "wfsched: idle %s: %d traces, mean completion %.3g s\n", a.Label, len(idle), sum/float64(max(1, len(idle))))
-	}
-	auto := rates == nil
-	if auto {
-		if idleN == 0 || idleSum <= 0 {
-			return finish(errors.New("--rates auto: no idle completion time to start from"))
-		}
-		// Rounded to two significant figures so the rates read well.
-		start, _ := strconv.ParseFloat(strconv.FormatFloat(float64(idleN)/idleSum, 'g', 2, 64), 64)
-		rates = []float64{start}
-	}
-	for k := 0; k < len(rates); k++ {
-		rate := rates[k]
-		doc.Rates = append(doc.Rates, rate)
-		for _, a := range arms {
-			label := fmt.Sprintf("%s-r%s", a.Label, strconv.FormatFloat(rate, 'g', 4, 64))
-			rep, info, err := runOne(a, rate, graphs, infos, label)
-			doc.Backend = info
-			if rep.Dir != "" {
-				doc.Points = append(doc.Points, report.SweepPoint{Arm: a.Label, Rate: rate, Run: filepath.Join("runs", label), Outcome: string(rep.Outcome), Summary: rep.Summary})
-			}
+			cfg, err := ro.config(cmd)
 			if err != nil {
-				return finish(err)
+				return replay.Spec{}, replay.Job{}, err
 			}
-			fmt.Fprintf(stderr, "wfsched: %s at %g/s: completion p50 %.3g s, %.1f workflows/min\n", a.Label, rate,
-				float64(rep.Summary.Completion.P50), float64(rep.Summary.WorkflowsPerMin))
-		}
-		if auto {
-			doc.Saturate()
-			all := true
-			for _, a := range arms {
-				all = all && doc.Saturation[a.Label].Reached
-			}
-			if !all && len(rates) < maxAutoRates {
-				rates = append(rates, 2*rate)
-			}
-		}
+			return ro.spec(cmd, stderr), ro.job("", cfg, gs, is), nil
+		}}
+	if clock == replay.ClockVirtual && !cmd.Flags().Changed("idle-parallel") {
+		// Virtual runs do not slow each other's clocks.
+		plan.IdleAtOnce = runtime.GOMAXPROCS(0)
 	}
-	return finish(nil)
-}
-
-// idleTimes measures each trace's completion time alone on an idle server
-// under arm a, keyed by trace name. On embedded engines every trace gets
-// its own fresh engines and atOnce run at once; on endpoints, which are
-// shared, the traces run one after another in one run.
-func idleTimes(a replay.Arm, graphs []*dag.Graph, infos []report.TraceInfo, embedded bool, atOnce int,
-	runOne func(replay.Arm, float64, []*dag.Graph, []report.TraceInfo, string, ...scheduler.Sink) (report.RunReport, report.Backend, error)) (map[string]float64, error) {
-	type job struct {
-		gs    []*dag.Graph
-		is    []report.TraceInfo
-		label string
+	doc, stopped := replay.Sweep(ctx, plan)
+	// What has been measured is written, also when the sweep stopped
+	// early.
+	doc.Saturate()
+	if err := report.WriteSweepFiles(dir, doc, o.png); err != nil {
+		return errors.Join(stopped, err)
 	}
-	jobs := []job{{graphs, infos, "idle-" + a.Label}}
-	if embedded && len(graphs) > 1 && len(infos) == len(graphs) {
-		jobs = jobs[:0]
-		for i, g := range graphs {
-			jobs = append(jobs, job{[]*dag.Graph{g}, []report.TraceInfo{infos[i]}, fmt.Sprintf("idle-%s/%03d", a.Label, i)})
-		}
-	}
-	var mu sync.Mutex
-	idle := map[string]float64{}
-	record := replay.WorkflowHook(func(w scheduler.WorkflowResult) {
-		if w.Outcome == scheduler.OutcomeCompleted {
-			mu.Lock()
-			idle[w.Trace] = w.CompletionS
-			mu.Unlock()
-		}
-	})
-	var eg errgroup.Group
-	eg.SetLimit(atOnce)
-	for _, j := range jobs {
-		eg.Go(func() error {
-			_, _, err := runOne(a, 0, j.gs, j.is, j.label, record)
+	if len(doc.Points) > 0 {
+		if err := report.WriteSweepText(cmd.OutOrStdout(), doc); err != nil {
 			return err
-		})
+		}
 	}
-	return idle, eg.Wait()
+	fmt.Fprintf(cmd.OutOrStdout(), "Results: %s (sweep.json, .csv, .md, report.html, sweep-*.svg)\n", dir)
+	if stopped != nil {
+		if ce := cliErr(stopped); ce != stopped {
+			return ce
+		}
+		return &cliError{code: exitFailure, err: fmt.Errorf("sweep stopped early: %w; the finished runs are in %s", stopped, dir)}
+	}
+	return nil
 }

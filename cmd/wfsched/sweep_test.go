@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wfsched/wfsched/replay"
 	"github.com/wfsched/wfsched/report"
 )
 
@@ -35,7 +36,7 @@ func TestSweepAuto(t *testing.T) {
 	}
 	dir, d := readSweep(t, out)
 	idle := d.Idle["parallel"]
-	if len(idle) != 1 || len(d.Points) < 1 || len(d.Points) > maxAutoRates {
+	if len(idle) != 1 || len(d.Points) < 1 || len(d.Points) > replay.MaxAutoRates {
 		t.Fatalf("idle %v, %d points", idle, len(d.Points))
 	}
 	first, last := d.Points[0].Summary, d.Points[len(d.Points)-1].Summary
@@ -60,7 +61,7 @@ func TestSweepAuto(t *testing.T) {
 	sat := d.Saturation["parallel"]
 	lastRate := d.Points[len(d.Points)-1].Rate
 	switch {
-	case !sat.Reached && len(d.Points) != maxAutoRates:
+	case !sat.Reached && len(d.Points) != replay.MaxAutoRates:
 		t.Errorf("stopped after %d rates without saturating: %+v", len(d.Points), sat)
 	case sat.Reached && sat.Rate != lastRate:
 		t.Errorf("saturated at %v but went on to %v", sat.Rate, lastRate)
