@@ -22,11 +22,11 @@ const MaxAutoRates = 8
 // SweepPlan is a sweep of offered load: each arm's idle reference, then an
 // open loop at each rate, arms interleaved at every rate.
 type SweepPlan struct {
-	Dir    string           // the sweep's folder; runs go under Dir/runs
-	Doc    report.SweepDoc  // the header (id, arms, traces, arrival...); Sweep fills the rest
-	Arms   []Arm            //
-	Rates  []float64        // nil: automatic, from about one workflow in flight, doubling until every arm saturates
-	Graphs []*dag.Graph     //
+	Dir    string          // the sweep's folder; runs go under Dir/runs
+	Doc    report.SweepDoc // the header (id, arms, traces, arrival...); Sweep fills the rest
+	Arms   []Arm           //
+	Rates  []float64       // nil: automatic, from about one workflow in flight, doubling until every arm saturates
+	Graphs []*dag.Graph    //
 	Traces []report.TraceInfo
 	// IdleAtOnce is how many idle reference runs go at once; Embedded
 	// gives each trace its own fresh engines for it (endpoints are shared,
