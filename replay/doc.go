@@ -21,7 +21,7 @@
 //     iterations, interleaved, each on a fresh backend; virtual rounds go one
 //     per processor. Once is one fresh run (a sweep's points).
 //
-// The run folder's types and reading (for reports) are in package report;
-// the command line (cmd/wfsched) parses flags, calls this package and
-// prints.
+// The run folder's format (its writer, types and reader) is package
+// report's (report.RunFolder, report.LoadRun); the command line
+// (cmd/wfsched) parses flags, calls this package and prints.
 package replay

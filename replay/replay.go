@@ -3,14 +3,12 @@ package replay
 import (
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/wfsched/wfsched/dag"
@@ -58,29 +56,18 @@ func WorkflowHook(f func(scheduler.WorkflowResult)) scheduler.Sink { return work
 // interrupted. The report's Dir is empty when nothing could be written.
 func Replay(ctx context.Context, be *Backend, j Job) (report.RunReport, error) {
 	dir := j.Dir
-	nodesF, err := os.Create(filepath.Join(dir, "nodes.jsonl"))
+	folder, err := report.CreateRunFolder(dir, j.Graphs)
 	if err != nil {
 		return report.RunReport{}, err
 	}
-	defer nodesF.Close()
-	wfF, err := os.Create(filepath.Join(dir, "workflows.jsonl"))
-	if err != nil {
-		return report.RunReport{}, err
-	}
-	defer wfF.Close()
-	if err := report.WriteFile(filepath.Join(dir, "traces.json"), func(w io.Writer) error { return dag.WriteJSON(w, j.Graphs...) }); err != nil {
-		return report.RunReport{}, err
-	}
+	defer folder.Close()
 	cfg := j.Config
 	if cfg.Workflows == 0 && !cfg.Arrival.Open() {
 		cfg.Workflows = len(j.Graphs)
 	}
 	cfg.TimeScale = be.Info.TimeScale
 	rec := &metrics.Recorder{SLO: j.SLO, Idle: j.Idle}
-	jsonl := metrics.NewJSONL(nodesF, wfF)
-	closeJSONL := sync.OnceValue(jsonl.Close)
-	defer closeJSONL()
-	sinks := metrics.Tee{jsonl, rec, workflowHook(func(w scheduler.WorkflowResult) { be.forget(w.Workflow) })}
+	sinks := metrics.Tee{folder.Results(), rec, workflowHook(func(w scheduler.WorkflowResult) { be.forget(w.Workflow) })}
 	sinks = append(sinks, j.Sinks...)
 	rep := report.RunReport{
 		RunID: filepath.Base(dir), Dir: dir, Args: j.Args, Traces: j.Traces, Backend: be.Info,
@@ -93,8 +80,8 @@ func Replay(ctx context.Context, be *Backend, j Job) (report.RunReport, error) {
 	// A summary saying the run is under way, replaced when it ends: a run
 	// killed before then is still read back (report marks it incomplete).
 	rep.Outcome, rep.Start = report.OutcomeRunning, time.Now()
-	if err := report.WriteFile(filepath.Join(dir, "summary.json"), func(w io.Writer) error { return report.WriteJSON(w, rep) }); err != nil {
-		return rep, fmt.Errorf("write summary: %w", err)
+	if err := folder.WriteSummary(rep); err != nil {
+		return rep, err
 	}
 	before := be.counters(ctx)
 	var res scheduler.RunResult
@@ -108,7 +95,7 @@ func Replay(ctx context.Context, be *Backend, j Job) (report.RunReport, error) {
 		res, runErr = scheduler.Run(ctx, cfg, j.Graphs, be.cl, sinks)
 		util = sampler.Stop(context.WithoutCancel(ctx), res.DurationS)
 	}
-	if err := closeJSONL(); err != nil && runErr == nil {
+	if err := folder.CloseResults(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("writing results: %w", err)
 	}
 	after := be.counters(ctx)
@@ -128,8 +115,8 @@ func Replay(ctx context.Context, be *Backend, j Job) (report.RunReport, error) {
 	rep.Summary = rec.Summarize(res.DurationS).WithServer(after.Sub(before)).WithFailovers(failovers)
 	rep.Summary.Utilisation = util
 	rep.Timing = be.timing(rep.Summary)
-	if err := report.WriteFile(filepath.Join(dir, "summary.json"), func(w io.Writer) error { return report.WriteJSON(w, rep) }); err != nil {
-		return rep, fmt.Errorf("write summary: %w", err)
+	if err := folder.WriteSummary(rep); err != nil {
+		return rep, err
 	}
 	return rep, runErr
 }
