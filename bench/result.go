@@ -41,6 +41,19 @@ type ArmResult struct {
 	Figures map[string]metrics.Estimate `json:"figures"`
 }
 
+// NewArmResult estimates every figure of an arm from its runs' summaries.
+func NewArmResult(label string, runs []metrics.Summary) ArmResult {
+	ar := ArmResult{Label: label, Figures: map[string]metrics.Estimate{}}
+	for _, f := range metrics.Figures {
+		var vals []float64
+		for _, s := range runs {
+			vals = append(vals, f.Get(s))
+		}
+		ar.Figures[f.Key] = metrics.Estimate95(vals)
+	}
+	return ar
+}
+
 // ReadResult reads a bench.json.
 func ReadResult(path string) (*Result, error) {
 	b, err := os.ReadFile(path)

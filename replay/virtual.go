@@ -96,7 +96,9 @@ func NewVirtual(cfg VirtualConfig) (*Virtual, error) {
 		v.names = append(v.names, fmt.Sprintf("engine-%d", i))
 	}
 	if cfg.Routing != "" {
-		bal, err := router.NewBalancer(router.Config{Backends: v.names, Logic: cfg.Routing})
+		// The workflow table's times (last seen, TTL) are virtual too.
+		now := func() time.Time { return scheduler.VirtualEpoch.Add(v.now) }
+		bal, err := router.NewBalancer(router.Config{Backends: v.names, Logic: cfg.Routing, Now: now})
 		if err != nil {
 			return nil, err
 		}

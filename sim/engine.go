@@ -377,8 +377,8 @@ func (e *Engine) submit(r Request, at time.Duration, virtual bool) (*Stream, err
 		stream: st, nPrompt: len(r.Prompt), maxTokens: r.MaxTokens, stop: r.Stop,
 		scheduled: -1, firstTok: -1,
 	}
-	s.tokens = append(takeInts(len(r.Prompt)+min(r.MaxTokens, 4096)), r.Prompt...)
-	s.hashes = takeHashes((len(s.tokens) + min(r.MaxTokens, 4096)) / p.BlockSize)
+	s.tokens = append(intPool.take(len(r.Prompt)+min(r.MaxTokens, 4096)), r.Prompt...)
+	s.hashes = hashPool.take((len(s.tokens) + min(r.MaxTokens, 4096)) / p.BlockSize)
 	var prev uint64
 	for b := 0; (b+1)*p.BlockSize <= len(s.tokens); b++ {
 		prev = blockHash(prev, s.tokens[b*p.BlockSize:(b+1)*p.BlockSize])
@@ -762,8 +762,8 @@ func (e *Engine) finish(s *seq, reason string) {
 	e.kv.release(s.blocks)
 	s.blocks = nil
 	defer func() {
-		giveInts(s.tokens)
-		giveHashes(s.hashes)
+		intPool.give(s.tokens)
+		hashPool.give(s.hashes)
 		s.tokens, s.hashes = nil, nil
 	}()
 	e.events = append(e.events, event{s: s, token: -1, at: e.now, reason: reason})
@@ -827,34 +827,27 @@ func (e *Engine) abortAll() {
 // otherwise be a large allocation per request, and the garbage collector's
 // work with it (a virtual run allocates one per call).
 var (
-	intPool  sync.Pool // *[]int
-	hashPool sync.Pool // *[]uint64
+	intPool  = slicePool[int]{keep: 1024}
+	hashPool = slicePool[uint64]{keep: 64}
 )
 
-// takeInts returns an empty slice with room for n ints.
-func takeInts(n int) []int {
-	if p, ok := intPool.Get().(*[]int); ok && cap(*p) >= n {
-		return (*p)[:0]
-	}
-	return make([]int, 0, n)
+// slicePool recycles slices of at least keep elements' capacity.
+type slicePool[T any] struct {
+	pool sync.Pool // *[]T
+	keep int
 }
 
-func giveInts(b []int) {
-	if cap(b) >= 1024 {
-		intPool.Put(&b)
+// take returns an empty slice with room for n elements.
+func (p *slicePool[T]) take(n int) []T {
+	if b, ok := p.pool.Get().(*[]T); ok && cap(*b) >= n {
+		return (*b)[:0]
 	}
+	return make([]T, 0, n)
 }
 
-// takeHashes returns an empty slice with room for n hashes.
-func takeHashes(n int) []uint64 {
-	if p, ok := hashPool.Get().(*[]uint64); ok && cap(*p) >= n {
-		return (*p)[:0]
-	}
-	return make([]uint64, 0, n)
-}
-
-func giveHashes(b []uint64) {
-	if cap(b) >= 64 {
-		hashPool.Put(&b)
+// give hands a slice back for reuse.
+func (p *slicePool[T]) give(b []T) {
+	if cap(b) >= p.keep {
+		p.pool.Put(&b)
 	}
 }

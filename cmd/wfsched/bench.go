@@ -168,18 +168,9 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 			}
 			return &cliError{code: exitFailure, err: err}
 		}
-		arms2 := c.Arms()
 		cr := bench.CaseResult{Name: c.Name, Clock: clock}
-		for _, a := range arms2 {
-			ar := bench.ArmResult{Label: a.Label, Figures: map[string]metrics.Estimate{}}
-			for _, f := range metrics.Figures {
-				var vals []float64
-				for _, s := range summaries[a.Label] {
-					vals = append(vals, f.Get(s))
-				}
-				ar.Figures[f.Key] = metrics.Estimate95(vals)
-			}
-			cr.Arms = append(cr.Arms, ar)
+		for _, a := range c.Arms() {
+			cr.Arms = append(cr.Arms, bench.NewArmResult(a.Label, summaries[a.Label]))
 		}
 		res.Cases = append(res.Cases, cr)
 	}
