@@ -31,7 +31,9 @@ func newCompareCmd() *cobra.Command {
 		Short: "Compare scheduling policies with confidence intervals, or compare saved runs",
 		Long: `Compare replays the traces under each policy, interleaved (A B C A B C ...) so that every
 policy sees the same conditions, each run on a fresh embedded engine (or on the given
-endpoint, whose state then carries over). It reports each figure's mean over the
+endpoint, whose state then carries over). On the virtual clock (the embedded engines'
+default) runs are exact: one iteration by default, iteration k with seed --seed + k - 1,
+arms one per processor. It reports each figure's mean over the
 iterations with a 95% confidence interval, each policy's speedup over the baseline with
 its interval, and says when a difference is not significant. Warm-up rounds run first and
 are left out of the figures.

@@ -71,8 +71,11 @@ func newRunCmd() *cobra.Command {
 		Use:   "run --dag PATH [--policy P] [--endpoint URL] [flags]",
 		Short: "Replay a workflow DAG against an LLM server under a scheduling policy",
 		Long: `Run replays one or many workflows against an OpenAI-compatible server and measures every
-call and every workflow. With no --endpoint it starts the embedded engine in-process
-(--profile, --time-scale; times are then reported in modeled seconds).
+call and every workflow. With no --endpoint it runs on the embedded engine in-process
+(--profile), on the virtual clock: modeled time in an event loop, exact, the same every
+time, as fast as the CPU goes. --clock wall (or --time-scale) serves the engines over HTTP
+in wall-clock time instead, which exercises the client and router; times are modeled
+seconds either way. Real servers (--endpoint) are always on the wall clock.
 
 Policies: sequential (one node at a time, the baseline), dependency-aware (level by level
 with a barrier between levels), parallel (each node as soon as its parents finish, longest

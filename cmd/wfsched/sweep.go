@@ -50,6 +50,9 @@ whose median slowdown exceeds --saturation-slowdown (default 2).
 --rates auto starts at one workflow per mean idle completion time (about one workflow in
 flight) and doubles until every arm saturates, at most 8 rates.
 
+On the virtual clock (the embedded engines' default) every point is exact and the idle runs
+go one per processor; --clock wall runs them over HTTP.
+
 Outputs, in OUT/<id>-sweep/: a table on stdout, sweep.json, sweep.csv, sweep.md,
 report.html, sweep-completion.svg and sweep-throughput.svg (--png: PNGs too); every run's
 files under runs/.`,
