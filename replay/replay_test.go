@@ -206,3 +206,71 @@ func TestSpecClock(t *testing.T) {
 		}
 	}
 }
+
+// TestVirtualOpenLoopCap: open-loop arrivals over --max-concurrency wait
+// in order, so that no more than the cap are ever in flight, and the wait
+// shows as queueing delay.
+func TestVirtualOpenLoopCap(t *testing.T) {
+	gs := readTrace(t, "research-team.json")
+	var wfs []scheduler.WorkflowResult
+	v, err := NewVirtual(VirtualConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := scheduler.Config{Policy: scheduler.Parallel{}, Workflows: 10,
+		Arrival: scheduler.Arrival{Kind: scheduler.ArrivalPoisson, Rate: 5, MaxConcurrency: 2, Seed: 1}}
+	res, err := scheduler.RunVirtual(context.Background(), cfg, gs, v, WorkflowHook(func(w scheduler.WorkflowResult) { wfs = append(wfs, w) }))
+	if err != nil || res.Outcome != scheduler.OutcomeCompleted || len(wfs) != 10 {
+		t.Fatalf("%v %+v, %d workflows", err, res, len(wfs))
+	}
+	delayed := 0
+	for _, a := range wfs {
+		inFlight := 0
+		for _, b := range wfs {
+			if b.StartS <= a.StartS && a.StartS < b.EndS {
+				inFlight++
+			}
+		}
+		if inFlight > 2 {
+			t.Errorf("%s started at %.3f s with %d in flight (cap 2)", a.Workflow, a.StartS, inFlight)
+		}
+		if a.QueueDelayS > 0 {
+			delayed++
+		}
+	}
+	if delayed == 0 {
+		t.Error("no workflow waited for the cap")
+	}
+}
+
+// TestVirtualErrorModes: a call the engine refuses (a context over the
+// model's length) fails at once; its dependents are skipped, and under
+// fail-fast nothing more is dispatched.
+func TestVirtualErrorModes(t *testing.T) {
+	gs := readTrace(t, "chain-16.json")
+	for _, mode := range []scheduler.ErrorMode{scheduler.SkipDependents, scheduler.FailFast} {
+		v, err := NewVirtual(VirtualConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []scheduler.NodeResult
+		cfg := scheduler.Config{Policy: scheduler.Sequential{}, OnError: mode, OutputTokens: 1 << 20}
+		res, err := scheduler.RunVirtual(context.Background(), cfg, gs, v, &collect{nodes: &got})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Outcome != scheduler.OutcomeFailed || len(got) == 0 || got[0].Status != scheduler.StatusFailed || got[0].HTTPStatus != 400 {
+			t.Fatalf("%s: outcome %s, first node %+v", mode, res.Outcome, got)
+		}
+		switch mode {
+		case scheduler.SkipDependents:
+			if len(got) != len(gs[0].Nodes) || got[len(got)-1].Status != scheduler.StatusSkipped {
+				t.Errorf("skip-dependents: %d of %d nodes reported, last %s", len(got), len(gs[0].Nodes), got[len(got)-1].Status)
+			}
+		case scheduler.FailFast:
+			if len(got) != 1 {
+				t.Errorf("fail-fast: %d nodes ran after the failure", len(got)-1)
+			}
+		}
+	}
+}
