@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wfsched/wfsched/client"
 	"github.com/wfsched/wfsched/dag"
 	"github.com/wfsched/wfsched/metrics"
 	"github.com/wfsched/wfsched/router"
@@ -24,8 +25,8 @@ type VirtualConfig struct {
 	// (one engine).
 	Routing string
 	// MaxConns is the client's limit on calls in flight; more wait, first
-	// come first served, the wait counted in their TTFT (0: 2048, the
-	// client's default).
+	// come first served, the wait counted in their TTFT (0: the client's
+	// default, client.DefaultMaxConns).
 	MaxConns int
 	// KeepText decodes each output into text (the live context needs it).
 	KeepText bool
@@ -78,7 +79,7 @@ func NewVirtual(cfg VirtualConfig) (*Virtual, error) {
 	v := &Virtual{keepText: cfg.KeepText, maxConns: cfg.MaxConns, every: cfg.SampleEvery,
 		due: make([]time.Duration, n), busy: make([]bool, n)}
 	if v.maxConns == 0 {
-		v.maxConns = 2048
+		v.maxConns = client.DefaultMaxConns
 	}
 	if v.every == 0 {
 		v.every = time.Second
