@@ -51,9 +51,10 @@ type Config struct {
 	NoStream bool
 	// Seed seeds the jitter.
 	Seed uint64
-	// MaxConns bounds the connections to the server (DefaultMaxConns when
-	// 0); further calls wait for one, and the wait counts in their TTFT as
-	// a wait in the server's queue would. Ignored with HTTPClient.
+	// MaxConns bounds the calls in flight, so the connections, to the
+	// server (DefaultMaxConns when 0); further calls wait, by their
+	// priority and then in order, and the wait counts in their TTFT as a
+	// wait in the server's queue would.
 	MaxConns int
 	// HTTPClient is the transport; nil means one with no total timeout and
 	// keep-alive pools sized for many concurrent calls.
@@ -82,8 +83,9 @@ type Client struct {
 	oa   *openai.Client
 	hc   *http.Client
 
-	mu  sync.Mutex
-	rng *rand.Rand
+	mu   sync.Mutex
+	rng  *rand.Rand
+	gate *gate
 }
 
 var _ scheduler.Completer = (*Client)(nil)
@@ -123,7 +125,7 @@ func New(cfg Config) (*Client, error) {
 	oc := openai.DefaultConfig(cfg.APIKey)
 	oc.BaseURL = base + "/v1"
 	oc.HTTPClient = doer{hc: hc}
-	return &Client{cfg: cfg, base: base, oa: openai.NewClientWithConfig(oc), hc: hc, rng: rand.New(rand.NewPCG(cfg.Seed, 0x636c69))}, nil
+	return &Client{cfg: cfg, base: base, oa: openai.NewClientWithConfig(oc), hc: hc, rng: rand.New(rand.NewPCG(cfg.Seed, 0x636c69)), gate: newGate(cfg.MaxConns)}, nil
 }
 
 // BaseURL is the server's URL without /v1.
@@ -263,8 +265,12 @@ func retryable(ctx context.Context, status int) bool {
 	return true // no status: connection error, timeout, cut stream
 }
 
-// once runs one attempt.
+// once runs one attempt, once the gate lets it.
 func (c *Client) once(ctx context.Context, call scheduler.Call) (scheduler.CallResult, *extras) {
+	if err := c.gate.acquire(ctx, call.Priority); err != nil {
+		return scheduler.CallResult{Err: err}, &extras{}
+	}
+	defer c.gate.release()
 	ex := &extras{body: map[string]any{}, headers: map[string]string{}, timeScale: 1}
 	for k, v := range call.Headers {
 		ex.headers[k] = v
@@ -281,6 +287,9 @@ func (c *Client) once(ctx context.Context, call scheduler.Call) (scheduler.CallR
 	}
 	if call.MinTokens > 0 {
 		ex.body["min_tokens"] = call.MinTokens
+	}
+	if call.Priority != 0 {
+		ex.body["priority"] = call.Priority
 	}
 	actx, cancel := context.WithTimeout(withExtras(ctx, ex), c.cfg.Timeout)
 	defer cancel()

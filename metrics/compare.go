@@ -32,8 +32,17 @@ var Figures = []Figure{
 	{"cache_hit_rate", "prefix-cache hit rate (responses)", "%", false, func(s Summary) float64 { return float64(s.CacheHitRate) }},
 	{"server_cache_hit_rate", "prefix-cache hit rate (server)", "%", false, func(s Summary) float64 { return float64(s.ServerHitRate) }},
 	{"goodput_per_s", "goodput", "/s", false, func(s Summary) float64 { return float64(s.Goodput) }},
+	{"workflow_completion_mean_s", "workflow completion time, mean", "s", true, func(s Summary) float64 { return float64(s.Completion.Mean) }},
 	{"workflow_completion_p50_s", "workflow completion time p50", "s", true, func(s Summary) float64 { return float64(s.Completion.P50) }},
+	{"workflow_completion_p90_s", "workflow completion time p90", "s", true, func(s Summary) float64 { return float64(s.Completion.P90) }},
 	{"workflow_completion_p99_s", "workflow completion time p99", "s", true, func(s Summary) float64 { return float64(s.Completion.P99) }},
+	{"workflow_slowdown_p50", "workflow slowdown p50", "x", true, func(s Summary) float64 {
+		if s.Slowdown == nil {
+			return math.NaN()
+		}
+		return float64(s.Slowdown.P50)
+	}},
+	{"slowdown_fairness", "Jain's fairness over slowdowns", "", false, func(s Summary) float64 { return float64(s.SlowdownFairness) }},
 	{"workflow_queue_delay_p50_s", "workflow queueing delay p50", "s", true, func(s Summary) float64 { return float64(s.QueueDelay.P50) }},
 	{"workflows_per_min", "workflows completed per minute", "/min", false, func(s Summary) float64 { return float64(s.WorkflowsPerMin) }},
 	{"workflow_goodput_per_min", "workflow goodput", "/min", false, func(s Summary) float64 { return float64(s.WorkflowGoodputMin) }},

@@ -34,6 +34,7 @@ type Recorder struct {
 	makespan, critical, efficiency, par sample
 	wct, queueDelay, wfHit              sample // workflow completion, queueing, hit rate
 	slowdown                            sample
+	slowSum, slowSq                     float64 // of every slowdown, for Jain's index
 	goodWorkflows                       int
 
 	faults FaultTotals
@@ -111,7 +112,10 @@ func (r *Recorder) Workflow(w scheduler.WorkflowResult) error {
 	r.wct.add(w.CompletionS)
 	r.queueDelay.add(w.QueueDelayS)
 	if idle := r.Idle[w.Trace]; idle > 0 {
-		r.slowdown.add(w.CompletionS / idle)
+		x := w.CompletionS / idle
+		r.slowdown.add(x)
+		r.slowSum += x
+		r.slowSq += x * x
 	}
 	if w.CachedKnown && w.PromptTokens > 0 {
 		r.wfHit.add(float64(w.CachedTokens) / float64(w.PromptTokens))
@@ -187,6 +191,10 @@ type Summary struct {
 	// Slowdown is each workflow's completion time over its trace's on an
 	// idle server (only when the idle times were given, as by sweep).
 	Slowdown *Dist `json:"workflow_slowdown,omitempty"`
+	// SlowdownFairness is Jain's fairness index over the slowdowns,
+	// (sum x)^2 / (n sum x^2): 1 when every workflow is slowed alike, 1/n
+	// when one bears it all; NaN without slowdowns.
+	SlowdownFairness Float `json:"workflow_slowdown_fairness"`
 
 	// Faults counts what went wrong on the way to the calls' results.
 	Faults FaultTotals `json:"faults"`
@@ -348,9 +356,13 @@ func (r *Recorder) Summarize(durationS float64) Summary {
 			s.GoodFraction = Float(float64(r.good) / float64(r.ok))
 		}
 	}
+	s.SlowdownFairness = Float(math.NaN())
 	if r.Idle != nil {
 		d := r.slowdown.describe()
 		s.Slowdown = &d
+		if r.slowSq > 0 {
+			s.SlowdownFairness = Float(r.slowSum * r.slowSum / (float64(r.slowdown.n) * r.slowSq))
+		}
 	}
 	if r.cachedPrompt > 0 {
 		s.CacheHitRate = Float(float64(r.cached) / float64(r.cachedPrompt))

@@ -15,12 +15,28 @@ import (
 	"github.com/wfsched/wfsched/scheduler"
 )
 
-// Arm is one side of a comparison, sweep or benchmark case: a policy, or
-// a routing logic under one policy.
+// Arm is one side of a comparison, sweep or benchmark case: a policy, a
+// routing logic under one policy, or a workflow policy under one policy.
 type Arm struct {
 	Label  string
 	Logic  string // "" : the run's own routing
 	Policy scheduler.Policy
+	// WorkflowPolicy is the arm's order across workflows; nil: the run's.
+	WorkflowPolicy scheduler.WorkflowPolicy
+}
+
+// ParseWorkflowArms makes one arm per workflow policy named, under the
+// policy and routing given.
+func ParseWorkflowArms(names []string, policy scheduler.Policy, routing string) ([]Arm, error) {
+	var arms []Arm
+	for _, n := range names {
+		wp, err := scheduler.WorkflowPolicyByName(strings.TrimSpace(n))
+		if err != nil {
+			return nil, usage("--workflow-policies: %v", err)
+		}
+		arms = append(arms, Arm{Label: wp.Name(), Logic: routing, Policy: policy, WorkflowPolicy: wp})
+	}
+	return arms, nil
 }
 
 // ParseArms reads lists of policy names and routing-logic names into arms:

@@ -14,6 +14,7 @@ import (
 	"github.com/wfsched/wfsched/metrics"
 	"github.com/wfsched/wfsched/report"
 	"github.com/wfsched/wfsched/router"
+	"github.com/wfsched/wfsched/scheduler"
 	"github.com/wfsched/wfsched/sim"
 )
 
@@ -45,7 +46,14 @@ type Spec struct {
 	Profile   string  // built-in name or JSON file ("": sim.DefaultProfile)
 	TimeScale float64 // wall clock: wall seconds per modeled second (0: DefaultEmbeddedScale)
 	Slow      float64 // planted step slow-down (0 or 1: none)
-	Seed      uint64
+	// SchedulingPolicy is the engines' (sim.SchedulingFCFS or
+	// SchedulingPriority); "": priority when Priorities, else fcfs.
+	SchedulingPolicy string
+	Seed             uint64
+	// Priorities says the calls carry priorities (a workflow policy other
+	// than fcfs): the embedded engines then schedule by priority, and an
+	// endpoint must accept the field (checked at start).
+	Priorities bool
 	// The client.
 	Model    string
 	APIKey   string
@@ -154,7 +162,17 @@ func Start(ctx context.Context, s Spec) (*Backend, error) {
 		if err := sim.CheckTimeScale(scale); err != nil {
 			return nil, usage("--time-scale: %v", err)
 		}
-		ecfg := sim.Config{Profile: prof, Seed: s.Seed, SlowFactor: s.Slow}
+		policy := s.SchedulingPolicy
+		if policy == "" && s.Priorities {
+			policy = sim.SchedulingPriority
+		}
+		if s.Priorities && policy != sim.SchedulingPriority {
+			return nil, usage("a workflow policy other than fcfs sets calls' priorities: the engines need --scheduling-policy priority")
+		}
+		ecfg := sim.Config{Profile: prof, Seed: s.Seed, SlowFactor: s.Slow, SchedulingPolicy: policy}
+		if err := ecfg.Validate(); err != nil {
+			return nil, usage("--scheduling-policy: %v", err)
+		}
 		if clock == ClockVirtual {
 			v, err := NewVirtual(VirtualConfig{Engine: ecfg, Instances: n, Routing: routing, MaxConns: s.MaxConns, KeepText: s.KeepText})
 			if err != nil {
@@ -251,6 +269,18 @@ func Start(ctx context.Context, s Spec) (*Backend, error) {
 	}
 	be.Info.TimeScale, be.Info.Model = scale, cl.Model()
 	be.cl = cl
+	if s.Priorities && len(s.Endpoints) > 0 {
+		// A server that does not schedule by priority refuses the field
+		// (vLLM without --scheduling-policy priority): find out now, with
+		// one token, rather than fail every call.
+		pctx, cancel := context.WithTimeout(ctx, time.Minute)
+		r := cl.Complete(pctx, scheduler.Call{Messages: []scheduler.Message{{Role: "user", Content: "ping"}}, MaxTokens: 1, Priority: 1})
+		cancel()
+		if r.Err != nil {
+			return fail(&Error{Err: fmt.Errorf("the server refuses a call with a priority (%v)", r.Err),
+				Hint: "the workflow policy sets priorities, which vLLM takes only when started with --scheduling-policy priority; or use --workflow-policy fcfs"})
+		}
+	}
 	return be, nil
 }
 

@@ -72,7 +72,7 @@ func Replay(ctx context.Context, be *Backend, j Job) (report.RunReport, error) {
 	rep := report.RunReport{
 		RunID: filepath.Base(dir), Dir: dir, Args: j.Args, Traces: j.Traces, Backend: be.Info,
 		Versions: map[string]string{"wfsched": Version, "go": runtime.Version(), "sim": sim.Version},
-		Config: report.RunConfig{Policy: cfg.Policy.Name(), MaxParallel: cfg.MaxParallel, OnError: string(cfg.OnError), Context: string(cfg.Context),
+		Config: report.RunConfig{Policy: cfg.Policy.Name(), WorkflowPolicy: workflowPolicyName(cfg.WorkflowPolicy), MaxParallel: cfg.MaxParallel, OnError: string(cfg.OnError), Context: string(cfg.Context),
 			MaxTokens: cfg.MaxTokens, OutputTokens: cfg.OutputTokens, Temperature: cfg.Temperature, IgnoreEOS: !cfg.NoIgnoreEOS, ToolLatencyS: cfg.ToolLatency.Seconds(),
 			Workflows: cfg.Workflows, Concurrency: cfg.Concurrency, Seed: j.Seed, SLO: j.SLO.String(), Arrival: DescribeArrival(cfg.Arrival)},
 	}
@@ -196,6 +196,15 @@ func (b *Backend) timing(measured metrics.Summary) *report.Timing {
 			100*report.MaxOverstated, 100*report.MaxTTFTOverstated)
 	}
 	return t
+}
+
+// workflowPolicyName is the name recorded for a workflow policy: "" for
+// none or fcfs, so that summaries of runs without one stay as they were.
+func workflowPolicyName(p scheduler.WorkflowPolicy) string {
+	if p == nil || p.Name() == "fcfs" {
+		return ""
+	}
+	return p.Name()
 }
 
 // DescribeArrival says how workflows arrived, "" for the closed loop.

@@ -3,6 +3,7 @@ package replay
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -24,9 +25,9 @@ type VirtualConfig struct {
 	// Routing is the routing logic in front of the engines; "" means none
 	// (one engine).
 	Routing string
-	// MaxConns is the client's limit on calls in flight; more wait, first
-	// come first served, the wait counted in their TTFT (0: the client's
-	// default, client.DefaultMaxConns).
+	// MaxConns is the client's limit on calls in flight; more wait, by
+	// priority then first come first served, the wait counted in their
+	// TTFT (0: the client's default, client.DefaultMaxConns).
 	MaxConns int
 	// KeepText decodes each output into text (the live context needs it).
 	KeepText bool
@@ -160,7 +161,12 @@ func (v *Virtual) Send(now time.Duration, c scheduler.Call, done func(scheduler.
 	v.sample(now)
 	p := &pending{call: c, done: done, sent: now}
 	if v.conns >= v.maxConns {
-		v.queue = append(v.queue, p)
+		// Waiting calls go by priority (0 for all under fcfs), then in
+		// the order they came.
+		k := sort.Search(len(v.queue), func(i int) bool { return v.queue[i].call.Priority > c.Priority })
+		v.queue = append(v.queue, nil)
+		copy(v.queue[k+1:], v.queue[k:])
+		v.queue[k] = p
 		return
 	}
 	v.dispatch(p)
@@ -212,7 +218,7 @@ func (v *Virtual) dispatch(p *pending) {
 	}
 	v.ids = v.memo.Chat(v.ids[:0], v.msgs, true)
 	e := v.engines[i]
-	r := sim.Request{Prompt: v.ids, MaxTokens: c.MaxTokens, MinTokens: c.MinTokens, IgnoreEOS: c.IgnoreEOS,
+	r := sim.Request{Prompt: v.ids, MaxTokens: c.MaxTokens, MinTokens: c.MinTokens, IgnoreEOS: c.IgnoreEOS, Priority: c.Priority,
 		OnDone: func(st *sim.Stream) { v.finished(p, i, wf, st) }}
 	if c.Seed != nil {
 		s := uint64(*c.Seed)

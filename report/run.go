@@ -67,7 +67,9 @@ type Backend struct {
 
 // RunConfig is a run's configuration as summary.json records it.
 type RunConfig struct {
-	Policy       string   `json:"policy"`
+	Policy string `json:"policy"`
+	// WorkflowPolicy orders calls across workflows ("" or "fcfs": none).
+	WorkflowPolicy string `json:"workflow_policy,omitempty"`
 	MaxParallel  int      `json:"max_parallel"`
 	OnError      string   `json:"on_error"`
 	Context      string   `json:"context"`

@@ -28,6 +28,9 @@ type Call struct {
 	// sends them as workflow_metadata and X-Workflow-Id / X-Agent-Id, for
 	// routing ("" sends neither).
 	Workflow, Agent string
+	// Priority is the call's priority across workflows (lower first; 0
+	// unless a workflow policy sets it), sent as vLLM's priority field.
+	Priority int
 	// Headers are more headers to send (a fault to inject, in tests).
 	Headers map[string]string
 }

@@ -33,7 +33,9 @@ const (
 // Config configures a replay. The zero value of each field but Policy means
 // its default.
 type Config struct {
-	Policy      Policy
+	Policy Policy
+	// WorkflowPolicy orders the calls of different workflows (nil: FCFS).
+	WorkflowPolicy WorkflowPolicy
 	MaxParallel int         // nodes in flight per workflow; 0: DefaultMaxParallel
 	OnError     ErrorMode   // "": SkipDependents
 	Context     ContextMode // "": ContextReference
@@ -178,6 +180,9 @@ func newRunner(cfg Config, traces []*dag.Graph, sink Sink) (*runner, error) {
 	}
 	if cfg.TimeScale == 0 {
 		cfg.TimeScale = 1
+	}
+	if cfg.WorkflowPolicy == nil {
+		cfg.WorkflowPolicy = FCFS{}
 	}
 	enc := cfg.Encoder
 	if enc == nil {
@@ -420,6 +425,7 @@ type flow struct {
 	t         *trace
 	id        string
 	st        *State
+	ws        *WorkflowState
 	limit     int
 	indeg     []int
 	status    []string
@@ -450,6 +456,10 @@ func (r *runner) newFlow(idx int, arrival, now float64) *flow {
 	f := &flow{r: r, t: t, id: fmt.Sprintf("wf-%05d", idx), st: st, limit: max(1, pol.Limit(r.cfg.MaxParallel)),
 		indeg: make([]int, n), status: make([]string, n), readyAt: make([]float64, n), left: append([]int(nil), t.levels...),
 		ready: heap.New(func(a, b int) bool { return pol.Less(st, a, b) }, 0), arrival: arrival}
+	f.ws = &WorkflowState{State: st, PathAttained: make([]int, n)}
+	for _, nd := range t.g.Nodes {
+		f.ws.Remaining += referenceTokens(nd)
+	}
 	for v := 0; v < n; v++ {
 		f.indeg[v] = len(t.topo.Parents(v))
 		if f.indeg[v] == 0 {
@@ -478,6 +488,7 @@ func (f *flow) next(now float64) (job, bool) {
 	case dag.KindLLM:
 		j.llm = true
 		j.call = f.r.call(f, v)
+		j.call.Priority = f.r.cfg.WorkflowPolicy.Priority(f.ws, v)
 	case dag.KindTool:
 		j.tool = nd.Duration.D()
 		if j.tool == 0 {
@@ -536,6 +547,15 @@ func (r *runner) called(res *NodeResult, cr CallResult, scale float64, canceled 
 // its children become ready or its descendants are skipped.
 func (f *flow) end(v int, res NodeResult, now float64) {
 	f.inFlight--
+	served := 0
+	if res.Status == StatusOK {
+		served = res.PromptTokens + res.CompletionTokens
+	}
+	f.ws.Attained += served
+	f.ws.Remaining -= referenceTokens(f.t.g.Nodes[v])
+	for _, c := range f.t.topo.Children(v) {
+		f.ws.PathAttained[c] = max(f.ws.PathAttained[c], f.ws.PathAttained[v]+served)
+	}
 	if res.Status == StatusOK && res.Text != "" {
 		if f.generated == nil {
 			f.generated = map[int]string{}
@@ -664,6 +684,15 @@ func summarize(wr WorkflowResult, t *trace, all []NodeResult) WorkflowResult {
 		wr.Outcome = OutcomeCompleted
 	}
 	return wr
+}
+
+// referenceTokens is an LLM node's work as the trace records it: its
+// prompt and output tokens (0 for other nodes).
+func referenceTokens(nd *dag.Node) int {
+	if nd.Kind != dag.KindLLM {
+		return 0
+	}
+	return nd.InputTokens.N + nd.OutputTokens.N
 }
 
 // ErrorModes lists the on-error modes.

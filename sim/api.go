@@ -26,7 +26,8 @@ type completionRequest struct {
 	StreamOptions       *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
-	N *int `json:"n"`
+	N        *int `json:"n"`
+	Priority int  `json:"priority"`
 }
 
 type chatMessage struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,9 @@ type Config struct {
 	// MedianOutput is the median output length of requests without
 	// ignore_eos (a log-normal draw); 0 means DefaultMedianOutput.
 	MedianOutput int
+	// SchedulingPolicy is vLLM's --scheduling-policy: SchedulingFCFS (""
+	// too) or SchedulingPriority.
+	SchedulingPolicy string
 	// OnStep, if set, is called by the engine loop after every step.
 	OnStep func(StepInfo)
 	// OnFinish, if set, is called by the engine loop as each request ends.
@@ -65,8 +69,23 @@ func (c Config) Validate() error {
 	if c.MedianOutput < 0 {
 		return fmt.Errorf("median output %d is negative", c.MedianOutput)
 	}
+	switch c.SchedulingPolicy {
+	case "", SchedulingFCFS, SchedulingPriority:
+	default:
+		return fmt.Errorf("scheduling policy %q: want %s or %s", c.SchedulingPolicy, SchedulingFCFS, SchedulingPriority)
+	}
 	return nil
 }
+
+// Scheduling policies, as vLLM's --scheduling-policy names them. Under
+// fcfs requests wait and are admitted in arrival order, and the newest
+// running request is preempted when memory runs short; under priority
+// they wait in order of (priority, arrival), a lower value first, and the
+// running request with the highest (priority, arrival) is preempted.
+const (
+	SchedulingFCFS     = "fcfs"
+	SchedulingPriority = "priority"
+)
 
 // Time scales outside [MinTimeScale, MaxTimeScale] are refused: below, a
 // modeled step is far shorter than the shortest sleep the wall clock allows
@@ -105,6 +124,9 @@ type Request struct {
 	IgnoreEOS bool
 	Stop      []string
 	Seed      *uint64 // output draws; nil: from the engine seed and arrival order
+	// Priority orders the request under the priority scheduling policy
+	// (lower first); under fcfs it must be 0, as vLLM requires.
+	Priority int
 	// Arrival is when the request reached the server, read from the
 	// engine's Clock (zero: when Submit is called). Work done before Submit
 	// (parsing, tokenizing) then takes no modeled time: an idle engine
@@ -193,6 +215,8 @@ type seq struct {
 	stop      []string
 	tail      string // recent output text, for stop strings
 	rng       rand.PCG
+	priority  int
+	order     uint64 // arrival order, ties of priority
 	submitted time.Duration
 	arrival   time.Duration
 	scheduled time.Duration // first scheduled; -1 before
@@ -221,6 +245,7 @@ type event struct {
 type Engine struct {
 	prof     Profile
 	cfg      Config
+	priority bool // the priority scheduling policy
 	clock    Clock
 	scale    float64
 	slow     float64
@@ -274,6 +299,7 @@ func New(cfg Config) (*Engine, error) {
 	if e.clock == nil {
 		e.clock = &WallClock{Spin: cfg.Spin}
 	}
+	e.priority = cfg.SchedulingPolicy == SchedulingPriority
 	if e.scale == 0 {
 		e.scale = 1
 	}
@@ -341,6 +367,9 @@ func (e *Engine) TokenText(id int) string { return e.fillText[id] }
 // ErrContextLength reports a request longer than the model's context.
 var ErrContextLength = errors.New("context length exceeded")
 
+// ErrPriority reports a priority the engine's policy does not take.
+var ErrPriority = errors.New("priority not supported")
+
 // Submit queues a request and returns its stream. The request is admitted
 // at the next step boundary.
 func (e *Engine) Submit(r Request) (*Stream, error) {
@@ -365,6 +394,9 @@ func (e *Engine) submit(r Request, at time.Duration, virtual bool) (*Stream, err
 	if r.MaxTokens < 1 {
 		return nil, fmt.Errorf("max_tokens %d: want at least 1", r.MaxTokens)
 	}
+	if r.Priority != 0 && !e.priority {
+		return nil, fmt.Errorf("%w: got priority %d but priority scheduling is not enabled (--scheduling-policy priority)", ErrPriority, r.Priority)
+	}
 	if n := len(r.Prompt) + r.MaxTokens; n > p.MaxModelLen {
 		return nil, fmt.Errorf("%w: this model's maximum context length is %d tokens, but %d were requested (%d in the prompt, %d for the completion)",
 			ErrContextLength, p.MaxModelLen, n, len(r.Prompt), r.MaxTokens)
@@ -384,8 +416,10 @@ func (e *Engine) submit(r Request, at time.Duration, virtual bool) (*Stream, err
 		prev = blockHash(prev, s.tokens[b*p.BlockSize:(b+1)*p.BlockSize])
 		s.hashes = append(s.hashes, prev)
 	}
+	s.priority = r.Priority
 	e.mu.Lock()
 	e.arrived++
+	s.order = e.arrived
 	seed := e.cfg.Seed*0x9E3779B97F4A7C15 + e.arrived
 	if r.Seed != nil {
 		seed = *r.Seed ^ e.cfg.Seed*0x9E3779B97F4A7C15
@@ -534,7 +568,7 @@ func (e *Engine) drain() (pending bool) {
 			continue
 		}
 		s.arrival = s.submitted
-		e.waiting = append(e.waiting, s)
+		e.enqueue(s)
 	}
 	clear(e.inbox[len(later):])
 	e.inbox = later
@@ -580,22 +614,63 @@ func (e *Engine) reserve(s *seq, n int) bool {
 	return true
 }
 
-// preempt frees a running request's blocks and puts it back at the front
-// of the queue, to be recomputed.
+// preempt frees a running request's blocks and puts it back in the
+// queue, to be recomputed: at its front under fcfs, in its place by
+// (priority, arrival) under priority.
 func (e *Engine) preempt(s *seq) {
 	e.kv.release(s.blocks)
 	s.blocks = s.blocks[:0]
 	s.computed = 0
-	e.waiting = append([]*seq{s}, e.waiting...)
+	if e.priority {
+		e.enqueue(s)
+	} else {
+		e.waiting = append([]*seq{s}, e.waiting...)
+	}
 	e.stats.preemptions++
+}
+
+// before orders the waiting queue under the priority policy.
+func before(a, b *seq) bool {
+	if a.priority != b.priority {
+		return a.priority < b.priority
+	}
+	return a.order < b.order
+}
+
+// enqueue adds a request to the waiting queue: at its end under fcfs, in
+// its place by (priority, arrival) under priority.
+func (e *Engine) enqueue(s *seq) {
+	if !e.priority {
+		e.waiting = append(e.waiting, s)
+		return
+	}
+	k := sort.Search(len(e.waiting), func(i int) bool { return before(s, e.waiting[i]) })
+	e.waiting = append(e.waiting, nil)
+	copy(e.waiting[k+1:], e.waiting[k:])
+	e.waiting[k] = s
+}
+
+// victim is the index of the running request to preempt: the newest under
+// fcfs, the one with the highest (priority, arrival) under priority.
+func (e *Engine) victim() int {
+	v := len(e.running) - 1
+	if e.priority {
+		for k, s := range e.running {
+			if before(e.running[v], s) {
+				v = k
+			}
+		}
+	}
+	return v
 }
 
 // schedule runs one step's scheduling and execution at e.now, as vLLM V1
 // schedules: running requests first, in order, each computing what it still
-// lacks within the token budget (preempting the newest running request when
-// no block is free); then, if nothing was preempted, waiting requests in
-// arrival order, each after a prefix-cache lookup, while sequences and
-// budget allow. The step's modeled duration advances e.now.
+// lacks within the token budget (preempting the newest running request, or
+// under the priority policy the lowest in priority, when no block is free);
+// then, if nothing was preempted, waiting requests in queue order (arrival,
+// or priority then arrival), each after a prefix-cache lookup, while
+// sequences and budget allow. The step's modeled duration advances e.now.
 func (e *Engine) schedule() (StepInfo, bool) {
 	p := &e.prof
 	budget := p.MaxNumBatchedTokens
@@ -605,8 +680,21 @@ func (e *Engine) schedule() (StepInfo, bool) {
 		s := e.running[i]
 		n := min(len(s.tokens)-s.computed, budget)
 		for !e.reserve(s, n) {
-			victim := e.running[len(e.running)-1]
-			e.running = e.running[:len(e.running)-1]
+			k := e.victim()
+			victim := e.running[k]
+			e.running = append(e.running[:k], e.running[k+1:]...)
+			if k < i {
+				// Scheduled earlier in this step (only under priority):
+				// its tokens go back to the budget.
+				for j, sc := range e.sched {
+					if sc.s == victim {
+						budget += sc.n
+						e.sched = append(e.sched[:j], e.sched[j+1:]...)
+						break
+					}
+				}
+				i--
+			}
 			e.preempt(victim)
 			preempted++
 			if victim == s {

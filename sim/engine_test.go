@@ -2,6 +2,8 @@ package sim
 
 import (
 	"context"
+	"errors"
+	"sort"
 	"testing"
 	"time"
 
@@ -356,5 +358,68 @@ func TestLatenessRecorded(t *testing.T) {
 		if c := e.Counters(); c.E2ECount != 1 || c.TTFTCount != 1 || c.E2ESum <= c.TTFTSum {
 			t.Errorf("late %v: engine recorded %d/%d requests, E2E %v s, TTFT %v s", late, c.E2ECount, c.TTFTCount, c.E2ESum, c.TTFTSum)
 		}
+	}
+}
+
+// TestPriorityScheduling: under the priority policy, of two requests that
+// outgrow the cache together the one with the higher priority value is
+// preempted even though it arrived first, and it finishes last; waiting
+// requests are admitted by priority, then arrival. Under fcfs a non-zero
+// priority is refused, as vLLM refuses it.
+func TestPriorityScheduling(t *testing.T) {
+	e, _, _ := newTestEngine(t, func(c *Config) { smallProfile(8)(c); c.SchedulingPolicy = SchedulingPriority })
+	low, _ := e.Submit(Request{Prompt: prompt(48, 3), MaxTokens: 40, IgnoreEOS: true, Priority: 5})
+	high, _ := e.Submit(Request{Prompt: prompt(48, 4), MaxTokens: 40, IgnoreEOS: true, Priority: 1})
+	runAll(t, e)
+	if e.Counters().Preemptions == 0 {
+		t.Fatal("no preemption under KV pressure")
+	}
+	_, tl := low.Times()
+	_, th := high.Times()
+	if len(tl) != 40 || len(th) != 40 || th[39] >= tl[39] {
+		t.Errorf("the higher priority (value 1, newer) should finish first: %v vs %v", th[len(th)-1], tl[len(tl)-1])
+	}
+
+	// One sequence at a time: behind a running request, later arrivals
+	// with a lower priority value go first.
+	e, _, _ = newTestEngine(t, func(c *Config) {
+		p := builtin[DefaultProfile]
+		p.MaxNumSeqs = 1
+		c.Profile, c.SchedulingPolicy = p, SchedulingPriority
+	})
+	first, _ := e.Submit(Request{Prompt: prompt(32, 1), MaxTokens: 5, IgnoreEOS: true, Priority: 9})
+	e.Step() // first runs
+	var order []int
+	streams := map[*Stream]int{}
+	for k, pr := range []int{3, 1, 3, 0} {
+		s, _ := e.Submit(Request{Prompt: prompt(32, 10+k), MaxTokens: 2, IgnoreEOS: true, Priority: pr})
+		streams[s] = k
+	}
+	runAll(t, e)
+	type fin struct {
+		k  int
+		at time.Duration
+	}
+	var fins []fin
+	for s, k := range streams {
+		_, ts := s.Times()
+		fins = append(fins, fin{k, ts[len(ts)-1]})
+	}
+	sort.Slice(fins, func(a, b int) bool { return fins[a].at < fins[b].at })
+	for _, f := range fins {
+		order = append(order, f.k)
+	}
+	// Priorities 3, 1, 3, 0 in arrival order: 0 first, then 1, then the
+	// two 3s as they arrived.
+	if want := []int{3, 1, 0, 2}; !cmp.Equal(order, want) {
+		t.Errorf("finish order %v, want %v (by priority, then arrival)", order, want)
+	}
+	if _, ts := first.Times(); len(ts) != 5 {
+		t.Errorf("the running request was disturbed: %d tokens", len(ts))
+	}
+
+	fcfs, _, _ := newTestEngine(t, nil)
+	if _, err := fcfs.Submit(Request{Prompt: prompt(8, 1), MaxTokens: 1, Priority: 2}); !errors.Is(err, ErrPriority) {
+		t.Errorf("priority under fcfs: %v", err)
 	}
 }

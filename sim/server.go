@@ -300,12 +300,15 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, chat bool, arriva
 	if req.MinTokens > maxTokens {
 		return nil, nil, badRequest("min_tokens", "min_tokens (%d) must be at most max_tokens (%d)", req.MinTokens, maxTokens)
 	}
-	er := Request{Prompt: prompt, MaxTokens: maxTokens, MinTokens: req.MinTokens, IgnoreEOS: req.IgnoreEOS, Stop: stop, Arrival: arrival}
+	er := Request{Prompt: prompt, MaxTokens: maxTokens, MinTokens: req.MinTokens, IgnoreEOS: req.IgnoreEOS, Stop: stop, Arrival: arrival, Priority: req.Priority}
 	if req.Seed != nil {
 		seed := uint64(*req.Seed)
 		er.Seed = &seed
 	}
 	st, err := s.e.Submit(er)
+	if errors.Is(err, ErrPriority) {
+		return nil, nil, badRequest("priority", "%v", err)
+	}
 	if err != nil {
 		return nil, nil, badRequest("", "%v", err)
 	}

@@ -219,6 +219,7 @@ func TestErrors(t *testing.T) {
 		{"bad role", "/v1/chat/completions", `{"messages": [{"role": "wizard", "content": "hi"}]}`, 400, `unknown role "wizard"`},
 		{"bad temperature", "/v1/chat/completions", `{"messages": [{"role": "user", "content": "hi"}], "temperature": -1}`, 400, "temperature"},
 		{"bad fault header", "/v1/chat/completions", `{"messages": [{"role": "user", "content": "hi"}]}`, 400, "unknown fault"},
+		{"priority under fcfs", "/v1/chat/completions", `{"messages": [{"role": "user", "content": "hi"}], "priority": 5}`, 400, "priority scheduling is not enabled"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -235,6 +236,11 @@ func TestErrors(t *testing.T) {
 				t.Errorf("error body %s: want code %d and %q", body, tt.status, tt.want)
 			}
 		})
+	}
+	// Under the priority policy the field is taken.
+	pc := startCluster(t, func(cc *ClusterConfig) { cc.Engine.SchedulingPolicy = SchedulingPriority })
+	if status, _, body := post(t, pc.URLs()[0], "/v1/chat/completions", `{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "priority": -3}`); status != 200 {
+		t.Errorf("priority under the priority policy: %d %s", status, body)
 	}
 	big := `{"prompt": "` + strings.Repeat("a", 5000) + `"}`
 	if status, _, _ := post(t, url, "/v1/completions", big); status != 413 {

@@ -111,6 +111,9 @@ func compareLive(cmd *cobra.Command, o *compareOptions) error {
 	if o.logics != "" && !cmd.Flags().Changed("baseline") {
 		o.baseline = "roundrobin"
 	}
+	if o.run.workflowPolicies != "" && !cmd.Flags().Changed("baseline") {
+		o.baseline = "fcfs"
+	}
 	arms, err := parseArms(cmd, &o.run, o.policies, o.logics)
 	if err != nil {
 		return err
@@ -142,6 +145,9 @@ func compareLive(cmd *cobra.Command, o *compareOptions) error {
 	if o.logics != "" {
 		doc.ArmsAre = "routing-logics"
 	}
+	if o.run.workflowPolicies != "" {
+		doc.ArmsAre = "workflow-policies"
+	}
 	for _, a := range arms {
 		doc.Arms = append(doc.Arms, a.Label)
 	}
@@ -158,6 +164,9 @@ func compareLive(cmd *cobra.Command, o *compareOptions) error {
 	stopped := replay.Rounds(ctx, filepath.Join(dir, "runs"), arms, o.warmup, o.iterations,
 		func(r replay.Round) (replay.Spec, replay.Job, error) {
 			o.run.policy, o.run.routing = r.Arm.Policy.Name(), r.Arm.Logic
+			if wp := r.Arm.WorkflowPolicy; wp != nil {
+				o.run.workflowPolicy = wp.Name()
+			}
 			cfg, err := o.run.config(cmd)
 			if err != nil {
 				return replay.Spec{}, replay.Job{}, err
@@ -299,8 +308,19 @@ func compareSaved(cmd *cobra.Command, o *compareOptions, dirs []string) error {
 
 // parseArms reads --policies and --routing-logics into arms.
 func parseArms(cmd *cobra.Command, o *runOptions, policyList, logics string) ([]replay.Arm, error) {
-	if logics != "" && !cmd.Flags().Changed("policies") {
+	if (logics != "" || o.workflowPolicies != "") && !cmd.Flags().Changed("policies") {
 		policyList = "parallel"
+	}
+	if o.workflowPolicies != "" {
+		if logics != "" {
+			return nil, usageError("compare either --routing-logics or --workflow-policies, not both")
+		}
+		pol, err := scheduler.PolicyByName(strings.TrimSpace(policyList))
+		if err != nil {
+			return nil, usageError("--workflow-policies compares orders across workflows under one policy: give one --policies (%v)", err)
+		}
+		arms, err := replay.ParseWorkflowArms(strings.Split(o.workflowPolicies, ","), pol, o.routing)
+		return arms, cliErr(err)
 	}
 	var ls []string
 	if logics != "" {

@@ -63,6 +63,10 @@ type runOptions struct {
 	profile   string
 	timeScale float64
 	clock     string
+	// cross-workflow order
+	workflowPolicy   string
+	workflowPolicies string // compare and sweep: one arm each
+	schedPolicy      string
 }
 
 func newRunCmd() *cobra.Command {
@@ -148,6 +152,7 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 // embedded engines.
 func (o *runOptions) spec(cmd *cobra.Command, log io.Writer) replay.Spec {
 	s := replay.Spec{Endpoints: o.endpoints, Clock: o.clock, Instances: o.instances, Routing: o.routing, Profile: o.profile,
+		SchedulingPolicy: o.schedPolicy, Priorities: o.workflowPolicy != "" && o.workflowPolicy != "fcfs",
 		TimeScale: o.timeScale, Slow: o.slow, Seed: o.seed, Model: o.model, APIKey: o.apiKey, Timeout: o.timeout, Attempts: o.attempts,
 		MaxConns: o.maxConns, KeepText: o.context == string(scheduler.ContextLive)}
 	if !o.quiet {
@@ -178,8 +183,12 @@ func cliErr(err error) error {
 	return err
 }
 
-// register adds the replay flags (and --policy when withPolicy).
+// register adds the replay flags (and --policy when withPolicy, else
+// --workflow-policies).
 func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
+	if !withPolicy {
+		f.StringVar(&o.workflowPolicies, "workflow-policies", "", "compare orders across workflows instead (under one --policies, default parallel), e.g. fcfs,las,atlas,srpt-oracle")
+	}
 	o.trace.register(f)
 	f.StringVar(&o.dagPath, "dag", "", "trace file, multi-trace file or directory of traces (required)")
 	if withPolicy {
@@ -215,6 +224,8 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.StringVar(&o.slo, "slo", "", "service-level objectives for goodput, in ms: ttft:MS,tpot:MS,e2el:MS (any subset)")
 	f.StringVar(&o.profile, "profile", sim.DefaultProfile, "embedded engine: built-in profile or JSON file")
 	f.Float64Var(&o.timeScale, "time-scale", replay.DefaultEmbeddedScale, "embedded engine on the wall clock: wall seconds per modeled second")
+	f.StringVar(&o.workflowPolicy, "workflow-policy", "fcfs", "order across workflows: "+strings.Join(scheduler.WorkflowPolicies(), ", ")+" (see README); other than fcfs, calls carry priorities")
+	f.StringVar(&o.schedPolicy, "scheduling-policy", "", "embedded engines: fcfs or priority, as vLLM's (default: priority with a workflow policy other than fcfs, else fcfs)")
 	f.StringVar(&o.clock, "clock", "", "virtual (the embedded engines in modeled time: exact and fast; the default without --endpoint) or wall (over HTTP in wall-clock time; always with --endpoint)")
 }
 
@@ -230,8 +241,12 @@ func (o *runOptions) config(cmd *cobra.Command) (scheduler.Config, error) {
 	if cmd.Flags().Changed("time-scale") && o.clock == replay.ClockVirtual {
 		return scheduler.Config{}, usageError("--time-scale paces the wall clock; the virtual clock has none: leave out one of --time-scale and --clock virtual")
 	}
+	wp, err := scheduler.WorkflowPolicyByName(o.workflowPolicy)
+	if err != nil {
+		return scheduler.Config{}, usageError("--workflow-policy: %v", err)
+	}
 	cfg := scheduler.Config{
-		Policy: pol, MaxParallel: o.maxParallel, OnError: scheduler.ErrorMode(o.onError), Context: scheduler.ContextMode(o.context),
+		Policy: pol, WorkflowPolicy: wp, MaxParallel: o.maxParallel, OnError: scheduler.ErrorMode(o.onError), Context: scheduler.ContextMode(o.context),
 		MaxTokens: o.maxTokens, OutputTokens: o.outTokens, NoIgnoreEOS: o.noIgnoreEOS, ToolLatency: o.toolLatency, Workflows: o.workflows,
 		Concurrency: o.concurrency, Seed: o.seed, SharedReplays: o.shared,
 	}

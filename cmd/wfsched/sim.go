@@ -23,6 +23,7 @@ type simOptions struct {
 	spin         time.Duration
 	faults       sim.Faults
 	apiKey       string
+	sched        string
 }
 
 func newSimCmd() *cobra.Command {
@@ -53,6 +54,7 @@ X-Wfsched-Fault: error=503 | hang | cut=N | slow=F.`,
 	f.Float64Var(&o.timeScale, "time-scale", 1, "wall seconds per modeled second (0.1 runs 10x faster than the modeled GPU)")
 	f.Uint64Var(&o.seed, "seed", 1, "seed of output lengths, outputs and fault draws")
 	f.BoolVar(&o.printProfile, "print-profile", false, "print the profile in use as JSON and exit")
+	f.StringVar(&o.sched, "scheduling-policy", sim.SchedulingFCFS, "as vLLM's: fcfs, or priority (requests' priority field orders the queue, lower first, and the lowest priority is preempted first; under fcfs a non-zero priority is refused)")
 	f.Float64Var(&o.slow, "fault-slow", 1, "multiply every step's modeled time (1.2 = a 20% slowdown)")
 	f.Float64Var(&o.faults.ErrorRate, "fault-error-rate", 0, "fraction of requests answered with --fault-error-status")
 	f.IntVar(&o.faults.ErrorStatus, "fault-error-status", 503, "status of injected errors: 429, 500 or 503")
@@ -85,6 +87,9 @@ func runSim(cmd *cobra.Command, o simOptions) error {
 	if o.slow < 1 {
 		return usageError("--fault-slow %v: want a factor of at least 1", o.slow)
 	}
+	if err := (sim.Config{SchedulingPolicy: o.sched}).Validate(); err != nil {
+		return usageError("--scheduling-policy: %v", err)
+	}
 	if err := o.faults.Validate(); err != nil {
 		return usageError("%v", err)
 	}
@@ -97,7 +102,7 @@ func runSim(cmd *cobra.Command, o simOptions) error {
 		fmt.Fprintf(cmd.ErrOrStderr(), "wfsched: warning: listening on %s, beyond this machine's loopback\n", host)
 	}
 	c, err := sim.Start(cmd.Context(), sim.ClusterConfig{
-		Engine:    sim.Config{Profile: prof, Model: o.model, TimeScale: o.timeScale, Seed: o.seed, SlowFactor: o.slow, Spin: o.spin},
+		Engine:    sim.Config{Profile: prof, Model: o.model, TimeScale: o.timeScale, Seed: o.seed, SlowFactor: o.slow, Spin: o.spin, SchedulingPolicy: o.sched},
 		Server:    sim.ServerConfig{Faults: o.faults, NoPromptDetails: o.noDetails, APIKey: o.apiKey},
 		Instances: o.instances,
 		Listen:    o.listen,

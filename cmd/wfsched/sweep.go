@@ -152,6 +152,9 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 	if o.logics != "" {
 		doc.ArmsAre = "routing-logics"
 	}
+	if o.run.workflowPolicies != "" {
+		doc.ArmsAre = "workflow-policies"
+	}
 	for _, a := range arms {
 		doc.Arms = append(doc.Arms, a.Label)
 	}
@@ -165,6 +168,9 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 		Setup: func(a replay.Arm, rate float64, gs []*dag.Graph, is []report.TraceInfo) (replay.Spec, replay.Job, error) {
 			ro := o.run
 			ro.policy, ro.routing = a.Policy.Name(), a.Logic
+			if wp := a.WorkflowPolicy; wp != nil {
+				ro.workflowPolicy = wp.Name()
+			}
 			if rate == 0 {
 				ro.arrival, ro.rate, ro.rampUp, ro.duration, ro.maxConc = scheduler.ArrivalClosed, 0, 0, 0, 0
 				ro.workflows, ro.concurrency = len(gs), 1

@@ -1,0 +1,75 @@
+package scheduler_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/wfsched/wfsched/dag"
+	"github.com/wfsched/wfsched/scheduler"
+)
+
+// TestLevels: levels grow with the logarithm of the service and stop at
+// MaxLevel.
+func TestLevels(t *testing.T) {
+	for _, tt := range []struct{ tokens, want int }{
+		{0, 0}, {scheduler.ServiceQuantum - 1, 0}, {scheduler.ServiceQuantum, 1}, {3 * scheduler.ServiceQuantum, 2},
+		{7 * scheduler.ServiceQuantum, 3}, {1 << 40, scheduler.MaxLevel},
+	} {
+		if got := scheduler.Level(tt.tokens); got != tt.want {
+			t.Errorf("Level(%d) = %d, want %d", tt.tokens, got, tt.want)
+		}
+	}
+}
+
+// prioRecorder completes calls at once, each with 5000 tokens of service,
+// and records the priority each call carried, by agent.
+type prioRecorder struct {
+	mu   sync.Mutex
+	prio map[string][]int
+}
+
+func (p *prioRecorder) Complete(_ context.Context, c scheduler.Call) scheduler.CallResult {
+	p.mu.Lock()
+	p.prio[c.Agent] = append(p.prio[c.Agent], c.Priority)
+	p.mu.Unlock()
+	return scheduler.CallResult{PromptTokens: 4000, CompletionTokens: 1000, Text: "x"}
+}
+
+// TestWorkflowPolicyPriorities: under las a chain's calls carry its
+// attained service, rising level by level; under fcfs every priority is
+// 0; under srpt-oracle they fall as the remaining work shrinks.
+func TestWorkflowPolicyPriorities(t *testing.T) {
+	g := gen(t, "chain", 16)
+	seq := func(wp scheduler.WorkflowPolicy) []int {
+		rec := &prioRecorder{prio: map[string][]int{}}
+		if _, err := scheduler.Run(context.Background(), scheduler.Config{Policy: scheduler.Sequential{}, WorkflowPolicy: wp}, []*dag.Graph{g}, rec, &memSink{}); err != nil {
+			t.Fatal(err)
+		}
+		var all []int
+		for _, ps := range rec.prio {
+			all = append(all, ps...)
+		}
+		return all
+	}
+	for _, p := range seq(scheduler.FCFS{}) {
+		if p != 0 {
+			t.Fatalf("fcfs sent priority %d", p)
+		}
+	}
+	las := seq(scheduler.LAS{})
+	if len(las) < 10 || las[0] != 0 {
+		t.Fatalf("las priorities %v", las)
+	}
+	rose := false
+	for _, p := range las {
+		rose = rose || p > 0
+	}
+	if !rose {
+		t.Errorf("las priorities never rose with service: %v", las)
+	}
+	srpt := seq(scheduler.SRPTOracle{})
+	if srpt[0] == 0 {
+		t.Errorf("srpt-oracle's first call has no remaining work: %v", srpt)
+	}
+}
