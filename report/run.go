@@ -69,19 +69,19 @@ type Backend struct {
 type RunConfig struct {
 	Policy string `json:"policy"`
 	// WorkflowPolicy orders calls across workflows ("" or "fcfs": none).
-	WorkflowPolicy string `json:"workflow_policy,omitempty"`
-	MaxParallel  int      `json:"max_parallel"`
-	OnError      string   `json:"on_error"`
-	Context      string   `json:"context"`
-	MaxTokens    int      `json:"max_tokens,omitempty"`    // a cap on each node's reference length
-	OutputTokens int      `json:"output_tokens,omitempty"` // every call's length, forced
-	Temperature  *float64 `json:"temperature,omitempty"`
-	IgnoreEOS    bool     `json:"ignore_eos"`
-	ToolLatencyS float64  `json:"tool_latency_s"`
-	Workflows    int      `json:"workflows"`
-	Concurrency  int      `json:"concurrency"`
-	Seed         uint64   `json:"seed"`
-	SLO          string   `json:"slo,omitempty"`
+	WorkflowPolicy string   `json:"workflow_policy,omitempty"`
+	MaxParallel    int      `json:"max_parallel"`
+	OnError        string   `json:"on_error"`
+	Context        string   `json:"context"`
+	MaxTokens      int      `json:"max_tokens,omitempty"`    // a cap on each node's reference length
+	OutputTokens   int      `json:"output_tokens,omitempty"` // every call's length, forced
+	Temperature    *float64 `json:"temperature,omitempty"`
+	IgnoreEOS      bool     `json:"ignore_eos"`
+	ToolLatencyS   float64  `json:"tool_latency_s"`
+	Workflows      int      `json:"workflows"`
+	Concurrency    int      `json:"concurrency"`
+	Seed           uint64   `json:"seed"`
+	SLO            string   `json:"slo,omitempty"`
 	// Arrival describes open-loop arrivals ("" for the closed loop).
 	Arrival string `json:"arrival,omitempty"`
 }

@@ -36,9 +36,9 @@ type Config struct {
 	Policy Policy
 	// WorkflowPolicy orders the calls of different workflows (nil: FCFS).
 	WorkflowPolicy WorkflowPolicy
-	MaxParallel int         // nodes in flight per workflow; 0: DefaultMaxParallel
-	OnError     ErrorMode   // "": SkipDependents
-	Context     ContextMode // "": ContextReference
+	MaxParallel    int         // nodes in flight per workflow; 0: DefaultMaxParallel
+	OnError        ErrorMode   // "": SkipDependents
+	Context        ContextMode // "": ContextReference
 	// MaxTokens, when positive, caps each LLM node's max_tokens (its
 	// reference output length) as the prototype's --max-tokens does;
 	// OutputTokens, when positive, sets every call's max_tokens to exactly
