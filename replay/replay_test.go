@@ -274,3 +274,34 @@ func TestVirtualErrorModes(t *testing.T) {
 		}
 	}
 }
+
+// TestLASDoesNotStarve: under least attained service, with an admission
+// limit that keeps a queue of calls waiting, every workflow of a
+// sustained overload still completes, and the slowest takes no more than
+// twice the slowest under fcfs: levels, not a strict order of service,
+// keep long workflows moving.
+func TestLASDoesNotStarve(t *testing.T) {
+	gs := append(readTrace(t, "agents-40.json"), readTrace(t, "research-team.json")...)
+	worst := map[string]float64{}
+	for _, wp := range []scheduler.WorkflowPolicy{scheduler.FCFS{}, scheduler.LAS{}} {
+		v, err := NewVirtual(VirtualConfig{Instances: 2, Routing: "workflow-aware", MaxConns: 16,
+			Engine: sim.Config{SchedulingPolicy: sim.SchedulingPriority}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wfs []scheduler.WorkflowResult
+		cfg := scheduler.Config{Policy: scheduler.Parallel{}, WorkflowPolicy: wp, Workflows: 60,
+			Arrival: scheduler.Arrival{Kind: scheduler.ArrivalPoisson, Rate: 1.5, Seed: 2}}
+		res, err := scheduler.RunVirtual(context.Background(), cfg, gs, v, WorkflowHook(func(w scheduler.WorkflowResult) { wfs = append(wfs, w) }))
+		if err != nil || res.Outcome != scheduler.OutcomeCompleted || res.Completed != 60 {
+			t.Fatalf("%s: %v, %d of 60 completed (%s)", wp.Name(), err, res.Completed, res.Reason)
+		}
+		for _, w := range wfs {
+			worst[wp.Name()] = max(worst[wp.Name()], w.CompletionS)
+		}
+	}
+	if worst["las"] > 2*worst["fcfs"] {
+		t.Errorf("the slowest workflow took %.1f s under las, %.1f s under fcfs", worst["las"], worst["fcfs"])
+	}
+	t.Logf("slowest workflow: fcfs %.1f s, las %.1f s", worst["fcfs"], worst["las"])
+}
