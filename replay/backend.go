@@ -40,7 +40,7 @@ const DefaultEmbeddedScale = 0.25
 type Spec struct {
 	Endpoints []string // empty: the embedded engines
 	Clock     string   // ClockVirtual or ClockWall; "": virtual for the embedded engines, wall for endpoints
-	Instances int      // embedded engines, at least 1
+	Instances int      // embedded engines (0: 1)
 	Routing   string   // routing logic; "" with several servers: router.DefaultLogic
 	// Embedded engines.
 	Profile   string  // built-in name or JSON file ("": sim.DefaultProfile)
@@ -129,8 +129,8 @@ func Start(ctx context.Context, s Spec) (*Backend, error) {
 		be.Close()
 		return nil, err
 	}
-	n := s.Instances
-	if n < 1 {
+	n := max(1, s.Instances)
+	if s.Instances < 0 {
 		return nil, usage("--instances %d: want at least 1", s.Instances)
 	}
 	if len(s.Endpoints) > 0 && n > 1 {

@@ -3,9 +3,12 @@ package replay
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/wfsched/wfsched/dag"
 	"github.com/wfsched/wfsched/report"
@@ -304,4 +307,27 @@ func TestLASDoesNotStarve(t *testing.T) {
 		t.Errorf("the slowest workflow took %.1f s under las, %.1f s under fcfs", worst["las"], worst["fcfs"])
 	}
 	t.Logf("slowest workflow: fcfs %.1f s, las %.1f s", worst["fcfs"], worst["las"])
+}
+
+// TestPriorityProbe: calls with priorities need a server that schedules
+// by priority; Start finds out with one call and says so.
+func TestPriorityProbe(t *testing.T) {
+	for _, policy := range []string{sim.SchedulingFCFS, sim.SchedulingPriority} {
+		c, err := sim.Start(context.Background(), sim.ClusterConfig{Engine: sim.Config{TimeScale: 0.01, SchedulingPolicy: policy}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		be, err := Start(context.Background(), Spec{Endpoints: c.URLs(), Priorities: true, Attempts: 1, Timeout: 30 * time.Second})
+		var re *Error
+		switch {
+		case policy == sim.SchedulingFCFS && (!errors.As(err, &re) || !strings.Contains(re.Hint, "--scheduling-policy priority")):
+			t.Errorf("fcfs server: %v", err)
+		case policy == sim.SchedulingPriority && err != nil:
+			t.Errorf("priority server: %v", err)
+		}
+		if be != nil {
+			be.Close()
+		}
+		c.Close()
+	}
 }

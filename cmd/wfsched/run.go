@@ -260,6 +260,9 @@ func (o *runOptions) config(cmd *cobra.Command) (scheduler.Config, error) {
 	if o.concurrency < 1 {
 		return cfg, usageError("--concurrency %d: want at least 1", o.concurrency)
 	}
+	if o.instances < 1 {
+		return cfg, usageError("--instances %d: want at least 1", o.instances)
+	}
 	switch kind := o.arrival; {
 	case kind == "replay":
 		return cfg, usageError("--arrival replay: the shared traces record no start times to replay; use poisson or gamma")
