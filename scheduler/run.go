@@ -36,9 +36,16 @@ type Config struct {
 	Policy Policy
 	// WorkflowPolicy orders the calls of different workflows (nil: FCFS).
 	WorkflowPolicy WorkflowPolicy
-	MaxParallel    int         // nodes in flight per workflow; 0: DefaultMaxParallel
-	OnError        ErrorMode   // "": SkipDependents
-	Context        ContextMode // "": ContextReference
+	// Aging, when positive, bounds how long a workflow policy's levels can
+	// hold a call back: a call's priority is then the time it was sent, in
+	// milliseconds since the run's start, plus its level times Aging, so a
+	// call at level L goes as if it had come L*Aging later (first come
+	// first served with a handicap) and none waits forever behind
+	// newcomers. Zero orders by level alone.
+	Aging       time.Duration
+	MaxParallel int         // nodes in flight per workflow; 0: DefaultMaxParallel
+	OnError     ErrorMode   // "": SkipDependents
+	Context     ContextMode // "": ContextReference
 	// MaxTokens, when positive, caps each LLM node's max_tokens (its
 	// reference output length) as the prototype's --max-tokens does;
 	// OutputTokens, when positive, sets every call's max_tokens to exactly
@@ -85,6 +92,9 @@ func (c Config) Validate() error {
 	case "", ContextReference, ContextLive:
 	default:
 		return fmt.Errorf("unknown context %q (want reference or live)", c.Context)
+	}
+	if c.Aging < 0 {
+		return errors.New("aging must not be negative")
 	}
 	if c.MaxParallel < 0 || c.MaxTokens < 0 || c.OutputTokens < 0 || c.ToolLatency < 0 || c.Workflows < 0 || c.Concurrency < 0 || !(c.TimeScale >= 0) || math.IsInf(c.TimeScale, 0) {
 		return errors.New("limits, counts, latencies and the time scale must not be negative")
@@ -488,7 +498,7 @@ func (f *flow) next(now float64) (job, bool) {
 	case dag.KindLLM:
 		j.llm = true
 		j.call = f.r.call(f, v)
-		j.call.Priority = f.r.cfg.WorkflowPolicy.Priority(f.ws, v)
+		j.call.Priority = f.r.priority(f.ws, v, now)
 	case dag.KindTool:
 		j.tool = nd.Duration.D()
 		if j.tool == 0 {
@@ -684,6 +694,16 @@ func summarize(wr WorkflowResult, t *trace, all []NodeResult) WorkflowResult {
 		wr.Outcome = OutcomeCompleted
 	}
 	return wr
+}
+
+// priority is node v's call priority: its workflow policy's level, aged
+// as Config.Aging says (the fcfs policy's calls all stay at 0).
+func (r *runner) priority(w *WorkflowState, v int, now float64) int {
+	level := r.cfg.WorkflowPolicy.Priority(w, v)
+	if r.cfg.Aging <= 0 || r.cfg.WorkflowPolicy.Name() == "fcfs" {
+		return level
+	}
+	return int(now*1000) + level*int(r.cfg.Aging.Milliseconds())
 }
 
 // referenceTokens is an LLM node's work as the trace records it: its

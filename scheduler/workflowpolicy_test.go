@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wfsched/wfsched/dag"
 	"github.com/wfsched/wfsched/scheduler"
@@ -71,5 +72,33 @@ func TestWorkflowPolicyPriorities(t *testing.T) {
 	srpt := seq(scheduler.SRPTOracle{})
 	if srpt[0] == 0 {
 		t.Errorf("srpt-oracle's first call has no remaining work: %v", srpt)
+	}
+}
+
+// TestAging: with aging, a call's priority is its send time in
+// milliseconds plus its level times the aging, so a chain's calls, whose
+// levels rise, carry priorities a multiple of the aging apart.
+func TestAging(t *testing.T) {
+	g := gen(t, "chain", 16)
+	rec := &prioRecorder{prio: map[string][]int{}}
+	cfg := scheduler.Config{Policy: scheduler.Sequential{}, WorkflowPolicy: scheduler.LAS{}, Aging: time.Hour}
+	if _, err := scheduler.Run(context.Background(), cfg, []*dag.Graph{g}, rec, &memSink{}); err != nil {
+		t.Fatal(err)
+	}
+	levels := 0
+	for _, ps := range rec.prio {
+		for _, p := range ps {
+			level, sent := p/3_600_000, p%3_600_000
+			if sent > 60_000 { // the run takes well under a minute
+				t.Fatalf("priority %d: send time %d ms", p, sent)
+			}
+			levels = max(levels, level)
+		}
+	}
+	if levels == 0 {
+		t.Errorf("no call above level 0: %v", rec.prio)
+	}
+	if err := (scheduler.Config{Policy: scheduler.Sequential{}, Aging: -time.Second}).Validate(); err == nil {
+		t.Error("negative aging accepted")
 	}
 }

@@ -65,6 +65,7 @@ type runOptions struct {
 	clock     string
 	// cross-workflow order
 	workflowPolicy   string
+	aging            time.Duration
 	workflowPolicies string // compare and sweep: one arm each
 	schedPolicy      string
 }
@@ -225,6 +226,7 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.StringVar(&o.profile, "profile", sim.DefaultProfile, "embedded engine: built-in profile or JSON file")
 	f.Float64Var(&o.timeScale, "time-scale", replay.DefaultEmbeddedScale, "embedded engine on the wall clock: wall seconds per modeled second")
 	f.StringVar(&o.workflowPolicy, "workflow-policy", "fcfs", "order across workflows: "+strings.Join(scheduler.WorkflowPolicies(), ", ")+" (see README); other than fcfs, calls carry priorities")
+	f.DurationVar(&o.aging, "aging", 0, "workflow policies: a call at level L goes as if sent L times this later (first come first served with a handicap), so none waits forever; 0: by level alone")
 	f.StringVar(&o.schedPolicy, "scheduling-policy", "", "embedded engines: fcfs or priority, as vLLM's (default: priority with a workflow policy other than fcfs, else fcfs)")
 	f.StringVar(&o.clock, "clock", "", "virtual (the embedded engines in modeled time: exact and fast; the default without --endpoint) or wall (over HTTP in wall-clock time; always with --endpoint)")
 }
@@ -246,7 +248,7 @@ func (o *runOptions) config(cmd *cobra.Command) (scheduler.Config, error) {
 		return scheduler.Config{}, usageError("--workflow-policy: %v", err)
 	}
 	cfg := scheduler.Config{
-		Policy: pol, WorkflowPolicy: wp, MaxParallel: o.maxParallel, OnError: scheduler.ErrorMode(o.onError), Context: scheduler.ContextMode(o.context),
+		Policy: pol, WorkflowPolicy: wp, Aging: o.aging, MaxParallel: o.maxParallel, OnError: scheduler.ErrorMode(o.onError), Context: scheduler.ContextMode(o.context),
 		MaxTokens: o.maxTokens, OutputTokens: o.outTokens, NoIgnoreEOS: o.noIgnoreEOS, ToolLatency: o.toolLatency, Workflows: o.workflows,
 		Concurrency: o.concurrency, Seed: o.seed, SharedReplays: o.shared,
 	}
