@@ -41,6 +41,7 @@ type Recorder struct {
 
 	// Arrivals and completions, for throughput inside the arrival window.
 	firstArrival, lastArrival float64
+	arrivals                  []float64 // every workflow's arrival time
 	ends                      []float64 // completed workflows' end times
 }
 
@@ -103,6 +104,7 @@ func (r *Recorder) Workflow(w scheduler.WorkflowResult) error {
 		r.firstArrival = w.ArrivalS
 	}
 	r.lastArrival = max(r.lastArrival, w.ArrivalS)
+	r.arrivals = append(r.arrivals, w.ArrivalS)
 	r.workflows++
 	if w.Outcome != scheduler.OutcomeCompleted {
 		return nil
@@ -201,15 +203,21 @@ type Summary struct {
 
 	// ArrivalWindowS is the time from the first workflow's arrival to
 	// the last's. WindowPerMin is the throughput while load was offered:
-	// the workflows completed per minute over that window shifted by the
-	// run's median completion time C ([first+C, last+C]). Unsaturated,
-	// that counts about every arrival, so it is the offered rate; past
-	// saturation completions go on at the system's capacity throughout, so
-	// it is the capacity. Unlike workflows per minute over the whole run,
-	// the drain after the last arrival does not dilute it (NaN for a
-	// window of 0).
-	ArrivalWindowS Float `json:"arrival_window_s"`
-	WindowPerMin   Float `json:"window_workflows_per_min"`
+	// the workflows completed per minute from a warm-up W after the first
+	// arrival to the last arrival, and WindowOfferedPerMin the workflows
+	// that arrived per minute over the same stretch. W is twice the
+	// longest idle completion time of the traces when those are known
+	// (sweep; twice, the default saturation slowdown, so that every
+	// workflow an unsaturated system serves has had the time to complete),
+	// else the run's median completion time. Unsaturated, completions
+	// then keep pace with arrivals whatever each trace's length, so the
+	// two rates agree; past saturation completions go on at the system's
+	// capacity, below the arrivals. Unlike workflows per minute over the
+	// whole run, the drain after the last arrival does not dilute it. NaN
+	// when the stretch is empty.
+	ArrivalWindowS      Float `json:"arrival_window_s"`
+	WindowPerMin        Float `json:"window_workflows_per_min"`
+	WindowOfferedPerMin Float `json:"window_offered_per_min"`
 
 	// Utilisation is each server's busy fraction, KV-cache use and
 	// requests running and waiting over the run (see Sampler).
@@ -319,6 +327,15 @@ func (s Summary) WithServer(delta ServerCounters) Summary {
 	return s
 }
 
+// maxValue is the largest value of m, 0 for none.
+func maxValue(m map[string]float64) float64 {
+	v := 0.0
+	for _, x := range m {
+		v = max(v, x)
+	}
+	return v
+}
+
 // Summarize computes the summary of everything recorded over a run of the
 // given modeled duration.
 func (r *Recorder) Summarize(durationS float64) Summary {
@@ -337,15 +354,28 @@ func (r *Recorder) Summarize(durationS float64) Summary {
 		Goodput: Float(math.NaN()), GoodFraction: Float(math.NaN()), ServerHitRate: Float(math.NaN()),
 		Faults: r.faults.clone(), ArrivalWindowS: Float(r.lastArrival - r.firstArrival), WindowPerMin: Float(math.NaN()),
 	}
-	if win := r.lastArrival - r.firstArrival; win > 0 && len(r.ends) > 0 {
-		c := float64(s.Completion.P50)
-		n := 0
-		for _, e := range r.ends {
-			if e >= r.firstArrival+c && e <= r.lastArrival+c {
-				n++
-			}
+	s.WindowOfferedPerMin = Float(math.NaN())
+	if len(r.ends) > 0 {
+		warm := float64(s.Completion.P50)
+		if longest := maxValue(r.Idle); longest > 0 {
+			warm = 2 * longest
 		}
-		s.WindowPerMin = Float(60 * float64(n) / win)
+		from, to := r.firstArrival+warm, r.lastArrival
+		if to > from {
+			done, came := 0, 0
+			for _, e := range r.ends {
+				if e >= from && e <= to {
+					done++
+				}
+			}
+			for _, a := range r.arrivals {
+				if a >= from && a <= to {
+					came++
+				}
+			}
+			s.WindowPerMin = Float(60 * float64(done) / (to - from))
+			s.WindowOfferedPerMin = Float(60 * float64(came) / (to - from))
+		}
 	}
 	if !r.SLO.IsZero() {
 		s.SLO = r.SLO.String()

@@ -121,7 +121,11 @@ func (d *SweepDoc) Saturate() {
 				s.TooShort = append(s.TooShort, p.Rate)
 				continue
 			}
-			if share := float64(p.Summary.WindowPerMin) / (60 * p.Rate); share < MinThroughput {
+			offered := float64(p.Summary.WindowOfferedPerMin)
+			if math.IsNaN(offered) || offered <= 0 {
+				offered = 60 * p.Rate // summaries written before it was recorded
+			}
+			if share := float64(p.Summary.WindowPerMin) / offered; share < MinThroughput {
 				s.Reached, s.Rate, s.Why, s.Completed = true, p.Rate, "throughput", share
 				break
 			}

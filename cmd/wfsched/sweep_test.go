@@ -66,8 +66,8 @@ func TestSweepAuto(t *testing.T) {
 	case sat.Reached && sat.Rate != lastRate:
 		t.Errorf("saturated at %v but went on to %v", sat.Rate, lastRate)
 	case sat.Why == "slowdown" && float64(last.Slowdown.P50) <= d.SaturationSlowdown,
-		sat.Why == "throughput" && float64(last.WindowPerMin) >= report.MinThroughput*60*lastRate:
-		t.Errorf("saturation %+v does not follow from the last point (slowdown %v, %v/min done while arriving at %v/s)", sat, last.Slowdown.P50, last.WindowPerMin, lastRate)
+		sat.Why == "throughput" && float64(last.WindowPerMin) >= report.MinThroughput*float64(last.WindowOfferedPerMin):
+		t.Errorf("saturation %+v does not follow from the last point (slowdown %v, %v/min done while %v/min arrived)", sat, last.Slowdown.P50, last.WindowPerMin, last.WindowOfferedPerMin)
 	}
 	t.Run("in a browser", func(t *testing.T) { checkPage(t, filepath.Join(dir, "report.html")) })
 	for _, f := range []string{"sweep.csv", "sweep.md", "report.html", "sweep-completion.svg", "sweep-throughput.svg"} {
