@@ -28,17 +28,19 @@ func TestLevels(t *testing.T) {
 type prioRecorder struct {
 	mu   sync.Mutex
 	prio map[string][]int
+	all  []int // in call order
 }
 
 func (p *prioRecorder) Complete(_ context.Context, c scheduler.Call) scheduler.CallResult {
 	p.mu.Lock()
 	p.prio[c.Agent] = append(p.prio[c.Agent], c.Priority)
+	p.all = append(p.all, c.Priority)
 	p.mu.Unlock()
 	return scheduler.CallResult{PromptTokens: 4000, CompletionTokens: 1000, Text: "x"}
 }
 
-// TestWorkflowPolicyPriorities: under las a chain's calls carry its
-// attained service, rising level by level; under fcfs every priority is
+// TestWorkflowPolicyPriorities: under las a chain's calls, in order,
+// carry its attained service, level by level, never falling; under fcfs every priority is
 // 0; under srpt-oracle they fall as the remaining work shrinks.
 func TestWorkflowPolicyPriorities(t *testing.T) {
 	g := gen(t, "chain", 16)
@@ -47,11 +49,7 @@ func TestWorkflowPolicyPriorities(t *testing.T) {
 		if _, err := scheduler.Run(context.Background(), scheduler.Config{Policy: scheduler.Sequential{}, WorkflowPolicy: wp}, []*dag.Graph{g}, rec, &memSink{}); err != nil {
 			t.Fatal(err)
 		}
-		var all []int
-		for _, ps := range rec.prio {
-			all = append(all, ps...)
-		}
-		return all
+		return rec.all
 	}
 	for _, p := range seq(scheduler.FCFS{}) {
 		if p != 0 {
@@ -62,11 +60,13 @@ func TestWorkflowPolicyPriorities(t *testing.T) {
 	if len(las) < 10 || las[0] != 0 {
 		t.Fatalf("las priorities %v", las)
 	}
-	rose := false
-	for _, p := range las {
-		rose = rose || p > 0
+	for k := 1; k < len(las); k++ {
+		if las[k] < las[k-1] {
+			t.Errorf("las priorities fell: %v", las)
+			break
+		}
 	}
-	if !rose {
+	if las[len(las)-1] == 0 {
 		t.Errorf("las priorities never rose with service: %v", las)
 	}
 	srpt := seq(scheduler.SRPTOracle{})
