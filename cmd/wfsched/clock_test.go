@@ -64,3 +64,25 @@ func TestWallTimingUnreliable(t *testing.T) {
 		t.Errorf("table does not flag the timing:\n%s", stdout)
 	}
 }
+
+// TestWorkflowPolicyOverHTTP: a workflow policy works on the wall clock
+// through the router: the engines run priority scheduling, the client
+// sends each call's priority and the router passes it on (an engine under
+// fcfs would refuse it with a 400, failing the run).
+func TestWorkflowPolicyOverHTTP(t *testing.T) {
+	out := t.TempDir()
+	code, stdout, stderr := run(t, "run", "--dag", "../../traces/agents-40.json", "--workflows", "4", "--concurrency", "4", "--instances", "2",
+		"--workflow-policy", "las", "--max-connections", "4", "--time-scale", "0.05", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, stderr, stdout)
+	}
+	r := readSummary(t, runDir(t, out))
+	if r.Config.WorkflowPolicy != "las" || r.Outcome != scheduler.OutcomeCompleted || r.Backend.Clock != "wall" || r.Backend.Routing == "" {
+		t.Errorf("config %+v, outcome %s, backend %+v", r.Config, r.Outcome, r.Backend)
+	}
+	// And under fcfs engines the same calls are refused at once.
+	code, _, stderr = run(t, "run", "--dag", "../../traces/research-team.json", "--workflow-policy", "las", "--scheduling-policy", "fcfs", "--out", t.TempDir())
+	if code != exitUsage || !strings.Contains(stderr, "--scheduling-policy priority") {
+		t.Errorf("las on fcfs engines: exit %d, %s", code, stderr)
+	}
+}
