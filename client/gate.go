@@ -1,28 +1,24 @@
 package client
 
 import (
-	"container/heap"
 	"context"
 	"sync"
+
+	"github.com/wfsched/wfsched/internal/waitline"
 )
 
-// gate bounds the calls in flight; calls over the bound wait, by priority
-// (lower first) and then in the order they came: the client's side of an
-// order across workflows. The virtual clock's client queue orders its
-// waiting calls the same way.
+// gate bounds the calls in flight; calls over the bound wait in a
+// waitline (by priority, lower first, then in the order they came): the
+// client's side of an order across workflows.
 type gate struct {
 	mu    sync.Mutex
 	free  int
-	queue waiters
-	seq   uint64
+	queue waitline.Line[*waiter]
 }
 
 type waiter struct {
-	prio    int
-	seq     uint64
 	ready   chan struct{}
 	granted bool
-	index   int
 }
 
 func newGate(n int) *gate { return &gate{free: n} }
@@ -35,9 +31,8 @@ func (g *gate) acquire(ctx context.Context, prio int) error {
 		g.mu.Unlock()
 		return nil
 	}
-	g.seq++
-	w := &waiter{prio: prio, seq: g.seq, ready: make(chan struct{})}
-	heap.Push(&g.queue, w)
+	w := &waiter{ready: make(chan struct{})}
+	t := g.queue.Push(prio, w)
 	g.mu.Unlock()
 	select {
 	case <-w.ready:
@@ -46,7 +41,7 @@ func (g *gate) acquire(ctx context.Context, prio int) error {
 		g.mu.Lock()
 		granted := w.granted
 		if !granted {
-			heap.Remove(&g.queue, w.index)
+			g.queue.Remove(t)
 		}
 		g.mu.Unlock()
 		if granted {
@@ -60,36 +55,10 @@ func (g *gate) acquire(ctx context.Context, prio int) error {
 func (g *gate) release() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.queue.Len() > 0 {
-		w := heap.Pop(&g.queue).(*waiter)
+	if w, ok := g.queue.Pop(); ok {
 		w.granted = true
 		close(w.ready)
 		return
 	}
 	g.free++
-}
-
-type waiters []*waiter
-
-func (q waiters) Len() int { return len(q) }
-func (q waiters) Less(a, b int) bool {
-	if q[a].prio != q[b].prio {
-		return q[a].prio < q[b].prio
-	}
-	return q[a].seq < q[b].seq
-}
-func (q waiters) Swap(a, b int) {
-	q[a], q[b] = q[b], q[a]
-	q[a].index, q[b].index = a, b
-}
-func (q *waiters) Push(x any) {
-	w := x.(*waiter)
-	w.index = len(*q)
-	*q = append(*q, w)
-}
-func (q *waiters) Pop() any {
-	old := *q
-	w := old[len(old)-1]
-	*q = old[:len(old)-1]
-	return w
 }

@@ -42,6 +42,8 @@ type Spec struct {
 	Clock     string   // ClockVirtual or ClockWall; "": virtual for the embedded engines, wall for endpoints
 	Instances int      // embedded engines (0: 1)
 	Routing   string   // routing logic; "" with several servers: router.DefaultLogic
+	// Admission is the router's admission limit per backend (0: none).
+	Admission int
 	// Embedded engines.
 	Profile   string  // built-in name or JSON file ("": sim.DefaultProfile)
 	TimeScale float64 // wall clock: wall seconds per modeled second (0: DefaultEmbeddedScale)
@@ -145,6 +147,12 @@ func Start(ctx context.Context, s Spec) (*Backend, error) {
 			return nil, usage("--routing-logic: %v", err)
 		}
 	}
+	if s.Admission < 0 {
+		return nil, usage("--admission %d: want 0 (none) or more", s.Admission)
+	}
+	if s.Admission > 0 && routing == "" {
+		return nil, usage("--admission holds requests at wfsched's router: give --routing-logic (or several servers)")
+	}
 	targets := s.Endpoints
 	if len(s.Endpoints) == 0 {
 		name := s.Profile
@@ -174,7 +182,7 @@ func Start(ctx context.Context, s Spec) (*Backend, error) {
 			return nil, usage("--scheduling-policy: %v", err)
 		}
 		if clock == ClockVirtual {
-			v, err := NewVirtual(VirtualConfig{Engine: ecfg, Instances: n, Routing: routing, MaxConns: s.MaxConns, KeepText: s.KeepText})
+			v, err := NewVirtual(VirtualConfig{Engine: ecfg, Instances: n, Routing: routing, Admission: s.Admission, MaxConns: s.MaxConns, KeepText: s.KeepText})
 			if err != nil {
 				return nil, usage("%v", err)
 			}
@@ -229,7 +237,7 @@ func Start(ctx context.Context, s Spec) (*Backend, error) {
 		}
 	}
 	if routing != "" {
-		rt, err := router.New(router.Config{Backends: targets, Logic: routing})
+		rt, err := router.New(router.Config{Backends: targets, Logic: routing, Admission: s.Admission})
 		if err != nil {
 			return fail(usage("--routing-logic: %v", err))
 		}

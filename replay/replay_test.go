@@ -331,3 +331,25 @@ func TestPriorityProbe(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestVirtualAdmission: with the router's admission limit, no engine
+// ever runs more admitted requests than it; the rest wait at the router.
+func TestVirtualAdmission(t *testing.T) {
+	gs := readTrace(t, "agents-40.json")
+	most := 0
+	v, err := NewVirtual(VirtualConfig{Instances: 2, Routing: "workflow-aware", Admission: 2,
+		Engine: sim.Config{OnStep: func(s sim.StepInfo) { most = max(most, s.Running+s.Waiting) }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := scheduler.RunVirtual(context.Background(), scheduler.Config{Policy: scheduler.Parallel{}, Workflows: 6, Concurrency: 6}, gs, v, &collect{nodes: new([]scheduler.NodeResult)})
+	if err != nil || res.Outcome != scheduler.OutcomeCompleted {
+		t.Fatalf("%v %+v", err, res)
+	}
+	if most != 2 {
+		t.Errorf("an engine held %d requests at once (admission 2)", most)
+	}
+	if v.Balancer().Held() != 0 {
+		t.Errorf("%d still waiting", v.Balancer().Held())
+	}
+}

@@ -23,8 +23,10 @@ type VirtualConfig struct {
 	Engine    sim.Config
 	Instances int // 0: 1
 	// Routing is the routing logic in front of the engines; "" means none
-	// (one engine).
-	Routing string
+	// (one engine). Admission is the router's admission limit per engine
+	// (0: none).
+	Routing   string
+	Admission int
 	// MaxConns is the client's limit on calls in flight; more wait, by
 	// priority then first come first served, the wait counted in their
 	// TTFT (0: the client's default, client.DefaultMaxConns).
@@ -100,7 +102,7 @@ func NewVirtual(cfg VirtualConfig) (*Virtual, error) {
 	if cfg.Routing != "" {
 		// The workflow table's times (last seen, TTL) are virtual too.
 		now := func() time.Time { return scheduler.VirtualEpoch.Add(v.now) }
-		bal, err := router.NewBalancer(router.Config{Backends: v.names, Logic: cfg.Routing, Now: now})
+		bal, err := router.NewBalancer(router.Config{Backends: v.names, Logic: cfg.Routing, Now: now, Admission: cfg.Admission})
 		if err != nil {
 			return nil, err
 		}
@@ -205,12 +207,26 @@ func (v *Virtual) dispatch(p *pending) {
 		if id != "" {
 			req.Meta = &router.Metadata{WorkflowID: id, AgentID: c.Agent}
 		}
+		req.Priority = c.Priority
 		d := v.bal.Route(req)
 		i = max(0, d.Backend) // every engine is healthy
-		v.bal.Begin(i)
 		if d.Affinity != "" {
 			wf = id
 		}
+		// Over the router's admission limit the call waits for a place
+		// on its engine, as the proxy holds it.
+		if ok, _ := v.bal.Admit(i, c.Priority, func() { v.submit(p, i, wf) }); !ok {
+			return
+		}
+	}
+	v.submit(p, i, wf)
+}
+
+// submit sends a routed (and admitted) call to engine i at v.now.
+func (v *Virtual) submit(p *pending, i int, wf string) {
+	c := &p.call
+	if v.bal != nil {
+		v.bal.Begin(i)
 	}
 	v.msgs = v.msgs[:0]
 	for _, m := range c.Messages {
@@ -280,6 +296,7 @@ func (v *Virtual) release(i int, wf string, prompt, cached int) {
 		if wf != "" {
 			v.bal.Finish(wf, prompt, cached, true)
 		}
+		v.bal.Unadmit(i)
 	}
 	if len(v.queue) > 0 {
 		p := v.queue[0]

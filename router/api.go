@@ -13,16 +13,19 @@ import (
 
 // Stats is GET /v1/workflows/stats.
 type Stats struct {
-	Logic           string         `json:"routing_logic"`
-	ActiveWorkflows int            `json:"active_workflows"`
-	AffinityHits    int64          `json:"affinity_hits"`
-	AffinityMisses  int64          `json:"affinity_misses"`
-	Spillovers      int64          `json:"spillovers"`
-	Migrations      int64          `json:"migrations"`
-	Evicted         int64          `json:"evicted"`
-	Expired         int64          `json:"expired"`
-	Backends        []BackendStats `json:"backends"`
-	Messages        MessageStats   `json:"messages"`
+	Logic           string `json:"routing_logic"`
+	ActiveWorkflows int    `json:"active_workflows"`
+	AffinityHits    int64  `json:"affinity_hits"`
+	AffinityMisses  int64  `json:"affinity_misses"`
+	Spillovers      int64  `json:"spillovers"`
+	Migrations      int64  `json:"migrations"`
+	Evicted         int64  `json:"evicted"`
+	Expired         int64  `json:"expired"`
+	// AdmissionWaiting counts the requests waiting for admission to a
+	// backend (with an admission limit).
+	AdmissionWaiting int64          `json:"admission_waiting,omitempty"`
+	Backends         []BackendStats `json:"backends"`
+	Messages         MessageStats   `json:"messages"`
 }
 
 // BackendStats is one backend's figures.

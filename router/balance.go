@@ -1,7 +1,10 @@
 package router
 
 import (
+	"sync"
+
 	"errors"
+	"github.com/wfsched/wfsched/internal/waitline"
 	"math"
 	"strings"
 	"sync/atomic"
@@ -23,6 +26,14 @@ type Balancer struct {
 	fallback   Logic
 	workflows  *workflowTable
 	tie        atomic.Uint64
+
+	// Admission: with a positive limit, each backend serves at most that
+	// many admitted requests; more wait in its line.
+	admitMu  sync.Mutex
+	limit    int
+	admitted []int
+	lines    []waitline.Line[func()]
+	held     atomic.Int64 // requests waiting in the lines
 }
 
 // Decision is where a request goes and why.
@@ -56,7 +67,7 @@ func NewBalancer(cfg Config) (*Balancer, error) {
 func newBalancer(cfg Config) *Balancer {
 	logic, _ := newLogic(cfg.Logic)
 	fallback, _ := newLogic(cfg.FallbackLogic)
-	bl := &Balancer{loadFactor: cfg.LoadFactor, logic: logic, fallback: fallback}
+	bl := &Balancer{loadFactor: cfg.LoadFactor, logic: logic, fallback: fallback, limit: cfg.Admission}
 	var urls []string
 	for _, u := range cfg.Backends {
 		u = strings.TrimSuffix(strings.TrimSuffix(u, "/"), "/v1")
@@ -67,6 +78,8 @@ func newBalancer(cfg Config) *Balancer {
 		urls = append(urls, u)
 	}
 	bl.ring = newRing(urls)
+	bl.admitted = make([]int, len(bl.backends))
+	bl.lines = make([]waitline.Line[func()], len(bl.backends))
 	bl.workflows = newWorkflowTable(bl.backends, cfg.WorkflowTTL, cfg.MaxWorkflows, cfg.MaxWorkflowBytes, cfg.MaxAgents, cfg.Now)
 	return bl
 }
@@ -90,6 +103,60 @@ func (bl *Balancer) Finish(workflow string, prompt, cached int, cachedKnown bool
 	bl.workflows.done(workflow, prompt, cached, cachedKnown)
 }
 
+// Admit asks for a place on backend i for a request of priority prio
+// (lower first). With no admission limit, or a place free, it takes it and
+// returns true. Otherwise the request waits in the backend's line, by
+// priority then arrival, and wake is called, the place taken, when one
+// frees; Leave takes a waiter out early. Every admitted request ends with
+// Unadmit.
+func (bl *Balancer) Admit(i, prio int, wake func()) (bool, *waitline.Ticket[func()]) {
+	if bl.limit <= 0 {
+		return true, nil
+	}
+	bl.admitMu.Lock()
+	defer bl.admitMu.Unlock()
+	if bl.admitted[i] < bl.limit && bl.lines[i].Len() == 0 {
+		bl.admitted[i]++
+		return true, nil
+	}
+	bl.held.Add(1)
+	return false, bl.lines[i].Push(prio, wake)
+}
+
+// Leave takes a waiting request out of backend i's line; false when it
+// had already been admitted (its wake called), and must then Unadmit.
+func (bl *Balancer) Leave(i int, t *waitline.Ticket[func()]) bool {
+	bl.admitMu.Lock()
+	defer bl.admitMu.Unlock()
+	if bl.lines[i].Remove(t) {
+		bl.held.Add(-1)
+		return true
+	}
+	return false
+}
+
+// Unadmit ends an admitted request on backend i: its place goes to the
+// first in the line, whose wake is called.
+func (bl *Balancer) Unadmit(i int) {
+	if bl.limit <= 0 {
+		return
+	}
+	bl.admitMu.Lock()
+	wake, ok := bl.lines[i].Pop()
+	if ok {
+		bl.held.Add(-1)
+	} else {
+		bl.admitted[i]--
+	}
+	bl.admitMu.Unlock()
+	if ok {
+		wake()
+	}
+}
+
+// Held is the number of requests waiting for admission.
+func (bl *Balancer) Held() int64 { return bl.held.Load() }
+
 // Forget drops a workflow's routing state; false if unknown.
 func (bl *Balancer) Forget(id string) bool { return bl.workflows.delete(id) }
 
@@ -104,7 +171,7 @@ func (bl *Balancer) Stats() Stats {
 	t := bl.workflows
 	t.mu.Lock()
 	s := Stats{Logic: bl.logic.Name(), ActiveWorkflows: len(t.m), AffinityHits: t.stats.hits, AffinityMisses: t.stats.misses,
-		Spillovers: t.stats.spillovers, Migrations: t.stats.migrations, Evicted: t.stats.evicted, Expired: t.stats.expired}
+		Spillovers: t.stats.spillovers, Migrations: t.stats.migrations, Evicted: t.stats.evicted, Expired: t.stats.expired, AdmissionWaiting: bl.Held()}
 	t.mu.Unlock()
 	for _, b := range bl.backends {
 		s.Backends = append(s.Backends, BackendStats{URL: b.url, Healthy: b.healthy.Load(), InFlight: b.inFlight.Load(), Workflows: b.homes.Load(),

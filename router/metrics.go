@@ -44,6 +44,7 @@ func newRouterMetrics(rt *Router) *routerMetrics {
 		rt.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
 	}
 	gauge("wfsched_router_active_workflows", "Workflows tracked.", func() float64 { return float64(rt.workflows.len()) })
+	gauge("wfsched_router_admission_waiting", "Requests waiting for admission to a backend (--admission).", func() float64 { return float64(rt.Held()) })
 	counter("wfsched_router_migrations_total", "Workflows moved off a failed home.", func() float64 {
 		rt.workflows.mu.Lock()
 		defer rt.workflows.mu.Unlock()

@@ -99,6 +99,11 @@ type Config struct {
 	// (DefaultMaxConnsPerBackend when 0); requests beyond it wait in the
 	// router for one instead of exhausting file descriptors.
 	MaxConnsPerBackend int
+	// Admission, when positive, is how many requests each backend serves
+	// at once: more wait at the router, by their priority field (lower
+	// first) and then in arrival order, instead of queueing in the
+	// backend. 0: every request goes on at once.
+	Admission int
 	// Models, when set, is what /v1/models lists instead of asking the
 	// backends (the design's --static-models).
 	Models []string
@@ -194,7 +199,7 @@ func (c Config) validateRouting() error {
 		return fmt.Errorf("load factor %v: want a number from just over 1 to 100", c.LoadFactor)
 	}
 	for _, v := range []int64{int64(c.MaxWorkflows), int64(c.MaxQueueSize), c.MaxQueueBytes, int64(c.MaxQueues), c.MaxMessages, c.MaxPayload,
-		c.MaxBodyBytes, c.MaxBodyBytesHeld, c.MaxWorkflowBytes, int64(c.MaxAgents), int64(c.MaxConns), int64(c.ReservedConns), int64(c.MaxConnsPerBackend)} {
+		c.MaxBodyBytes, c.MaxBodyBytesHeld, c.MaxWorkflowBytes, int64(c.MaxAgents), int64(c.MaxConns), int64(c.ReservedConns), int64(c.MaxConnsPerBackend), int64(c.Admission)} {
 		if v < 0 {
 			return errors.New("limits must not be negative")
 		}
@@ -537,6 +542,7 @@ func parseCompletion(body []byte, h http.Header) ([]byte, *Request, error) {
 		return nil, nil, fmt.Errorf("X-Session-Id %s: want at most %d bytes", clip(sid), MaxIDLength)
 	}
 	req.Prompt = func() string { return promptText(body) }
+	req.Priority = intField(body, "priority")
 	return body, req, nil
 }
 
@@ -584,6 +590,21 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 		pick, anyBackend = rt.leastLoadedOf(func(int, *backend) bool { return true }), true
 		rt.m.allDown.Inc()
 	}
+	// Admission: over the limit, wait for a place on the chosen backend,
+	// by priority; a client that leaves while waiting is let go.
+	admittedOn := pick
+	ready := make(chan struct{})
+	if ok, t := rt.Admit(pick, req.Priority, func() { close(ready) }); !ok {
+		select {
+		case <-ready:
+		case <-r.Context().Done():
+			if !rt.Leave(pick, t) {
+				rt.Unadmit(pick)
+			}
+			return
+		}
+	}
+	defer rt.Unadmit(admittedOn)
 	// Failover before the first byte only: connection errors, header
 	// timeouts and bodies that break before their first byte move to the
 	// next healthy backend. After the first byte the response is the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/wfsched/wfsched/internal/jsonscan"
@@ -67,6 +68,26 @@ func stripField(body []byte, key string) (out, value []byte, ok bool, err error)
 		start = k
 	}
 	return append(body[:start], body[end:]...), value, true, nil
+}
+
+// intField reads a top-level integer member of a JSON object; 0 when it is
+// absent or not an integer (the backend judges its own fields).
+func intField(body []byte, key string) int {
+	var buf [16]jsonscan.Member
+	members, _, ok := jsonscan.ObjectInto(buf[:0], body, 0)
+	if !ok {
+		return 0
+	}
+	for _, m := range members {
+		if jsonscan.KeyIs(body[m.KeyStart:m.KeyEnd], key) {
+			v, err := strconv.Atoi(string(bytes.TrimSpace(body[m.ValueStart:m.ValueEnd])))
+			if err != nil {
+				return 0
+			}
+			return v
+		}
+	}
+	return 0
 }
 
 // parseMetadata reads a workflow_metadata object, refusing what the router

@@ -57,6 +57,7 @@ Prometheus metrics (/metrics, wfsched_router_*).`,
 	o.cfg.WorkflowTTL = router.DefaultWorkflowTTL
 	f.Var((*seconds)(&o.cfg.WorkflowTTL), "workflow-ttl", "forget a workflow idle this long (in-flight requests keep it alive): a duration, or a number of seconds (default 1h)")
 	f.IntVar(&o.cfg.MaxWorkflows, "max-workflows", router.DefaultMaxWorkflows, "workflows tracked; beyond, the least recently used is forgotten")
+	f.IntVar(&o.cfg.Admission, "admission", 0, "requests each backend serves at once; more wait here, by their priority field (lower first) then arrival, instead of in the backend's queue (0: none)")
 	f.IntVar(&o.cfg.MaxConnsPerBackend, "max-connections-per-backend", router.DefaultMaxConnsPerBackend, "connections (requests in flight) to each backend; more requests wait in the router")
 	f.IntVar(&o.cfg.MaxQueueSize, "max-message-queue-size", router.DefaultMaxQueueSize, "messages one agent's queue holds")
 	o.cfg.MessageTTL = router.DefaultMessageTTL

@@ -66,6 +66,7 @@ type runOptions struct {
 	// cross-workflow order
 	workflowPolicy   string
 	aging            time.Duration
+	admission        int
 	workflowPolicies string // compare and sweep: one arm each
 	schedPolicy      string
 }
@@ -153,7 +154,7 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 // embedded engines.
 func (o *runOptions) spec(cmd *cobra.Command, log io.Writer) replay.Spec {
 	s := replay.Spec{Endpoints: o.endpoints, Clock: o.clock, Instances: o.instances, Routing: o.routing, Profile: o.profile,
-		SchedulingPolicy: o.schedPolicy, Priorities: o.workflowPolicy != "" && o.workflowPolicy != "fcfs",
+		SchedulingPolicy: o.schedPolicy, Admission: o.admission, Priorities: o.workflowPolicy != "" && o.workflowPolicy != "fcfs",
 		TimeScale: o.timeScale, Slow: o.slow, Seed: o.seed, Model: o.model, APIKey: o.apiKey, Timeout: o.timeout, Attempts: o.attempts,
 		MaxConns: o.maxConns, KeepText: o.context == string(scheduler.ContextLive)}
 	if !o.quiet {
@@ -226,6 +227,7 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.StringVar(&o.profile, "profile", sim.DefaultProfile, "embedded engine: built-in profile or JSON file")
 	f.Float64Var(&o.timeScale, "time-scale", replay.DefaultEmbeddedScale, "embedded engine on the wall clock: wall seconds per modeled second")
 	f.StringVar(&o.workflowPolicy, "workflow-policy", "fcfs", "order across workflows: "+strings.Join(scheduler.WorkflowPolicies(), ", ")+" (see README); other than fcfs, calls carry priorities")
+	f.IntVar(&o.admission, "admission", 0, "with wfsched's router: requests each engine or endpoint serves at once; more wait at the router, by priority then arrival (0: none)")
 	f.DurationVar(&o.aging, "aging", 0, "workflow policies: a call at level L goes as if sent L times this later (first come first served with a handicap), so none waits forever; 0: by level alone")
 	f.StringVar(&o.schedPolicy, "scheduling-policy", "", "embedded engines: fcfs or priority, as vLLM's (default: priority with a workflow policy other than fcfs, else fcfs)")
 	f.StringVar(&o.clock, "clock", "", "virtual (the embedded engines in modeled time: exact and fast; the default without --endpoint) or wall (over HTTP in wall-clock time; always with --endpoint)")
