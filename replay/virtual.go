@@ -3,12 +3,12 @@ package replay
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/wfsched/wfsched/client"
 	"github.com/wfsched/wfsched/dag"
+	"github.com/wfsched/wfsched/internal/waitline"
 	"github.com/wfsched/wfsched/metrics"
 	"github.com/wfsched/wfsched/router"
 	"github.com/wfsched/wfsched/scheduler"
@@ -55,7 +55,7 @@ type Virtual struct {
 	keepText bool
 	maxConns int
 	conns    int
-	queue    []*pending // calls waiting for a connection
+	queue    waitline.Line[*pending] // calls waiting for a connection
 	now      time.Duration
 	ids      []int
 	msgs     []tokenizer.Message
@@ -164,11 +164,8 @@ func (v *Virtual) Send(now time.Duration, c scheduler.Call, done func(scheduler.
 	p := &pending{call: c, done: done, sent: now}
 	if v.conns >= v.maxConns {
 		// Waiting calls go by priority (0 for all under fcfs), then in
-		// the order they came.
-		k := sort.Search(len(v.queue), func(i int) bool { return v.queue[i].call.Priority > c.Priority })
-		v.queue = append(v.queue, nil)
-		copy(v.queue[k+1:], v.queue[k:])
-		v.queue[k] = p
+		// the order they came, as the wall client's gate orders them.
+		v.queue.Push(c.Priority, p)
 		return
 	}
 	v.dispatch(p)
@@ -298,10 +295,7 @@ func (v *Virtual) release(i int, wf string, prompt, cached int) {
 		}
 		v.bal.Unadmit(i)
 	}
-	if len(v.queue) > 0 {
-		p := v.queue[0]
-		v.queue[0] = nil
-		v.queue = v.queue[1:]
+	if p, ok := v.queue.Pop(); ok {
 		v.dispatch(p)
 	}
 }
