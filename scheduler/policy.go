@@ -2,7 +2,8 @@ package scheduler
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/wfsched/wfsched/dag"
@@ -98,14 +99,7 @@ var registry = map[string]Policy{
 }
 
 // Policies lists the policy names.
-func Policies() []string {
-	names := make([]string, 0, len(registry))
-	for n := range registry {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func Policies() []string { return slices.Sorted(maps.Keys(registry)) }
 
 // PolicyByName returns a policy; the prototype's spelling with an
 // underscore (dependency_aware) is accepted too.

@@ -2,8 +2,9 @@ package scheduler
 
 import (
 	"fmt"
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -82,14 +83,7 @@ func (SRPTOracle) Priority(w *WorkflowState, _ int) int { return Level(w.Remaini
 var workflowPolicies = map[string]WorkflowPolicy{"fcfs": FCFS{}, "las": LAS{}, "atlas": ATLAS{}, "srpt-oracle": SRPTOracle{}}
 
 // WorkflowPolicies lists the workflow policy names.
-func WorkflowPolicies() []string {
-	names := make([]string, 0, len(workflowPolicies))
-	for n := range workflowPolicies {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func WorkflowPolicies() []string { return slices.Sorted(maps.Keys(workflowPolicies)) }
 
 // WorkflowPolicyByName returns a workflow policy.
 func WorkflowPolicyByName(name string) (WorkflowPolicy, error) {
