@@ -126,9 +126,6 @@ func EngineCounters(c sim.Counters) metrics.ServerCounters {
 // Names are the engines' names, as results and reports give them.
 func (v *Virtual) Names() []string { return v.names }
 
-// Engines are the engines.
-func (v *Virtual) Engines() []*sim.Engine { return v.engines }
-
 // Balancer is the routing state, nil without routing.
 func (v *Virtual) Balancer() *router.Balancer { return v.bal }
 
@@ -204,7 +201,6 @@ func (v *Virtual) dispatch(p *pending) {
 		if id != "" {
 			req.Meta = &router.Metadata{WorkflowID: id, AgentID: c.Agent}
 		}
-		req.Priority = c.Priority
 		d := v.bal.Route(req)
 		i = max(0, d.Backend) // every engine is healthy
 		if d.Affinity != "" {

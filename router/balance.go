@@ -163,9 +163,6 @@ func (bl *Balancer) Forget(id string) bool { return bl.workflows.delete(id) }
 // Expire drops the workflows idle past the TTL with nothing in flight.
 func (bl *Balancer) Expire() int { return bl.workflows.sweep() }
 
-// SetHealthy marks backend i up or down.
-func (bl *Balancer) SetHealthy(i int, ok bool) { bl.backends[i].healthy.Store(ok) }
-
 // Stats returns the routing figures (Messages left zero).
 func (bl *Balancer) Stats() Stats {
 	t := bl.workflows

@@ -88,9 +88,6 @@ type Request struct {
 	// Session is the key of the session logic: the workflow id, else the
 	// X-Session-Id header.
 	Session string
-	// Priority is the request's priority field (lower first; 0 without),
-	// which orders it in an admission line.
-	Priority int
 }
 
 // Logic chooses a backend for a request. It decides over the balancer's

@@ -542,7 +542,6 @@ func parseCompletion(body []byte, h http.Header) ([]byte, *Request, error) {
 		return nil, nil, fmt.Errorf("X-Session-Id %s: want at most %d bytes", clip(sid), MaxIDLength)
 	}
 	req.Prompt = func() string { return promptText(body) }
-	req.Priority = intField(body, "priority")
 	return body, req, nil
 }
 
@@ -592,19 +591,21 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 	}
 	// Admission: over the limit, wait for a place on the chosen backend,
 	// by priority; a client that leaves while waiting is let go.
-	admittedOn := pick
-	ready := make(chan struct{})
-	if ok, t := rt.Admit(pick, req.Priority, func() { close(ready) }); !ok {
-		select {
-		case <-ready:
-		case <-r.Context().Done():
-			if !rt.Leave(pick, t) {
-				rt.Unadmit(pick)
+	if rt.limit > 0 {
+		admittedOn := pick
+		ready := make(chan struct{})
+		if ok, t := rt.Admit(pick, intField(body, "priority"), func() { close(ready) }); !ok {
+			select {
+			case <-ready:
+			case <-r.Context().Done():
+				if !rt.Leave(pick, t) {
+					rt.Unadmit(pick)
+				}
+				return
 			}
-			return
 		}
+		defer rt.Unadmit(admittedOn)
 	}
-	defer rt.Unadmit(admittedOn)
 	// Failover before the first byte only: connection errors, header
 	// timeouts and bodies that break before their first byte move to the
 	// next healthy backend. After the first byte the response is the

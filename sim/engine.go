@@ -503,9 +503,7 @@ func (e *Engine) stepOnce(ctx context.Context) (StepInfo, bool) {
 	_ = e.clock.SleepUntil(ctx, e.wallAt(e.now))
 	// The step's outputs go out now, however late that is past its
 	// modeled end: lateness every time a client measures carries.
-	late := e.modeledNow() - e.now
-	e.stats.lag(late)
-	e.stats.late(late)
+	e.stats.late(e.modeledNow() - e.now)
 	e.publish()
 	if e.cfg.OnStep != nil {
 		e.cfg.OnStep(info)

@@ -98,17 +98,13 @@ func (s *stats) finished(reason string, outputs, prompt int, e2e, decode time.Du
 	s.decode.observe(decode)
 }
 
-func (s *stats) lag(d time.Duration) {
-	s.mu.Lock()
-	s.lagSec = max(0, d.Seconds())
-	s.mu.Unlock()
-}
-
 // late records how far past its modeled end a step's outputs went out on
-// the wall clock.
+// the wall clock: the lag gauge and the lateness distribution.
 func (s *stats) late(d time.Duration) {
+	d = max(0, d)
 	s.mu.Lock()
-	s.lateness.add(max(0, d))
+	s.lagSec = d.Seconds()
+	s.lateness.add(d)
 	s.mu.Unlock()
 }
 
