@@ -12,8 +12,11 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/wfsched
 
+# Go tests, then the official openai Node client against the engine
+# (skipped when Node.js is absent).
 test:
 	$(GO) test -race -count=1 ./...
+	bash scripts/openai-conformance.sh
 
 lint:
 	bash scripts/check_tree.sh

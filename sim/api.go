@@ -9,27 +9,6 @@ import (
 	"github.com/wfsched/wfsched/tokenizer"
 )
 
-// completionRequest holds the request fields the engine reads; like vLLM it
-// ignores fields it does not know.
-type completionRequest struct {
-	Model               string          `json:"model"`
-	Messages            json.RawMessage `json:"messages"`
-	Prompt              json.RawMessage `json:"prompt"`
-	MaxTokens           *int            `json:"max_tokens"`
-	MaxCompletionTokens *int            `json:"max_completion_tokens"`
-	MinTokens           int             `json:"min_tokens"`
-	IgnoreEOS           bool            `json:"ignore_eos"`
-	Temperature         *float64        `json:"temperature"`
-	Seed                *int64          `json:"seed"`
-	Stop                json.RawMessage `json:"stop"`
-	Stream              bool            `json:"stream"`
-	StreamOptions       *struct {
-		IncludeUsage bool `json:"include_usage"`
-	} `json:"stream_options"`
-	N        *int `json:"n"`
-	Priority int  `json:"priority"`
-}
-
 type chatMessage struct {
 	Role       string          `json:"role"`
 	Content    json.RawMessage `json:"content"`
@@ -105,9 +84,8 @@ func text(raw json.RawMessage) (string, error) {
 	return b.String(), nil
 }
 
-// chatPrompt renders chat messages into prompt token ids with the shared
-// template.
-func chatPrompt(enc *tokenizer.Encoder, raw json.RawMessage) ([]int, error) {
+// chatMessages reads chat messages into the template's form.
+func chatMessages(raw json.RawMessage) ([]tokenizer.Message, *apiError) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, badRequest("messages", "messages: field required")
 	}
@@ -140,12 +118,12 @@ func chatPrompt(enc *tokenizer.Encoder, raw json.RawMessage) ([]int, error) {
 			out[i].ToolCalls = append(out[i].ToolCalls, tokenizer.ToolCall{Name: tc.Function.Name, Arguments: tc.Function.Arguments})
 		}
 	}
-	return enc.Chat(nil, out, true), nil
+	return out, nil
 }
 
 // completionPrompt reads a completions prompt: a string or a list of token
 // ids (a batch of several prompts is refused, as n > 1 is).
-func completionPrompt(enc *tokenizer.Encoder, raw json.RawMessage) ([]int, error) {
+func completionPrompt(enc *tokenizer.Encoder, raw json.RawMessage) ([]int, *apiError) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, badRequest("prompt", "prompt: field required")
 	}

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -122,8 +124,22 @@ type Request struct {
 	MaxTokens int // at least 1
 	MinTokens int
 	IgnoreEOS bool
-	Stop      []string
-	Seed      *uint64 // output draws; nil: from the engine seed and arrival order
+	// Stop strings and stop token ids end the output once it is past
+	// MinTokens tokens (finish reason "stop"), as vLLM's are; the text up to
+	// the stop string is the answer, or up to its end with IncludeStop.
+	Stop         []string
+	StopTokenIDs []int
+	IncludeStop  bool
+	Seed         *uint64 // output draws; nil: from the engine seed and arrival order
+	// Output, when set, is the output the request gives token by token
+	// (guided decoding's: a JSON document, a tool call, a choice); it ends
+	// with finish reason "stop" after its last token, or "length" at
+	// MaxTokens. Nil: sampled words of a length drawn as the engine's
+	// output-length model says.
+	Output []int
+	// CacheSalt, when set, salts the prefix cache's block hashes, so only
+	// requests with the same salt share cached blocks (vLLM's cache_salt).
+	CacheSalt string
 	// Priority orders the request under the priority scheduling policy
 	// (lower first); under fcfs it must be 0, as vLLM requires.
 	Priority int
@@ -156,10 +172,29 @@ type Stream struct {
 	cached   int
 	arrival  time.Duration
 	notify   chan struct{}
+	stop     Stop
 	abortOne sync.Once
 	engine   *Engine
 	onDone   func(*Stream)
 	virtual  bool // submitted by a virtual driver (SubmitAt)
+}
+
+// Stop tells why a request ended with finish reason "stop": a stop string
+// or stop token id, or neither (the model's end of sequence).
+type Stop struct {
+	String  string // the stop string matched, if any
+	TokenID int    // the stop token id matched; -1: none
+	// TextEnd is the length in bytes of the output text to answer with
+	// (the text before the stop string, or through it with IncludeStop);
+	// -1: all of it.
+	TextEnd int
+}
+
+// StopInfo returns why a finished request stopped.
+func (s *Stream) StopInfo() Stop {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stop
 }
 
 // Notify returns a channel that receives a value after new output.
@@ -213,7 +248,12 @@ type seq struct {
 	target    int // output length at which it stops
 	maxTokens int
 	stop      []string
+	stopIDs   []int
+	inclStop  bool
+	minTokens int
+	output    []int  // forced output (guided decoding); nil: sampled
 	tail      string // recent output text, for stop strings
+	textLen   int    // bytes of output text before tail
 	rng       rand.PCG
 	priority  int
 	order     uint64 // arrival order, ties of priority
@@ -253,8 +293,8 @@ type Engine struct {
 	model    string
 	enc      *tokenizer.Encoder
 	fillIDs  []int
-	fillText map[int]string
 
+	seeds   atomic.Uint64 // drawSeed's count
 	mu      sync.Mutex
 	inbox   []*seq
 	aborts  []*Stream
@@ -294,7 +334,6 @@ func New(cfg Config) (*Engine, error) {
 	e := &Engine{
 		prof: cfg.Profile, cfg: cfg, clock: cfg.Clock, scale: cfg.TimeScale, slow: cfg.SlowFactor,
 		model: cfg.Model, enc: enc, wake: make(chan struct{}, 1), kv: newKVCache(cfg.Profile.NumBlocks),
-		fillText: map[int]string{},
 	}
 	if e.clock == nil {
 		e.clock = &WallClock{Spin: cfg.Spin}
@@ -315,7 +354,6 @@ func New(cfg Config) (*Engine, error) {
 	for _, w := range fillerVocabulary(enc) {
 		id := enc.Encode(nil, w)[0]
 		e.fillIDs = append(e.fillIDs, id)
-		e.fillText[id] = w
 	}
 	e.epoch = e.clock.Now()
 	e.stats = newStats(e.model)
@@ -334,6 +372,20 @@ func fillerVocabulary(enc *tokenizer.Encoder) []string {
 		}
 	}
 	return out
+}
+
+// drawLength draws an output length from the engine's model of them (a
+// log-normal around MedianOutput), at most maxTokens.
+func (e *Engine) drawLength(rng *rand.Rand, maxTokens int) int {
+	draw := float64(e.cfg.MedianOutput) * math.Exp(0.9*rng.NormFloat64())
+	return min(maxTokens, int(math.Round(draw)))
+}
+
+// drawSeed returns a seed for a request that names none, from the engine's
+// seed and a count of draws, so a seeded engine's answers repeat.
+func (e *Engine) drawSeed() uint64 {
+	n := e.seeds.Add(1)
+	return (e.cfg.Seed+0x5eed)*0x9E3779B97F4A7C15 + n
 }
 
 // Model is the served model name.
@@ -361,8 +413,9 @@ func (e *Engine) Counters() Counters { return e.stats.counters() }
 // Collector exposes the engine's metrics under vLLM's names.
 func (e *Engine) Collector() prometheus.Collector { return e.stats }
 
-// TokenText returns the text of an output token id.
-func (e *Engine) TokenText(id int) string { return e.fillText[id] }
+// TokenText returns the text of a token id (its bytes: part of a
+// character for some ids).
+func (e *Engine) TokenText(id int) string { return e.enc.TokenText(id) }
 
 // ErrContextLength reports a request longer than the model's context.
 var ErrContextLength = errors.New("context length exceeded")
@@ -401,17 +454,20 @@ func (e *Engine) submit(r Request, at time.Duration, virtual bool) (*Stream, err
 		return nil, fmt.Errorf("%w: this model's maximum context length is %d tokens, but %d were requested (%d in the prompt, %d for the completion)",
 			ErrContextLength, p.MaxModelLen, n, len(r.Prompt), r.MaxTokens)
 	}
-	st := &Stream{prompt: len(r.Prompt), engine: e, onDone: r.OnDone, virtual: virtual}
+	st := &Stream{prompt: len(r.Prompt), engine: e, onDone: r.OnDone, virtual: virtual, stop: Stop{TokenID: -1, TextEnd: -1}}
 	if !virtual {
 		st.notify = make(chan struct{}, 1)
 	}
 	s := &seq{
-		stream: st, nPrompt: len(r.Prompt), maxTokens: r.MaxTokens, stop: r.Stop,
-		scheduled: -1, firstTok: -1,
+		stream: st, nPrompt: len(r.Prompt), maxTokens: r.MaxTokens, stop: r.Stop, stopIDs: r.StopTokenIDs,
+		inclStop: r.IncludeStop, minTokens: r.MinTokens, output: r.Output, scheduled: -1, firstTok: -1,
 	}
 	s.tokens = append(intPool.take(len(r.Prompt)+min(r.MaxTokens, 4096)), r.Prompt...)
 	s.hashes = hashPool.take((len(s.tokens) + min(r.MaxTokens, 4096)) / p.BlockSize)
 	var prev uint64
+	if r.CacheSalt != "" {
+		prev = saltHash(r.CacheSalt)
+	}
 	for b := 0; (b+1)*p.BlockSize <= len(s.tokens); b++ {
 		prev = blockHash(prev, s.tokens[b*p.BlockSize:(b+1)*p.BlockSize])
 		s.hashes = append(s.hashes, prev)
@@ -426,9 +482,11 @@ func (e *Engine) submit(r Request, at time.Duration, virtual bool) (*Stream, err
 	}
 	s.rng = *rand.NewPCG(seed, 0x73696d) // "sim"
 	s.target = r.MaxTokens
-	if !r.IgnoreEOS {
-		draw := float64(e.cfg.MedianOutput) * math.Exp(0.9*rand.New(&s.rng).NormFloat64())
-		s.target = max(1, r.MinTokens, min(r.MaxTokens, int(math.Round(draw))))
+	switch {
+	case r.Output != nil:
+		s.target = max(1, min(r.MaxTokens, len(r.Output)))
+	case !r.IgnoreEOS:
+		s.target = max(1, r.MinTokens, e.drawLength(rand.New(&s.rng), r.MaxTokens))
 	}
 	s.submitted = at
 	st.arrival = s.submitted
@@ -793,7 +851,12 @@ func (e *Engine) advance(s *seq, n int) {
 	if s.computed < len(s.tokens) {
 		return // still in prefill
 	}
-	tok := e.fillIDs[s.rng.Uint64()%uint64(len(e.fillIDs))]
+	var tok int
+	if k := len(s.tokens) - s.nPrompt; k < len(s.output) {
+		tok = s.output[k]
+	} else {
+		tok = e.fillIDs[s.rng.Uint64()%uint64(len(e.fillIDs))]
+	}
 	s.tokens = append(s.tokens, tok)
 	if len(s.tokens)%bs == 0 {
 		var prev uint64
@@ -818,7 +881,7 @@ func (e *Engine) advance(s *seq, n int) {
 		reason = FinishLength
 	case out >= s.target:
 		reason = FinishStop
-	case len(s.stop) > 0 && e.hitStop(s, tok):
+	case (len(s.stop) > 0 || len(s.stopIDs) > 0) && e.hitStop(s, tok, out):
 		reason = FinishStop
 	}
 	if reason != "" {
@@ -826,19 +889,50 @@ func (e *Engine) advance(s *seq, n int) {
 	}
 }
 
-func (e *Engine) hitStop(s *seq, tok int) bool {
-	s.tail += e.fillText[tok]
+// hitStop reports whether output token tok, the out-th, ends the request
+// on a stop token id or stop string, checked past the first MinTokens
+// tokens as vLLM does, and records which on the stream.
+func (e *Engine) hitStop(s *seq, tok, out int) bool {
+	past := out > s.minTokens
+	if past && slices.Contains(s.stopIDs, tok) {
+		s.stream.setStop(Stop{TokenID: tok, TextEnd: -1})
+		return true
+	}
+	if len(s.stop) == 0 {
+		return false
+	}
+	text := e.enc.TokenText(tok)
+	s.tail += text
 	longest := 0
 	for _, st := range s.stop {
-		if st != "" && strings.Contains(s.tail, st) {
+		longest = max(longest, len(st))
+		if !past || st == "" {
+			continue
+		}
+		// Only an occurrence that this token completes: earlier text was
+		// checked when it came (or was within min_tokens).
+		from := max(0, len(s.tail)-len(text)-len(st)+1)
+		if i := strings.Index(s.tail[from:], st); i >= 0 {
+			end := s.textLen + from + i
+			if s.inclStop {
+				end += len(st)
+			}
+			s.stream.setStop(Stop{String: st, TokenID: -1, TextEnd: end})
 			return true
 		}
-		longest = max(longest, len(st))
 	}
 	if len(s.tail) > 2*longest+16 {
-		s.tail = s.tail[len(s.tail)-longest-16:]
+		cut := len(s.tail) - longest - 16
+		s.textLen += cut
+		s.tail = s.tail[cut:]
 	}
 	return false
+}
+
+func (s *Stream) setStop(st Stop) {
+	s.mu.Lock()
+	s.stop = st
+	s.mu.Unlock()
 }
 
 // finish ends a request: its blocks go back (staying cached) and its reader

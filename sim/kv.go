@@ -170,3 +170,13 @@ func blockHash(prev uint64, ids []int) uint64 {
 	h *= 0x94d049bb133111eb
 	return h ^ h>>31
 }
+
+// saltHash seeds the hash chain of a request with a cache salt: its first
+// block, and so every block, hashes apart from unsalted ones.
+func saltHash(salt string) uint64 {
+	h := uint64(0xcbf29ce484222325) // FNV-1a
+	for i := 0; i < len(salt); i++ {
+		h = (h ^ uint64(salt[i])) * 0x100000001b3
+	}
+	return h | 1
+}

@@ -44,6 +44,10 @@ type ServerConfig struct {
 	// APIKey, when set, is the bearer token requests under /v1 must carry,
 	// as vLLM's --api-key: others get 401 {"error": "Unauthorized"}.
 	APIKey string
+	// AutoToolChoice serves tool_choice "auto" (and tools without a
+	// tool_choice), as vLLM's --enable-auto-tool-choice; without it such
+	// requests get vLLM's 400.
+	AutoToolChoice bool
 }
 
 // Server serves one Engine over vLLM's OpenAI-compatible HTTP API.
@@ -222,25 +226,21 @@ func (s *Server) completions(chat bool) http.HandlerFunc {
 			s.writeError(w, &apiError{status: f.status, typ: http.StatusText(f.status), msg: fmt.Sprintf("injected fault: status %d", f.status)})
 			return
 		}
-		req, st, apiErr := s.admit(w, r, chat, arrival)
+		p, st, apiErr := s.admit(w, r, chat, arrival)
 		if apiErr != nil {
 			s.writeError(w, apiErr)
 			return
 		}
-		id, object := newID("cmpl-"), "text_completion"
-		if chat {
-			id, object = newID("chatcmpl-"), "chat.completion"
-		}
-		if req.Stream {
-			s.stream(w, r, st, chat, id, object+".chunk", req, f)
+		if p.req.Stream {
+			s.stream(w, r, st, p, f)
 			return
 		}
-		s.whole(w, r, st, chat, id, object)
+		s.whole(w, r, st, p)
 	}
 }
 
-// admit validates a request and submits it to the engine.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, chat bool, arrival time.Time) (*completionRequest, *Stream, *apiError) {
+// admit reads and validates a request and submits it to the engine.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, chat bool, arrival time.Time) (*plan, *Stream, *apiError) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -249,70 +249,19 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, chat bool, arriva
 		}
 		return nil, nil, badRequest("", "reading the request: %v", err)
 	}
-	var req completionRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, nil, badRequest("", "malformed JSON body: %v", err)
-	}
-	if req.Model != "" && req.Model != s.e.Model() {
-		return nil, nil, &apiError{status: http.StatusNotFound, typ: "NotFoundError", param: "model", msg: fmt.Sprintf("The model `%s` does not exist.", req.Model)}
-	}
-	if req.N != nil && *req.N != 1 {
-		return nil, nil, badRequest("n", "n = %d: only n = 1 is supported", *req.N)
-	}
-	if req.Temperature != nil && (*req.Temperature < 0 || *req.Temperature > 2) {
-		return nil, nil, badRequest("temperature", "temperature %v: want 0 to 2", *req.Temperature)
-	}
-	if req.MinTokens < 0 {
-		return nil, nil, badRequest("min_tokens", "min_tokens %d is negative", req.MinTokens)
-	}
-	var prompt []int
-	var apiErr *apiError
-	if chat {
-		prompt, err = chatPrompt(s.e.Encoder(), req.Messages)
-	} else {
-		prompt, err = completionPrompt(s.e.Encoder(), req.Prompt)
-	}
-	if errors.As(err, &apiErr) {
+	p, apiErr := s.parse(body, chat, r.Header.Get("X-Request-Id"))
+	if apiErr != nil {
 		return nil, nil, apiErr
 	}
-	stop, err := stopStrings(req.Stop)
-	if errors.As(err, &apiErr) {
-		return nil, nil, apiErr
-	}
-	maxLen := s.e.prof.MaxModelLen
-	maxTokens := maxLen - len(prompt)
-	param := "max_tokens"
-	for _, m := range []*int{req.MaxTokens, req.MaxCompletionTokens} {
-		if m != nil {
-			maxTokens = *m
-			if m == req.MaxCompletionTokens {
-				param = "max_completion_tokens"
-			}
-		}
-	}
-	if maxTokens < 1 || len(prompt)+maxTokens > maxLen {
-		if maxTokens >= 1 || len(prompt) >= maxLen {
-			return nil, nil, badRequest(param, "This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the messages, %d in the completion). Please reduce the length of the messages or completion.",
-				maxLen, len(prompt)+max(maxTokens, 0), len(prompt), max(maxTokens, 0))
-		}
-		return nil, nil, badRequest(param, "%s = %d: must be at least 1", param, maxTokens)
-	}
-	if req.MinTokens > maxTokens {
-		return nil, nil, badRequest("min_tokens", "min_tokens (%d) must be at most max_tokens (%d)", req.MinTokens, maxTokens)
-	}
-	er := Request{Prompt: prompt, MaxTokens: maxTokens, MinTokens: req.MinTokens, IgnoreEOS: req.IgnoreEOS, Stop: stop, Arrival: arrival, Priority: req.Priority}
-	if req.Seed != nil {
-		seed := uint64(*req.Seed)
-		er.Seed = &seed
-	}
-	st, err := s.e.Submit(er)
+	p.er.Arrival = arrival
+	st, err := s.e.Submit(p.er)
 	if errors.Is(err, ErrPriority) {
 		return nil, nil, badRequest("priority", "%v", err)
 	}
 	if err != nil {
 		return nil, nil, badRequest("", "%v", err)
 	}
-	return &req, st, nil
+	return p, st, nil
 }
 
 func (s *Server) usage(st *Stream) *usage {
@@ -336,116 +285,8 @@ func (s *Server) wait(r *http.Request, st *Stream) bool {
 	}
 }
 
-func (s *Server) whole(w http.ResponseWriter, r *http.Request, st *Stream, chat bool, id, object string) {
-	var toks []int
-	var reason string
-	for {
-		var done bool
-		toks, done, reason = st.Snapshot(0)
-		if done {
-			break
-		}
-		if !s.wait(r, st) {
-			return
-		}
-	}
-	text := s.detok(toks)
-	choice := map[string]any{"index": 0, "logprobs": nil, "finish_reason": reason, "stop_reason": nil}
-	if chat {
-		choice["message"] = map[string]any{"role": "assistant", "content": text, "tool_calls": []any{}}
-	} else {
-		choice["text"] = text
-	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{
-		"id": id, "object": object, "created": time.Now().Unix(), "model": s.e.Model(),
-		"choices": []any{choice}, "usage": s.usage(st),
-	})
-}
-
-func (s *Server) detok(toks []int) string {
-	var b []byte
-	for _, t := range toks {
-		b = append(b, s.e.TokenText(t)...)
-	}
-	return string(b)
-}
-
-// stream writes server-sent events as vLLM does: for chat a first chunk with
-// the assistant role, then one chunk per output token (the last carrying the
-// finish reason), a usage chunk when stream_options.include_usage is set,
-// and "data: [DONE]".
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *Stream, chat bool, id, object string, req *completionRequest, f fault) {
-	fl, _ := w.(http.Flusher)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 4096)
-	created := time.Now().Unix()
-	chunk := func(delta string, role bool, reason string) {
-		var choice map[string]any
-		if chat {
-			d := map[string]any{"content": delta}
-			if role {
-				d = map[string]any{"role": "assistant", "content": ""}
-			}
-			choice = map[string]any{"index": 0, "delta": d, "logprobs": nil, "finish_reason": nil}
-		} else {
-			choice = map[string]any{"index": 0, "text": delta, "logprobs": nil, "finish_reason": nil}
-		}
-		if reason != "" {
-			choice["finish_reason"], choice["stop_reason"] = reason, nil
-		}
-		writeEvent(bw, map[string]any{"id": id, "object": object, "created": created, "model": s.e.Model(), "choices": []any{choice}})
-	}
-	flush := func() {
-		bw.Flush()
-		if fl != nil {
-			fl.Flush()
-		}
-	}
-	sent, chunks := 0, 0
-	last := time.Now()
-	for {
-		toks, done, reason := st.Snapshot(sent)
-		for k, t := range toks {
-			if f.cutAfter >= 0 && chunks >= f.cutAfter {
-				flush()
-				st.Abort()
-				panic(http.ErrAbortHandler) // close the connection mid-stream
-			}
-			if f.slow > 1 {
-				flush()
-				time.Sleep(time.Duration(float64(time.Since(last)) * (f.slow - 1)))
-			}
-			if sent == 0 && chat {
-				chunk("", true, "")
-			}
-			end := ""
-			if done && k == len(toks)-1 {
-				end = reason
-			}
-			chunk(s.e.TokenText(t), false, end)
-			sent++
-			chunks++
-			last = time.Now()
-		}
-		if done {
-			if len(toks) == 0 {
-				chunk("", false, reason)
-			}
-			break
-		}
-		flush()
-		if !s.wait(r, st) {
-			return
-		}
-	}
-	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
-		writeEvent(bw, map[string]any{"id": id, "object": object, "created": created, "model": s.e.Model(), "choices": []any{}, "usage": s.usage(st)})
-	}
-	bw.WriteString("data: [DONE]\n\n")
-	flush()
+func writeJSON(w io.Writer, v any) {
+	json.NewEncoder(w).Encode(v)
 }
 
 func writeEvent(w *bufio.Writer, v any) {

@@ -184,7 +184,7 @@ func TestCompletionsRawSSE(t *testing.T) {
 		} `json:"choices"`
 	}
 	json.Unmarshal([]byte(events[4]), &last)
-	if last.Object != "text_completion.chunk" || last.Choices[0].FinishReason == nil || *last.Choices[0].FinishReason != "length" {
+	if last.Object != "text_completion" || last.Choices[0].FinishReason == nil || *last.Choices[0].FinishReason != "length" {
 		t.Errorf("last token chunk %s", events[4])
 	}
 	var u struct {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/pkoukk/tiktoken-go-loader/assets"
@@ -22,6 +23,8 @@ const cacheLimit = 1 << 17
 // use. The zero value is not usable: call Default.
 type Encoder struct {
 	ranks map[string]int
+	// texts is the inverse of ranks: the bytes of each token id.
+	texts []string
 
 	mu    sync.RWMutex
 	cache map[string][]int
@@ -80,7 +83,17 @@ func load() (*Encoder, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("load %s vocabulary: %w", VocabName, err)
 	}
-	e := &Encoder{ranks: ranks, cache: make(map[string][]int)}
+	texts := make([]string, EndOfTurn+1)
+	for t, r := range ranks {
+		if r < 0 || r >= BeginOfText {
+			return nil, fmt.Errorf("load %s vocabulary: rank %d out of range", VocabName, r)
+		}
+		texts[r] = t
+	}
+	for id, t := range specials {
+		texts[id] = t
+	}
+	e := &Encoder{ranks: ranks, texts: texts, cache: make(map[string][]int)}
 	headers := map[string][]int{}
 	for _, r := range roles {
 		headers[r] = e.renderHeader(nil, r)
@@ -103,6 +116,31 @@ func (e *Encoder) Encode(dst []int, text string) []int {
 		dst = append(dst, e.merged(p)...)
 	})
 	return dst
+}
+
+// MaxID is the largest token id (the last special token).
+const MaxID = EndOfTurn
+
+// TokenText returns the bytes of token id as a string (a special token's
+// name for the chat template's ids; "" for an id outside the vocabulary).
+// A token may hold part of a multi-byte character, so the text of one token
+// need not be valid UTF-8; Decode of a whole sequence is.
+func (e *Encoder) TokenText(id int) string {
+	if id < 0 || id >= len(e.texts) {
+		return ""
+	}
+	return e.texts[id]
+}
+
+// Decode returns the text of ids: the concatenation of their bytes, with
+// ids outside the vocabulary skipped and bytes that do not form UTF-8
+// replaced by U+FFFD, as tokenizers' decode does.
+func (e *Encoder) Decode(ids []int) string {
+	var b []byte
+	for _, id := range ids {
+		b = append(b, e.TokenText(id)...)
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
 // Count returns the number of tokens Encode would produce for text.

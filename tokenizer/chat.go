@@ -54,6 +54,14 @@ const (
 	headerNewline = "\n\n"
 )
 
+// specials are the special tokens' texts, for decoding.
+var specials = map[int]string{
+	BeginOfText: "<|begin_of_text|>",
+	StartHeader: "<|start_header_id|>",
+	EndHeader:   "<|end_header_id|>",
+	EndOfTurn:   "<|eot_id|>",
+}
+
 // Chat appends the token ids of messages rendered with a Llama-3-style
 // template to dst:
 //
@@ -66,6 +74,19 @@ const (
 // messages share a token prefix of exactly those messages' length.
 func (e *Encoder) Chat(dst []int, messages []Message, addGenerationPrompt bool) []int {
 	return e.chat(dst, messages, addGenerationPrompt, func(dst []int, m *Message) []int { return e.Encode(dst, m.Text()) })
+}
+
+// ChatOpen appends the ids of messages rendered as Chat does but with the
+// last message left open (no end of turn, no generation prompt), so the
+// model continues it (vLLM's continue_final_message).
+func (e *Encoder) ChatOpen(dst []int, messages []Message) []int {
+	if len(messages) == 0 {
+		return e.Chat(dst, nil, false)
+	}
+	last := len(messages) - 1
+	dst = e.Chat(dst, messages[:last], false)
+	dst = e.header(dst, messages[last].Role)
+	return e.Encode(dst, messages[last].Text())
 }
 
 // chat renders the template, encoding each message's text with encode.

@@ -248,3 +248,18 @@ func TestToolCallText(t *testing.T) {
 		t.Error("a message without tool calls renders as its content")
 	}
 }
+
+func TestDecodeInvertsEncode(t *testing.T) {
+	e := MustDefault()
+	for _, text := range []string{"", "hello world", " {\"name\": \"get_weather\", \"arguments\": {}}", "naïve café ☕ 東京", "a\n\n  b\tc"} {
+		if got := e.Decode(e.Encode(nil, text)); got != text {
+			t.Errorf("Decode(Encode(%q)) = %q", text, got)
+		}
+	}
+	if got := e.Decode(e.Chat(nil, []Message{{Role: "user", Content: "hi"}}, true)); got != "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n" {
+		t.Errorf("chat prompt decodes to %q", got)
+	}
+	if got := e.TokenText(-1) + e.TokenText(MaxID+1); got != "" {
+		t.Errorf("ids outside the vocabulary decode to %q", got)
+	}
+}

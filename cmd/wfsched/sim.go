@@ -24,6 +24,8 @@ type simOptions struct {
 	faults       sim.Faults
 	apiKey       string
 	sched        string
+	autoTools    bool
+	fields       bool
 }
 
 func newSimCmd() *cobra.Command {
@@ -42,6 +44,8 @@ X-Wfsched-Fault: error=503 | hang | cut=N | slow=F.`,
 		Example: `  wfsched sim
   wfsched sim --instances 4 --listen 127.0.0.1:8000 --time-scale 0.1
   wfsched sim --print-profile
+  wfsched sim --enable-auto-tool-choice     # for agent frameworks that offer tools
+  wfsched sim --fields                      # what the engine does with each request field
   wfsched sim --profile a100-llama3.1-8b --fault-error-rate 0.05 --fault-error-status 429`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runSim(cmd, o) },
@@ -63,6 +67,8 @@ X-Wfsched-Fault: error=503 | hang | cut=N | slow=F.`,
 	f.IntVar(&o.faults.CutAfter, "fault-cut-after", 3, "chunks sent before a cut")
 	f.DurationVar(&o.spin, "spin-wait", 0, "poll the clock for the last part of each step instead of sleeping (e.g. 1.5ms): exact times for a lone engine, at the cost of a core")
 	f.StringVar(&o.apiKey, "api-key", "", "require this bearer token on /v1 requests, as vLLM's --api-key does")
+	f.BoolVar(&o.autoTools, "enable-auto-tool-choice", false, "serve tool_choice \"auto\" (and tools without a tool_choice), as vLLM's flag of that name; without it such requests get vLLM's 400")
+	f.BoolVar(&o.fields, "fields", false, "print the table of request fields and what the engine does with each (markdown), and exit")
 	f.BoolVar(&o.noDetails, "no-prompt-details", false, "answer prompt_tokens_details as null, like vLLM without --enable-prompt-tokens-details")
 	return cmd
 }
@@ -74,6 +80,9 @@ func runSim(cmd *cobra.Command, o simOptions) error {
 	}
 	if o.printProfile {
 		return prof.WriteJSON(cmd.OutOrStdout())
+	}
+	if o.fields {
+		return sim.WriteFieldsTable(cmd.OutOrStdout())
 	}
 	if o.instances < 1 {
 		return usageError("--instances %d: want at least 1", o.instances)
@@ -103,7 +112,7 @@ func runSim(cmd *cobra.Command, o simOptions) error {
 	}
 	c, err := sim.Start(cmd.Context(), sim.ClusterConfig{
 		Engine:    sim.Config{Profile: prof, Model: o.model, TimeScale: o.timeScale, Seed: o.seed, SlowFactor: o.slow, Spin: o.spin, SchedulingPolicy: o.sched},
-		Server:    sim.ServerConfig{Faults: o.faults, NoPromptDetails: o.noDetails, APIKey: o.apiKey},
+		Server:    sim.ServerConfig{Faults: o.faults, NoPromptDetails: o.noDetails, APIKey: o.apiKey, AutoToolChoice: o.autoTools},
 		Instances: o.instances,
 		Listen:    o.listen,
 	})

@@ -1,0 +1,386 @@
+package sim
+
+import (
+	"bufio"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// answer turns a request's output tokens into the text it answers with:
+// stop strings cut it (the stream holds back the bytes a stop string could
+// still claim, as vLLM's detokenizer does), a tool call's arguments are a
+// span of it, and it is released only at character boundaries.
+type answer struct {
+	s    *Server
+	p    *plan
+	raw  []byte // output bytes so far, token by token
+	ends []int  // ends[i]: len(raw) after token i
+	sent int    // bytes of raw already answered
+}
+
+// add appends output tokens.
+func (a *answer) add(toks []int) {
+	for _, t := range toks {
+		a.raw = append(a.raw, a.s.e.TokenText(t)...)
+		a.ends = append(a.ends, len(a.raw))
+	}
+}
+
+// limit is how many bytes of raw may be answered now.
+func (a *answer) limit(done bool, stop Stop) int {
+	n := len(a.raw)
+	if done {
+		if stop.TextEnd >= 0 {
+			n = min(n, stop.TextEnd)
+		}
+		return n
+	}
+	if !a.p.er.IncludeStop {
+		for _, st := range a.p.er.Stop {
+			n = min(n, len(a.raw)-(len(st)-1))
+		}
+	}
+	// Not inside a character.
+	n = max(n, a.sent)
+	for n > a.sent && !utf8.Valid(a.raw[a.sent:n]) {
+		n--
+	}
+	return n
+}
+
+// text returns the answer's text in bytes [from, to) of raw: for a tool
+// call only what falls within its arguments.
+func (a *answer) text(from, to int) string {
+	if t := a.p.tool; t != nil {
+		from, to = max(from, t.from), min(to, t.to)
+	}
+	if from >= to {
+		return ""
+	}
+	return strings.ToValidUTF8(string(a.raw[from:to]), "\uFFFD")
+}
+
+// finish returns the finish reason and stop reason the answer ends with.
+func (a *answer) finish(reason string, stop Stop) (string, any) {
+	if reason == FinishStop {
+		if t := a.p.tool; t != nil && len(a.raw) >= t.to {
+			return t.reason, nil
+		}
+		switch {
+		case stop.String != "":
+			return reason, stop.String
+		case stop.TokenID >= 0:
+			return reason, stop.TokenID
+		}
+	}
+	return reason, nil
+}
+
+// toolCall is the answer's tool call, with the arguments given so far.
+func (a *answer) toolCall(args string, header bool) map[string]any {
+	t := a.p.tool
+	fn := map[string]any{"arguments": args}
+	call := map[string]any{"index": 0, "function": fn}
+	if header {
+		call["id"], call["type"] = t.id, "function"
+		fn["name"] = t.name
+	}
+	return call
+}
+
+// logprobs of output tokens [from, to): chat's {content: [...]} or
+// completions' parallel lists, with offset the text position of the first.
+func (a *answer) logprobs(toks []int, first, offset int) any {
+	if a.p.logprobs < 0 || len(toks) == 0 {
+		return nil
+	}
+	entries := make([]tokenLogprob, len(toks))
+	for i, t := range toks {
+		entries[i] = a.s.tokenLogprob(a.p, t, first+i, a.p.logprobs)
+	}
+	if a.p.chat {
+		content := make([]map[string]any, len(entries))
+		for i, e := range entries {
+			top := make([]map[string]any, len(e.top))
+			for k, alt := range e.top {
+				top[k] = map[string]any{"token": alt.token, "logprob": alt.logprob, "bytes": alt.bytes}
+			}
+			content[i] = map[string]any{"token": e.token, "logprob": e.logprob, "bytes": e.bytes, "top_logprobs": top}
+		}
+		return map[string]any{"content": content}
+	}
+	lp := map[string]any{}
+	tokens, values, offsets, tops := make([]string, len(entries)), make([]float64, len(entries)), make([]int, len(entries)), make([]map[string]float64, len(entries))
+	for i, e := range entries {
+		tokens[i], values[i], offsets[i] = e.token, e.logprob, offset
+		offset += len(e.text)
+		tops[i] = map[string]float64{e.token: e.logprob}
+		for _, alt := range e.top {
+			tops[i][alt.token] = alt.logprob
+		}
+	}
+	lp["tokens"], lp["token_logprobs"], lp["text_offset"], lp["top_logprobs"] = tokens, values, offsets, tops
+	return lp
+}
+
+// tokenLogprob is one token's log-probability and its top alternatives.
+type tokenLogprob struct {
+	token   string
+	text    string
+	bytes   []int
+	logprob float64
+	top     []tokenLogprob
+}
+
+// tokenLogprob draws token tok's log-probability at output position pos,
+// deterministic from the request's seed: the token itself is the most
+// likely, its alternatives (filler words) share the rest of the mass in
+// falling shares, so the values are a well-formed distribution.
+func (s *Server) tokenLogprob(p *plan, tok, pos, top int) tokenLogprob {
+	rng := rand.New(rand.NewPCG(p.seed, uint64(pos)*0x9E3779B97F4A7C15+uint64(tok)))
+	prob := 0.55 + 0.44*rng.Float64()
+	e := s.logprobEntry(p, tok, math.Log(prob))
+	rest := 1 - prob
+	for k := 0; len(e.top) < top; k++ {
+		alt := s.e.fillIDs[rng.IntN(len(s.e.fillIDs))]
+		if alt == tok || k > 4*top {
+			if k > 4*top {
+				break
+			}
+			continue
+		}
+		dup := false
+		for _, x := range e.top {
+			dup = dup || x.token == s.logprobToken(p, alt)
+		}
+		if dup {
+			continue
+		}
+		rest /= 2
+		if len(e.top) == 0 {
+			e.top = append(e.top, e) // the chosen token leads its own list
+		}
+		if len(e.top) < top {
+			e.top = append(e.top, s.logprobEntry(p, alt, math.Log(rest)))
+		}
+	}
+	if top > 0 && len(e.top) == 0 {
+		e.top = []tokenLogprob{e}
+	}
+	return e
+}
+
+func (s *Server) logprobEntry(p *plan, tok int, lp float64) tokenLogprob {
+	text := s.e.TokenText(tok)
+	b := make([]int, len(text))
+	for i := range len(text) {
+		b[i] = int(text[i])
+	}
+	return tokenLogprob{token: s.logprobToken(p, tok), text: text, bytes: b, logprob: lp}
+}
+
+func (s *Server) logprobToken(p *plan, tok int) string {
+	if p.tokenIDs {
+		return "token_id:" + strconv.Itoa(tok)
+	}
+	return strings.ToValidUTF8(s.e.TokenText(tok), "\uFFFD")
+}
+
+// promptLogprobs is vLLM's prompt_logprobs: null for the first prompt
+// token, then each token's {id: {logprob, rank, decoded_token}} with its
+// alternatives.
+func (s *Server) promptLogprobs(p *plan) []any {
+	if p.promptLP < 0 {
+		return nil
+	}
+	out := make([]any, len(p.prompt))
+	for i := 1; i < len(p.prompt); i++ {
+		e := s.tokenLogprob(p, p.prompt[i], -1-i, p.promptLP)
+		m := map[string]any{strconv.Itoa(p.prompt[i]): map[string]any{"logprob": e.logprob, "rank": 1, "decoded_token": e.token}}
+		for k, alt := range e.top {
+			if k > 0 {
+				id := s.e.Encoder().Encode(nil, alt.text)
+				if len(id) == 1 {
+					m[strconv.Itoa(id[0])] = map[string]any{"logprob": alt.logprob, "rank": k + 1, "decoded_token": alt.token}
+				}
+			}
+		}
+		out[i] = m
+	}
+	return out
+}
+
+func (s *Server) whole(w http.ResponseWriter, r *http.Request, st *Stream, p *plan) {
+	var toks []int
+	var reason string
+	for {
+		var done bool
+		toks, done, reason = st.Snapshot(0)
+		if done {
+			break
+		}
+		if !s.wait(r, st) {
+			return
+		}
+	}
+	a := &answer{s: s, p: p}
+	a.add(toks)
+	stop := st.StopInfo()
+	end := a.limit(true, stop)
+	n := len(toks)
+	for n > 0 && a.ends[n-1] > end && (n < 2 || a.ends[n-2] >= end) {
+		n-- // tokens wholly past the cut: not in the logprobs
+	}
+	finish, stopReason := a.finish(reason, stop)
+	text := p.echo + a.text(0, end)
+	choice := map[string]any{"index": 0, "logprobs": a.logprobs(toks[:n], 0, len(p.echo)), "finish_reason": finish, "stop_reason": stopReason}
+	body := map[string]any{"id": p.id, "created": time.Now().Unix(), "model": s.e.Model(), "choices": []any{choice}, "usage": s.usage(st)}
+	if p.chat {
+		body["object"] = "chat.completion"
+		msg := map[string]any{"role": "assistant", "content": text, "tool_calls": []any{}}
+		if p.tool != nil {
+			msg["content"] = nil
+			if p.echo != "" {
+				msg["content"] = p.echo
+			}
+			msg["tool_calls"] = []any{map[string]any{"id": p.tool.id, "type": "function",
+				"function": map[string]any{"name": p.tool.name, "arguments": a.text(0, end)}}}
+		}
+		choice["message"] = msg
+		if p.promptLP >= 0 {
+			body["prompt_logprobs"] = s.promptLogprobs(p)
+		}
+	} else {
+		body["object"] = "text_completion"
+		choice["text"] = text
+		if p.promptLP >= 0 {
+			choice["prompt_logprobs"] = s.promptLogprobs(p)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	writeJSON(w, body)
+}
+
+// stream writes server-sent events as vLLM does: for chat a first chunk
+// with the assistant role, then a chunk per output token with its text
+// (or its part of a tool call's arguments) and logprobs, the last carrying
+// the finish reason; a usage chunk when stream_options.include_usage is
+// set (usage on every chunk with continuous_usage_stats); and
+// "data: [DONE]".
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *Stream, p *plan, f fault) {
+	fl, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 4096)
+	created := time.Now().Unix()
+	object := "text_completion"
+	if p.chat {
+		object = "chat.completion.chunk"
+	}
+	a := &answer{s: s, p: p}
+	headerSent := false
+	event := func(choice map[string]any) {
+		ev := map[string]any{"id": p.id, "object": object, "created": created, "model": s.e.Model(), "choices": []any{choice}}
+		if p.eachUse {
+			ev["usage"] = s.usage(st)
+		}
+		writeEvent(bw, ev)
+	}
+	role := func() {
+		event(map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "content": ""}, "logprobs": nil, "finish_reason": nil})
+	}
+	chunk := func(delta string, toks []int, first int, reason string, stopReason any) {
+		choice := map[string]any{"index": 0, "logprobs": a.logprobs(toks, first, len(p.echo)+a.sent-len(delta)), "finish_reason": nil}
+		switch {
+		case !p.chat:
+			choice["text"] = delta
+		case p.tool != nil:
+			d := map[string]any{}
+			if delta != "" || !headerSent {
+				d["tool_calls"] = []any{a.toolCall(delta, !headerSent)}
+				headerSent = true
+			}
+			choice["delta"] = d
+		default:
+			choice["delta"] = map[string]any{"content": delta}
+		}
+		if reason != "" {
+			choice["finish_reason"], choice["stop_reason"] = reason, stopReason
+		}
+		event(choice)
+	}
+	flush := func() {
+		bw.Flush()
+		if fl != nil {
+			fl.Flush()
+		}
+	}
+	got, chunks := 0, 0
+	last := time.Now()
+	if p.echo != "" { // the echoed text comes first, whole
+		if p.chat {
+			role()
+			event(map[string]any{"index": 0, "delta": map[string]any{"content": p.echo}, "logprobs": nil, "finish_reason": nil})
+		} else {
+			event(map[string]any{"index": 0, "text": p.echo, "logprobs": nil, "finish_reason": nil})
+		}
+	}
+	for {
+		toks, done, reason := st.Snapshot(got)
+		stop := Stop{TokenID: -1, TextEnd: -1}
+		if done {
+			stop = st.StopInfo()
+		}
+		for k := range toks {
+			if f.cutAfter >= 0 && chunks >= f.cutAfter {
+				flush()
+				st.Abort()
+				panic(http.ErrAbortHandler) // close the connection mid-stream
+			}
+			if f.slow > 1 {
+				flush()
+				time.Sleep(time.Duration(float64(time.Since(last)) * (f.slow - 1)))
+			}
+			if got == 0 && p.chat && p.echo == "" {
+				role()
+			}
+			a.add(toks[k : k+1])
+			final := done && k == len(toks)-1
+			lim := a.limit(final, stop)
+			delta := a.text(a.sent, lim)
+			a.sent = max(a.sent, lim)
+			switch {
+			case final:
+				fr, sr := a.finish(reason, stop)
+				chunk(delta, toks[k:k+1], got, fr, sr)
+			case delta != "" || p.logprobs >= 0 || p.tool != nil && !headerSent:
+				chunk(delta, toks[k:k+1], got, "", nil)
+			}
+			got++
+			chunks++
+			last = time.Now()
+		}
+		if done {
+			if len(toks) == 0 {
+				fr, sr := a.finish(reason, stop)
+				chunk("", nil, 0, fr, sr)
+			}
+			break
+		}
+		flush()
+		if !s.wait(r, st) {
+			return
+		}
+	}
+	if p.usage {
+		writeEvent(bw, map[string]any{"id": p.id, "object": object, "created": created, "model": s.e.Model(), "choices": []any{}, "usage": s.usage(st)})
+	}
+	bw.WriteString("data: [DONE]\n\n")
+	flush()
+}
