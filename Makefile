@@ -37,7 +37,8 @@ bench-suite: build
 run: build
 	$(BIN) run --dag $(RUN_TRACE)
 
-# Short fuzzing of every importer and of the router's request parsing
+# Short fuzzing of every importer, of the router's request parsing and of
+# the engine's guided decoding
 # (FUZZTIME per target).
 FUZZTIME ?= 20s
 fuzz:
@@ -45,6 +46,8 @@ fuzz:
 		$(GO) test ./dag -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for t in FuzzParseCompletion FuzzStripField; do \
 		$(GO) test ./router -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
+	@for t in FuzzGuidedJSON FuzzGuidedRegex; do \
+		$(GO) test ./sim -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 clean:
 	rm -rf bin

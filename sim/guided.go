@@ -35,6 +35,10 @@ func (e *guideError) Error() string {
 // twice it the schema is refused.
 const maxGuideDepth = 6
 
+// maxGuideBytes bounds a generated document: a schema or pattern asking
+// for more (minItems: 1000000) is refused rather than built.
+const maxGuideBytes = 1 << 20
+
 // schemaGen generates JSON text satisfying a JSON schema.
 type schemaGen struct {
 	rng  *rand.Rand
@@ -70,6 +74,9 @@ var understood = map[string]bool{
 }
 
 func (g *schemaGen) value(s map[string]any, path string, depth int) error {
+	if len(g.b) > maxGuideBytes {
+		return &guideError{path, fmt.Sprintf("the document would exceed %d bytes", maxGuideBytes)}
+	}
 	if depth > 2*maxGuideDepth {
 		return &guideError{path, fmt.Sprintf("nested deeper than %d levels (a recursive $ref without a base case?)", 2*maxGuideDepth)}
 	}
@@ -413,9 +420,17 @@ func (g *schemaGen) str(s map[string]any, path string) error {
 	if (fixed || fixedFmt) && (n < lo || hasHi && n > hi) {
 		return &guideError{path, fmt.Sprintf("length bounds %d..%d together with pattern or format are not supported", lo, hi)}
 	}
-	for n < lo {
-		text += " " + words[g.rng.IntN(len(words))]
-		n = utf8.RuneCountInString(text)
+	if lo > maxGuideBytes {
+		return &guideError{path + "/minLength", fmt.Sprintf("%d: the document would exceed %d bytes", lo, maxGuideBytes)}
+	}
+	if n < lo {
+		var b strings.Builder
+		b.WriteString(text)
+		for ; n < lo; n += 1 + len(words[0]) {
+			b.WriteString(" ")
+			b.WriteString(words[0])
+		}
+		text = b.String()
 	}
 	if hasHi && n > hi {
 		text = string([]rune(text)[:hi])
@@ -541,7 +556,8 @@ func generateRegex(pattern string, rng *rand.Rand) (string, error) {
 		return "", fmt.Errorf("%v (the embedded engine takes RE2 syntax: no backreferences or lookaround)", err)
 	}
 	var b strings.Builder
-	if err := regexWalk(&b, re.Simplify(), rng, 0); err != nil {
+	steps := 0
+	if err := regexWalk(&b, re.Simplify(), rng, 0, &steps); err != nil {
 		return "", err
 	}
 	// The walk keeps every construct's own language, so the text matches;
@@ -553,9 +569,19 @@ func generateRegex(pattern string, rng *rand.Rand) (string, error) {
 	return b.String(), nil
 }
 
-func regexWalk(b *strings.Builder, re *syntax.Regexp, rng *rand.Rand, depth int) error {
+// maxRegexSteps bounds the walk: nested repetitions of empty matches
+// would otherwise multiply work without growing the text.
+const maxRegexSteps = 1 << 20
+
+func regexWalk(b *strings.Builder, re *syntax.Regexp, rng *rand.Rand, depth int, steps *int) error {
+	if *steps++; *steps > maxRegexSteps {
+		return fmt.Errorf("the pattern needs more than %d generation steps", maxRegexSteps)
+	}
 	if depth > 100 {
 		return fmt.Errorf("pattern nested too deeply")
+	}
+	if b.Len() > maxGuideBytes {
+		return fmt.Errorf("the text would exceed %d bytes", maxGuideBytes)
 	}
 	switch re.Op {
 	case syntax.OpLiteral:
@@ -582,15 +608,15 @@ func regexWalk(b *strings.Builder, re *syntax.Regexp, rng *rand.Rand, depth int)
 	case syntax.OpEmptyMatch, syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText, syntax.OpEndText,
 		syntax.OpWordBoundary, syntax.OpNoWordBoundary:
 	case syntax.OpCapture:
-		return regexWalk(b, re.Sub[0], rng, depth+1)
+		return regexWalk(b, re.Sub[0], rng, depth+1, steps)
 	case syntax.OpConcat:
 		for _, s := range re.Sub {
-			if err := regexWalk(b, s, rng, depth+1); err != nil {
+			if err := regexWalk(b, s, rng, depth+1, steps); err != nil {
 				return err
 			}
 		}
 	case syntax.OpAlternate:
-		return regexWalk(b, re.Sub[rng.IntN(len(re.Sub))], rng, depth+1)
+		return regexWalk(b, re.Sub[rng.IntN(len(re.Sub))], rng, depth+1, steps)
 	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest, syntax.OpRepeat:
 		lo, hi := 0, maxRepeat
 		switch re.Op {
@@ -605,7 +631,7 @@ func regexWalk(b *strings.Builder, re *syntax.Regexp, rng *rand.Rand, depth int)
 			}
 		}
 		for n := lo + rng.IntN(hi-lo+1); n > 0; n-- {
-			if err := regexWalk(b, re.Sub[0], rng, depth+1); err != nil {
+			if err := regexWalk(b, re.Sub[0], rng, depth+1, steps); err != nil {
 				return err
 			}
 		}
