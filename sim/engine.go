@@ -137,6 +137,9 @@ type Request struct {
 	// MaxTokens. Nil: sampled words of a length drawn as the engine's
 	// output-length model says.
 	Output []int
+	// Pool marks a pooling request (an embedding): it ends when its prompt
+	// is computed, with no output token.
+	Pool bool
 	// CacheSalt, when set, salts the prefix cache's block hashes, so only
 	// requests with the same salt share cached blocks (vLLM's cache_salt).
 	CacheSalt string
@@ -252,6 +255,7 @@ type seq struct {
 	inclStop  bool
 	minTokens int
 	output    []int  // forced output (guided decoding); nil: sampled
+	pool      bool   // ends after prefill
 	tail      string // recent output text, for stop strings
 	textLen   int    // bytes of output text before tail
 	rng       rand.PCG
@@ -460,7 +464,7 @@ func (e *Engine) submit(r Request, at time.Duration, virtual bool) (*Stream, err
 	}
 	s := &seq{
 		stream: st, nPrompt: len(r.Prompt), maxTokens: r.MaxTokens, stop: r.Stop, stopIDs: r.StopTokenIDs,
-		inclStop: r.IncludeStop, minTokens: r.MinTokens, output: r.Output, scheduled: -1, firstTok: -1,
+		inclStop: r.IncludeStop, minTokens: r.MinTokens, output: r.Output, pool: r.Pool, scheduled: -1, firstTok: -1,
 	}
 	s.tokens = append(intPool.take(len(r.Prompt)+min(r.MaxTokens, 4096)), r.Prompt...)
 	s.hashes = hashPool.take((len(s.tokens) + min(r.MaxTokens, 4096)) / p.BlockSize)
@@ -850,6 +854,11 @@ func (e *Engine) advance(s *seq, n int) {
 	}
 	if s.computed < len(s.tokens) {
 		return // still in prefill
+	}
+	if s.pool {
+		s.firstTok = e.now // a pooling request ends with its prefill
+		e.finish(s, FinishStop)
+		return
 	}
 	var tok int
 	if k := len(s.tokens) - s.nPrompt; k < len(s.output) {

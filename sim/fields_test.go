@@ -486,7 +486,7 @@ func TestRefusedFields(t *testing.T) {
 		{"cache_salt", `"cache_salt": ""`},
 		{"truncate_prompt_tokens", `"truncate_prompt_tokens": 0`},
 		{"tool_choice", `"tool_choice": "required"`},
-		{"tool_choice", `"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "function", "function": {"name": "g"}}}`},
+		{"tool_choice", `"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "function", "function": {"name": "g"}}`},
 		{"priority", `"priority": 5`},
 	} {
 		status, _, body := post(t, url, chatURL, `{`+userHi+`, `+tt.extra+`}`)

@@ -21,6 +21,7 @@ type answer struct {
 	raw  []byte // output bytes so far, token by token
 	ends []int  // ends[i]: len(raw) after token i
 	sent int    // bytes of raw already answered
+	out  *bufio.Writer
 }
 
 // add appends output tokens.
@@ -215,8 +216,11 @@ func (s *Server) promptLogprobs(p *plan) []any {
 	return out
 }
 
-func (s *Server) whole(w http.ResponseWriter, r *http.Request, st *Stream, p *plan) {
-	var toks []int
+// collect waits for a request to end and returns its answer: the tokens,
+// how many of them the answer keeps (those wholly past a stop string's cut
+// are not in the logprobs), the finish and stop reasons, and the text's
+// end. ok is false when the client left.
+func (s *Server) collect(r *http.Request, st *Stream, p *plan) (a *answer, toks []int, kept int, finish string, stopReason any, end int, ok bool) {
 	var reason string
 	for {
 		var done bool
@@ -225,20 +229,29 @@ func (s *Server) whole(w http.ResponseWriter, r *http.Request, st *Stream, p *pl
 			break
 		}
 		if !s.wait(r, st) {
-			return
+			return nil, nil, 0, "", nil, 0, false
 		}
 	}
-	a := &answer{s: s, p: p}
+	a = &answer{s: s, p: p}
 	a.add(toks)
 	stop := st.StopInfo()
-	end := a.limit(true, stop)
-	n := len(toks)
-	for n > 0 && a.ends[n-1] > end && (n < 2 || a.ends[n-2] >= end) {
-		n-- // tokens wholly past the cut: not in the logprobs
+	end = a.limit(true, stop)
+	kept = len(toks)
+	for kept > 0 && a.ends[kept-1] > end && (kept < 2 || a.ends[kept-2] >= end) {
+		kept--
 	}
-	finish, stopReason := a.finish(reason, stop)
+	finish, stopReason = a.finish(reason, stop)
+	return a, toks, kept, finish, stopReason, end, true
+}
+
+// whole answers a chat or completions request in one JSON body.
+func (s *Server) whole(w http.ResponseWriter, r *http.Request, st *Stream, p *plan) {
+	a, toks, kept, finish, stopReason, end, ok := s.collect(r, st, p)
+	if !ok {
+		return
+	}
 	text := p.echo + a.text(0, end)
-	choice := map[string]any{"index": 0, "logprobs": a.logprobs(toks[:n], 0, len(p.echo)), "finish_reason": finish, "stop_reason": stopReason}
+	choice := map[string]any{"index": 0, "logprobs": a.logprobs(toks[:kept], 0, len(p.echo)), "finish_reason": finish, "stop_reason": stopReason}
 	body := map[string]any{"id": p.id, "created": time.Now().Unix(), "model": s.e.Model(), "choices": []any{choice}, "usage": s.usage(st)}
 	if p.chat {
 		body["object"] = "chat.completion"
@@ -266,71 +279,34 @@ func (s *Server) whole(w http.ResponseWriter, r *http.Request, st *Stream, p *pl
 	writeJSON(w, body)
 }
 
-// stream writes server-sent events as vLLM does: for chat a first chunk
-// with the assistant role, then a chunk per output token with its text
-// (or its part of a tool call's arguments) and logprobs, the last carrying
-// the finish reason; a usage chunk when stream_options.include_usage is
-// set (usage on every chunk with continuous_usage_stats); and
-// "data: [DONE]".
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *Stream, p *plan, f fault) {
+// emitter writes one API's events for a streamed answer: begin before the
+// first token, delta for each output token (its text, "" when held back or
+// outside a tool call's arguments), end with the last token, and close.
+type emitter interface {
+	begin()
+	delta(text string, toks []int, first int)
+	end(text string, toks []int, first int, reason string, stopReason any)
+	close()
+}
+
+// stream writes an answer as server-sent events, token by token as the
+// engine gives them, through em; faults (a cut, a slow stream) apply here.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *Stream, a *answer, f fault, em emitter) {
 	fl, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 4096)
-	created := time.Now().Unix()
-	object := "text_completion"
-	if p.chat {
-		object = "chat.completion.chunk"
-	}
-	a := &answer{s: s, p: p}
-	headerSent := false
-	event := func(choice map[string]any) {
-		ev := map[string]any{"id": p.id, "object": object, "created": created, "model": s.e.Model(), "choices": []any{choice}}
-		if p.eachUse {
-			ev["usage"] = s.usage(st)
-		}
-		writeEvent(bw, ev)
-	}
-	role := func() {
-		event(map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "content": ""}, "logprobs": nil, "finish_reason": nil})
-	}
-	chunk := func(delta string, toks []int, first int, reason string, stopReason any) {
-		choice := map[string]any{"index": 0, "logprobs": a.logprobs(toks, first, len(p.echo)+a.sent-len(delta)), "finish_reason": nil}
-		switch {
-		case !p.chat:
-			choice["text"] = delta
-		case p.tool != nil:
-			d := map[string]any{}
-			if delta != "" || !headerSent {
-				d["tool_calls"] = []any{a.toolCall(delta, !headerSent)}
-				headerSent = true
-			}
-			choice["delta"] = d
-		default:
-			choice["delta"] = map[string]any{"content": delta}
-		}
-		if reason != "" {
-			choice["finish_reason"], choice["stop_reason"] = reason, stopReason
-		}
-		event(choice)
-	}
 	flush := func() {
 		bw.Flush()
 		if fl != nil {
 			fl.Flush()
 		}
 	}
+	a.out = bw
 	got, chunks := 0, 0
 	last := time.Now()
-	if p.echo != "" { // the echoed text comes first, whole
-		if p.chat {
-			role()
-			event(map[string]any{"index": 0, "delta": map[string]any{"content": p.echo}, "logprobs": nil, "finish_reason": nil})
-		} else {
-			event(map[string]any{"index": 0, "text": p.echo, "logprobs": nil, "finish_reason": nil})
-		}
-	}
+	begun := false // begin with the first token, as vLLM's first chunk comes with it
 	for {
 		toks, done, reason := st.Snapshot(got)
 		stop := Stop{TokenID: -1, TextEnd: -1}
@@ -347,20 +323,19 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *Stream, p *p
 				flush()
 				time.Sleep(time.Duration(float64(time.Since(last)) * (f.slow - 1)))
 			}
-			if got == 0 && p.chat && p.echo == "" {
-				role()
+			if !begun {
+				em.begin()
+				begun = true
 			}
 			a.add(toks[k : k+1])
-			final := done && k == len(toks)-1
-			lim := a.limit(final, stop)
-			delta := a.text(a.sent, lim)
+			lim := a.limit(done && k == len(toks)-1, stop)
+			text := a.text(a.sent, lim)
 			a.sent = max(a.sent, lim)
-			switch {
-			case final:
+			if done && k == len(toks)-1 {
 				fr, sr := a.finish(reason, stop)
-				chunk(delta, toks[k:k+1], got, fr, sr)
-			case delta != "" || p.logprobs >= 0 || p.tool != nil && !headerSent:
-				chunk(delta, toks[k:k+1], got, "", nil)
+				em.end(text, toks[k:k+1], got, fr, sr)
+			} else {
+				em.delta(text, toks[k:k+1], got)
 			}
 			got++
 			chunks++
@@ -368,8 +343,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *Stream, p *p
 		}
 		if done {
 			if len(toks) == 0 {
+				if !begun {
+					em.begin()
+				}
 				fr, sr := a.finish(reason, stop)
-				chunk("", nil, 0, fr, sr)
+				em.end("", nil, got, fr, sr)
 			}
 			break
 		}
@@ -378,9 +356,90 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *Stream, p *p
 			return
 		}
 	}
-	if p.usage {
-		writeEvent(bw, map[string]any{"id": p.id, "object": object, "created": created, "model": s.e.Model(), "choices": []any{}, "usage": s.usage(st)})
-	}
-	bw.WriteString("data: [DONE]\n\n")
+	em.close()
 	flush()
+}
+
+// chatEmitter writes chat and completions chunks as vLLM does: for chat a
+// first chunk with the assistant role, then a chunk per output token with
+// its text (or its part of a tool call's arguments) and logprobs, the last
+// carrying the finish reason; a usage chunk when
+// stream_options.include_usage is set (usage on every chunk with
+// continuous_usage_stats); and "data: [DONE]".
+type chatEmitter struct {
+	a          *answer
+	st         *Stream
+	object     string
+	created    int64
+	headerSent bool
+}
+
+func newChatEmitter(a *answer, st *Stream) *chatEmitter {
+	object := "text_completion"
+	if a.p.chat {
+		object = "chat.completion.chunk"
+	}
+	return &chatEmitter{a: a, st: st, object: object, created: time.Now().Unix()}
+}
+
+func (c *chatEmitter) event(choices []any, usage bool) {
+	ev := map[string]any{"id": c.a.p.id, "object": c.object, "created": c.created, "model": c.a.s.e.Model(), "choices": choices}
+	if usage {
+		ev["usage"] = c.a.s.usage(c.st)
+	}
+	writeEvent(c.a.out, ev)
+}
+
+func (c *chatEmitter) begin() {
+	p := c.a.p
+	if p.chat {
+		c.event([]any{map[string]any{"index": 0, "delta": map[string]any{"role": "assistant", "content": ""}, "logprobs": nil, "finish_reason": nil}}, p.eachUse)
+	}
+	if p.echo != "" { // the echoed text comes first, whole
+		choice := map[string]any{"index": 0, "text": p.echo, "logprobs": nil, "finish_reason": nil}
+		if p.chat {
+			choice = map[string]any{"index": 0, "delta": map[string]any{"content": p.echo}, "logprobs": nil, "finish_reason": nil}
+		}
+		c.event([]any{choice}, p.eachUse)
+	}
+}
+
+func (c *chatEmitter) delta(text string, toks []int, first int) {
+	if text == "" && c.a.p.logprobs < 0 && (c.a.p.tool == nil || c.headerSent) {
+		return // nothing to say yet
+	}
+	c.chunk(text, toks, first, "", nil)
+}
+
+func (c *chatEmitter) end(text string, toks []int, first int, reason string, stopReason any) {
+	c.chunk(text, toks, first, reason, stopReason)
+}
+
+func (c *chatEmitter) chunk(text string, toks []int, first int, reason string, stopReason any) {
+	a, p := c.a, c.a.p
+	choice := map[string]any{"index": 0, "logprobs": a.logprobs(toks, first, len(p.echo)+a.sent-len(text)), "finish_reason": nil}
+	switch {
+	case !p.chat:
+		choice["text"] = text
+	case p.tool != nil:
+		d := map[string]any{}
+		if text != "" || !c.headerSent {
+			d["tool_calls"] = []any{a.toolCall(text, !c.headerSent)}
+			c.headerSent = true
+		}
+		choice["delta"] = d
+	default:
+		choice["delta"] = map[string]any{"content": text}
+	}
+	if reason != "" {
+		choice["finish_reason"], choice["stop_reason"] = reason, stopReason
+	}
+	c.event([]any{choice}, p.eachUse)
+}
+
+func (c *chatEmitter) close() {
+	if c.a.p.usage {
+		c.event([]any{}, true)
+	}
+	c.a.out.WriteString("data: [DONE]\n\n")
 }

@@ -132,14 +132,20 @@ func floatRange(v *float64, name string, lo, hi float64, loOpen bool) *apiError 
 	return nil
 }
 
-// parse validates a request as vLLM's OpenAI server does and builds the
-// plan. auto says whether tool_choice "auto" is enabled.
+// parse reads a chat or completions request body and plans it.
 func (s *Server) parse(body []byte, chat bool, requestID string) (*plan, *apiError) {
 	var req completionRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&req); err != nil {
+	if err := json.Unmarshal(body, &req); err != nil {
 		return nil, badRequest("", "malformed JSON body: %v", err)
 	}
+	return s.plan(&req, chat, requestID)
+}
+
+// plan validates a request as vLLM's OpenAI server does and decides what
+// the engine runs and how the answer is written. The Responses API plans
+// through it too, with its request translated.
+func (s *Server) plan(reqp *completionRequest, chat bool, requestID string) (*plan, *apiError) {
+	req := *reqp
 	e := s.e
 	if req.Model != "" && req.Model != e.Model() {
 		return nil, &apiError{status: 404, typ: "NotFoundError", param: "model", msg: fmt.Sprintf("The model `%s` does not exist.", req.Model)}

@@ -58,6 +58,9 @@ type Server struct {
 	reg     *prometheus.Registry
 	mux     *http.ServeMux
 	closing chan struct{}
+	// responses are the stored responses of /v1/responses, this
+	// engine's only, as vLLM keeps them.
+	responses responseStore
 }
 
 // NewServer returns a server for e.
@@ -72,6 +75,11 @@ func NewServer(e *Engine, cfg ServerConfig) (*Server, error) {
 	s.reg.MustRegister(e.Collector())
 	s.mux.HandleFunc("POST /v1/chat/completions", s.completions(true))
 	s.mux.HandleFunc("POST /v1/completions", s.completions(false))
+	s.mux.HandleFunc("POST /v1/responses", s.responsesHandler)
+	s.mux.HandleFunc("GET /v1/responses/{id}", s.getResponse)
+	s.mux.HandleFunc("POST /tokenize", s.tokenize)
+	s.mux.HandleFunc("POST /detokenize", s.detokenize)
+	s.mux.HandleFunc("POST /v1/embeddings", s.embeddings)
 	s.mux.HandleFunc("GET /v1/models", s.models)
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	s.mux.HandleFunc("GET /version", s.version)
@@ -210,58 +218,80 @@ func newID(prefix string) string {
 func (s *Server) completions(chat bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		arrival := s.e.clock.Now()
-		f, err := s.faults.draw(r)
-		if err != nil {
-			s.writeError(w, badRequest("", "%v", err))
+		f, ok := s.fault(w, r)
+		if !ok {
 			return
 		}
-		if f.hang {
-			select {
-			case <-r.Context().Done():
-			case <-s.closing:
-			}
+		body, apiErr := s.readBody(w, r)
+		if apiErr != nil {
+			s.writeError(w, apiErr)
 			return
 		}
-		if f.status != 0 {
-			s.writeError(w, &apiError{status: f.status, typ: http.StatusText(f.status), msg: fmt.Sprintf("injected fault: status %d", f.status)})
+		p, apiErr := s.parse(body, chat, r.Header.Get("X-Request-Id"))
+		if apiErr != nil {
+			s.writeError(w, apiErr)
 			return
 		}
-		p, st, apiErr := s.admit(w, r, chat, arrival)
+		st, apiErr := s.submit(p, arrival)
 		if apiErr != nil {
 			s.writeError(w, apiErr)
 			return
 		}
 		if p.req.Stream {
-			s.stream(w, r, st, p, f)
+			a := &answer{s: s, p: p}
+			s.stream(w, r, st, a, f, newChatEmitter(a, st))
 			return
 		}
 		s.whole(w, r, st, p)
 	}
 }
 
-// admit reads and validates a request and submits it to the engine.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, chat bool, arrival time.Time) (*plan, *Stream, *apiError) {
+// fault draws the request's fault; a hang or an error status is answered
+// here (ok false).
+func (s *Server) fault(w http.ResponseWriter, r *http.Request) (fault, bool) {
+	f, err := s.faults.draw(r)
+	if err != nil {
+		s.writeError(w, badRequest("", "%v", err))
+		return f, false
+	}
+	if f.hang {
+		select {
+		case <-r.Context().Done():
+		case <-s.closing:
+		}
+		return f, false
+	}
+	if f.status != 0 {
+		s.writeError(w, &apiError{status: f.status, typ: http.StatusText(f.status), msg: fmt.Sprintf("injected fault: status %d", f.status)})
+		return f, false
+	}
+	return f, true
+}
+
+// readBody reads a request body within MaxBodyBytes.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, nil, &apiError{status: http.StatusRequestEntityTooLarge, typ: "RequestEntityTooLarge", msg: fmt.Sprintf("request body over %d bytes", s.cfg.MaxBodyBytes)}
+			return nil, &apiError{status: http.StatusRequestEntityTooLarge, typ: "RequestEntityTooLarge", msg: fmt.Sprintf("request body over %d bytes", s.cfg.MaxBodyBytes)}
 		}
-		return nil, nil, badRequest("", "reading the request: %v", err)
+		return nil, badRequest("", "reading the request: %v", err)
 	}
-	p, apiErr := s.parse(body, chat, r.Header.Get("X-Request-Id"))
-	if apiErr != nil {
-		return nil, nil, apiErr
-	}
+	return body, nil
+}
+
+// submit hands a planned request to the engine.
+func (s *Server) submit(p *plan, arrival time.Time) (*Stream, *apiError) {
 	p.er.Arrival = arrival
 	st, err := s.e.Submit(p.er)
 	if errors.Is(err, ErrPriority) {
-		return nil, nil, badRequest("priority", "%v", err)
+		return nil, badRequest("priority", "%v", err)
 	}
 	if err != nil {
-		return nil, nil, badRequest("", "%v", err)
+		return nil, badRequest("", "%v", err)
 	}
-	return p, st, nil
+	return st, nil
 }
 
 func (s *Server) usage(st *Stream) *usage {
