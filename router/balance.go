@@ -25,6 +25,7 @@ type Balancer struct {
 	logic      Logic
 	fallback   Logic
 	workflows  *workflowTable
+	responses  *responseHomes
 	tie        atomic.Uint64
 
 	// Admission: with a positive limit, each backend serves at most that
@@ -81,6 +82,7 @@ func newBalancer(cfg Config) *Balancer {
 	bl.admitted = make([]int, len(bl.backends))
 	bl.lines = make([]waitline.Line[func()], len(bl.backends))
 	bl.workflows = newWorkflowTable(bl.backends, cfg.WorkflowTTL, cfg.MaxWorkflows, cfg.MaxWorkflowBytes, cfg.MaxAgents, cfg.Now)
+	bl.responses = newResponseHomes(cfg.MaxResponses, cfg.WorkflowTTL, cfg.Now)
 	return bl
 }
 

@@ -15,28 +15,34 @@ type routerMetrics struct {
 	cutStreams, failovers        *prometheus.CounterVec
 	bodyRefused                  prometheus.Counter
 	allDown                      prometheus.Counter
+	responsesPinned              prometheus.Counter
+	responsesLost                prometheus.Counter
+	passthrough                  *prometheus.CounterVec
 }
 
 var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 
 func newRouterMetrics(rt *Router) *routerMetrics {
 	m := &routerMetrics{
-		requests:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_requests_total", Help: "Completion requests forwarded, by backend and status code (error: no response)."}, []string{"backend", "code"}),
-		inFlight:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wfsched_router_in_flight", Help: "Requests in flight, by backend."}, []string{"backend"}),
-		affinityHits:   prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_affinity_hits_total", Help: "Workflow requests routed to their home backend's workflow as assigned."}),
-		affinityMisses: prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_affinity_misses_total", Help: "Workflow requests that had to pick a home (new workflow or migration)."}),
-		spillovers:     prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_spillovers_total", Help: "Workflow requests sent elsewhere because their home was over the load bound."}),
-		decision:       prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wfsched_router_routing_decision_seconds", Help: "Time to choose a backend.", Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10)}, []string{"logic"}),
-		ttft:           prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wfsched_router_ttft_seconds", Help: "Time to the backend's first body byte, by backend.", Buckets: latencyBuckets}, []string{"backend"}),
-		duration:       prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wfsched_router_request_duration_seconds", Help: "Request duration through the router, by backend.", Buckets: latencyBuckets}, []string{"backend"}),
-		promptTokens:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_prompt_tokens_total", Help: "Prompt tokens the backends' responses reported."}, []string{"backend"}),
-		cachedTokens:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_cached_prompt_tokens_total", Help: "Cached prompt tokens the backends' responses reported."}, []string{"backend"}),
-		cutStreams:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_cut_streams_total", Help: "Responses whose backend broke off after the first byte; the router aborted the client's response."}, []string{"backend"}),
-		allDown:        prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_all_backends_down_total", Help: "Requests that found every backend marked down by health checks and were tried on them anyway."}),
-		bodyRefused:    prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_body_budget_refused_total", Help: "Requests refused (503) because the router held as many request bytes as --max-body-bytes-held allows."}),
-		failovers:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_failovers_total", Help: "Requests moved to another backend before their first byte, by the backend that failed."}, []string{"backend"}),
+		requests:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_requests_total", Help: "Completion requests forwarded, by backend and status code (error: no response)."}, []string{"backend", "code"}),
+		inFlight:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wfsched_router_in_flight", Help: "Requests in flight, by backend."}, []string{"backend"}),
+		affinityHits:    prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_affinity_hits_total", Help: "Workflow requests routed to their home backend's workflow as assigned."}),
+		affinityMisses:  prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_affinity_misses_total", Help: "Workflow requests that had to pick a home (new workflow or migration)."}),
+		spillovers:      prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_spillovers_total", Help: "Workflow requests sent elsewhere because their home was over the load bound."}),
+		decision:        prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wfsched_router_routing_decision_seconds", Help: "Time to choose a backend.", Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10)}, []string{"logic"}),
+		ttft:            prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wfsched_router_ttft_seconds", Help: "Time to the backend's first body byte, by backend.", Buckets: latencyBuckets}, []string{"backend"}),
+		duration:        prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wfsched_router_request_duration_seconds", Help: "Request duration through the router, by backend.", Buckets: latencyBuckets}, []string{"backend"}),
+		promptTokens:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_prompt_tokens_total", Help: "Prompt tokens the backends' responses reported."}, []string{"backend"}),
+		cachedTokens:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_cached_prompt_tokens_total", Help: "Cached prompt tokens the backends' responses reported."}, []string{"backend"}),
+		cutStreams:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_cut_streams_total", Help: "Responses whose backend broke off after the first byte; the router aborted the client's response."}, []string{"backend"}),
+		allDown:         prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_all_backends_down_total", Help: "Requests that found every backend marked down by health checks and were tried on them anyway."}),
+		bodyRefused:     prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_body_budget_refused_total", Help: "Requests refused (503) because the router held as many request bytes as --max-body-bytes-held allows."}),
+		responsesPinned: prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_responses_pinned_total", Help: "Responses API follow-ups (previous_response_id) sent to the backend that stored the response they continue."}),
+		responsesLost:   prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_responses_lost_total", Help: "Responses API follow-ups refused (404) because the backend storing their previous response is down."}),
+		passthrough:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_passthrough_requests_total", Help: "Requests to other endpoints passed through to the least loaded backend, by endpoint (other: a path vLLM does not list)."}, []string{"endpoint"}),
+		failovers:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_failovers_total", Help: "Requests moved to another backend before their first byte, by the backend that failed."}, []string{"backend"}),
 	}
-	rt.reg.MustRegister(m.requests, m.inFlight, m.affinityHits, m.affinityMisses, m.spillovers, m.decision, m.ttft, m.duration, m.promptTokens, m.cachedTokens, m.cutStreams, m.failovers, m.bodyRefused, m.allDown)
+	rt.reg.MustRegister(m.requests, m.inFlight, m.affinityHits, m.affinityMisses, m.spillovers, m.decision, m.ttft, m.duration, m.promptTokens, m.cachedTokens, m.cutStreams, m.failovers, m.bodyRefused, m.allDown, m.responsesPinned, m.responsesLost, m.passthrough)
 	gauge := func(name, help string, f func() float64) {
 		rt.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}

@@ -107,13 +107,23 @@ type Config struct {
 	// Models, when set, is what /v1/models lists instead of asking the
 	// backends (the design's --static-models).
 	Models []string
-	Now    func() time.Time // nil: time.Now
+	// Passthrough says which other paths reach a backend: PassAll (the
+	// default: vLLM's endpoints and any path under /v1/ or /v2/), PassVLLM
+	// (vLLM's endpoints only) or PassNone.
+	Passthrough string
+	// MaxResponses bounds the Responses API response ids remembered for
+	// previous_response_id affinity (DefaultMaxResponses when 0); they
+	// expire after WorkflowTTL.
+	MaxResponses int
+	Now          func() time.Time // nil: time.Now
 }
 
 func (c *Config) setDefaults() {
 	orDefault(&c.Logic, DefaultLogic)
 	orDefault(&c.FallbackLogic, DefaultFallback)
 	orDefault(&c.LoadFactor, DefaultLoadFactor)
+	orDefault(&c.Passthrough, PassAll)
+	orDefault(&c.MaxResponses, DefaultMaxResponses)
 	for _, d := range []struct {
 		v *time.Duration
 		d time.Duration
@@ -192,6 +202,11 @@ func (c Config) validateRouting() error {
 	} else if _, err := newLogic(fb); c.FallbackLogic != "" && err != nil {
 		return fmt.Errorf("fallback: %w", err)
 	}
+	switch c.Passthrough {
+	case "", PassAll, PassVLLM, PassNone:
+	default:
+		return fmt.Errorf("passthrough %q: want %s, %s or %s", c.Passthrough, PassAll, PassVLLM, PassNone)
+	}
 	if c.LoadFactor != 0 && c.LoadFactor <= 1 {
 		return fmt.Errorf("load factor %v: want more than 1 (1.25 lets a backend take 25%% more than the average)", c.LoadFactor)
 	}
@@ -199,7 +214,7 @@ func (c Config) validateRouting() error {
 		return fmt.Errorf("load factor %v: want a number from just over 1 to 100", c.LoadFactor)
 	}
 	for _, v := range []int64{int64(c.MaxWorkflows), int64(c.MaxQueueSize), c.MaxQueueBytes, int64(c.MaxQueues), c.MaxMessages, c.MaxPayload,
-		c.MaxBodyBytes, c.MaxBodyBytesHeld, c.MaxWorkflowBytes, int64(c.MaxAgents), int64(c.MaxConns), int64(c.ReservedConns), int64(c.MaxConnsPerBackend), int64(c.Admission)} {
+		c.MaxBodyBytes, c.MaxBodyBytesHeld, c.MaxWorkflowBytes, int64(c.MaxAgents), int64(c.MaxConns), int64(c.ReservedConns), int64(c.MaxConnsPerBackend), int64(c.Admission), int64(c.MaxResponses)} {
 		if v < 0 {
 			return errors.New("limits must not be negative")
 		}
@@ -249,6 +264,8 @@ func New(cfg Config) (*Router, error) {
 	rt.m = newRouterMetrics(rt)
 	rt.mux.HandleFunc("POST /v1/chat/completions", rt.proxy)
 	rt.mux.HandleFunc("POST /v1/completions", rt.proxy)
+	rt.mux.HandleFunc("POST /v1/responses", rt.proxy)
+	rt.mux.HandleFunc("/", rt.passthrough)
 	rt.mux.HandleFunc("GET /v1/models", rt.models)
 	rt.mux.HandleFunc("GET /health", rt.health)
 	rt.mux.Handle("GET /metrics", promhttp.HandlerFor(rt.reg, promhttp.HandlerOpts{}))
@@ -589,6 +606,24 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 		pick, anyBackend = rt.leastLoadedOf(func(int, *backend) bool { return true }), true
 		rt.m.allDown.Inc()
 	}
+	// The Responses API: a follow-up goes to the backend that stored the
+	// response it continues, whatever the logic decided; that backend's
+	// memory holds the conversation, no other can serve it.
+	responses, pinned := r.URL.Path == "/v1/responses", false
+	if responses {
+		if prev := stringField(body, "previous_response_id"); prev != "" {
+			if home, ok := rt.ResponseHome(prev); ok {
+				if !rt.backends[home].healthy.Load() {
+					rt.m.responsesLost.Inc()
+					notFound(w, "previous_response_id", "previous_response_id %s was stored by backend %s, which is down: stored responses live in that server's memory only; start again without previous_response_id (send the conversation as input)",
+						clip(prev), rt.backends[home].url)
+					return
+				}
+				pick, pinned, anyBackend = home, true, false
+				rt.m.responsesPinned.Inc()
+			}
+		}
+	}
 	// Admission: over the limit, wait for a place on the chosen backend,
 	// by priority; a client that leaves while waiting is let go.
 	if rt.limit > 0 {
@@ -606,26 +641,45 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 		}
 		defer rt.Unadmit(admittedOn)
 	}
-	// Failover before the first byte only: connection errors, header
-	// timeouts and bodies that break before their first byte move to the
-	// next healthy backend. After the first byte the response is the
-	// client's: a break then aborts it (see relay).
+	var head *[]byte
+	if responses {
+		head = new([]byte)
+	}
+	prompt, cached, known = rt.send(w, r, body, pick, anyBackend, pinned, start, head)
+	if responses {
+		if id := responseID(*head); id != "" {
+			rt.RememberResponse(id, rt.backends[pick].url)
+		}
+	}
+}
+
+// send forwards a request to backend pick and relays the answer, and
+// returns the usage it reported. Failover before the first byte only:
+// connection errors, header timeouts and bodies that break before their
+// first byte move to the next healthy backend (any backend with
+// anyBackend), unless pinned (the request's state lives on pick alone).
+// After the first byte the response is the client's: a break then aborts
+// it (see relay). head, when not nil, receives the response's first bytes.
+func (rt *Router) send(w http.ResponseWriter, r *http.Request, body []byte, pick int, anyBackend, pinned bool, start time.Time, head *[]byte) (prompt, cached int, known bool) {
 	tried := make([]bool, len(rt.backends))
 	for {
 		tried[pick] = true
 		b := rt.backends[pick]
 		resp, err := rt.forward(r, b, body)
 		if err == nil {
-			prompt, cached, known, err = rt.relay(w, b, resp, start)
+			prompt, cached, known, err = rt.relay(w, b, resp, start, head)
 			if err == nil {
-				return
+				return prompt, cached, known
 			}
 		}
 		if r.Context().Err() != nil {
 			return // the client left
 		}
 		rt.m.requests.WithLabelValues(b.url, "error").Inc()
-		next := rt.leastLoadedOf(func(i int, c *backend) bool { return !tried[i] && (anyBackend || c.healthy.Load()) })
+		next := -1
+		if !pinned {
+			next = rt.leastLoadedOf(func(i int, c *backend) bool { return !tried[i] && (anyBackend || c.healthy.Load()) })
+		}
 		if next < 0 {
 			apiError(w, http.StatusBadGateway, "backend %s: %v", b.url, err)
 			return
@@ -670,7 +724,7 @@ func (rt *Router) forward(r *http.Request, b *backend, body []byte) (*http.Respo
 // idle timeout) aborts the client's response: the connection closes without
 // the body's proper end, so the client sees a broken response instead of a
 // short one that looks finished. This never returns in that case.
-func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, start time.Time) (prompt, cached int, known bool, err error) {
+func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, start time.Time, head *[]byte) (prompt, cached int, known bool, err error) {
 	defer func() {
 		b.inFlight.Add(-1)
 		rt.m.inFlight.WithLabelValues(b.url).Dec()
@@ -709,6 +763,9 @@ func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, 
 			if fl != nil {
 				fl.Flush()
 			}
+			if head != nil && len(*head) < maxHead {
+				*head = append(*head, buf[:min(n, maxHead-len(*head))]...)
+			}
 			tail = append(tail, buf[:n]...)
 			if len(tail) > 16<<10 {
 				tail = tail[len(tail)-8<<10:]
@@ -735,8 +792,11 @@ func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, 
 	return prompt, cached, known, nil
 }
 
+// maxHead is how much of a response's start relay keeps when asked.
+const maxHead = 16 << 10
+
 var (
-	usagePrompt = regexp.MustCompile(`"prompt_tokens"\s*:\s*(\d+)`)
+	usagePrompt = regexp.MustCompile(`"(?:prompt|input)_tokens"\s*:\s*(\d+)`)
 	usageCached = regexp.MustCompile(`"cached_tokens"\s*:\s*(\d+)`)
 )
 

@@ -163,9 +163,26 @@ func promptText(body []byte) string {
 			Content json.RawMessage `json:"content"`
 		} `json:"messages"`
 		Prompt json.RawMessage `json:"prompt"`
+		// The Responses API's: instructions, then input items.
+		Instructions string          `json:"instructions"`
+		Input        json.RawMessage `json:"input"`
 	}
 	if json.Unmarshal(body, &req) != nil {
 		return ""
+	}
+	if len(req.Input) > 0 && len(req.Messages) == 0 {
+		var text string
+		if json.Unmarshal(req.Input, &text) == nil {
+			req.Input = json.RawMessage(`[{"role": "user", "content": ` + string(req.Input) + `}]`)
+		}
+		json.Unmarshal(req.Input, &req.Messages)
+		if req.Instructions != "" {
+			sys, _ := json.Marshal(req.Instructions)
+			req.Messages = append([]struct {
+				Role    string          `json:"role"`
+				Content json.RawMessage `json:"content"`
+			}{{Role: "system", Content: sys}}, req.Messages...)
+		}
 	}
 	str := func(raw json.RawMessage) string {
 		var s string

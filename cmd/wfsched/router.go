@@ -34,7 +34,10 @@ strips it before forwarding. Requests without one behave as through a plain prox
 Routing logics: roundrobin, least-loaded, session (consistent hash of the workflow id or
 X-Session-Id), prefix-aware (longest cached prompt prefix, least-loaded when imbalanced),
 workflow-aware (a home per workflow by consistent hashing with bounded loads, spilling over
-when the home is over the bound, a second candidate for failover).
+when the home is over the bound, a second candidate for failover). Chat, completions and
+responses are routed so; a Responses API follow-up (previous_response_id) always goes to the
+backend that stored the response it continues. Every other endpoint (embeddings, tokenize,
+score, rerank, version...) passes through to the least loaded backend (--passthrough).
 
 It also serves agent-to-agent message queues (POST /v1/workflows/{id}/messages, GET
 /v1/workflows/{id}/agents/{agent}/messages?timeout=S), workflow status
@@ -58,6 +61,8 @@ Prometheus metrics (/metrics, wfsched_router_*).`,
 	f.Var((*seconds)(&o.cfg.WorkflowTTL), "workflow-ttl", "forget a workflow idle this long (in-flight requests keep it alive): a duration, or a number of seconds (default 1h)")
 	f.IntVar(&o.cfg.MaxWorkflows, "max-workflows", router.DefaultMaxWorkflows, "workflows tracked; beyond, the least recently used is forgotten")
 	f.IntVar(&o.cfg.Admission, "admission", 0, "requests each backend serves at once; more wait here, by their priority field (lower first) then arrival, instead of in the backend's queue (0: none)")
+	f.StringVar(&o.cfg.Passthrough, "passthrough", router.PassAll, "other endpoints passed to the least loaded backend: all (vLLM's and any path under /v1/), vllm (vLLM's only) or none")
+	f.IntVar(&o.cfg.MaxResponses, "max-responses", router.DefaultMaxResponses, "Responses API response ids remembered, so previous_response_id follow-ups reach the backend storing them")
 	f.IntVar(&o.cfg.MaxConnsPerBackend, "max-connections-per-backend", router.DefaultMaxConnsPerBackend, "connections (requests in flight) to each backend; more requests wait in the router")
 	f.IntVar(&o.cfg.MaxQueueSize, "max-message-queue-size", router.DefaultMaxQueueSize, "messages one agent's queue holds")
 	o.cfg.MessageTTL = router.DefaultMessageTTL
