@@ -49,6 +49,9 @@ type Config struct {
 	Backoff, MaxBackoff time.Duration
 	// NoStream asks for whole responses (TTFT is then E2E).
 	NoStream bool
+	// API is the endpoint calls go through: APIChat ("" too),
+	// APICompletions or APIResponses.
+	API string
 	// Seed seeds the jitter.
 	Seed uint64
 	// MaxConns bounds the calls in flight, so the connections, to the
@@ -72,6 +75,9 @@ func (c Config) Validate() error {
 	if c.Timeout < 0 || c.MaxAttempts < 0 || c.Backoff < 0 || c.MaxBackoff < 0 || c.MaxConns < 0 {
 		return errors.New("timeouts, attempts, backoffs and connections must not be negative")
 	}
+	if err := CheckAPI(c.API); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -83,9 +89,10 @@ type Client struct {
 	oa   *openai.Client
 	hc   *http.Client
 
-	mu   sync.Mutex
-	rng  *rand.Rand
-	gate *gate
+	mu     sync.Mutex
+	rng    *rand.Rand
+	gate   *gate
+	chains chains // the Responses API's previous responses, per agent
 }
 
 var _ scheduler.Completer = (*Client)(nil)
@@ -311,9 +318,12 @@ func (c *Client) once(ctx context.Context, call scheduler.Call) (scheduler.CallR
 		req.Seed = &s
 	}
 	var res scheduler.CallResult
-	if c.cfg.NoStream {
+	switch {
+	case c.cfg.API == APICompletions || c.cfg.API == APIResponses:
+		res = c.viaHTTP(actx, call)
+	case c.cfg.NoStream:
 		res = c.whole(actx, req)
-	} else {
+	default:
 		res = c.stream(actx, req)
 	}
 	res.Status, res.TimeScale = ex.status, ex.timeScale

@@ -62,6 +62,9 @@ type Spec struct {
 	Timeout  time.Duration
 	Attempts int
 	MaxConns int
+	// API is the endpoint calls go through over HTTP: client.APIChat
+	// ("" too), APICompletions or APIResponses (wall clock only).
+	API string
 	// KeepText keeps outputs' text (the live context needs it).
 	KeepText bool
 	// Log receives a line describing the embedded engines (nil: none).
@@ -70,6 +73,12 @@ type Spec struct {
 
 // ResolveClock returns the clock s runs on, or a usage error.
 func (s Spec) ResolveClock() (string, error) {
+	if err := client.CheckAPI(s.API); err != nil {
+		return "", usage("--api: %v", err)
+	}
+	if s.Clock == ClockVirtual && s.API != "" && s.API != client.APIChat {
+		return "", usage("--api %s goes over HTTP: the virtual clock drives the engines directly; use --clock wall (or leave --clock out)", s.API)
+	}
 	switch s.Clock {
 	case "":
 		if len(s.Endpoints) > 0 {
@@ -126,7 +135,7 @@ func Start(ctx context.Context, s Spec) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	be := &Backend{Info: report.Backend{Kind: "endpoint", URLs: s.Endpoints, TimeScale: 1, Clock: clock}, apiKey: s.APIKey}
+	be := &Backend{Info: report.Backend{Kind: "endpoint", URLs: s.Endpoints, TimeScale: 1, Clock: clock, API: s.API}, apiKey: s.APIKey}
 	fail := func(err error) (*Backend, error) {
 		be.Close()
 		return nil, err
@@ -204,7 +213,7 @@ func Start(ctx context.Context, s Spec) (*Backend, error) {
 		be.cluster = c
 		be.closers = append(be.closers, func() { c.Close() })
 		targets = c.URLs()
-		be.Info = report.Backend{Kind: "embedded", URLs: c.URLs(), Profile: prof.Name, TimeScale: scale, Clock: clock}
+		be.Info = report.Backend{Kind: "embedded", URLs: c.URLs(), Profile: prof.Name, TimeScale: scale, Clock: clock, API: s.API}
 		if s.Log != nil {
 			fmt.Fprintf(s.Log, "wfsched: %d embedded engine(s), profile %s, wall clock at time scale %g (times reported are modeled)\n", n, prof.Name, scale)
 		}
@@ -259,7 +268,7 @@ func Start(ctx context.Context, s Spec) (*Backend, error) {
 		base = "http://" + ln.Addr().String()
 		be.Info.Routing, be.Info.Router = rt.Logic(), base
 	}
-	cl, err := client.New(client.Config{BaseURL: base, Model: s.Model, APIKey: s.APIKey, Timeout: s.Timeout, MaxAttempts: s.Attempts, Seed: s.Seed, MaxConns: s.MaxConns})
+	cl, err := client.New(client.Config{BaseURL: base, Model: s.Model, APIKey: s.APIKey, Timeout: s.Timeout, MaxAttempts: s.Attempts, Seed: s.Seed, MaxConns: s.MaxConns, API: s.API})
 	if err != nil {
 		return fail(usage("--endpoint: %v", err))
 	}

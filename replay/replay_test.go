@@ -202,6 +202,9 @@ func TestSpecClock(t *testing.T) {
 		{Spec{Endpoints: []string{"http://127.0.0.1:1"}}, ClockWall, false},
 		{Spec{Endpoints: []string{"http://127.0.0.1:1"}, Clock: ClockVirtual}, "", true},
 		{Spec{Clock: "sundial"}, "", true},
+		{Spec{Clock: ClockWall, API: "responses"}, ClockWall, false},
+		{Spec{Clock: ClockVirtual, API: "responses"}, "", true},
+		{Spec{Clock: ClockWall, API: "grpc"}, "", true},
 	} {
 		got, err := tt.s.ResolveClock()
 		if got != tt.want || (err != nil) != tt.bad {

@@ -57,12 +57,27 @@ type Backend struct {
 	// loop) or "wall" (over HTTP in wall-clock time); "" in runs written
 	// before virtual time, which were all wall.
 	Clock string `json:"clock,omitempty"`
+	// API is the endpoint calls went through on the wall clock: "chat"
+	// ("" in runs before it was recorded), "completions" or "responses".
+	API string `json:"api,omitempty"`
 	// Routing is the router's logic when calls went through wfsched's
 	// router (Router is its URL); URLs are then the servers behind it.
 	Routing string `json:"routing_logic,omitempty"`
 	Router  string `json:"router,omitempty"`
 	// RouterStats are the router's figures at the end of the run.
 	RouterStats *router.Stats `json:"router_stats,omitempty"`
+}
+
+// bounds prints the prefix-sharing bounds, which are computed from the
+// trace's prompts: through the Responses API the server builds each
+// continued prompt from its stored outputs instead, so they do not bound
+// that run's hit rate.
+func bounds(r RunReport) string {
+	b := fmt.Sprintf("%.1f%%, %.1f%%", 100*r.PrefixShareBound, 100*r.PrefixAnyBound)
+	if r.Backend.API == "responses" {
+		b += " (of the trace's prompts; not a bound here: through the Responses API continued prompts hold the server's stored outputs)"
+	}
+	return b
 }
 
 // RunConfig is a run's configuration as summary.json records it.
@@ -181,7 +196,10 @@ func (r RunReport) Answer() string {
 	if s.TTFT.N > 0 {
 		out += " TTFT p50 " + ms(float64(s.TTFT.P50))
 		if !math.IsNaN(float64(s.CacheHitRate)) {
-			out += fmt.Sprintf("; prefix-cache hit rate %.1f%% of a %.1f%% bound", 100*float64(s.CacheHitRate), 100*r.PrefixAnyBound)
+			out += fmt.Sprintf("; prefix-cache hit rate %.1f%%", 100*float64(s.CacheHitRate))
+			if r.Backend.API != "responses" {
+				out += fmt.Sprintf(" of a %.1f%% bound", 100*r.PrefixAnyBound)
+			}
 		}
 		out += "."
 	}
@@ -237,6 +255,9 @@ func WriteRunText(w io.Writer, r RunReport) error {
 	if r.Backend.Routing != "" {
 		backend += ", router " + r.Backend.Routing
 	}
+	if api := r.Backend.API; api != "" && api != "chat" {
+		backend += ", calls through /v1/" + api
+	}
 	ids := make([]string, 0, len(r.Traces))
 	for _, t := range r.Traces {
 		ids = append(ids, t.ID)
@@ -290,7 +311,7 @@ func WriteRunText(w io.Writer, r RunReport) error {
 	}
 	rows = append(rows, [][]string{
 		{"prefix-cache hit rate: responses, server counters", hitRate(s) + ", " + serverRate(s)},
-		{"prefix-sharing bound: same agent, any prompt", fmt.Sprintf("%.1f%%, %.1f%%", 100*r.PrefixShareBound, 100*r.PrefixAnyBound)},
+		{"prefix-sharing bound: same agent, any prompt", bounds(r)},
 	}...)
 	if err := Table(w, []string{"figure", "value"}, rows); err != nil {
 		return err

@@ -44,9 +44,14 @@ type responsesRequest struct {
 			Schema json.RawMessage `json:"schema"`
 		} `json:"format"`
 	} `json:"text"`
-	Prompt            json.RawMessage `json:"prompt"`
-	Priority          int             `json:"priority"`
-	Seed              *int64          `json:"seed"` // not in the API: the engine's, for reproducible answers
+	Prompt   json.RawMessage `json:"prompt"`
+	Priority int             `json:"priority"`
+	// Not in the Responses API (vLLM ignores them there): the engine takes
+	// them as on chat, so a replay asks for the trace's output lengths
+	// whichever API it uses.
+	Seed              *int64          `json:"seed"`
+	IgnoreEOS         bool            `json:"ignore_eos"`
+	MinTokens         int             `json:"min_tokens"`
 	RequestID         string          `json:"request_id"`
 	CacheSalt         *string         `json:"cache_salt"`
 	Metadata          json.RawMessage `json:"metadata"`
@@ -294,7 +299,7 @@ func (s *Server) planResponse(body []byte, requestID string) (*responsePlan, *ap
 	msgs = append(msgs, input...)
 	rawMsgs, _ := json.Marshal(msgs)
 	req := completionRequest{Model: rr.Model, Messages: rawMsgs, MaxTokens: rr.MaxOutputTokens, Temperature: rr.Temperature,
-		TopP: rr.TopP, Priority: rr.Priority, Seed: rr.Seed, RequestID: rr.RequestID, CacheSalt: rr.CacheSalt, Stream: rr.Stream}
+		TopP: rr.TopP, Priority: rr.Priority, Seed: rr.Seed, IgnoreEOS: rr.IgnoreEOS, MinTokens: rr.MinTokens, RequestID: rr.RequestID, CacheSalt: rr.CacheSalt, Stream: rr.Stream}
 	for _, t := range rr.Tools {
 		if t.Type != "function" {
 			return nil, badRequest("tools", "tools: type %q is not supported by the embedded engine (function tools only)", t.Type)

@@ -44,6 +44,7 @@ type runOptions struct {
 	noIgnoreEOS bool
 	timeout     time.Duration
 	attempts    int
+	api         string
 	slo         string
 	sloValue    metrics.SLO
 	instances   int
@@ -156,12 +157,13 @@ func (o *runOptions) spec(cmd *cobra.Command, log io.Writer) replay.Spec {
 	s := replay.Spec{Endpoints: o.endpoints, Clock: o.clock, Instances: o.instances, Routing: o.routing, Profile: o.profile,
 		SchedulingPolicy: o.schedPolicy, Admission: o.admission, Priorities: o.workflowPolicy != "" && o.workflowPolicy != "fcfs",
 		TimeScale: o.timeScale, Slow: o.slow, Seed: o.seed, Model: o.model, APIKey: o.apiKey, Timeout: o.timeout, Attempts: o.attempts,
-		MaxConns: o.maxConns, KeepText: o.context == string(scheduler.ContextLive)}
+		MaxConns: o.maxConns, KeepText: o.context == string(scheduler.ContextLive), API: o.api}
 	if !o.quiet {
 		s.Log = log
 	}
-	// --time-scale paces the wall clock: given alone, it asks for it.
-	if s.Clock == "" && cmd.Flags().Changed("time-scale") {
+	// --time-scale paces the wall clock, and an API other than chat goes
+	// over HTTP: given alone, either asks for it.
+	if s.Clock == "" && (cmd.Flags().Changed("time-scale") || o.api != "" && o.api != client.APIChat) {
 		s.Clock = replay.ClockWall
 	}
 	return s
@@ -213,6 +215,7 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.BoolVar(&o.noIgnoreEOS, "no-ignore-eos", false, "do not send ignore_eos (outputs may end before the reference length)")
 	f.DurationVar(&o.timeout, "timeout", client.DefaultTimeout, "per-attempt timeout of a call")
 	f.IntVar(&o.maxConns, "max-connections", client.DefaultMaxConns, "most connections (calls in flight) to the server or router; more calls wait in wfsched, the wait counted in their TTFT")
+	f.StringVar(&o.api, "api", client.APIChat, "endpoint the calls go through: chat, completions (the messages as a transcript prompt) or responses (an agent's calls chained by previous_response_id); other than chat runs on the wall clock")
 	f.IntVar(&o.attempts, "max-attempts", client.DefaultMaxAttempts, "tries per call (429, 5xx, connection errors and timeouts are retried)")
 	f.StringVar(&o.arrival, "arrival", "", "workflow arrivals: closed (--concurrency at a time; the default), poisson or gamma (at --rate); --rate alone means poisson, with --burstiness other than 1 gamma")
 	f.Float64Var(&o.rate, "rate", 0, "open-loop arrivals: workflows per (modeled) second")
