@@ -12,9 +12,11 @@ fi
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
+	local rc=$?
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	rm -rf "$tmp"
+	exit "$rc"
 }
 trap cleanup EXIT
 bin=${1:-}
