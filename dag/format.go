@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/wfsched/wfsched/capture"
 	"github.com/wfsched/wfsched/tokenizer"
 )
 
@@ -94,6 +95,7 @@ func init() {
 	Register(stepsFormat{})
 	Register(chatDevFormat{})
 	Register(appworldFormat{})
+	Register(captureFormat{})
 }
 
 // ReadFile reads every trace in the file at path. Token counts are estimated
@@ -155,7 +157,18 @@ func readParse(path string, opt Options) ([]*Graph, error) {
 	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > limit {
 		return nil, &InputError{Path: path, Err: &TooLargeError{Size: st.Size(), Limit: limit}}
 	} else if err == nil && st.IsDir() {
-		return nil, &InputError{Path: path, Err: errors.New("is a folder: give a trace file (run, compare and sweep also take a folder of traces with --dag)")}
+		if IsCaptureDir(path) {
+			recs, err := capture.ReadDir(path)
+			if err != nil {
+				return nil, &InputError{Path: path, Err: err}
+			}
+			gs, err := FromCapture(recs)
+			if err != nil {
+				return nil, &InputError{Path: path, Err: err}
+			}
+			return gs, nil
+		}
+		return nil, &InputError{Path: path, Err: errors.New("is a folder: give a trace file or a capture folder (run, compare and sweep also take a folder of traces with --dag)")}
 	}
 	// Tell the format from the head before reading the rest: a large file
 	// of no known format is refused without being read whole.

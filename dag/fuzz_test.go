@@ -109,3 +109,8 @@ func FuzzParseMetaGPT(f *testing.F) {
 	addSeeds(f, "metagpt-seed.json", "other/metagpt_run_*.json")
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzParse(t, data, "metagpt-run") })
 }
+
+func FuzzParseCapture(f *testing.F) {
+	addSeeds(f, "capture-seed.jsonl")
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzParse(t, data, "capture") })
+}

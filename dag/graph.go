@@ -138,8 +138,12 @@ type Graph struct {
 	ID     string            `json:"id"`
 	Format string            `json:"source_format,omitempty"` // the format it was read from
 	Meta   map[string]string `json:"meta,omitempty"`
-	Nodes  []*Node           `json:"nodes"`
-	Edges  []Edge            `json:"edges"`
+	// Start is when the workflow started in the recorded run (its first
+	// call's arrival), zero when the trace does not say; --arrival replay
+	// starts workflows at these times, relative to the first.
+	Start time.Time `json:"start,omitzero"`
+	Nodes []*Node   `json:"nodes"`
+	Edges []Edge    `json:"edges"`
 }
 
 // Index returns a map from node id to position in Nodes. It does not check

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wfsched/wfsched/capture"
 	"github.com/wfsched/wfsched/client"
 	"github.com/wfsched/wfsched/metrics"
 	"github.com/wfsched/wfsched/report"
@@ -62,6 +63,10 @@ type Spec struct {
 	Timeout  time.Duration
 	Attempts int
 	MaxConns int
+	// Capture, when set, is a folder the router in front records every
+	// call to (a router is put in front for it), its texts kept as
+	// CaptureContent says (capture.Hash when ""). Wall clock only.
+	Capture, CaptureContent string
 	// API is the endpoint calls go through over HTTP: client.APIChat
 	// ("" too), APICompletions or APIResponses (wall clock only).
 	API string
@@ -75,6 +80,9 @@ type Spec struct {
 func (s Spec) ResolveClock() (string, error) {
 	if err := client.CheckAPI(s.API); err != nil {
 		return "", usage("--api: %v", err)
+	}
+	if s.Capture != "" && s.Clock == ClockVirtual {
+		return "", usage("--capture records the HTTP calls through wfsched's router: the virtual clock makes none; use --clock wall (or leave --clock out)")
 	}
 	if s.Clock == ClockVirtual && s.API != "" && s.API != client.APIChat {
 		return "", usage("--api %s goes over HTTP: the virtual clock drives the engines directly; use --clock wall (or leave --clock out)", s.API)
@@ -148,7 +156,7 @@ func Start(ctx context.Context, s Spec) (*Backend, error) {
 		return nil, usage("--instances starts embedded engines: leave it out with --endpoint")
 	}
 	routing := s.Routing
-	if routing == "" && (n > 1 || len(s.Endpoints) > 1) {
+	if routing == "" && (n > 1 || len(s.Endpoints) > 1 || s.Capture != "") {
 		routing = router.DefaultLogic
 	}
 	if routing != "" {
@@ -246,7 +254,22 @@ func Start(ctx context.Context, s Spec) (*Backend, error) {
 		}
 	}
 	if routing != "" {
-		rt, err := router.New(router.Config{Backends: targets, Logic: routing, Admission: s.Admission})
+		rcfg := router.Config{Backends: targets, Logic: routing, Admission: s.Admission, CaptureContent: s.CaptureContent}
+		if s.Capture != "" {
+			if s.CaptureContent != "" {
+				if err := capture.CheckMode(s.CaptureContent); err != nil {
+					return fail(usage("--capture-content: %v", err))
+				}
+			}
+			w, err := capture.Create(s.Capture)
+			if err != nil {
+				return fail(usage("--capture: %v", err))
+			}
+			be.closers = append(be.closers, func() { w.Close() })
+			be.Info.Capture = w.Path()
+			rcfg.Capture = w
+		}
+		rt, err := router.New(rcfg)
 		if err != nil {
 			return fail(usage("--routing-logic: %v", err))
 		}

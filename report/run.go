@@ -64,6 +64,8 @@ type Backend struct {
 	// router (Router is its URL); URLs are then the servers behind it.
 	Routing string `json:"routing_logic,omitempty"`
 	Router  string `json:"router,omitempty"`
+	// Capture is the capture file the router wrote (--capture), if any.
+	Capture string `json:"capture,omitempty"`
 	// RouterStats are the router's figures at the end of the run.
 	RouterStats *router.Stats `json:"router_stats,omitempty"`
 }

@@ -18,6 +18,7 @@ type routerMetrics struct {
 	responsesPinned              prometheus.Counter
 	responsesLost                prometheus.Counter
 	passthrough                  *prometheus.CounterVec
+	captured, captureErrors      prometheus.Counter
 }
 
 var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
@@ -40,9 +41,11 @@ func newRouterMetrics(rt *Router) *routerMetrics {
 		responsesPinned: prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_responses_pinned_total", Help: "Responses API follow-ups (previous_response_id) sent to the backend that stored the response they continue."}),
 		responsesLost:   prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_responses_lost_total", Help: "Responses API follow-ups refused (404) because the backend storing their previous response is down."}),
 		passthrough:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_passthrough_requests_total", Help: "Requests to other endpoints passed through to the least loaded backend, by endpoint (other: a path vLLM does not list)."}, []string{"endpoint"}),
+		captured:        prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_captured_total", Help: "Calls written to the capture (--capture)."}),
+		captureErrors:   prometheus.NewCounter(prometheus.CounterOpts{Name: "wfsched_router_capture_errors_total", Help: "Calls the capture could not write (the call itself was served)."}),
 		failovers:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wfsched_router_failovers_total", Help: "Requests moved to another backend before their first byte, by the backend that failed."}, []string{"backend"}),
 	}
-	rt.reg.MustRegister(m.requests, m.inFlight, m.affinityHits, m.affinityMisses, m.spillovers, m.decision, m.ttft, m.duration, m.promptTokens, m.cachedTokens, m.cutStreams, m.failovers, m.bodyRefused, m.allDown, m.responsesPinned, m.responsesLost, m.passthrough)
+	rt.reg.MustRegister(m.requests, m.inFlight, m.affinityHits, m.affinityMisses, m.spillovers, m.decision, m.ttft, m.duration, m.promptTokens, m.cachedTokens, m.cutStreams, m.failovers, m.bodyRefused, m.allDown, m.responsesPinned, m.responsesLost, m.passthrough, m.captured, m.captureErrors)
 	gauge := func(name, help string, f func() float64) {
 		rt.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/wfsched/wfsched/capture"
 	"github.com/wfsched/wfsched/internal/auth"
 	"github.com/wfsched/wfsched/internal/wire"
 )
@@ -115,7 +116,12 @@ type Config struct {
 	// previous_response_id affinity (DefaultMaxResponses when 0); they
 	// expire after WorkflowTTL.
 	MaxResponses int
-	Now          func() time.Time // nil: time.Now
+	// Capture, when set, receives a record of every chat, completions and
+	// responses call as it completes, its texts kept as CaptureContent
+	// says (capture.Hash when ""). The caller closes it.
+	Capture        *capture.Writer
+	CaptureContent string
+	Now            func() time.Time // nil: time.Now
 }
 
 func (c *Config) setDefaults() {
@@ -123,6 +129,7 @@ func (c *Config) setDefaults() {
 	orDefault(&c.FallbackLogic, DefaultFallback)
 	orDefault(&c.LoadFactor, DefaultLoadFactor)
 	orDefault(&c.Passthrough, PassAll)
+	orDefault(&c.CaptureContent, capture.Hash)
 	orDefault(&c.MaxResponses, DefaultMaxResponses)
 	for _, d := range []struct {
 		v *time.Duration
@@ -202,6 +209,11 @@ func (c Config) validateRouting() error {
 	} else if _, err := newLogic(fb); c.FallbackLogic != "" && err != nil {
 		return fmt.Errorf("fallback: %w", err)
 	}
+	if c.CaptureContent != "" {
+		if err := capture.CheckMode(c.CaptureContent); err != nil {
+			return err
+		}
+	}
 	switch c.Passthrough {
 	case "", PassAll, PassVLLM, PassNone:
 	default:
@@ -240,6 +252,8 @@ type Router struct {
 	m         *routerMetrics
 	bodies    bodyBudget
 	conns     *connLimiter
+	// captureErrs counts failed capture writes (the first is logged).
+	captureErrs atomic.Int64
 }
 
 // New returns a router for cfg. Backends start healthy; Run checks them.
@@ -564,6 +578,7 @@ func parseCompletion(body []byte, h http.Header) ([]byte, *Request, error) {
 
 // proxy routes and forwards a completion request.
 func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
+	arrival := time.Now()
 	body, release, ok := rt.readBody(w, r, rt.cfg.MaxBodyBytes, "request body")
 	if !ok {
 		return
@@ -641,16 +656,34 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 		}
 		defer rt.Unadmit(admittedOn)
 	}
-	var head *[]byte
-	if responses {
-		head = new([]byte)
+	var info *relayInfo
+	switch {
+	case rt.cfg.Capture != nil:
+		info = &relayInfo{keep: maxCaptured}
+	case responses:
+		info = &relayInfo{keep: maxHead}
 	}
-	prompt, cached, known = rt.send(w, r, body, pick, anyBackend, pinned, start, head)
+	prompt, cached, known = rt.send(w, r, body, pick, anyBackend, pinned, start, info)
 	if responses {
-		if id := responseID(*head); id != "" {
-			rt.RememberResponse(id, rt.backends[pick].url)
+		if id := responseID(info.body); id != "" {
+			rt.RememberResponse(id, info.backend)
 		}
 	}
+	if rt.cfg.Capture != nil {
+		rt.record(r, req, body, info, arrival, prompt, cached, known)
+	}
+}
+
+// relayInfo is what relay tells of a response when asked: its first keep
+// bytes, when its first byte came, its status and backend.
+type relayInfo struct {
+	keep      int
+	body      []byte
+	firstByte time.Time
+	lastByte  time.Time
+	timeScale float64 // the backend's, 0 when it did not say
+	status    int
+	backend   string
 }
 
 // send forwards a request to backend pick and relays the answer, and
@@ -659,15 +692,15 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 // first byte move to the next healthy backend (any backend with
 // anyBackend), unless pinned (the request's state lives on pick alone).
 // After the first byte the response is the client's: a break then aborts
-// it (see relay). head, when not nil, receives the response's first bytes.
-func (rt *Router) send(w http.ResponseWriter, r *http.Request, body []byte, pick int, anyBackend, pinned bool, start time.Time, head *[]byte) (prompt, cached int, known bool) {
+// it (see relay). info, when not nil, hears about the response.
+func (rt *Router) send(w http.ResponseWriter, r *http.Request, body []byte, pick int, anyBackend, pinned bool, start time.Time, info *relayInfo) (prompt, cached int, known bool) {
 	tried := make([]bool, len(rt.backends))
 	for {
 		tried[pick] = true
 		b := rt.backends[pick]
 		resp, err := rt.forward(r, b, body)
 		if err == nil {
-			prompt, cached, known, err = rt.relay(w, b, resp, start, head)
+			prompt, cached, known, err = rt.relay(w, b, resp, start, info)
 			if err == nil {
 				return prompt, cached, known
 			}
@@ -724,7 +757,7 @@ func (rt *Router) forward(r *http.Request, b *backend, body []byte) (*http.Respo
 // idle timeout) aborts the client's response: the connection closes without
 // the body's proper end, so the client sees a broken response instead of a
 // short one that looks finished. This never returns in that case.
-func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, start time.Time, head *[]byte) (prompt, cached int, known bool, err error) {
+func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, start time.Time, info *relayInfo) (prompt, cached int, known bool, err error) {
 	defer func() {
 		b.inFlight.Add(-1)
 		rt.m.inFlight.WithLabelValues(b.url).Dec()
@@ -739,6 +772,10 @@ func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, 
 		return 0, 0, false, fmt.Errorf("response body broke before its first byte: %w", rerr)
 	}
 	rt.m.requests.WithLabelValues(b.url, strconv.Itoa(resp.StatusCode)).Inc()
+	if info != nil {
+		info.status, info.backend = resp.StatusCode, b.url
+		info.timeScale, _ = strconv.ParseFloat(resp.Header.Get(wire.TimeScale), 64)
+	}
 	h := w.Header()
 	for k, v := range resp.Header {
 		h[k] = v
@@ -754,6 +791,9 @@ func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, 
 	for {
 		if n > 0 {
 			if first {
+				if info != nil {
+					info.firstByte = time.Now()
+				}
 				rt.m.ttft.WithLabelValues(b.url).Observe(time.Since(start).Seconds())
 				first = false
 			}
@@ -763,8 +803,11 @@ func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, 
 			if fl != nil {
 				fl.Flush()
 			}
-			if head != nil && len(*head) < maxHead {
-				*head = append(*head, buf[:min(n, maxHead-len(*head))]...)
+			if info != nil {
+				info.lastByte = time.Now()
+				if len(info.body) < info.keep {
+					info.body = append(info.body, buf[:min(n, info.keep-len(info.body))]...)
+				}
 			}
 			tail = append(tail, buf[:n]...)
 			if len(tail) > 16<<10 {
@@ -775,6 +818,12 @@ func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, 
 			break
 		}
 		if rerr != nil {
+			if resp.Request != nil && resp.Request.Context().Err() != nil {
+				// The client left (its request's context ended the
+				// read), often just after the answer's last event: not
+				// the backend's fault.
+				break
+			}
 			rt.m.cutStreams.WithLabelValues(b.url).Inc()
 			b.cuts.Add(1)
 			panic(http.ErrAbortHandler) // end the client's response unfinished

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/wfsched/wfsched/capture"
 	"github.com/wfsched/wfsched/router"
 )
 
@@ -19,6 +20,7 @@ type routerOptions struct {
 	backends string
 	models   string
 	listen   string
+	capture  string
 }
 
 func newRouterCmd() *cobra.Command {
@@ -61,6 +63,8 @@ Prometheus metrics (/metrics, wfsched_router_*).`,
 	f.Var((*seconds)(&o.cfg.WorkflowTTL), "workflow-ttl", "forget a workflow idle this long (in-flight requests keep it alive): a duration, or a number of seconds (default 1h)")
 	f.IntVar(&o.cfg.MaxWorkflows, "max-workflows", router.DefaultMaxWorkflows, "workflows tracked; beyond, the least recently used is forgotten")
 	f.IntVar(&o.cfg.Admission, "admission", 0, "requests each backend serves at once; more wait here, by their priority field (lower first) then arrival, instead of in the backend's queue (0: none)")
+	f.StringVar(&o.capture, "capture", "", "append one JSON line per chat, completions or responses call to a new file in this directory, as each completes (wfsched convert DIR rebuilds the workflows)")
+	f.StringVar(&o.cfg.CaptureContent, "capture-content", capture.Hash, "what the capture keeps of texts: full (the texts), hash (token counts and hashes, enough to rebuild dependencies) or none (token counts)")
 	f.StringVar(&o.cfg.Passthrough, "passthrough", router.PassAll, "other endpoints passed to the least loaded backend: all (vLLM's and any path under /v1/), vllm (vLLM's only) or none")
 	f.IntVar(&o.cfg.MaxResponses, "max-responses", router.DefaultMaxResponses, "Responses API response ids remembered, so previous_response_id follow-ups reach the backend storing them")
 	f.IntVar(&o.cfg.MaxConnsPerBackend, "max-connections-per-backend", router.DefaultMaxConnsPerBackend, "connections (requests in flight) to each backend; more requests wait in the router")
@@ -97,6 +101,18 @@ func runRouter(cmd *cobra.Command, o *routerOptions) error {
 	}
 	if o.models != "" {
 		o.cfg.Models = strings.Split(o.models, ",")
+	}
+	if err := capture.CheckMode(o.cfg.CaptureContent); err != nil {
+		return usageError("--capture-content: %v", err)
+	}
+	if o.capture != "" {
+		w, err := capture.Create(o.capture)
+		if err != nil {
+			return usageError("--capture: %v", err)
+		}
+		defer w.Close()
+		o.cfg.Capture = w
+		fmt.Fprintf(cmd.OutOrStdout(), "wfsched router: capturing calls to %s (%s content)\n", w.Path(), o.cfg.CaptureContent)
 	}
 	rt, err := router.New(o.cfg)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/wfsched/wfsched/capture"
 	"github.com/wfsched/wfsched/client"
 	"github.com/wfsched/wfsched/dag"
 	"github.com/wfsched/wfsched/metrics"
@@ -24,42 +25,44 @@ import (
 )
 
 type runOptions struct {
-	trace       traceFlags
-	dagPath     string
-	policy      string
-	endpoints   []string
-	model       string
-	apiKey      string
-	maxParallel int
-	maxTokens   int
-	outTokens   int
-	temperature float64
-	context     string
-	onError     string
-	workflows   int
-	concurrency int
-	seed        uint64
-	out         string
-	toolLatency time.Duration
-	noIgnoreEOS bool
-	timeout     time.Duration
-	attempts    int
-	api         string
-	slo         string
-	sloValue    metrics.SLO
-	instances   int
-	routing     string
-	shared      bool
-	slow        float64 // embedded engines' planted slow-down (bench --fault-slow)
-	arrival     string
-	rate        float64
-	burstiness  float64
-	rampUp      time.Duration
-	duration    time.Duration
-	maxConc     int
-	quiet       bool // no embedded-engine banner (compare prints its own)
-	maxConns    int
-	idle        map[string]float64 // traces' idle completion times, for slowdowns (sweep)
+	trace          traceFlags
+	dagPath        string
+	policy         string
+	endpoints      []string
+	model          string
+	apiKey         string
+	maxParallel    int
+	maxTokens      int
+	outTokens      int
+	temperature    float64
+	context        string
+	onError        string
+	workflows      int
+	concurrency    int
+	seed           uint64
+	out            string
+	toolLatency    time.Duration
+	noIgnoreEOS    bool
+	timeout        time.Duration
+	attempts       int
+	api            string
+	capture        string
+	captureContent string
+	slo            string
+	sloValue       metrics.SLO
+	instances      int
+	routing        string
+	shared         bool
+	slow           float64 // embedded engines' planted slow-down (bench --fault-slow)
+	arrival        string
+	rate           float64
+	burstiness     float64
+	rampUp         time.Duration
+	duration       time.Duration
+	maxConc        int
+	quiet          bool // no embedded-engine banner (compare prints its own)
+	maxConns       int
+	idle           map[string]float64 // traces' idle completion times, for slowdowns (sweep)
 	// embedded engine
 	profile   string
 	timeScale float64
@@ -157,13 +160,14 @@ func (o *runOptions) spec(cmd *cobra.Command, log io.Writer) replay.Spec {
 	s := replay.Spec{Endpoints: o.endpoints, Clock: o.clock, Instances: o.instances, Routing: o.routing, Profile: o.profile,
 		SchedulingPolicy: o.schedPolicy, Admission: o.admission, Priorities: o.workflowPolicy != "" && o.workflowPolicy != "fcfs",
 		TimeScale: o.timeScale, Slow: o.slow, Seed: o.seed, Model: o.model, APIKey: o.apiKey, Timeout: o.timeout, Attempts: o.attempts,
-		MaxConns: o.maxConns, KeepText: o.context == string(scheduler.ContextLive), API: o.api}
+		MaxConns: o.maxConns, KeepText: o.context == string(scheduler.ContextLive), API: o.api,
+		Capture: o.capture, CaptureContent: o.captureContent}
 	if !o.quiet {
 		s.Log = log
 	}
-	// --time-scale paces the wall clock, and an API other than chat goes
-	// over HTTP: given alone, either asks for it.
-	if s.Clock == "" && (cmd.Flags().Changed("time-scale") || o.api != "" && o.api != client.APIChat) {
+	// --time-scale paces the wall clock, and an API other than chat or a
+	// capture goes over HTTP: given alone, either asks for it.
+	if s.Clock == "" && (cmd.Flags().Changed("time-scale") || o.api != "" && o.api != client.APIChat || o.capture != "") {
 		s.Clock = replay.ClockWall
 	}
 	return s
@@ -216,6 +220,8 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.DurationVar(&o.timeout, "timeout", client.DefaultTimeout, "per-attempt timeout of a call")
 	f.IntVar(&o.maxConns, "max-connections", client.DefaultMaxConns, "most connections (calls in flight) to the server or router; more calls wait in wfsched, the wait counted in their TTFT")
 	f.StringVar(&o.api, "api", client.APIChat, "endpoint the calls go through: chat, completions (the messages as a transcript prompt) or responses (an agent's calls chained by previous_response_id); other than chat runs on the wall clock")
+	f.StringVar(&o.capture, "capture", "", "record every call through wfsched's router (put in front for it) to a new file in this folder, as 'wfsched router --capture' does; wall clock")
+	f.StringVar(&o.captureContent, "capture-content", capture.Hash, "what --capture keeps of texts: full, hash or none")
 	f.IntVar(&o.attempts, "max-attempts", client.DefaultMaxAttempts, "tries per call (429, 5xx, connection errors and timeouts are retried)")
 	f.StringVar(&o.arrival, "arrival", "", "workflow arrivals: closed (--concurrency at a time; the default), poisson or gamma (at --rate); --rate alone means poisson, with --burstiness other than 1 gamma")
 	f.Float64Var(&o.rate, "rate", 0, "open-loop arrivals: workflows per (modeled) second")
@@ -307,7 +313,7 @@ func (o *runOptions) load() ([]*dag.Graph, []report.TraceInfo, error) {
 		return nil, nil, err
 	}
 	var files []string
-	if st.IsDir() {
+	if st.IsDir() && !dag.IsCaptureDir(o.dagPath) {
 		entries, err := os.ReadDir(o.dagPath)
 		if err != nil {
 			return nil, nil, err

@@ -1,0 +1,311 @@
+// Package capture is the format of a call capture: one JSON line per LLM
+// call a client made through wfsched's router (`wfsched router --capture
+// DIR`), or per LLM span of an OpenTelemetry trace once imported. It holds
+// what rebuilding the workflow's DAG needs: who called (workflow, agent),
+// when (arrival, first byte, end), what was sent and answered (messages and
+// output, as text, as hashes, or as token counts only) and what the server
+// counted. Package dag reads captures into graphs; package router writes
+// them.
+package capture
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wfsched/wfsched/tokenizer"
+)
+
+// Version is the capture format's version, in every record.
+const Version = 1
+
+// Content modes: what a capture keeps of the texts.
+const (
+	Full = "full" // the texts (replays can use --context reference)
+	Hash = "hash" // token counts, and hashes from which dependencies are rebuilt
+	None = "none" // token counts only: dependencies only from parent ids
+)
+
+// CheckMode validates a content mode.
+func CheckMode(m string) error {
+	switch m {
+	case Full, Hash, None:
+		return nil
+	}
+	return fmt.Errorf("capture content %q: want %s, %s or %s", m, Full, Hash, None)
+}
+
+// Record is one call.
+type Record struct {
+	V int `json:"wfsched_capture"` // Version
+	// Workflow and Agent name the caller: the workflow id and agent id
+	// the client sent, or for a request without them a session key
+	// ("session:ID" from X-Session-Id, else "conn:ADDR") and no agent.
+	Workflow string `json:"workflow"`
+	Agent    string `json:"agent,omitempty"`
+	// RequestID identifies the call; Parent names an earlier call the
+	// client said this one follows (workflow_metadata.parent_request_id).
+	RequestID string `json:"request_id"`
+	Parent    string `json:"parent_request_id,omitempty"`
+	API       string `json:"api"` // chat, completions or responses
+	Backend   string `json:"backend,omitempty"`
+	Status    int    `json:"status"`
+	// Arrival is when the request reached the router; FirstByte when the
+	// response's first byte left it; End when its last did.
+	Arrival   time.Time `json:"arrival"`
+	FirstByte time.Time `json:"first_byte,omitzero"`
+	End       time.Time `json:"end"`
+	// Token counts the server reported (usage); Cached is -1 when it did
+	// not say.
+	// TimeScale is the server's wall seconds per modeled second, when it
+	// said (wfsched's engine does, in X-Wfsched-Time-Scale): times convert
+	// to modeled ones divided by it. 0: 1, a real server.
+	TimeScale        float64   `json:"time_scale,omitempty"`
+	PromptTokens     int       `json:"prompt_tokens"`
+	CompletionTokens int       `json:"completion_tokens"`
+	CachedTokens     int       `json:"cached_tokens"`
+	Content          string    `json:"content"` // Full, Hash or None
+	Messages         []Message `json:"messages"`
+	Output           Message   `json:"output"`
+	// Kind is "llm" (a call) or, in records imported from traces with
+	// tool spans, "tool" (Output is the tool's result).
+	Kind string `json:"kind,omitempty"`
+	Tool string `json:"tool,omitempty"` // a tool record's tool name
+}
+
+// Message is one message sent, or the output: its role, token count, and,
+// by content mode, its text or its hashes.
+type Message struct {
+	Role       string     `json:"role"`
+	Tokens     int        `json:"tokens"`
+	Text       string     `json:"text,omitempty"`
+	Hash       string     `json:"hash,omitempty"`
+	Chunks     []string   `json:"chunks,omitempty"`
+	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string     `json:"tool_call_id,omitempty"`
+}
+
+// ToolCall is a function call a message (or the output) carries.
+type ToolCall struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Arguments string `json:"arguments,omitempty"` // kept in full mode only
+}
+
+// NewMessage describes a message's text in content mode mode.
+func NewMessage(role, text string, calls []ToolCall, toolCallID, mode string, enc *tokenizer.Encoder) Message {
+	m := Message{Role: role, ToolCallID: toolCallID}
+	rendered := text
+	if len(calls) > 0 {
+		tc := make([]tokenizer.ToolCall, len(calls))
+		for i, c := range calls {
+			tc[i] = tokenizer.ToolCall{Name: c.Name, Arguments: c.Arguments}
+		}
+		rendered = tokenizer.Message{Content: text, ToolCalls: tc}.Text()
+	}
+	m.Tokens = enc.Count(rendered)
+	switch mode {
+	case Full:
+		m.Text, m.ToolCalls = text, calls
+	case Hash:
+		m.Hash, m.Chunks = HashText(text), Chunks(text)
+		for _, c := range calls {
+			m.ToolCalls = append(m.ToolCalls, ToolCall{ID: c.ID, Name: c.Name})
+		}
+	}
+	return m
+}
+
+// HashText is a text's hash: the first 16 bytes of its SHA-256, in hex ("" for
+// an empty text).
+func HashText(text string) string {
+	if text == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte(text))
+	return hex.EncodeToString(h[:16])
+}
+
+// Chunks are content-defined chunk hashes of a text: its words are cut
+// after each word whose own hash ends in three zero bits (about one word in
+// eight), and each chunk's hash is kept (8 hex digits). The cuts depend on
+// the words alone, so a text quoted inside a longer one yields the same
+// interior chunks there: Contains tells containment without the texts.
+func Chunks(text string) []string {
+	words := strings.Fields(text)
+	var out []string
+	start := 0
+	for i, w := range words {
+		h := sha256.Sum256([]byte(w))
+		if h[0]&7 == 0 || i == len(words)-1 {
+			c := sha256.Sum256([]byte(strings.Join(words[start:i+1], " ")))
+			out = append(out, hex.EncodeToString(c[:4]))
+			start = i + 1
+		}
+	}
+	return out
+}
+
+// Contains reports whether message m holds the text out describes: in
+// full mode as a substring (out at least 8 bytes), in hash mode as an equal
+// whole text, or every interior chunk of out (there must be one) among m's
+// chunks.
+func Contains(m, out Message) bool {
+	if out.Text != "" && m.Text != "" {
+		return len(out.Text) >= 8 && strings.Contains(m.Text, out.Text)
+	}
+	if out.Hash != "" && out.Hash == m.Hash {
+		return true
+	}
+	if len(out.Chunks) < 3 || len(m.Chunks) == 0 {
+		return false
+	}
+	for _, c := range out.Chunks[1 : len(out.Chunks)-1] {
+		if !slices.Contains(m.Chunks, c) {
+			return false
+		}
+	}
+	return true
+}
+
+// Writer appends records to a file, one line each, written whole as each
+// call completes: what is written is on disk at once (no buffer to lose at
+// a shutdown or a crash), and lines never interleave.
+type Writer struct {
+	mu   sync.Mutex
+	f    *os.File
+	path string
+}
+
+// Create opens a new capture file in dir (created if missing), named by the
+// time and the process so that several routers can share a directory.
+func Create(dir string) (*Writer, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("capture directory: %w", err)
+	}
+	name := fmt.Sprintf("capture-%s-%d.jsonl", time.Now().UTC().Format("20060102T150405.000000000Z"), os.Getpid())
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("capture file: %w", err)
+	}
+	return &Writer{f: f, path: path}, nil
+}
+
+// Path is the file written.
+func (w *Writer) Path() string { return w.path }
+
+// Write appends r.
+func (w *Writer) Write(r *Record) error {
+	r.V = Version
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, err = w.f.Write(b)
+	return err
+}
+
+// Close closes the file.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.f.Close()
+}
+
+// Detect reports whether data starts like a capture file.
+func Detect(data []byte) bool {
+	line, _, _ := strings.Cut(string(data[:min(len(data), 4096)]), "\n")
+	return strings.HasPrefix(strings.TrimSpace(line), "{") && strings.Contains(line, `"wfsched_capture"`)
+}
+
+// LineError is a bad line of a capture file.
+type LineError struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
+func (e *LineError) Unwrap() error { return e.Err }
+
+// MaxLine bounds one record's line.
+const MaxLine = 64 << 20
+
+// Read reads the records of r (named name in errors). A line that breaks
+// off at the end (a file still being written) is left out.
+func Read(r io.Reader, name string) ([]Record, error) {
+	br := bufio.NewReaderSize(r, 1<<16)
+	var out []Record
+	for line := 1; ; line++ {
+		b, err := br.ReadBytes('\n')
+		if len(b) > MaxLine {
+			return nil, &LineError{name, line, fmt.Errorf("a line over %d bytes", MaxLine)}
+		}
+		if err == io.EOF && len(b) > 0 && b[len(b)-1] != '\n' {
+			break // the unfinished last line
+		}
+		if t := strings.TrimSpace(string(b)); t != "" {
+			var rec Record
+			if jerr := json.Unmarshal([]byte(t), &rec); jerr != nil {
+				return nil, &LineError{name, line, fmt.Errorf("not a capture record: %v", jerr)}
+			}
+			if rec.V != Version {
+				return nil, &LineError{name, line, fmt.Errorf("wfsched_capture version %d: this wfsched reads version %d", rec.V, Version)}
+			}
+			if rec.Workflow == "" || rec.RequestID == "" || rec.Arrival.IsZero() {
+				return nil, &LineError{name, line, errors.New("workflow, request_id and arrival are required")}
+			}
+			if rec.End.Before(rec.Arrival) {
+				return nil, &LineError{name, line, errors.New("end is before arrival")}
+			}
+			out = append(out, rec)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ReadDir reads every *.jsonl capture file in dir, in name order.
+func ReadDir(dir string) ([]Record, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("%s: no capture files (*.jsonl) in it", dir)
+	}
+	slices.Sort(names)
+	var all []Record
+	for _, n := range names {
+		f, err := os.Open(n)
+		if err != nil {
+			return nil, err
+		}
+		recs, err := Read(f, n)
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, recs...)
+	}
+	return all, nil
+}

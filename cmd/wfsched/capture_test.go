@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/wfsched/wfsched/dag"
+)
+
+// canonical names a graph's nodes by agent, kind and rank among that
+// agent's nodes of that kind (the ids of a converted capture are not the
+// trace's), and lists its edges under those names.
+func canonical(g *dag.Graph) (names map[string]string, edges []string) {
+	names = map[string]string{}
+	count := map[string]int{}
+	for _, n := range g.Nodes {
+		k := n.Agent + "/" + string(n.Kind)
+		count[k]++
+		names[n.ID] = fmt.Sprintf("%s%d", k, count[k])
+	}
+	for _, e := range g.Edges {
+		edges = append(edges, fmt.Sprintf("%s -%s-> %s", names[e.From], e.Type, names[e.To]))
+	}
+	slices.Sort(edges)
+	return names, edges
+}
+
+// TestCaptureRoundTrip replays a shipped trace through the router with
+// capture on, converts the capture, and checks the rebuilt DAG is the
+// trace's (nodes, agents, edges and their kinds, output tokens, the prompt
+// tokens the replay sent, tool durations), in both content modes that keep
+// what the rebuild needs; then replays the capture itself.
+func TestCaptureRoundTrip(t *testing.T) {
+	orig, err := dag.ReadFile(example, dag.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	origNames, origEdges := canonical(orig[0])
+	for _, mode := range []string{"full", "hash"} {
+		t.Run(mode, func(t *testing.T) {
+			capDir, out := t.TempDir(), t.TempDir()
+			code, _, stderr := run(t, "run", "--dag", example, "--capture", capDir, "--capture-content", mode, "--context", "live",
+				"--instances", "2", "--time-scale", "0.1", "--out", out)
+			if code != 0 {
+				t.Fatalf("run with --capture: exit %d: %s", code, stderr)
+			}
+			conv := filepath.Join(t.TempDir(), "trace.json")
+			if code, _, stderr := run(t, "convert", capDir, "-o", conv); code != 0 {
+				t.Fatalf("convert: exit %d: %s", code, stderr)
+			}
+			got, err := dag.ReadFile(conv, dag.Options{})
+			if err != nil || len(got) != 1 {
+				t.Fatalf("converted capture: %d graphs, %v", len(got), err)
+			}
+			g := got[0]
+			names, edges := canonical(g)
+			if !slices.Equal(edges, origEdges) {
+				t.Errorf("edges differ:\n got  %q\n want %q", edges, origEdges)
+			}
+			if g.Start.IsZero() {
+				t.Error("the converted workflow has no start time")
+			}
+			// What the replay sent, per node, from its nodes.jsonl.
+			sent := map[string][2]int{}
+			f, err := os.Open(filepath.Join(runDir(t, out), "nodes.jsonl"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(f)
+			sc.Buffer(nil, 1<<20)
+			for sc.Scan() {
+				var r struct {
+					Node             string `json:"node"`
+					PromptTokens     int    `json:"prompt_tokens"`
+					CompletionTokens int    `json:"completion_tokens"`
+				}
+				json.Unmarshal(sc.Bytes(), &r)
+				sent[r.Node] = [2]int{r.PromptTokens, r.CompletionTokens}
+			}
+			f.Close()
+			byName := map[string]*dag.Node{}
+			for _, n := range g.Nodes {
+				byName[names[n.ID]] = n
+			}
+			for _, n := range orig[0].Nodes {
+				c := byName[origNames[n.ID]]
+				if c == nil {
+					t.Errorf("node %s (%s) missing from the capture", n.ID, origNames[n.ID])
+					continue
+				}
+				switch n.Kind {
+				case dag.KindLLM:
+					if c.InputTokens.N != sent[n.ID][0] || c.OutputTokens.N != n.OutputTokens.N || !c.InputTokens.Exact {
+						t.Errorf("%s: captured %d/%d tokens, the replay sent %d and the trace says %d out", n.ID, c.InputTokens.N, c.OutputTokens.N, sent[n.ID][0], n.OutputTokens.N)
+					}
+				case dag.KindTool:
+					// The gap between the calls, in modeled time: the tool's
+					// duration plus the replay's overhead.
+					if d := c.Duration.D() - n.Duration.D(); d < 0 || d > n.Duration.D()/5 {
+						t.Errorf("%s: captured duration %v, recorded %v", n.ID, c.Duration.D(), n.Duration.D())
+					}
+				}
+			}
+			if len(g.Nodes) != len(orig[0].Nodes) {
+				t.Errorf("%d nodes, the trace has %d", len(g.Nodes), len(orig[0].Nodes))
+			}
+			// The capture replays, from the folder as from the converted file.
+			if code, stdout, stderr := run(t, "run", "--dag", capDir, "--out", t.TempDir()); code != 0 {
+				t.Errorf("run --dag CAPTURE: exit %d: %s %s", code, stdout, stderr)
+			}
+		})
+	}
+}

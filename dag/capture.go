@@ -1,0 +1,298 @@
+package dag
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/wfsched/wfsched/capture"
+)
+
+// Captures (package capture): the calls a client made through wfsched's
+// router, or an OpenTelemetry trace's LLM spans, rebuilt into workflows.
+
+type captureFormat struct{}
+
+func (captureFormat) Name() string { return "capture" }
+
+func (captureFormat) Detect(data []byte) bool { return capture.Detect(data) }
+
+func (captureFormat) Parse(data []byte, _ Options) ([]*Graph, error) {
+	recs, err := capture.Read(bytes.NewReader(data), "capture")
+	if err != nil {
+		return nil, err
+	}
+	return FromCapture(recs)
+}
+
+// IsCaptureDir reports whether path is a folder holding capture files.
+func IsCaptureDir(path string) bool {
+	names, _ := filepath.Glob(filepath.Join(path, "*.jsonl"))
+	for _, n := range names {
+		f, err := os.Open(n)
+		if err != nil {
+			continue
+		}
+		head := make([]byte, 4096)
+		k, _ := f.Read(head)
+		f.Close()
+		if capture.Detect(head[:k]) {
+			return true
+		}
+	}
+	return false
+}
+
+// MinThink is the least gap kept as an agent's own (think) time.
+const MinThink = time.Millisecond
+
+// FromCapture rebuilds one graph per workflow from capture records, in the
+// order of the workflows' first calls. Per workflow, calls are taken in
+// arrival order; only answered calls (status 200) count, so a retried
+// call is its successful attempt.
+//
+// An agent's call continues its previous call when its messages begin with
+// the previous call's messages and answer: the rest are its inputs, and a
+// history edge links the two. A call that does not continue its agent's
+// conversation (a fresh prompt) starts a new context, named agent~2, ~3...,
+// so that rebuilt prompts stay what was sent. A Responses API call that
+// names its previous response continues it whatever it sends.
+//
+// Each input gets an edge from the earlier call whose output it contains
+// (message), or from the call the client named as parent. An input that
+// no call produced and that arrives after the agent's previous call is a
+// tool's (or the environment's) observation: a tool node between the two
+// whose duration is the gap between them. A gap before a call that no
+// dependency explains is the agent's own time, kept as the node's
+// think_s.
+func FromCapture(recs []capture.Record) ([]*Graph, error) {
+	byWF := map[string][]*capture.Record{}
+	var order []string
+	for i := range recs {
+		r := &recs[i]
+		if r.Status != 0 && r.Status != 200 {
+			continue
+		}
+		if _, ok := byWF[r.Workflow]; !ok {
+			order = append(order, r.Workflow)
+		}
+		byWF[r.Workflow] = append(byWF[r.Workflow], r)
+	}
+	var gs []*Graph
+	var t0 time.Time
+	for _, wf := range order {
+		for _, r := range byWF[wf] {
+			if t0.IsZero() || r.Arrival.Before(t0) {
+				t0 = r.Arrival
+			}
+		}
+	}
+	for _, wf := range order {
+		g, err := fromCalls(wf, byWF[wf])
+		if err != nil {
+			return nil, fmt.Errorf("workflow %s: %w", wf, err)
+		}
+		// Starts in modeled time from the capture's first call, so that
+		// workflows replay at the offsets the server's clock saw.
+		first := byWF[wf][0]
+		g.Start = t0.Add(time.Duration(modeled(first.Arrival.Sub(t0), first) * float64(time.Second)))
+		gs = append(gs, g)
+	}
+	if len(gs) == 0 {
+		return nil, fmt.Errorf("%w: no answered call in the capture", ErrEmpty)
+	}
+	return gs, nil
+}
+
+// context is one agent conversation being rebuilt.
+type captureContext struct {
+	name string
+	conv []capture.Message // the last call's messages and its answer
+	last *Node
+	rec  *capture.Record
+	n    int
+}
+
+func sameMessage(a, b capture.Message) bool {
+	if a.Role != b.Role || a.ToolCallID != b.ToolCallID || len(a.ToolCalls) != len(b.ToolCalls) {
+		return false
+	}
+	for i := range a.ToolCalls {
+		if a.ToolCalls[i].Name != b.ToolCalls[i].Name || a.ToolCalls[i].ID != b.ToolCalls[i].ID {
+			return false
+		}
+	}
+	switch {
+	case a.Text != "" || b.Text != "":
+		return a.Text == b.Text
+	case a.Hash != "" || b.Hash != "":
+		return a.Hash == b.Hash
+	}
+	return a.Tokens == b.Tokens
+}
+
+// modeled converts a recorded duration to modeled seconds (wall divided by
+// the server's time scale).
+func modeled(d time.Duration, r *capture.Record) float64 {
+	if r.TimeScale > 0 {
+		return d.Seconds() / r.TimeScale
+	}
+	return d.Seconds()
+}
+
+func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
+	slices.SortStableFunc(recs, func(a, b *capture.Record) int { return a.Arrival.Compare(b.Arrival) })
+	g := &Graph{ID: wf, Format: "capture", Meta: map[string]string{}, Start: recs[0].Arrival}
+	ctxs := map[string]*captureContext{}  // current context of each agent
+	contexts := map[string]int{}          // contexts started per agent
+	nodeOf := map[*capture.Record]*Node{} // each call's node
+	byID := map[string]*capture.Record{}  // calls by request id
+	ctxOf := map[*Node]*captureContext{}  // each call node's context
+	toolIDs := map[string]bool{}          // tool call ids in use
+	seq := 0
+	edges := map[[2]string]bool{}
+	edge := func(from, to *Node, typ EdgeType) {
+		if from == nil || from == to || edges[[2]string{from.ID, to.ID}] {
+			return
+		}
+		edges[[2]string{from.ID, to.ID}] = true
+		g.Edges = append(g.Edges, Edge{From: from.ID, To: to.ID, Type: typ})
+	}
+	for _, r := range recs {
+		if r.Kind == "tool" {
+			continue // tool spans of imported traces: see fromSpans
+		}
+		agent := r.Agent
+		if agent == "" {
+			agent = "agent"
+		}
+		c := ctxs[agent]
+		var fresh []capture.Message
+		continuing := false
+		if p, ok := byID[r.Parent]; ok && r.API == "responses" && nodeOf[p] != nil {
+			c, continuing, fresh = ctxOf[nodeOf[p]], true, r.Messages
+		} else if c != nil && len(r.Messages) > len(c.conv) {
+			continuing = true
+			for i := range c.conv {
+				if !sameMessage(c.conv[i], r.Messages[i]) {
+					continuing = false
+					break
+				}
+			}
+			fresh = r.Messages[len(c.conv):]
+		}
+		if !continuing {
+			contexts[agent]++
+			name := agent
+			if k := contexts[agent]; k > 1 {
+				name = agent + "~" + strconv.Itoa(k)
+			}
+			c = &captureContext{name: name}
+			ctxs[agent] = c
+			fresh = r.Messages
+		}
+		seq++
+		c.n++
+		n := &Node{ID: fmt.Sprintf("%s/%d", c.name, c.n), Kind: KindLLM, Agent: c.name, Label: c.name + " call",
+			Output: r.Output.Text, InputTokens: TokenCount{N: r.PromptTokens, Exact: r.PromptTokens > 0},
+			OutputTokens: TokenCount{N: r.CompletionTokens, Exact: true},
+			Meta:         map[string]string{"request_id": r.RequestID, "arrival_s": strconv.FormatFloat(modeled(r.Arrival.Sub(g.Start), r), 'f', 6, 64)}}
+		if r.Backend != "" {
+			n.Meta["backend"] = r.Backend
+		}
+		for _, tc := range r.Output.ToolCalls {
+			id := tc.ID
+			for id == "" || toolIDs[id] {
+				id = fmt.Sprintf("%s/call%d", n.ID, len(n.ToolCalls))
+			}
+			toolIDs[id] = true
+			n.ToolCalls = append(n.ToolCalls, ToolCall{ID: id, Name: tc.Name, Arguments: tc.Arguments})
+		}
+		if !continuing {
+			// The leading system message is the agent's system text.
+			if len(fresh) > 0 && fresh[0].Role == "system" {
+				n.System, n.SystemTokens = fresh[0].Text, fresh[0].Tokens
+				fresh = fresh[1:]
+			}
+		}
+		g.Nodes = append(g.Nodes, n)
+		ready := time.Time{} // when the call's last dependency ended
+		if continuing {
+			edge(c.last, n, EdgeHistory)
+			ready = c.rec.End
+		}
+		var tools []*Node
+		for _, m := range fresh {
+			in := Input{Text: m.Text, Tokens: m.Tokens}
+			var src *capture.Record
+			if m.Role != "tool" {
+				for _, q := range recs {
+					if q == r || nodeOf[q] == nil || q.End.After(r.Arrival) {
+						continue
+					}
+					if capture.Contains(m, q.Output) && (src == nil || q.End.After(src.End)) {
+						src = q
+					}
+				}
+			}
+			switch {
+			case src != nil:
+				in.From = nodeOf[src].Agent
+				edge(nodeOf[src], n, EdgeMessage)
+				ready = later(ready, src.End)
+			case continuing && (m.Role == "tool" || m.Role == "user"):
+				// An observation no call produced: a tool ran between the
+				// agent's previous call and this one.
+				t := &Node{ID: fmt.Sprintf("%s/tool%d", c.name, c.n-1), Kind: KindTool, Agent: c.name, Label: c.name + " tool",
+					Output: m.Text, OutputTokens: TokenCount{N: m.Tokens, Exact: true}, Duration: Seconds(modeled(r.Arrival.Sub(c.rec.End), r) * float64(time.Second))}
+				for k := 2; slices.ContainsFunc(tools, func(x *Node) bool { return x.ID == t.ID }); k++ {
+					t.ID = fmt.Sprintf("%s/tool%d.%d", c.name, c.n-1, k)
+				}
+				tools = append(tools, t)
+				edge(c.last, t, EdgeObservation)
+				in.From = "tool"
+				if m.Role == "tool" {
+					in.ToolCallID = m.ToolCallID
+				}
+				ready = r.Arrival
+			}
+			if m.Role == "tool" && in.ToolCallID == "" {
+				in.ToolCallID = m.ToolCallID
+			}
+			n.Inputs = append(n.Inputs, in)
+		}
+		if p, ok := byID[r.Parent]; ok && nodeOf[p] != nil && nodeOf[p] != c.last {
+			edge(nodeOf[p], n, EdgeMessage)
+			ready = later(ready, p.End)
+		}
+		if len(tools) > 0 {
+			// Tools come before the call that reads them, in node order.
+			g.Nodes = g.Nodes[:len(g.Nodes)-1]
+			g.Nodes = append(g.Nodes, tools...)
+			g.Nodes = append(g.Nodes, n)
+			for _, t := range tools {
+				edge(t, n, EdgeObservation)
+			}
+		}
+		if !ready.IsZero() {
+			if think := modeled(r.Arrival.Sub(ready), r); think >= MinThink.Seconds() {
+				n.Meta["think_s"] = strconv.FormatFloat(think, 'f', 6, 64)
+			}
+		}
+		c.conv = append(append([]capture.Message(nil), r.Messages...), r.Output)
+		c.last, c.rec = n, r
+		nodeOf[r], byID[r.RequestID], ctxOf[n] = n, r, c
+	}
+	return g, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
