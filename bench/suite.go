@@ -52,6 +52,10 @@ type Case struct {
 	Rate           float64 `yaml:"rate"`
 	Burstiness     float64 `yaml:"burstiness"`
 	MaxConcurrency int     `yaml:"max_concurrency"`
+	// ReplaySpeed, when set, starts each trace's workflow at its recorded
+	// start divided by it (traces from a capture or an OpenTelemetry
+	// export record starts), instead of a closed loop or a rate.
+	ReplaySpeed float64 `yaml:"replay_speed"`
 }
 
 // Arm is one (policy, routing logic) of a case.
@@ -234,6 +238,9 @@ func (s *Suite) check(path string, data []byte) error {
 		}
 		if c.Concurrency == 0 {
 			c.Concurrency = 1
+		}
+		if c.ReplaySpeed < 0 || c.ReplaySpeed > 0 && (c.Rate > 0 || c.Workflows > 0) {
+			return bad(key+".replay_speed", "%v: want a positive factor, without rate or workflows (each recorded workflow replays once)", c.ReplaySpeed)
 		}
 		if c.Rate < 0 || c.Burstiness < 0 || c.MaxConcurrency < 0 {
 			return bad(key, "rate, burstiness and max_concurrency must not be negative")

@@ -280,7 +280,7 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 		}
 		if !ready.IsZero() {
 			if think := modeled(r.Arrival.Sub(ready), r); think >= MinThink.Seconds() {
-				n.Meta["think_s"] = strconv.FormatFloat(think, 'f', 6, 64)
+				n.Think = Seconds(think * float64(time.Second))
 			}
 		}
 		c.conv = append(append([]capture.Message(nil), r.Messages...), r.Output)

@@ -61,7 +61,7 @@ func (m CostModel) Costs(g *Graph) []float64 {
 			if shared != nil {
 				prompt -= shared[i]
 			}
-			costs[i] = m.PrefillPerToken.Seconds()*float64(max(prompt, 0)) +
+			costs[i] = n.Think.D().Seconds() + m.PrefillPerToken.Seconds()*float64(max(prompt, 0)) +
 				m.DecodeStep.Seconds()*float64(max(n.OutputTokens.N, 1))
 		case KindTool:
 			if n.Duration > 0 {

@@ -92,6 +92,11 @@ type Node struct {
 
 	// Duration is a tool node's recorded execution time, zero if unknown.
 	Duration Seconds `json:"duration_s,omitempty"`
+	// Think is an LLM node's recorded think time: how long its agent
+	// worked on its own after the call's dependencies ended and before it
+	// sent the call (a captured run's gap that no call or tool explains).
+	// Replays wait it before sending.
+	Think Seconds `json:"think_s,omitempty"`
 
 	// Line is where the node starts in its source file (1-based), 0 if none.
 	Line int               `json:"line,omitempty"`

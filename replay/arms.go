@@ -8,8 +8,10 @@ import (
 	"golang.org/x/sync/errgroup"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/wfsched/wfsched/dag"
 	"github.com/wfsched/wfsched/report"
 	"github.com/wfsched/wfsched/router"
 	"github.com/wfsched/wfsched/scheduler"
@@ -182,3 +184,23 @@ func Rounds(ctx context.Context, base string, arms []Arm, warmup, iterations int
 
 // safeLabel makes an arm's label a folder name.
 func safeLabel(s string) string { return strings.NewReplacer("+", "_", "/", "_").Replace(s) }
+
+// ByStart puts traces in the order of their recorded starts (stably; those
+// without one first), keeping infos aligned: the order workflows replay in
+// under scheduler.ReplayArrival.
+func ByStart(gs []*dag.Graph, infos []report.TraceInfo) {
+	idx := make([]int, len(gs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return gs[a].Start.Compare(gs[b].Start) })
+	sg, si := make([]*dag.Graph, len(gs)), make([]report.TraceInfo, len(infos))
+	for k, i := range idx {
+		sg[k] = gs[i]
+		if i < len(infos) {
+			si[k] = infos[i]
+		}
+	}
+	copy(gs, sg)
+	copy(infos, si)
+}

@@ -213,6 +213,12 @@ func DescribeArrival(a scheduler.Arrival) string {
 		return ""
 	}
 	d := fmt.Sprintf("%s at %g/s", a.Kind, a.Rate)
+	if a.Kind == scheduler.ArrivalReplay {
+		d = "at their recorded starts"
+		if a.Speed != 1 {
+			d += fmt.Sprintf(" at speed %g", a.Speed)
+		}
+	}
 	if a.Kind == scheduler.ArrivalGamma {
 		d += fmt.Sprintf(" (burstiness %g)", a.Burstiness)
 	}

@@ -356,3 +356,33 @@ func TestVirtualAdmission(t *testing.T) {
 		t.Errorf("%d still waiting", v.Balancer().Held())
 	}
 }
+
+// TestThinkTime: an LLM node's recorded think time delays its call by
+// exactly as much on the virtual clock (the same decision serves the wall
+// clock, which sleeps it scaled).
+func TestThinkTime(t *testing.T) {
+	run := func(think time.Duration) scheduler.WorkflowResult {
+		gs := readTrace(t, "research-team.json")
+		for _, n := range gs[0].Nodes {
+			if n.ID == "review" {
+				n.Think = dag.Seconds(think)
+			}
+		}
+		v, err := NewVirtual(VirtualConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wf scheduler.WorkflowResult
+		res, err := scheduler.RunVirtual(context.Background(), scheduler.Config{Policy: scheduler.Parallel{}, Workflows: 1}, gs, v,
+			WorkflowHook(func(w scheduler.WorkflowResult) { wf = w }))
+		if err != nil || res.Outcome != scheduler.OutcomeCompleted {
+			t.Fatalf("%v %+v", err, res)
+		}
+		return wf
+	}
+	base, thought := run(0), run(2*time.Second)
+	// review is on the critical path: the workflow takes 2 s longer.
+	if d := thought.CompletionS - base.CompletionS; d < 1.999 || d > 2.001 {
+		t.Errorf("a 2 s think time added %.4f s", d)
+	}
+}

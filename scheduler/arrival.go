@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/wfsched/wfsched/dag"
 	"gonum.org/v1/gonum/stat/distuv"
 )
 
@@ -15,6 +16,7 @@ const (
 	ArrivalClosed  = "closed"  // Concurrency workflows in flight, the next as one ends
 	ArrivalPoisson = "poisson" // Rate per second, exponential gaps
 	ArrivalGamma   = "gamma"   // Rate per second, gamma gaps of shape Burstiness
+	ArrivalReplay  = "replay"  // workflow i at Offsets[i] / Speed
 )
 
 // Arrival describes when workflows start. The zero value is the closed
@@ -36,6 +38,11 @@ type Arrival struct {
 	// arrivals over the cap wait, and the wait counts as queueing delay.
 	MaxConcurrency int
 	Seed           uint64
+	// Offsets are the recorded starts of the workflows, in modeled seconds
+	// from the first, in order (replay); Speed compresses them (2: twice
+	// as fast) or stretches them (0.5).
+	Offsets []float64
+	Speed   float64
 }
 
 // Validate checks the arrival process.
@@ -44,8 +51,24 @@ func (a Arrival) Validate() error {
 	case "", ArrivalClosed:
 		return nil
 	case ArrivalPoisson, ArrivalGamma:
+	case ArrivalReplay:
+		if !(a.Speed > 0) || math.IsInf(a.Speed, 0) {
+			return fmt.Errorf("speed %v: want a positive factor (1: as recorded)", a.Speed)
+		}
+		if len(a.Offsets) == 0 {
+			return errors.New("replayed arrivals need the workflows' recorded starts")
+		}
+		for i, o := range a.Offsets {
+			if !(o >= 0) || math.IsInf(o, 0) || i > 0 && o < a.Offsets[i-1] {
+				return fmt.Errorf("recorded start %d (%v s): want non-negative starts in order", i, o)
+			}
+		}
+		if a.Duration < 0 || a.MaxConcurrency < 0 {
+			return errors.New("duration and max concurrency must not be negative")
+		}
+		return nil
 	default:
-		return fmt.Errorf("unknown arrival %q (want closed, poisson or gamma)", a.Kind)
+		return fmt.Errorf("unknown arrival %q (want closed, poisson, gamma or replay)", a.Kind)
 	}
 	if !(a.Rate > 0) || math.IsInf(a.Rate, 0) {
 		return fmt.Errorf("arrival rate %v: want a positive number of workflows per second", a.Rate)
@@ -59,8 +82,25 @@ func (a Arrival) Validate() error {
 	return nil
 }
 
+// ReplayArrival is the arrival process that starts workflow i, running
+// gs[i], at gs[i]'s recorded start (relative to gs[0]'s), divided by
+// speed. gs must be in the order of their starts (see replay.ByStart); a
+// graph without a start is an error that names it.
+func ReplayArrival(gs []*dag.Graph, speed float64) (Arrival, error) {
+	a := Arrival{Kind: ArrivalReplay, Speed: speed}
+	for _, g := range gs {
+		if g.Start.IsZero() {
+			return a, fmt.Errorf("%s records no start time (the shared traces record none; captures, converted captures and OpenTelemetry traces do)", g.ID)
+		}
+		a.Offsets = append(a.Offsets, g.Start.Sub(gs[0].Start).Seconds())
+	}
+	return a, a.Validate()
+}
+
 // Open reports whether workflows arrive on a clock rather than as others end.
-func (a Arrival) Open() bool { return a.Kind == ArrivalPoisson || a.Kind == ArrivalGamma }
+func (a Arrival) Open() bool {
+	return a.Kind == ArrivalPoisson || a.Kind == ArrivalGamma || a.Kind == ArrivalReplay
+}
 
 // arrivals generates the modeled arrival times of an open loop, seeded:
 // a renewal process of unit rate (exponential or gamma gaps) mapped through
@@ -70,6 +110,7 @@ type arrivals struct {
 	rng   *rand.Rand
 	gamma distuv.Gamma
 	unit  float64 // position in the unit-rate process
+	k     int     // replayed arrivals given
 }
 
 func newArrivals(a Arrival) *arrivals {
@@ -83,6 +124,13 @@ func newArrivals(a Arrival) *arrivals {
 
 // next returns the next arrival, in modeled seconds since the start.
 func (g *arrivals) next() float64 {
+	if g.a.Kind == ArrivalReplay {
+		if g.k >= len(g.a.Offsets) {
+			return math.Inf(1)
+		}
+		g.k++
+		return g.a.Offsets[g.k-1] / g.a.Speed
+	}
 	if g.a.Kind == ArrivalGamma {
 		g.unit += g.gamma.Rand() // mean 1, CV 1/sqrt(shape)
 	} else {

@@ -409,16 +409,23 @@ func (r *runner) workflow(ctx context.Context, c Completer, idx int, arrival flo
 // execute runs one node on the wall clock.
 func (r *runner) execute(ctx context.Context, c Completer, j job, now func() float64) NodeResult {
 	res := j.res
-	if j.llm {
-		r.called(&res, c.Complete(ctx, j.call), r.cfg.TimeScale, ctx.Err() != nil)
-	} else {
-		timer := time.NewTimer(time.Duration(float64(j.tool) * r.cfg.TimeScale))
+	wait := func(d time.Duration) bool {
+		timer := time.NewTimer(time.Duration(float64(d) * r.cfg.TimeScale))
 		select {
 		case <-timer.C:
+			return true
 		case <-ctx.Done():
 			timer.Stop()
 			res.Status, res.Error = StatusCanceled, ctx.Err().Error()
+			return false
 		}
+	}
+	switch {
+	case !j.llm:
+		wait(j.tool)
+	case j.think > 0 && !wait(j.think):
+	default:
+		r.called(&res, c.Complete(ctx, j.call), r.cfg.TimeScale, ctx.Err() != nil)
 	}
 	res.EndS = now()
 	return res
@@ -455,7 +462,9 @@ type job struct {
 	llm  bool
 	call Call
 	tool time.Duration // modeled
-	res  NodeResult
+	// think is the agent's own time before an LLM call is sent (modeled).
+	think time.Duration
+	res   NodeResult
 }
 
 func (r *runner) newFlow(idx int, arrival, now float64) *flow {
@@ -497,6 +506,7 @@ func (f *flow) next(now float64) (job, bool) {
 	switch nd.Kind {
 	case dag.KindLLM:
 		j.llm = true
+		j.think = nd.Think.D()
 		j.call = f.r.call(f, v)
 		j.call.Priority = f.r.priority(f.ws, v, now)
 	case dag.KindTool:

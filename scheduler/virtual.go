@@ -76,9 +76,10 @@ func RunVirtual(ctx context.Context, cfg Config, traces []*dag.Graph, srv Virtua
 
 // Event kinds of the loop.
 const (
-	evArrival = iota // workflow ev.idx arrives (open loops)
-	evCallEnd        // an LLM node's call ended with ev.cr
-	evToolEnd        // a tool node's modeled time is over
+	evArrival  = iota // workflow ev.idx arrives (open loops)
+	evCallEnd         // an LLM node's call ended with ev.cr
+	evToolEnd         // a tool node's modeled time is over
+	evThinkEnd        // an LLM node's think time is over: its call goes
 )
 
 type event struct {
@@ -147,7 +148,16 @@ func (l *loop) handle(ev *event) {
 		l.ended(ev.f, ev.j.v, res)
 	case evToolEnd:
 		l.ended(ev.f, ev.j.v, ev.j.res)
+	case evThinkEnd:
+		l.send(ev.f, ev.j)
 	}
+}
+
+// send sends an LLM node's call to the engines.
+func (l *loop) send(f *flow, j job) {
+	l.srv.Send(l.now, j.call, func(cr CallResult) {
+		l.push(&event{at: l.now, kind: evCallEnd, f: f, j: j, cr: cr})
+	})
 }
 
 // start starts workflow idx, which arrived at the given time.
@@ -174,13 +184,14 @@ func (l *loop) pump(f *flow) {
 		if !ok {
 			break
 		}
-		if !j.llm {
+		switch {
+		case !j.llm:
 			l.push(&event{at: l.now + j.tool, kind: evToolEnd, f: f, j: j})
-			continue
+		case j.think > 0:
+			l.push(&event{at: l.now + j.think, kind: evThinkEnd, f: f, j: j})
+		default:
+			l.send(f, j)
 		}
-		l.srv.Send(l.now, j.call, func(cr CallResult) {
-			l.push(&event{at: l.now, kind: evCallEnd, f: f, j: j, cr: cr})
-		})
 	}
 	if f.inFlight > 0 {
 		return

@@ -117,6 +117,9 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 			}
 			graphs, infos = append(graphs, gs...), append(infos, is...)
 		}
+		if c.ReplaySpeed > 0 {
+			replay.ByStart(graphs, infos)
+		}
 		var arms []replay.Arm
 		for _, a := range c.Arms() {
 			pol, _ := scheduler.PolicyByName(a.Policy)
@@ -149,6 +152,14 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 						kind = scheduler.ArrivalGamma
 					}
 					cfg.Arrival = scheduler.Arrival{Kind: kind, Rate: c.Rate, Burstiness: c.Burstiness, MaxConcurrency: c.MaxConcurrency, Seed: suite.Seed}
+				}
+				if c.ReplaySpeed > 0 {
+					a, err := scheduler.ReplayArrival(graphs, c.ReplaySpeed)
+					if err != nil {
+						return replay.Spec{}, replay.Job{}, fmt.Errorf("case %s: replay_speed: %w", c.Name, err)
+					}
+					a.MaxConcurrency, a.Seed = c.MaxConcurrency, suite.Seed
+					cfg.Workflows, cfg.Arrival = len(graphs), a
 				}
 				return spec, replay.Job{Config: cfg, Graphs: graphs, Traces: infos, Seed: suite.Seed, Args: os.Args[1:]}, nil
 			},

@@ -56,6 +56,7 @@ type runOptions struct {
 	slow           float64 // embedded engines' planted slow-down (bench --fault-slow)
 	arrival        string
 	rate           float64
+	speed          float64 // --arrival replay
 	burstiness     float64
 	rampUp         time.Duration
 	duration       time.Duration
@@ -63,6 +64,7 @@ type runOptions struct {
 	quiet          bool // no embedded-engine banner (compare prints its own)
 	maxConns       int
 	idle           map[string]float64 // traces' idle completion times, for slowdowns (sweep)
+	loaded         *loadedTraces      // load's result, kept: config reads recorded starts from it
 	// embedded engine
 	profile   string
 	timeScale float64
@@ -225,6 +227,7 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.IntVar(&o.attempts, "max-attempts", client.DefaultMaxAttempts, "tries per call (429, 5xx, connection errors and timeouts are retried)")
 	f.StringVar(&o.arrival, "arrival", "", "workflow arrivals: closed (--concurrency at a time; the default), poisson or gamma (at --rate); --rate alone means poisson, with --burstiness other than 1 gamma")
 	f.Float64Var(&o.rate, "rate", 0, "open-loop arrivals: workflows per (modeled) second")
+	f.Float64Var(&o.speed, "speed", 1, "--arrival replay: compress (2 = twice as fast) or stretch (0.5) the recorded starts")
 	f.Float64Var(&o.burstiness, "burstiness", 1, "gamma shape of the gaps between arrivals: 1 is Poisson, lower is burstier")
 	f.DurationVar(&o.rampUp, "ramp-up", 0, "raise the arrival rate linearly from 0 over this (modeled) time")
 	f.DurationVar(&o.duration, "duration", 0, "stop new arrivals after this (modeled) time (open loops; --workflows also stops them)")
@@ -277,8 +280,23 @@ func (o *runOptions) config(cmd *cobra.Command) (scheduler.Config, error) {
 		return cfg, usageError("--instances %d: want at least 1", o.instances)
 	}
 	switch kind := o.arrival; {
-	case kind == "replay":
-		return cfg, usageError("--arrival replay: the shared traces record no start times to replay; use poisson or gamma")
+	case kind == scheduler.ArrivalReplay:
+		if o.rate != 0 || o.rampUp != 0 || o.burstiness != 1 {
+			return cfg, usageError("--arrival replay starts workflows at their recorded times: leave out --rate, --burstiness and --ramp-up (--speed compresses or stretches them)")
+		}
+		if o.workflows != 0 {
+			return cfg, usageError("--arrival replay replays each recorded workflow once, at its start: leave out --workflows")
+		}
+		gs, _, err := o.load()
+		if err != nil {
+			return cfg, err
+		}
+		a, err := scheduler.ReplayArrival(gs, o.speed)
+		if err != nil {
+			return cfg, usageError("--arrival replay: %v; use poisson or gamma", err)
+		}
+		a.Duration, a.MaxConcurrency, a.Seed = o.duration, o.maxConc, o.seed
+		cfg.Workflows, cfg.Arrival = len(gs), a
 	case kind == "" && o.rate == 0, kind == scheduler.ArrivalClosed:
 		if o.rate != 0 || o.rampUp != 0 || o.duration != 0 || o.maxConc != 0 || o.burstiness != 1 {
 			return cfg, usageError("--rate, --burstiness, --ramp-up, --duration and --max-concurrency go with an open loop (--arrival poisson or gamma)")
@@ -305,9 +323,31 @@ func (o *runOptions) config(cmd *cobra.Command) (scheduler.Config, error) {
 	return cfg, nil
 }
 
-// load reads the traces: one file (all its traces unless one is chosen) or
-// every file of a directory.
+// loadedTraces are the traces load read.
+type loadedTraces struct {
+	graphs []*dag.Graph
+	infos  []report.TraceInfo
+}
+
+// load reads the traces once: one file (all its traces unless one is
+// chosen), every file of a directory, or a capture folder. With --arrival
+// replay they are put in the order of their recorded starts.
 func (o *runOptions) load() ([]*dag.Graph, []report.TraceInfo, error) {
+	if o.loaded == nil {
+		gs, infos, err := o.read()
+		if err != nil {
+			return nil, nil, err
+		}
+		if o.arrival == scheduler.ArrivalReplay {
+			replay.ByStart(gs, infos)
+		}
+		o.loaded = &loadedTraces{gs, infos}
+	}
+	return o.loaded.graphs, o.loaded.infos, nil
+}
+
+// read reads the traces load keeps.
+func (o *runOptions) read() ([]*dag.Graph, []report.TraceInfo, error) {
 	st, err := os.Stat(o.dagPath)
 	if err != nil {
 		return nil, nil, err
