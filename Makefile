@@ -42,7 +42,7 @@ run: build
 # (FUZZTIME per target).
 FUZZTIME ?= 20s
 fuzz:
-	@for t in FuzzParseNative FuzzParseDAGJSON FuzzParseSteps FuzzParseAppWorld FuzzParseChatDev FuzzParseMetaGPT FuzzParseCapture; do \
+	@for t in FuzzParseNative FuzzParseDAGJSON FuzzParseSteps FuzzParseAppWorld FuzzParseChatDev FuzzParseMetaGPT FuzzParseCapture FuzzParseOTel; do \
 		$(GO) test ./dag -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for t in FuzzParseCompletion FuzzStripField; do \
 		$(GO) test ./router -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done

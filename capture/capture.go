@@ -156,11 +156,19 @@ func Chunks(text string) []string {
 	return out
 }
 
-// Contains reports whether message m holds the text out describes: in
+// Contains reports whether message m holds what out describes: one of its
+// tool calls (by id), or its text: in
 // full mode as a substring (out at least 8 bytes), in hash mode as an equal
 // whole text, or every interior chunk of out (there must be one) among m's
 // chunks.
 func Contains(m, out Message) bool {
+	// Tool calls are the same calls when their ids are (a framework that
+	// hands the conversation on carries the calls of the agent before).
+	for _, c := range out.ToolCalls {
+		if c.ID != "" && slices.ContainsFunc(m.ToolCalls, func(x ToolCall) bool { return x.ID == c.ID }) {
+			return true
+		}
+	}
 	if out.Text != "" && m.Text != "" {
 		return len(out.Text) >= 8 && strings.Contains(m.Text, out.Text)
 	}

@@ -162,9 +162,25 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 		edges[[2]string{from.ID, to.ID}] = true
 		g.Edges = append(g.Edges, Edge{From: from.ID, To: to.ID, Type: typ})
 	}
+	var toolRecs []*capture.Record // tool spans of imported traces
 	for _, r := range recs {
 		if r.Kind == "tool" {
-			continue // tool spans of imported traces: see fromSpans
+			toolRecs = append(toolRecs, r)
+		}
+	}
+	// toolSpan finds the recorded tool run between an agent's calls.
+	toolSpan := func(agent string, from, to time.Time) *capture.Record {
+		for k, t := range toolRecs {
+			if t != nil && (t.Agent == "" || t.Agent == agent) && !t.Arrival.Before(from.Add(-time.Millisecond)) && !t.End.After(to.Add(time.Millisecond)) {
+				toolRecs[k] = nil
+				return t
+			}
+		}
+		return nil
+	}
+	for _, r := range recs {
+		if r.Kind == "tool" {
+			continue
 		}
 		agent := r.Agent
 		if agent == "" {
@@ -228,13 +244,15 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 		var tools []*Node
 		for _, m := range fresh {
 			in := Input{Text: m.Text, Tokens: m.Tokens}
-			var src *capture.Record
+			var src *capture.Record // the latest call the message quotes
 			if m.Role != "tool" {
 				for _, q := range recs {
-					if q == r || nodeOf[q] == nil || q.End.After(r.Arrival) {
+					if q == r || nodeOf[q] == nil || q.End.After(r.Arrival) || !capture.Contains(m, q.Output) {
 						continue
 					}
-					if capture.Contains(m, q.Output) && (src == nil || q.End.After(src.End)) {
+					edge(nodeOf[q], n, EdgeMessage) // one message may quote several calls
+					ready = later(ready, q.End)
+					if src == nil || q.End.After(src.End) {
 						src = q
 					}
 				}
@@ -242,8 +260,6 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 			switch {
 			case src != nil:
 				in.From = nodeOf[src].Agent
-				edge(nodeOf[src], n, EdgeMessage)
-				ready = later(ready, src.End)
 			case continuing && (m.Role == "tool" || m.Role == "user"):
 				// An observation no call produced: a tool ran between the
 				// agent's previous call and this one.
@@ -251,6 +267,13 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 					Output: m.Text, OutputTokens: TokenCount{N: m.Tokens, Exact: true}, Duration: Seconds(modeled(r.Arrival.Sub(c.rec.End), r) * float64(time.Second))}
 				for k := 2; slices.ContainsFunc(tools, func(x *Node) bool { return x.ID == t.ID }); k++ {
 					t.ID = fmt.Sprintf("%s/tool%d.%d", c.name, c.n-1, k)
+				}
+				if ts := toolSpan(agent, c.rec.End, r.Arrival); ts != nil {
+					// The tool's own span: its duration, not the gap.
+					t.Duration = Seconds(modeled(ts.End.Sub(ts.Arrival), r) * float64(time.Second))
+					if ts.Tool != "" {
+						t.Label = ts.Tool
+					}
 				}
 				tools = append(tools, t)
 				edge(c.last, t, EdgeObservation)

@@ -96,6 +96,7 @@ func init() {
 	Register(chatDevFormat{})
 	Register(appworldFormat{})
 	Register(captureFormat{})
+	Register(otelFormat{})
 }
 
 // ReadFile reads every trace in the file at path. Token counts are estimated

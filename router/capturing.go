@@ -201,6 +201,7 @@ func readAnswer(api string, body []byte) *answer {
 				readResponse(*ev.Response)
 			case ev.Type == "":
 				readResponse(ev.response)
+				a.id = ev.ID // the object's own id (ev.response's is shadowed)
 			}
 			return
 		}
