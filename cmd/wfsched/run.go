@@ -225,7 +225,7 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.StringVar(&o.capture, "capture", "", "record every call through wfsched's router (put in front for it) to a new file in this folder, as 'wfsched router --capture' does; wall clock")
 	f.StringVar(&o.captureContent, "capture-content", capture.Hash, "what --capture keeps of texts: full, hash or none")
 	f.IntVar(&o.attempts, "max-attempts", client.DefaultMaxAttempts, "tries per call (429, 5xx, connection errors and timeouts are retried)")
-	f.StringVar(&o.arrival, "arrival", "", "workflow arrivals: closed (--concurrency at a time; the default), poisson or gamma (at --rate); --rate alone means poisson, with --burstiness other than 1 gamma")
+	f.StringVar(&o.arrival, "arrival", "", "workflow arrivals: closed (--concurrency at a time; the default), poisson or gamma (at --rate), or replay (each workflow at its recorded start, divided by --speed); --rate alone means poisson, with --burstiness other than 1 gamma")
 	f.Float64Var(&o.rate, "rate", 0, "open-loop arrivals: workflows per (modeled) second")
 	f.Float64Var(&o.speed, "speed", 1, "--arrival replay: compress (2 = twice as fast) or stretch (0.5) the recorded starts")
 	f.Float64Var(&o.burstiness, "burstiness", 1, "gamma shape of the gaps between arrivals: 1 is Poisson, lower is burstier")

@@ -102,6 +102,9 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 		return err
 	}
 	if cmd.Flags().Changed("rate") || o.run.arrival == scheduler.ArrivalClosed || o.run.arrival == "replay" {
+		if o.run.arrival == scheduler.ArrivalReplay {
+			return usageError("sweep varies the arrival rate itself (--rates): recorded arrivals have theirs; replay them with run or compare (--arrival replay --speed X)")
+		}
 		return usageError("sweep sets the rate itself (--rates) and needs an open loop: leave out --rate, and --arrival other than poisson or gamma")
 	}
 	if o.idleAtOnce < 1 {
