@@ -23,7 +23,14 @@ fi
 log=$tmp/sim.log
 "$bin" sim --listen 127.0.0.1:0 --time-scale 0.01 --enable-auto-tool-choice >"$log" 2>&1 &
 pid=$!
-trap 'rc=$?; kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; rm -rf "$tmp"; exit $rc' EXIT
+cleanup() {
+	local rc=$?
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	rm -rf "$tmp"
+	exit "$rc"
+}
+trap cleanup EXIT
 url=
 for _ in $(seq 100); do
 	url=$(grep -o 'http://127\.0\.0\.1:[0-9]*/v1' "$log" | head -1 || true)
