@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// helmTemplate renders the chart with helm (installed by .ci/run from the
+// Go module proxy; the test skips where it is missing).
+func helmTemplate(t *testing.T, set ...string) ([]map[string]any, error) {
+	t.Helper()
+	helm, err := exec.LookPath("helm")
+	if err != nil {
+		t.Skip("helm not installed (.ci/run installs it: go install helm.sh/helm/v3/cmd/helm@v3.22.0)")
+	}
+	args := []string{"template", "rel", "../../deploy/helm/wfsched", "--namespace", "ns"}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	var out, stderr bytes.Buffer
+	c := exec.Command(helm, args...)
+	c.Stdout, c.Stderr = &out, &stderr
+	if err := c.Run(); err != nil {
+		return nil, fmt.Errorf("%v: %s", err, stderr.String())
+	}
+	var docs []map[string]any
+	dec := yaml.NewDecoder(&out)
+	for {
+		var d map[string]any
+		if err := dec.Decode(&d); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if d != nil {
+			docs = append(docs, d)
+		}
+	}
+	return docs, nil
+}
+
+// dig walks maps and lists by keys and indexes.
+func dig(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, _ := v.(map[string]any)
+			v = m[k]
+		case int:
+			l, _ := v.([]any)
+			if k >= len(l) {
+				return nil
+			}
+			v = l[k]
+		}
+	}
+	return v
+}
+
+func find(docs []map[string]any, kind, name string) map[string]any {
+	for _, d := range docs {
+		if d["kind"] == kind && dig(d, "metadata", "name") == name {
+			return d
+		}
+	}
+	return nil
+}
+
+// The chart's manifests, with the default values and with every option on:
+// the router's args are flags the router takes (parsed by its own command),
+// its port, probes and Service agree, and the vLLM servers it routes to are
+// the StatefulSet's pods, started with prefix caching and token details.
+func TestHelmChart(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		set  []string
+	}{
+		{"defaults", nil},
+		{"every option", []string{"backends.static={http://other:8000}", "vllm.replicas=3", "vllm.hfTokenSecret=hf", "vllm.extraArgs={--max-model-len,32768}",
+			"metrics.serviceMonitor.enabled=true", "router.apiKeySecret=key", "router.extraArgs.max-connections=8192", "router.extraArgs.admission=32",
+			"router.extraArgs.passthrough=vllm", "router.port=9000", "service.port=80", "routingLogic=session", "workflowSupport.workflowTtl=600"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			docs, err := helmTemplate(t, tt.set...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dep := find(docs, "Deployment", "rel-wfsched-router")
+			if dep == nil {
+				t.Fatalf("no router Deployment in %d documents", len(docs))
+			}
+			c := dig(dep, "spec", "template", "spec", "containers", 0)
+			var args []string
+			for _, a := range dig(c, "args").([]any) {
+				args = append(args, fmt.Sprint(a))
+			}
+			if args[0] != "router" {
+				t.Fatalf("args %q", args)
+			}
+			cmd := newRouterCmd()
+			if err := cmd.ParseFlags(args[1:]); err != nil {
+				t.Errorf("the router refuses the chart's args %q: %v", args, err)
+			}
+			f := cmd.Flags()
+			listen, _ := f.GetString("listen")
+			port := fmt.Sprint(dig(c, "ports", 0, "containerPort"))
+			if !strings.HasSuffix(listen, ":"+port) || dig(c, "ports", 0, "name") != "http" {
+				t.Errorf("listens on %s, container port %s", listen, port)
+			}
+			if dig(c, "readinessProbe", "httpGet", "path") != "/health" || dig(c, "livenessProbe", "httpGet", "path") != "/metrics" {
+				t.Errorf("probes %v %v", dig(c, "readinessProbe"), dig(c, "livenessProbe"))
+			}
+			if a := dig(dep, "spec", "template", "metadata", "annotations"); dig(a, "prometheus.io/port") != port || dig(a, "prometheus.io/scrape") != "true" {
+				t.Errorf("scrape annotations %v", a)
+			}
+			svc := find(docs, "Service", "rel-wfsched-router")
+			if dig(svc, "spec", "ports", 0, "targetPort") != "http" {
+				t.Errorf("router Service %v", svc)
+			}
+			backends, _ := f.GetString("backends")
+			sts := find(docs, "StatefulSet", "rel-wfsched-vllm")
+			if sts == nil {
+				t.Fatal("no vLLM StatefulSet")
+			}
+			n := dig(sts, "spec", "replicas").(int)
+			for i := range n {
+				if u := fmt.Sprintf("http://rel-wfsched-vllm-%d.rel-wfsched-vllm.ns.svc:8000", i); !strings.Contains(backends, u) {
+					t.Errorf("backends %s lack pod %d (%s)", backends, i, u)
+				}
+			}
+			if find(docs, "Service", "rel-wfsched-vllm") == nil || dig(find(docs, "Service", "rel-wfsched-vllm"), "spec", "clusterIP") != "None" {
+				t.Error("no headless vLLM Service")
+			}
+			vc := dig(sts, "spec", "template", "spec", "containers", 0)
+			vargs := fmt.Sprint(dig(vc, "args"))
+			for _, want := range []string{"--enable-prefix-caching", "--enable-prompt-tokens-details", "--model="} {
+				if !strings.Contains(vargs, want) {
+					t.Errorf("vLLM args %s lack %s", vargs, want)
+				}
+			}
+			if dig(vc, "resources", "limits", "nvidia.com/gpu") == nil {
+				t.Error("vLLM asks for no GPU")
+			}
+			if tt.set != nil {
+				if find(docs, "ServiceMonitor", "rel-wfsched-router") == nil {
+					t.Error("no ServiceMonitor")
+				}
+				if !strings.Contains(backends, "http://other:8000") {
+					t.Errorf("backends %s lack the static one", backends)
+				}
+				if v, _ := f.GetInt("max-connections"); v != 8192 {
+					t.Errorf("extraArgs max-connections: %d", v)
+				}
+			}
+		})
+	}
+	// What the chart refuses, with the reason.
+	for _, tt := range []struct{ set, want string }{
+		{"router.replicas=2", "lives in its process"},
+		{"vllm.enabled=false", "no backends"},
+		{"workflowSupport.enabled=false", "choose another routingLogic"},
+	} {
+		if _, err := helmTemplate(t, tt.set); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("--set %s: %v, want an error saying %q", tt.set, err, tt.want)
+		}
+	}
+	// A flag the router does not take fails the args check above.
+	docs, err := helmTemplate(t, "router.extraArgs.no-such-flag=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	for _, a := range dig(find(docs, "Deployment", "rel-wfsched-router"), "spec", "template", "spec", "containers", 0, "args").([]any) {
+		args = append(args, fmt.Sprint(a))
+	}
+	if err := newRouterCmd().ParseFlags(args[1:]); err == nil {
+		t.Error("an unknown router flag passed the check")
+	}
+}

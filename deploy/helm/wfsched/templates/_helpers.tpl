@@ -1,0 +1,25 @@
+{{- define "wfsched.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}{{ .Release.Name | trunc 50 | trimSuffix "-" }}{{- else -}}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+
+{{- define "wfsched.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* The backends' URLs: the static list, then the vLLM pods by name. */}}
+{{- define "wfsched.backends" -}}
+{{- $urls := list -}}
+{{- range .Values.backends.static -}}{{- $urls = append $urls . -}}{{- end -}}
+{{- if .Values.vllm.enabled -}}
+{{- $name := printf "%s-vllm" (include "wfsched.fullname" .) -}}
+{{- range $i := until (int .Values.vllm.replicas) -}}
+{{- $urls = append $urls (printf "http://%s-%d.%s.%s.svc:%d" $name $i $name $.Release.Namespace (int $.Values.vllm.port)) -}}
+{{- end -}}
+{{- end -}}
+{{- if not $urls -}}{{- fail "no backends: set backends.static, or vllm.enabled" -}}{{- end -}}
+{{- join "," $urls -}}
+{{- end -}}
