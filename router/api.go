@@ -132,7 +132,10 @@ func (rt *Router) postMessage(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusTooManyRequests, "%s", full.Reason)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"message_id": msg.ID, "status": "queued", "timestamp": msg.Timestamp})
+	// The design documents' answer ("sent", Unix seconds), with the queue's
+	// view beside it.
+	writeJSON(w, http.StatusOK, map[string]any{"message_id": msg.ID, "status": "sent", "queued": true,
+		"timestamp": unixSeconds(msg.Timestamp), "time": msg.Timestamp})
 }
 
 // parseTimeout reads a long poll's ?timeout= strictly: a finite number of

@@ -16,8 +16,22 @@ type Message struct {
 	Target    string          `json:"target"`
 	Type      string          `json:"type"`
 	Payload   json.RawMessage `json:"payload"`
-	Timestamp time.Time       `json:"timestamp"`
+	Timestamp time.Time       `json:"-"`
 }
+
+// MarshalJSON writes the timestamp as the design documents show it, Unix
+// seconds, and again in RFC 3339 as "time".
+func (m Message) MarshalJSON() ([]byte, error) {
+	type plain Message
+	return json.Marshal(struct {
+		plain
+		Timestamp float64   `json:"timestamp"`
+		Time      time.Time `json:"time"`
+	}{plain(m), unixSeconds(m.Timestamp), m.Timestamp})
+}
+
+// unixSeconds is t in seconds since 1970, as Python's time.time() gives it.
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 // ErrFull reports a refused message: a full queue or too many queues.
 type ErrFull struct{ Reason string }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wfsched/wfsched/internal/wire"
 	"github.com/wfsched/wfsched/sim"
@@ -177,5 +178,52 @@ func TestPassthroughEndpoints(t *testing.T) {
 	}
 	if _, err := New(Config{Backends: []string{u1}, Passthrough: "some"}); err == nil {
 		t.Errorf("an unknown passthrough mode was taken")
+	}
+}
+
+// The design documents' answer shapes: a message send says "sent" with an
+// id and a Unix-seconds timestamp; status has cache_hits and created_at in
+// Unix seconds; today's fields stay beside them.
+func TestDesignDocumentShapes(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	eng, stop := simEngine(t, ctx, 1)
+	defer stop()
+	_, url := startRouter(t, Config{Backends: []string{eng}})
+	for range 2 {
+		if status, _, body := send(t, "POST", url+"/v1/chat/completions", `{"messages":[{"role":"user","content":"hi"}],"max_tokens":2,"workflow_metadata":{"workflow_id":"w","agent_id":"a"}}`); status != 200 {
+			t.Fatalf("%d %s", status, body)
+		}
+	}
+	_, _, body := send(t, "POST", url+"/v1/workflows/w/messages", `{"source_agent":"a","target_agent":"b","payload":{"x":1}}`)
+	var sent struct {
+		ID        string    `json:"message_id"`
+		Status    string    `json:"status"`
+		Timestamp float64   `json:"timestamp"`
+		Time      time.Time `json:"time"`
+	}
+	if err := json.Unmarshal([]byte(body), &sent); err != nil || sent.Status != "sent" || sent.ID == "" || sent.Timestamp < 1e9 || sent.Time.IsZero() {
+		t.Errorf("send: %s", body)
+	}
+	_, _, body = send(t, "GET", url+"/v1/workflows/w/agents/b/messages", "")
+	var got struct {
+		Messages []struct {
+			ID        string    `json:"id"`
+			Timestamp float64   `json:"timestamp"`
+			Time      time.Time `json:"time"`
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil || len(got.Messages) != 1 || got.Messages[0].ID != sent.ID ||
+		got.Messages[0].Timestamp != sent.Timestamp || !got.Messages[0].Time.Equal(sent.Time) {
+		t.Errorf("receive: %s", body)
+	}
+	_, _, body = send(t, "GET", url+"/v1/workflows/w/status", "")
+	var st struct {
+		CreatedAt     float64 `json:"created_at"`
+		CacheHits     *int64  `json:"cache_hits"`
+		TotalRequests int64   `json:"total_requests"`
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil || st.CreatedAt < 1e9 || st.CacheHits == nil || *st.CacheHits != 1 || st.TotalRequests != 2 {
+		t.Errorf("status: %s", body)
 	}
 }

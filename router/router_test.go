@@ -337,7 +337,7 @@ func TestMessaging(t *testing.T) {
 		return fmt.Sprintf(`{"source_agent": "a", "target_agent": %q, "message_type": "data", "payload": {"k": %d}}`, to, k)
 	}
 	for k := 1; k <= 3; k++ {
-		if code, out := post("w1", msg("b", k)); code != 200 || !strings.Contains(out, `"status":"queued"`) {
+		if code, out := post("w1", msg("b", k)); code != 200 || !strings.Contains(out, `"status":"sent"`) {
 			t.Fatalf("send %d: %d %s", k, code, out)
 		}
 	}

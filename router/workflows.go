@@ -19,6 +19,7 @@ type workflow struct {
 	untracked   int64 // requests of agents beyond the table's MaxAgents
 	bytes       int64 // of the strings kept, as the table's budget counts them
 	requests    int64
+	hits        int64 // requests routed to the home as assigned
 	inFlight    int
 	spillovers  int64
 	migrations  int64
@@ -218,6 +219,7 @@ func (t *workflowTable) route(rt *Balancer, r *Request) Decision {
 		d.Affinity = "miss"
 	default:
 		t.stats.hits++
+		w.hits++
 		if !ok(w.second) || w.second == w.home {
 			w.second = firstHealthy(w.home)
 		}
@@ -298,7 +300,10 @@ func (t *workflowTable) sweep() int {
 // WorkflowStatus is GET /v1/workflows/{id}/status.
 type WorkflowStatus struct {
 	WorkflowID   string         `json:"workflow_id"`
-	CreatedAt    time.Time      `json:"created_at"`
+	// CreatedAt is Unix seconds, as the design documents show it;
+	// Created the same time in RFC 3339.
+	CreatedAt    float64        `json:"created_at"`
+	Created      time.Time      `json:"created"`
 	LastSeen     time.Time      `json:"last_seen"`
 	ActiveAgents int            `json:"active_agents"`
 	Agents       map[string]int `json:"agents"`
@@ -306,6 +311,10 @@ type WorkflowStatus struct {
 	// router's --max-agents-per-workflow, whose ids are not kept.
 	UntrackedAgentRequests int64  `json:"untracked_agent_requests,omitempty"`
 	TotalRequests          int64  `json:"total_requests"`
+	// CacheHits counts the requests routed to the workflow's home as
+	// assigned (the design documents' cache_hits: where its KV cache is);
+	// CacheHitRate is what the servers measured.
+	CacheHits int64 `json:"cache_hits"`
 	InFlight               int    `json:"in_flight"`
 	AssignedInstance       string `json:"assigned_instance"`
 	SecondCandidate        string `json:"second_candidate,omitempty"`
@@ -330,7 +339,7 @@ func (t *workflowTable) status(rt *Router, id string) (WorkflowStatus, bool) {
 	if !ok {
 		return WorkflowStatus{}, false
 	}
-	s := WorkflowStatus{WorkflowID: id, CreatedAt: w.created, LastSeen: w.lastSeen, ActiveAgents: len(w.agents), Agents: map[string]int{},
+	s := WorkflowStatus{WorkflowID: id, CreatedAt: unixSeconds(w.created), Created: w.created, CacheHits: w.hits, LastSeen: w.lastSeen, ActiveAgents: len(w.agents), Agents: map[string]int{},
 		UntrackedAgentRequests: w.untracked, TotalRequests: w.requests, InFlight: w.inFlight, Spillovers: w.spillovers, Migrations: w.migrations,
 		PromptTokens: w.prompt, CachedTokens: w.cached, Priority: w.priority, LastParentRequestID: w.lastParent}
 	for a, n := range w.agents {

@@ -184,3 +184,15 @@ func TestHelmChart(t *testing.T) {
 		t.Error("an unknown router flag passed the check")
 	}
 }
+
+// The design documents' quick start names --service-discovery static.
+func TestServiceDiscoveryFlag(t *testing.T) {
+	code, _, stderr := run(t, "router", "--service-discovery", "dns", "--static-backends", "http://127.0.0.1:9")
+	if code != 2 || !strings.Contains(stderr, "only static is built") {
+		t.Errorf("dns: exit %d: %s", code, stderr)
+	}
+	cmd := newRouterCmd()
+	if err := cmd.ParseFlags([]string{"--service-discovery", "static", "--static-backends", "http://a:8000", "--static-models", "m", "--workflow-ttl", "3600", "--max-workflows", "1000", "--routing-logic", "workflow_aware"}); err != nil {
+		t.Errorf("the quick start's flags: %v", err)
+	}
+}

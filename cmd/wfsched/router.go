@@ -21,6 +21,7 @@ type routerOptions struct {
 	models   string
 	listen   string
 	capture  string
+	discover string
 }
 
 func newRouterCmd() *cobra.Command {
@@ -54,6 +55,7 @@ Prometheus metrics (/metrics, wfsched_router_*).`,
 	f := cmd.Flags()
 	f.StringVar(&o.backends, "backends", "", "comma-separated backend URLs (required)")
 	f.StringVar(&o.backends, "static-backends", "", "the design documents' name for --backends")
+	f.StringVar(&o.discover, "service-discovery", "static", "how backends are found, as the design documents name it: static (--backends / --static-backends); dns and k8s are not built")
 	f.StringVar(&o.models, "static-models", "", "models /v1/models lists (default: ask the backends)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8001", "address to serve on")
 	f.StringVar(&o.cfg.Logic, "routing-logic", router.DefaultLogic, "routing logic: "+strings.Join(router.Logics(), ", "))
@@ -91,6 +93,9 @@ Prometheus metrics (/metrics, wfsched_router_*).`,
 }
 
 func runRouter(cmd *cobra.Command, o *routerOptions) error {
+	if o.discover != "static" {
+		return usageError("--service-discovery %s: only static is built (give the servers with --backends or --static-backends); re-resolving DNS names as backends join and leave is not built yet", o.discover)
+	}
 	for _, b := range strings.Split(o.backends, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			o.cfg.Backends = append(o.cfg.Backends, b)
