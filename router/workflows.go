@@ -299,7 +299,7 @@ func (t *workflowTable) sweep() int {
 
 // WorkflowStatus is GET /v1/workflows/{id}/status.
 type WorkflowStatus struct {
-	WorkflowID   string         `json:"workflow_id"`
+	WorkflowID string `json:"workflow_id"`
 	// CreatedAt is Unix seconds, as the design documents show it;
 	// Created the same time in RFC 3339.
 	CreatedAt    float64        `json:"created_at"`
@@ -309,19 +309,19 @@ type WorkflowStatus struct {
 	Agents       map[string]int `json:"agents"`
 	// UntrackedAgentRequests counts requests of agents beyond the
 	// router's --max-agents-per-workflow, whose ids are not kept.
-	UntrackedAgentRequests int64  `json:"untracked_agent_requests,omitempty"`
-	TotalRequests          int64  `json:"total_requests"`
+	UntrackedAgentRequests int64 `json:"untracked_agent_requests,omitempty"`
+	TotalRequests          int64 `json:"total_requests"`
 	// CacheHits counts the requests routed to the workflow's home as
 	// assigned (the design documents' cache_hits: where its KV cache is);
 	// CacheHitRate is what the servers measured.
-	CacheHits int64 `json:"cache_hits"`
-	InFlight               int    `json:"in_flight"`
-	AssignedInstance       string `json:"assigned_instance"`
-	SecondCandidate        string `json:"second_candidate,omitempty"`
-	Spillovers             int64  `json:"spillovers"`
-	Migrations             int64  `json:"migrations"`
-	PromptTokens           int64  `json:"prompt_tokens"`
-	CachedTokens           int64  `json:"cached_tokens"`
+	CacheHits        int64  `json:"cache_hits"`
+	InFlight         int    `json:"in_flight"`
+	AssignedInstance string `json:"assigned_instance"`
+	SecondCandidate  string `json:"second_candidate,omitempty"`
+	Spillovers       int64  `json:"spillovers"`
+	Migrations       int64  `json:"migrations"`
+	PromptTokens     int64  `json:"prompt_tokens"`
+	CachedTokens     int64  `json:"cached_tokens"`
 	// CacheHitRate is cached over prompt tokens, from the backends'
 	// responses; null when no response reported cached tokens.
 	CacheHitRate    *float64 `json:"cache_hit_rate"`
