@@ -80,6 +80,10 @@ type Record struct {
 	// Kind is "llm" (a call) or, in records imported from traces with
 	// tool spans, "tool" (Output is the tool's result).
 	Kind string `json:"kind,omitempty"`
+	// Truncated says the output's text was cut: the router keeps at most a
+	// few MiB of an answer, within its body budget (token counts stay the
+	// server's).
+	Truncated bool `json:"truncated,omitempty"`
 	Tool string `json:"tool,omitempty"` // a tool record's tool name
 }
 

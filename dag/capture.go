@@ -154,6 +154,7 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 	ctxOf := map[*Node]*captureContext{}  // each call node's context
 	toolIDs := map[string]bool{}          // tool call ids in use
 	seq := 0
+	quoted := newQuoteIndex()
 	edges := map[[2]string]bool{}
 	edge := func(from, to *Node, typ EdgeType) {
 		if from == nil || from == to || edges[[2]string{from.ID, to.ID}] {
@@ -246,7 +247,7 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 			in := Input{Text: m.Text, Tokens: m.Tokens}
 			var src *capture.Record // the latest call the message quotes
 			if m.Role != "tool" {
-				for _, q := range recs {
+				for _, q := range quoted.candidates(m) {
 					if q == r || nodeOf[q] == nil || q.End.After(r.Arrival) || !capture.Contains(m, q.Output) {
 						continue
 					}
@@ -306,6 +307,7 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 				n.Think = Seconds(think * float64(time.Second))
 			}
 		}
+		quoted.add(r)
 		c.conv = append(append([]capture.Message(nil), r.Messages...), r.Output)
 		c.last, c.rec = n, r
 		nodeOf[r], byID[r.RequestID], ctxOf[n] = n, r, c
@@ -318,4 +320,67 @@ func later(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// quoteIndex finds the earlier calls a message may quote without trying
+// every call: by the output's hash, its interior chunks and its tool call
+// ids; outputs too short for interior chunks are tried one by one.
+// capture.Contains decides.
+type quoteIndex struct {
+	byHash, byChunk, byCall map[string][]*capture.Record
+	short                   []*capture.Record
+}
+
+func newQuoteIndex() *quoteIndex {
+	return &quoteIndex{byHash: map[string][]*capture.Record{}, byChunk: map[string][]*capture.Record{}, byCall: map[string][]*capture.Record{}}
+}
+
+func textHashAndChunks(m capture.Message) (string, []string) {
+	if m.Text != "" {
+		return capture.HashText(m.Text), capture.Chunks(m.Text)
+	}
+	return m.Hash, m.Chunks
+}
+
+func (x *quoteIndex) add(r *capture.Record) {
+	h, chunks := textHashAndChunks(r.Output)
+	if h != "" {
+		x.byHash[h] = append(x.byHash[h], r)
+	}
+	if len(chunks) >= 3 {
+		c := chunks[1] // one interior chunk suffices to find it
+		x.byChunk[c] = append(x.byChunk[c], r)
+	} else if r.Output.Text != "" {
+		x.short = append(x.short, r)
+	}
+	for _, tc := range r.Output.ToolCalls {
+		if tc.ID != "" {
+			x.byCall[tc.ID] = append(x.byCall[tc.ID], r)
+		}
+	}
+}
+
+func (x *quoteIndex) candidates(m capture.Message) []*capture.Record {
+	seen := map[*capture.Record]bool{}
+	var out []*capture.Record
+	add := func(rs []*capture.Record) {
+		for _, r := range rs {
+			if !seen[r] {
+				seen[r] = true
+				out = append(out, r)
+			}
+		}
+	}
+	h, chunks := textHashAndChunks(m)
+	add(x.byHash[h])
+	for _, c := range chunks {
+		add(x.byChunk[c])
+	}
+	for _, tc := range m.ToolCalls {
+		add(x.byCall[tc.ID])
+	}
+	if m.Text != "" {
+		add(x.short)
+	}
+	return out
 }

@@ -8,7 +8,6 @@ import (
 	"log"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -271,9 +270,8 @@ func (rt *Router) record(r *http.Request, req *Request, body []byte, info *relay
 		rec.RequestID = fmt.Sprintf("req-%d", captureSeq.Add(1))
 	}
 	rec.Output = capture.NewMessage("assistant", a.text.String(), a.calls, "", mode, enc)
-	if m := usageCompletion.FindAllSubmatch(info.body, -1); len(m) > 0 {
-		rec.CompletionTokens, _ = strconv.Atoi(string(m[len(m)-1][1]))
-	} else {
+	rec.CompletionTokens, rec.Truncated = info.completion, info.truncated
+	if rec.CompletionTokens < 0 {
 		rec.CompletionTokens = rec.Output.Tokens
 	}
 	if err := rt.cfg.Capture.Write(rec); err != nil {

@@ -6,11 +6,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/wfsched/wfsched/capture"
 	"github.com/wfsched/wfsched/internal/wire"
 	"github.com/wfsched/wfsched/sim"
 )
@@ -225,5 +227,40 @@ func TestDesignDocumentShapes(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(body), &st); err != nil || st.CreatedAt < 1e9 || st.CacheHits == nil || *st.CacheHits != 1 || st.TotalRequests != 2 {
 		t.Errorf("status: %s", body)
+	}
+}
+
+// The capture keeps answers within the router's body budget: a long answer
+// is captured truncated (its token counts the server's), and the budget is
+// all given back.
+func TestCaptureWithinBodyBudget(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	eng, stop := simEngine(t, ctx, 1)
+	defer stop()
+	w, err := capture.Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	rt, url := startRouter(t, Config{Backends: []string{eng}, Capture: w, CaptureContent: capture.Full, MaxBodyBytesHeld: 256 << 10})
+	status, _, body := send(t, "POST", url+"/v1/chat/completions",
+		`{"messages":[{"role":"user","content":"a long story"}],"max_tokens":4000,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}`)
+	if status != 200 || !strings.Contains(body, "[DONE]") {
+		t.Fatalf("%d %.200s", status, body)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	var recs []capture.Record
+	for len(recs) == 0 && time.Now().Before(deadline) {
+		f, _ := os.Open(w.Path())
+		recs, _ = capture.Read(f, w.Path())
+		f.Close()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(recs) != 1 || !recs[0].Truncated || recs[0].CompletionTokens != 4000 || recs[0].Output.Text == "" {
+		t.Fatalf("records %+v", recs)
+	}
+	if held := rt.bodies.held.Load(); held != 0 {
+		t.Errorf("%d bytes of the body budget still held", held)
 	}
 }

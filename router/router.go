@@ -70,7 +70,8 @@ type Config struct {
 	MessageTTL    time.Duration
 	MaxBodyBytes  int64
 	// MaxBodyBytesHeld bounds the request bodies held at once (read and
-	// not yet finished). Bodies over 1 MiB may take only three quarters of
+	// not yet finished), with the parts of answers kept for the capture or
+	// for Responses ids. Bodies over 1 MiB may take only three quarters of
 	// it, so that large bodies cannot crowd out ordinary requests.
 	MaxBodyBytesHeld int64
 	// MaxWorkflowBytes bounds the strings the workflow table keeps (ids,
@@ -663,6 +664,9 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 	case responses:
 		info = &relayInfo{keep: maxHead}
 	}
+	if info != nil {
+		defer func() { rt.bodies.give(info.held) }()
+	}
 	prompt, cached, known = rt.send(w, r, body, pick, anyBackend, pinned, start, info)
 	if responses {
 		if id := responseID(info.body); id != "" {
@@ -675,10 +679,15 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 }
 
 // relayInfo is what relay tells of a response when asked: its first keep
-// bytes, when its first byte came, its status and backend.
+// bytes (held within the router's body budget: when the budget is spent,
+// or past keep, the rest is not kept and truncated says so), when its first
+// and last bytes went out, its status, backend and output token count.
 type relayInfo struct {
-	keep      int
-	body      []byte
+	keep       int
+	body       []byte
+	held       int64 // bytes of the body budget body holds
+	truncated  bool
+	completion int // output tokens the usage reported, -1 if none
 	firstByte time.Time
 	lastByte  time.Time
 	timeScale float64 // the backend's, 0 when it did not say
@@ -805,8 +814,14 @@ func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, 
 			}
 			if info != nil {
 				info.lastByte = time.Now()
-				if len(info.body) < info.keep {
-					info.body = append(info.body, buf[:min(n, info.keep-len(info.body))]...)
+				switch k := min(n, info.keep-len(info.body)); {
+				case info.truncated:
+				case k > 0 && rt.bodies.take(int64(k), false):
+					info.body = append(info.body, buf[:k]...)
+					info.held += int64(k)
+					info.truncated = k < n
+				default: // past keep, or the budget is spent
+					info.truncated = true
 				}
 			}
 			tail = append(tail, buf[:n]...)
@@ -832,6 +847,12 @@ func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, 
 		n, rerr = resp.Body.Read(buf)
 	}
 	prompt, cached, known = parseUsage(tail)
+	if info != nil {
+		info.completion = -1
+		if m := usageCompletion.FindAllSubmatch(tail, -1); len(m) > 0 {
+			info.completion, _ = strconv.Atoi(string(m[len(m)-1][1]))
+		}
+	}
 	if prompt > 0 {
 		rt.m.promptTokens.WithLabelValues(b.url).Add(float64(prompt))
 	}
