@@ -83,8 +83,8 @@ type Record struct {
 	// Truncated says the output's text was cut: the router keeps at most a
 	// few MiB of an answer, within its body budget (token counts stay the
 	// server's).
-	Truncated bool `json:"truncated,omitempty"`
-	Tool string `json:"tool,omitempty"` // a tool record's tool name
+	Truncated bool   `json:"truncated,omitempty"`
+	Tool      string `json:"tool,omitempty"` // a tool record's tool name
 }
 
 // Message is one message sent, or the output: its role, token count, and,

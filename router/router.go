@@ -688,11 +688,11 @@ type relayInfo struct {
 	held       int64 // bytes of the body budget body holds
 	truncated  bool
 	completion int // output tokens the usage reported, -1 if none
-	firstByte time.Time
-	lastByte  time.Time
-	timeScale float64 // the backend's, 0 when it did not say
-	status    int
-	backend   string
+	firstByte  time.Time
+	lastByte   time.Time
+	timeScale  float64 // the backend's, 0 when it did not say
+	status     int
+	backend    string
 }
 
 // send forwards a request to backend pick and relays the answer, and
