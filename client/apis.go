@@ -326,23 +326,9 @@ func (c *Client) readWhole(r io.Reader, res *scheduler.CallResult) string {
 func (c *Client) readStream(r io.Reader, res *scheduler.CallResult, ex *extras) string {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	var text strings.Builder
-	var last time.Time
-	chunks, id, ended := 0, "", false
-	output := func(delta string) {
-		if delta == "" {
-			return
-		}
-		now := time.Now()
-		if chunks == 0 {
-			res.TTFT = now.Sub(res.Start)
-		} else {
-			res.ITL = append(res.ITL, now.Sub(last))
-		}
-		last = now
-		chunks++
-		text.WriteString(delta)
-	}
+	o := outputs{res: res}
+	id, ended := "", false
+	output := func(delta string) { o.output(time.Now(), delta) }
 	for sc.Scan() {
 		data, ok := bytes.CutPrefix(sc.Bytes(), []byte("data:"))
 		if !ok {
@@ -380,21 +366,21 @@ func (c *Client) readStream(r io.Reader, res *scheduler.CallResult, ex *extras) 
 		}
 	}
 	res.E2E = time.Since(res.Start)
-	res.Text = text.String()
-	if chunks == 0 {
+	res.Text = o.text.String()
+	if o.chunks == 0 {
 		res.TTFT = res.E2E
 	}
 	switch {
 	case sc.Err() != nil:
-		res.Err = &CutError{Chunks: chunks, Reason: "the stream broke off", Err: sc.Err()}
+		res.Err = &CutError{Chunks: o.chunks, Reason: "the stream broke off", Err: sc.Err()}
 	case !ended:
-		res.Err = &CutError{Chunks: chunks, Reason: "the stream ended without its last event"}
+		res.Err = &CutError{Chunks: o.chunks, Reason: "the stream ended without its last event"}
 	case res.FinishReason == "":
-		res.Err = &CutError{Chunks: chunks, Reason: "the stream ended without a finish reason"}
+		res.Err = &CutError{Chunks: o.chunks, Reason: "the stream ended without a finish reason"}
 	case res.FinishReason == "abort":
-		res.Err = &CutError{Chunks: chunks, Reason: "the server aborted the request (finish_reason abort)"}
-	case ex != nil && ex.engine && res.UsageReported && res.CompletionTokens != chunks:
-		res.Err = &CutError{Chunks: chunks, Reason: fmt.Sprintf("usage counts %d output tokens but %d arrived", res.CompletionTokens, chunks)}
+		res.Err = &CutError{Chunks: o.chunks, Reason: "the server aborted the request (finish_reason abort)"}
+	case ex != nil && ex.engine && res.UsageReported && res.CompletionTokens != o.chunks:
+		res.Err = &CutError{Chunks: o.chunks, Reason: fmt.Sprintf("usage counts %d output tokens but %d arrived", res.CompletionTokens, o.chunks)}
 	}
 	return id
 }

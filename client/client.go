@@ -375,9 +375,7 @@ func (c *Client) stream(ctx context.Context, req openai.ChatCompletionRequest) s
 	}
 	defer st.Close()
 	ex, _ := ctx.Value(extrasKey{}).(*extras)
-	var text strings.Builder
-	var last time.Time
-	chunks := 0
+	o := outputs{res: &res}
 	for {
 		r, err := st.Recv()
 		now := time.Now()
@@ -386,42 +384,56 @@ func (c *Client) stream(ctx context.Context, req openai.ChatCompletionRequest) s
 		}
 		if err != nil {
 			res.E2E = now.Sub(res.Start)
-			res.Err = &CutError{Chunks: chunks, Reason: "the stream broke off", Err: err}
+			res.Err = &CutError{Chunks: o.chunks, Reason: "the stream broke off", Err: err}
 			if ctx.Err() != nil {
-				res.Err = fmt.Errorf("stream broke after %d chunks: %w", chunks, err)
+				res.Err = fmt.Errorf("stream broke after %d chunks: %w", o.chunks, err)
 			}
-			res.Text = text.String()
+			res.Text = o.text.String()
 			return res
 		}
 		if r.Usage != nil {
 			setUsage(&res, r.Usage)
 		}
 		for _, ch := range r.Choices {
-			if ch.Delta.Content != "" {
-				if chunks == 0 {
-					res.TTFT = now.Sub(res.Start)
-				} else {
-					res.ITL = append(res.ITL, now.Sub(last))
-				}
-				last = now
-				chunks++
-				text.WriteString(ch.Delta.Content)
-			}
+			o.output(now, ch.Delta.Content)
 			if ch.FinishReason != "" {
 				res.FinishReason = string(ch.FinishReason)
 			}
 		}
 	}
 	res.E2E = time.Since(res.Start)
-	res.Text = text.String()
+	res.Text = o.text.String()
 	if !res.UsageReported {
-		res.CompletionTokens = chunks
+		res.CompletionTokens = o.chunks
 	}
-	if chunks == 0 {
+	if o.chunks == 0 {
 		res.TTFT = res.E2E
 	}
-	res.Err = checkStream(ex, &res, chunks)
+	res.Err = checkStream(ex, &res, o.chunks)
 	return res
+}
+
+// outputs times the chunks that carry output: the first is the time to
+// first token, the gaps between them the inter-token latencies.
+type outputs struct {
+	res    *scheduler.CallResult
+	last   time.Time
+	chunks int
+	text   strings.Builder
+}
+
+func (o *outputs) output(now time.Time, delta string) {
+	if delta == "" {
+		return
+	}
+	if o.chunks == 0 {
+		o.res.TTFT = now.Sub(o.res.Start)
+	} else {
+		o.res.ITL = append(o.res.ITL, now.Sub(o.last))
+	}
+	o.last = now
+	o.chunks++
+	o.text.WriteString(delta)
 }
 
 // checkStream tells a stream that ended cleanly from one that was cut: it

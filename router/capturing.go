@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wfsched/wfsched/capture"
+	"github.com/wfsched/wfsched/internal/wire"
 	"github.com/wfsched/wfsched/tokenizer"
 )
 
@@ -52,21 +53,11 @@ type wireToolCall struct {
 	Arguments string `json:"arguments"`
 }
 
-// contentText reads a message content: a string or a list of text parts.
+// contentText reads a message content's text, leniently: what is not text
+// (an image part) is left out.
 func contentText(raw json.RawMessage) string {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	var parts []struct {
-		Text string `json:"text"`
-	}
-	json.Unmarshal(raw, &parts)
-	var b strings.Builder
-	for _, p := range parts {
-		b.WriteString(p.Text)
-	}
-	return b.String()
+	t, _ := wire.ContentText(raw)
+	return t
 }
 
 // captureMessages reads the messages a request sent.
@@ -83,21 +74,7 @@ func captureMessages(api string, body []byte, mode string, enc *tokenizer.Encode
 		if req.Instructions != "" {
 			add("system", req.Instructions, nil, "")
 		}
-		var text string
-		if json.Unmarshal(req.Input, &text) == nil {
-			add("user", text, nil, "")
-			break
-		}
-		var items []struct {
-			Type      string          `json:"type"`
-			Role      string          `json:"role"`
-			Content   json.RawMessage `json:"content"`
-			CallID    string          `json:"call_id"`
-			Name      string          `json:"name"`
-			Arguments string          `json:"arguments"`
-			Output    json.RawMessage `json:"output"`
-		}
-		json.Unmarshal(req.Input, &items)
+		items, _ := wire.ResponsesInput(req.Input)
 		for _, it := range items {
 			switch it.Type {
 			case "function_call":

@@ -10,34 +10,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-dag/testdata/agents}
 command -v node >/dev/null || { echo "record-fixtures: needs Node.js"; exit 1; }
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-	local rc=$?
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$tmp"
-	exit "$rc"
-}
-trap cleanup EXIT
-go build -o "$tmp/wfsched" ./cmd/wfsched
+# shellcheck source=scripts/lib/servers.sh
+source scripts/lib/servers.sh
+bin=$(wfsched_bin "")
 (cd scripts/fixtures && npm ci --no-audit --no-fund --loglevel=error)
-wait_url() {
-	for _ in $(seq 100); do
-		grep -o 'http://127\.0\.0\.1:[0-9]*' "$1" | head -1 && return 0
-		sleep 0.1
-	done
-	cat "$1" >&2
-	return 1
-}
-"$tmp/wfsched" sim --listen 127.0.0.1:0 --instances 2 --time-scale 0.2 --seed 7 --enable-auto-tool-choice >"$tmp/sim.log" 2>&1 &
-pids+=($!)
-wait_url "$tmp/sim.log" >/dev/null
-backends=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$tmp/sim.log" | paste -sd, -)
+start sim "$bin" sim --listen 127.0.0.1:0 --instances 2 --time-scale 0.2 --seed 7 --enable-auto-tool-choice
+backends=$urls
 rm -rf "$out" && mkdir -p "$out"
-"$tmp/wfsched" router --backends "$backends" --listen 127.0.0.1:0 --capture "$tmp/capture" --capture-content full >"$tmp/router.log" 2>&1 &
-pids+=($!)
-url=$(wait_url "$tmp/router.log")
+start router "$bin" router --backends "$backends" --listen 127.0.0.1:0 --capture "$tmp/capture" --capture-content full
+url=$urls
 WFSCHED_ROUTER=$url SPANS_FILE=$out/otel-spans.jsonl node scripts/fixtures/record.mjs
 sleep 0.5 # the router writes a call's record once its last byte is out
 cp "$tmp"/capture/*.jsonl "$out/capture.jsonl"

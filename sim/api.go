@@ -2,10 +2,9 @@ package sim
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strings"
 
+	"github.com/wfsched/wfsched/internal/wire"
 	"github.com/wfsched/wfsched/tokenizer"
 )
 
@@ -57,33 +56,6 @@ func (e *apiError) body() errorBody {
 	return b
 }
 
-// text reads a message content: a string, or a list of parts whose text
-// parts are joined.
-func text(raw json.RawMessage) (string, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return "", nil
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err == nil {
-		return s, nil
-	}
-	var parts []struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
-	}
-	if err := json.Unmarshal(raw, &parts); err != nil {
-		return "", errors.New("content must be a string or a list of parts")
-	}
-	var b strings.Builder
-	for _, p := range parts {
-		if p.Type != "text" {
-			return "", fmt.Errorf("content part of type %q is not supported (text only)", p.Type)
-		}
-		b.WriteString(p.Text)
-	}
-	return b.String(), nil
-}
-
 // chatMessages reads chat messages into the template's form.
 func chatMessages(raw json.RawMessage) ([]tokenizer.Message, *apiError) {
 	if len(raw) == 0 || string(raw) == "null" {
@@ -103,7 +75,7 @@ func chatMessages(raw json.RawMessage) ([]tokenizer.Message, *apiError) {
 		default:
 			return nil, badRequest("messages", "messages[%d].role: unknown role %q", i, m.Role)
 		}
-		t, err := text(m.Content)
+		t, err := wire.ContentText(m.Content)
 		if err != nil {
 			return nil, badRequest("messages", "messages[%d].content: %v", i, err)
 		}

@@ -19,13 +19,7 @@ import (
 // tokenize serves POST /tokenize: a prompt, or chat messages rendered with
 // the template.
 func (s *Server) tokenize(w http.ResponseWriter, r *http.Request) {
-	body, apiErr := s.readBody(w, r)
-	if apiErr != nil {
-		s.writeError(w, apiErr)
-		return
-	}
 	var req struct {
-		Model               string          `json:"model"`
 		Prompt              *string         `json:"prompt"`
 		Messages            json.RawMessage `json:"messages"`
 		AddGenerationPrompt *bool           `json:"add_generation_prompt"`
@@ -33,12 +27,7 @@ func (s *Server) tokenize(w http.ResponseWriter, r *http.Request) {
 		AddSpecialTokens    *bool           `json:"add_special_tokens"`
 		ReturnTokenStrs     bool            `json:"return_token_strs"`
 	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		s.writeError(w, badRequest("", "malformed JSON body: %v", err))
-		return
-	}
-	if apiErr := s.checkModel(req.Model); apiErr != nil {
-		s.writeError(w, apiErr)
+	if !s.readRequest(w, r, &req) {
 		return
 	}
 	enc := s.e.Encoder()
@@ -78,21 +67,10 @@ func (s *Server) tokenize(w http.ResponseWriter, r *http.Request) {
 
 // detokenize serves POST /detokenize.
 func (s *Server) detokenize(w http.ResponseWriter, r *http.Request) {
-	body, apiErr := s.readBody(w, r)
-	if apiErr != nil {
-		s.writeError(w, apiErr)
-		return
-	}
 	var req struct {
-		Model  string `json:"model"`
-		Tokens []int  `json:"tokens"`
+		Tokens []int `json:"tokens"`
 	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		s.writeError(w, badRequest("tokens", "malformed JSON body (tokens must be a list of token ids): %v", err))
-		return
-	}
-	if apiErr := s.checkModel(req.Model); apiErr != nil {
-		s.writeError(w, apiErr)
+	if !s.readRequest(w, r, &req) {
 		return
 	}
 	for _, id := range req.Tokens {
@@ -103,6 +81,28 @@ func (s *Server) detokenize(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	writeJSON(w, map[string]any{"prompt": s.e.Encoder().Decode(req.Tokens)})
+}
+
+// readRequest reads a JSON request body into v and checks the model it
+// names; a failure is answered (false).
+func (s *Server) readRequest(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, apiErr := s.readBody(w, r)
+	if apiErr == nil {
+		var m struct {
+			Model string `json:"model"`
+		}
+		if err := json.Unmarshal(body, v); err != nil {
+			apiErr = badRequest("", "malformed JSON body: %v", err)
+		} else {
+			json.Unmarshal(body, &m)
+			apiErr = s.checkModel(m.Model)
+		}
+	}
+	if apiErr != nil {
+		s.writeError(w, apiErr)
+		return false
+	}
+	return true
 }
 
 func (s *Server) checkModel(model string) *apiError {
@@ -130,25 +130,14 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.fault(w, r); !ok {
 		return
 	}
-	body, apiErr := s.readBody(w, r)
-	if apiErr != nil {
-		s.writeError(w, apiErr)
-		return
-	}
 	var req struct {
-		Model          string          `json:"model"`
 		Input          json.RawMessage `json:"input"`
 		EncodingFormat string          `json:"encoding_format"`
 		Dimensions     *int            `json:"dimensions"`
 		Truncate       *int            `json:"truncate_prompt_tokens"`
 		Priority       int             `json:"priority"`
 	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		s.writeError(w, badRequest("", "malformed JSON body: %v", err))
-		return
-	}
-	if apiErr := s.checkModel(req.Model); apiErr != nil {
-		s.writeError(w, apiErr)
+	if !s.readRequest(w, r, &req) {
 		return
 	}
 	dims := EmbeddingDims

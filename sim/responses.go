@@ -3,6 +3,7 @@ package sim
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/wfsched/wfsched/internal/wire"
 	"net/http"
 	"strings"
 	"sync"
@@ -164,24 +165,9 @@ func (s *Server) getResponse(w http.ResponseWriter, r *http.Request) {
 
 // inputMessages translates a Responses input into chat messages.
 func inputMessages(raw json.RawMessage) ([]convMsg, *apiError) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, badRequest("input", "input: field required")
-	}
-	var text string
-	if json.Unmarshal(raw, &text) == nil {
-		return []convMsg{{Role: "user", Content: &text}}, nil
-	}
-	var items []struct {
-		Type      string          `json:"type"`
-		Role      string          `json:"role"`
-		Content   json.RawMessage `json:"content"`
-		CallID    string          `json:"call_id"`
-		Name      string          `json:"name"`
-		Arguments string          `json:"arguments"`
-		Output    json.RawMessage `json:"output"`
-	}
-	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, badRequest("input", "input: must be a string or a list of items: %v", err)
+	items, err := wire.ResponsesInput(raw)
+	if err != nil {
+		return nil, badRequest("input", "input: %v", err)
 	}
 	var msgs []convMsg
 	for i, it := range items {
@@ -198,7 +184,7 @@ func inputMessages(raw json.RawMessage) ([]convMsg, *apiError) {
 				msgs = append(msgs, convMsg{Role: "assistant", ToolCalls: []convCall{c}})
 			}
 		case it.Type == "function_call_output":
-			out, err := partsText(it.Output, "output")
+			out, err := wire.ContentText(it.Output)
 			if err != nil {
 				return nil, badRequest("input", "input[%d].output: %v", i, err)
 			}
@@ -211,7 +197,7 @@ func inputMessages(raw json.RawMessage) ([]convMsg, *apiError) {
 			default:
 				return nil, badRequest("input", "input[%d].role: unknown role %q", i, it.Role)
 			}
-			t, err := partsText(it.Content, "content")
+			t, err := wire.ContentText(it.Content)
 			if err != nil {
 				return nil, badRequest("input", "input[%d].content: %v", i, err)
 			}
@@ -224,35 +210,6 @@ func inputMessages(raw json.RawMessage) ([]convMsg, *apiError) {
 		return nil, badRequest("input", "input: no message in it")
 	}
 	return msgs, nil
-}
-
-// partsText reads a string, or a list of text parts (input_text,
-// output_text, text) joined.
-func partsText(raw json.RawMessage, what string) (string, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return "", nil
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s, nil
-	}
-	var parts []struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
-	}
-	if err := json.Unmarshal(raw, &parts); err != nil {
-		return "", fmt.Errorf("%s must be a string or a list of parts", what)
-	}
-	var b strings.Builder
-	for _, p := range parts {
-		switch p.Type {
-		case "input_text", "output_text", "text", "refusal":
-			b.WriteString(p.Text)
-		default:
-			return "", fmt.Errorf("part of type %q is not supported (text only)", p.Type)
-		}
-	}
-	return b.String(), nil
 }
 
 // responsePlan is a planned Responses request.
@@ -359,24 +316,15 @@ func (s *Server) planResponse(body []byte, requestID string) (*responsePlan, *ap
 
 // responses serves POST /v1/responses.
 func (s *Server) responsesHandler(w http.ResponseWriter, r *http.Request) {
-	arrival := s.e.clock.Now()
-	f, ok := s.fault(w, r)
+	var rp *responsePlan
+	_, st, f, ok := s.accept(w, r, func(body []byte, requestID string) (*plan, *apiError) {
+		var apiErr *apiError
+		if rp, apiErr = s.planResponse(body, requestID); apiErr != nil {
+			return nil, apiErr
+		}
+		return rp.plan, nil
+	})
 	if !ok {
-		return
-	}
-	body, apiErr := s.readBody(w, r)
-	if apiErr != nil {
-		s.writeError(w, apiErr)
-		return
-	}
-	rp, apiErr := s.planResponse(body, r.Header.Get("X-Request-Id"))
-	if apiErr != nil {
-		s.writeError(w, apiErr)
-		return
-	}
-	st, apiErr := s.submit(rp.plan, arrival)
-	if apiErr != nil {
-		s.writeError(w, apiErr)
 		return
 	}
 	if rp.rr.Stream {

@@ -217,24 +217,8 @@ func newID(prefix string) string {
 // completions serves /v1/chat/completions (chat) or /v1/completions.
 func (s *Server) completions(chat bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		arrival := s.e.clock.Now()
-		f, ok := s.fault(w, r)
+		p, st, f, ok := s.accept(w, r, func(body []byte, requestID string) (*plan, *apiError) { return s.parse(body, chat, requestID) })
 		if !ok {
-			return
-		}
-		body, apiErr := s.readBody(w, r)
-		if apiErr != nil {
-			s.writeError(w, apiErr)
-			return
-		}
-		p, apiErr := s.parse(body, chat, r.Header.Get("X-Request-Id"))
-		if apiErr != nil {
-			s.writeError(w, apiErr)
-			return
-		}
-		st, apiErr := s.submit(p, arrival)
-		if apiErr != nil {
-			s.writeError(w, apiErr)
 			return
 		}
 		if p.req.Stream {
@@ -244,6 +228,29 @@ func (s *Server) completions(chat bool) http.HandlerFunc {
 		}
 		s.whole(w, r, st, p)
 	}
+}
+
+// accept is a generation request's way in: its arrival, its fault, its
+// body, its plan (by planner, the API's) and its submission to the engine.
+// A failure is answered here (ok false).
+func (s *Server) accept(w http.ResponseWriter, r *http.Request, planner func(body []byte, requestID string) (*plan, *apiError)) (*plan, *Stream, fault, bool) {
+	arrival := s.e.clock.Now()
+	f, ok := s.fault(w, r)
+	if !ok {
+		return nil, nil, f, false
+	}
+	body, apiErr := s.readBody(w, r)
+	if apiErr == nil {
+		var p *plan
+		if p, apiErr = planner(body, r.Header.Get("X-Request-Id")); apiErr == nil {
+			var st *Stream
+			if st, apiErr = s.submit(p, arrival); apiErr == nil {
+				return p, st, f, true
+			}
+		}
+	}
+	s.writeError(w, apiErr)
+	return nil, nil, f, false
 }
 
 // fault draws the request's fault; a hang or an error status is answered
