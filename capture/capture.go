@@ -163,8 +163,7 @@ func Chunks(text string) []string {
 // Contains reports whether message m holds what out describes: one of its
 // tool calls (by id), or its text: in
 // full mode as a substring (out at least 8 bytes), in hash mode as an equal
-// whole text, or every interior chunk of out (there must be one) among m's
-// chunks.
+// whole text, or out's interior chunks (two or more) as a run of m's.
 func Contains(m, out Message) bool {
 	// Tool calls are the same calls when their ids are (a framework that
 	// hands the conversation on carries the calls of the agent before).
@@ -179,15 +178,18 @@ func Contains(m, out Message) bool {
 	if out.Hash != "" && out.Hash == m.Hash {
 		return true
 	}
-	if len(out.Chunks) < 3 || len(m.Chunks) == 0 {
+	// The interior chunks, at least two of them (one short chunk can be a
+	// common word or two), as a run in the message's chunks.
+	if len(out.Chunks) < 4 {
 		return false
 	}
-	for _, c := range out.Chunks[1 : len(out.Chunks)-1] {
-		if !slices.Contains(m.Chunks, c) {
-			return false
+	inner := out.Chunks[1 : len(out.Chunks)-1]
+	for i := 0; i+len(inner) <= len(m.Chunks); i++ {
+		if slices.Equal(m.Chunks[i:i+len(inner)], inner) {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 // Writer appends records to a file, one line each, written whole as each

@@ -248,7 +248,11 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 			var src *capture.Record // the latest call the message quotes
 			if m.Role != "tool" {
 				for _, q := range quoted.candidates(m) {
-					if q == r || nodeOf[q] == nil || q.End.After(r.Arrival) || !capture.Contains(m, q.Output) {
+					// A call that started before this one and whose output
+					// this message quotes: the quote is the evidence (its
+					// recorded end may trail the next call's arrival by
+					// the time the router took to note it).
+					if q == r || nodeOf[q] == nil || !q.Arrival.Before(r.Arrival) || !capture.Contains(m, q.Output) {
 						continue
 					}
 					edge(nodeOf[q], n, EdgeMessage) // one message may quote several calls
@@ -347,7 +351,7 @@ func (x *quoteIndex) add(r *capture.Record) {
 	if h != "" {
 		x.byHash[h] = append(x.byHash[h], r)
 	}
-	if len(chunks) >= 3 {
+	if len(chunks) >= 4 {
 		c := chunks[1] // one interior chunk suffices to find it
 		x.byChunk[c] = append(x.byChunk[c], r)
 	} else if r.Output.Text != "" {

@@ -806,6 +806,9 @@ func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, 
 				rt.m.ttft.WithLabelValues(b.url).Observe(time.Since(start).Seconds())
 				first = false
 			}
+			if info != nil {
+				info.lastByte = time.Now() // before the bytes go: no later call can precede it
+			}
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return 0, 0, false, nil // the client left: the deferred Close cancels upstream
 			}
@@ -813,7 +816,6 @@ func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, 
 				fl.Flush()
 			}
 			if info != nil {
-				info.lastByte = time.Now()
 				switch k := min(n, info.keep-len(info.body)); {
 				case info.truncated:
 				case k > 0 && rt.bodies.take(int64(k), false):
