@@ -97,6 +97,17 @@ func ReplayArrival(gs []*dag.Graph, speed float64) (Arrival, error) {
 	return a, a.Validate()
 }
 
+// MeanRate is a replayed arrival's mean rate at speed 1, in workflows per
+// second: the workflows after the first over the time they span (0 when
+// they all start at once).
+func (a Arrival) MeanRate() float64 {
+	n := len(a.Offsets)
+	if n < 2 || a.Offsets[n-1] <= 0 {
+		return 0
+	}
+	return float64(n-1) / a.Offsets[n-1]
+}
+
 // Open reports whether workflows arrive on a clock rather than as others end.
 func (a Arrival) Open() bool {
 	return a.Kind == ArrivalPoisson || a.Kind == ArrivalGamma || a.Kind == ArrivalReplay

@@ -192,3 +192,33 @@ func TestRecordedArrivals(t *testing.T) {
 		t.Errorf("replay with --workflows: exit %d: %s", code, stderr)
 	}
 }
+
+// sweep --arrival replay scales the recorded starts so that each rate is
+// their mean arrival rate.
+func TestSweepRecordedArrivals(t *testing.T) {
+	fixture := "../../dag/testdata/agents/capture.jsonl"
+	gs, err := dag.ReadFile(fixture, dag.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(gs, func(a, b *dag.Graph) int { return a.Start.Compare(b.Start) })
+	span := gs[len(gs)-1].Start.Sub(gs[0].Start).Seconds()
+	base := float64(len(gs)-1) / span
+	out := t.TempDir()
+	if code, _, stderr := run(t, "sweep", "--dag", fixture, "--arrival", "replay", "--rates", "0.5,2", "--out", out); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	dir := runDir(t, out)
+	for _, rate := range []float64{0.5, 2} {
+		wfs := readWorkflows(t, filepath.Join(dir, "runs", fmt.Sprintf("parallel-r%g", rate)))
+		if len(wfs) != len(gs) {
+			t.Fatalf("rate %g: %d workflows", rate, len(wfs))
+		}
+		for i, w := range wfs {
+			want := gs[i].Start.Sub(gs[0].Start).Seconds() * base / rate
+			if d := w["arrival_s"].(float64) - want; d < -1e-6 || d > 1e-6 {
+				t.Errorf("rate %g, workflow %d: arrives at %.6f s, want %.6f s", rate, i, w["arrival_s"], want)
+			}
+		}
+	}
+}

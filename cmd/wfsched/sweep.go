@@ -101,10 +101,11 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 	if err != nil {
 		return err
 	}
-	if cmd.Flags().Changed("rate") || o.run.arrival == scheduler.ArrivalClosed || o.run.arrival == "replay" {
-		if o.run.arrival == scheduler.ArrivalReplay {
-			return usageError("sweep varies the arrival rate itself (--rates): recorded arrivals have theirs; replay them with run or compare (--arrival replay --speed X)")
-		}
+	recorded := o.run.arrival == scheduler.ArrivalReplay
+	if recorded && (cmd.Flags().Changed("speed") || o.run.workflows != 0 || o.run.duration != 0) {
+		return usageError("sweep --arrival replay replays every recorded workflow at the speed that makes each rate of --rates its mean arrival rate: leave out --speed, --workflows and --duration")
+	}
+	if cmd.Flags().Changed("rate") || o.run.arrival == scheduler.ArrivalClosed {
 		return usageError("sweep sets the rate itself (--rates) and needs an open loop: leave out --rate, and --arrival other than poisson or gamma")
 	}
 	if o.idleAtOnce < 1 {
@@ -116,7 +117,7 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 	if o.saturation <= 1 {
 		return usageError("--saturation-slowdown %g: want more than 1", o.saturation)
 	}
-	if o.run.workflows == 0 && o.run.duration == 0 {
+	if o.run.workflows == 0 && o.run.duration == 0 && !recorded {
 		o.run.workflows = DefaultSweepWorkflows
 	}
 	arms, err := parseArms(cmd, &o.run, o.policies, o.logics)
@@ -124,7 +125,10 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 		return err
 	}
 	// Validate the open-loop flags once with a placeholder rate.
-	o.run.policy, o.run.rate = arms[0].Policy.Name(), 1
+	o.run.policy = arms[0].Policy.Name()
+	if !recorded {
+		o.run.rate = 1
+	}
 	cfg0, err := o.run.config(cmd)
 	if err != nil {
 		return err
@@ -132,6 +136,9 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 	graphs, infos, err := o.run.load()
 	if err != nil {
 		return err
+	}
+	if recorded && cfg0.Arrival.MeanRate() == 0 {
+		return usageError("sweep --arrival replay: the recorded workflows start at once (or there is one): there is no arrival rate to scale")
 	}
 	seen := map[string]int{}
 	for _, g := range graphs {
@@ -148,6 +155,10 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 		DurationS: o.run.duration.Seconds()}
 	if cfg0.Arrival.Kind == scheduler.ArrivalGamma {
 		doc.Arrival += fmt.Sprintf(" burstiness %g", cfg0.Arrival.Burstiness)
+	}
+	if recorded {
+		doc.Workflows = len(graphs)
+		doc.Arrival = fmt.Sprintf("recorded starts (%d workflows, mean %.3g/s at speed 1), sped to each rate", len(graphs), cfg0.Arrival.MeanRate())
 	}
 	if cfg0.Arrival.RampUp > 0 {
 		doc.Arrival += fmt.Sprintf(", ramp-up %s", cfg0.Arrival.RampUp)
@@ -174,10 +185,15 @@ func runSweep(cmd *cobra.Command, o *sweepOptions) error {
 			if wp := a.WorkflowPolicy; wp != nil {
 				ro.workflowPolicy = wp.Name()
 			}
-			if rate == 0 {
+			switch {
+			case rate == 0:
 				ro.arrival, ro.rate, ro.rampUp, ro.duration, ro.maxConc = scheduler.ArrivalClosed, 0, 0, 0, 0
 				ro.workflows, ro.concurrency = len(gs), 1
-			} else {
+			case recorded:
+				// The recorded arrivals, sped up or slowed down to arrive
+				// at this mean rate.
+				ro.speed = rate / cfg0.Arrival.MeanRate()
+			default:
 				ro.rate = rate
 			}
 			cfg, err := ro.config(cmd)
