@@ -5,12 +5,9 @@
 # Usage: scripts/openai-conformance.sh [path to wfsched; default: built now]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-	echo "openai-conformance: Node.js not installed: skipped"
-	exit 0
-fi
 # shellcheck source=scripts/lib/servers.sh
 source scripts/lib/servers.sh
+needs_node openai-conformance
 bin=$(wfsched_bin "${1:-}")
 dir=scripts/conformance
 if [ ! -d "$dir/node_modules/openai" ]; then

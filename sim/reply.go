@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -131,6 +132,7 @@ func (a *answer) logprobs(toks []int, first, offset int) any {
 
 // tokenLogprob is one token's log-probability and its top alternatives.
 type tokenLogprob struct {
+	id      int
 	token   string
 	text    string
 	bytes   []int
@@ -140,38 +142,25 @@ type tokenLogprob struct {
 
 // tokenLogprob draws token tok's log-probability at output position pos,
 // deterministic from the request's seed: the token itself is the most
-// likely, its alternatives (filler words) share the rest of the mass in
-// falling shares, so the values are a well-formed distribution.
+// likely and leads its own list of top alternatives; the others (filler
+// words, distinct) share the rest of the mass in halving shares, so the
+// values are a well-formed distribution.
 func (s *Server) tokenLogprob(p *plan, tok, pos, top int) tokenLogprob {
 	rng := rand.New(rand.NewPCG(p.seed, uint64(pos)*0x9E3779B97F4A7C15+uint64(tok)))
 	prob := 0.55 + 0.44*rng.Float64()
 	e := s.logprobEntry(p, tok, math.Log(prob))
+	if top == 0 {
+		return e
+	}
+	e.top = []tokenLogprob{e}
 	rest := 1 - prob
-	for k := 0; len(e.top) < top; k++ {
+	for k := 0; len(e.top) < top && k <= 4*top; k++ {
 		alt := s.e.fillIDs[rng.IntN(len(s.e.fillIDs))]
-		if alt == tok || k > 4*top {
-			if k > 4*top {
-				break
-			}
-			continue
-		}
-		dup := false
-		for _, x := range e.top {
-			dup = dup || x.token == s.logprobToken(p, alt)
-		}
-		if dup {
+		if slices.ContainsFunc(e.top, func(x tokenLogprob) bool { return x.id == alt }) {
 			continue
 		}
 		rest /= 2
-		if len(e.top) == 0 {
-			e.top = append(e.top, e) // the chosen token leads its own list
-		}
-		if len(e.top) < top {
-			e.top = append(e.top, s.logprobEntry(p, alt, math.Log(rest)))
-		}
-	}
-	if top > 0 && len(e.top) == 0 {
-		e.top = []tokenLogprob{e}
+		e.top = append(e.top, s.logprobEntry(p, alt, math.Log(rest)))
 	}
 	return e
 }
@@ -182,7 +171,7 @@ func (s *Server) logprobEntry(p *plan, tok int, lp float64) tokenLogprob {
 	for i := range len(text) {
 		b[i] = int(text[i])
 	}
-	return tokenLogprob{token: s.logprobToken(p, tok), text: text, bytes: b, logprob: lp}
+	return tokenLogprob{id: tok, token: s.logprobToken(p, tok), text: text, bytes: b, logprob: lp}
 }
 
 func (s *Server) logprobToken(p *plan, tok int) string {
@@ -203,13 +192,8 @@ func (s *Server) promptLogprobs(p *plan) []any {
 	for i := 1; i < len(p.prompt); i++ {
 		e := s.tokenLogprob(p, p.prompt[i], -1-i, p.promptLP)
 		m := map[string]any{strconv.Itoa(p.prompt[i]): map[string]any{"logprob": e.logprob, "rank": 1, "decoded_token": e.token}}
-		for k, alt := range e.top {
-			if k > 0 {
-				id := s.e.Encoder().Encode(nil, alt.text)
-				if len(id) == 1 {
-					m[strconv.Itoa(id[0])] = map[string]any{"logprob": alt.logprob, "rank": k + 1, "decoded_token": alt.token}
-				}
-			}
+		for k, alt := range e.top[min(1, len(e.top)):] {
+			m[strconv.Itoa(alt.id)] = map[string]any{"logprob": alt.logprob, "rank": k + 2, "decoded_token": alt.token}
 		}
 		out[i] = m
 	}

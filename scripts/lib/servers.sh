@@ -4,6 +4,14 @@
 # server started), builds wfsched into it unless given one, and starts
 # servers on free loopback ports.
 
+# needs_node NAME: exits (0, with a message) when Node.js is not installed.
+needs_node() {
+	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+		echo "$1: Node.js not installed: skipped"
+		exit 0
+	fi
+}
+
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
