@@ -287,7 +287,7 @@ func (v *Virtual) release(i int, wf string, prompt, cached int) {
 	if v.bal != nil {
 		v.bal.End(i)
 		if wf != "" {
-			v.bal.Finish(wf, prompt, cached, true)
+			v.bal.Finish(wf, i, prompt, cached, true)
 		}
 		v.bal.Unadmit(i)
 	}

@@ -54,8 +54,14 @@ type MessageStats struct {
 // StatsNow returns the router's figures.
 func (rt *Router) StatsNow() Stats {
 	s := rt.Balancer.Stats()
+	if rt.shared != nil {
+		if b, ok := rt.shared.backendTotals(rt.backends); ok {
+			s.Backends = b
+		}
+	}
 	pending, queues, bytes := rt.mail.depth()
-	s.Messages = MessageStats{Sent: rt.mail.sent.Load(), Received: rt.mail.received.Load(), Expired: rt.mail.expired.Load(), Pending: pending, Queues: queues, Bytes: bytes}
+	sent, received, expired := rt.mail.totals()
+	s.Messages = MessageStats{Sent: sent, Received: received, Expired: expired, Pending: pending, Queues: queues, Bytes: bytes}
 	return s
 }
 
@@ -65,7 +71,7 @@ func (rt *Router) stats(w http.ResponseWriter, _ *http.Request) {
 
 func (rt *Router) status(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	s, ok := rt.workflows.status(rt, id)
+	s, ok := rt.Balancer.status(id)
 	if !ok {
 		apiError(w, http.StatusNotFound, "workflow %s is not known (never seen, ended, or idle past its TTL)", clip(id))
 		return

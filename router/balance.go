@@ -24,8 +24,9 @@ type Balancer struct {
 	ring       *ring
 	logic      Logic
 	fallback   Logic
-	workflows  *workflowTable
-	responses  *responseHomes
+	workflows  workflowStore
+	table      *workflowTable // the workflows in this process (with shared state, its mirror)
+	responses  responseStore
 	tie        atomic.Uint64
 
 	// Admission: with a positive limit, each backend serves at most that
@@ -81,7 +82,8 @@ func newBalancer(cfg Config) *Balancer {
 	bl.ring = newRing(urls)
 	bl.admitted = make([]int, len(bl.backends))
 	bl.lines = make([]waitline.Line[func()], len(bl.backends))
-	bl.workflows = newWorkflowTable(bl.backends, cfg.WorkflowTTL, cfg.MaxWorkflows, cfg.MaxWorkflowBytes, cfg.MaxAgents, cfg.Now)
+	bl.table = newWorkflowTable(bl.backends, cfg.WorkflowTTL, cfg.MaxWorkflows, cfg.MaxWorkflowBytes, cfg.MaxAgents, cfg.Now)
+	bl.workflows = bl.table
 	bl.responses = newResponseHomes(cfg.MaxResponses, cfg.WorkflowTTL, cfg.Now)
 	return bl
 }
@@ -90,7 +92,7 @@ func newBalancer(cfg Config) *Balancer {
 func (bl *Balancer) Logic() string { return bl.logic.Name() }
 
 // Route decides where r goes. A workflow request so routed must be
-// finished with Finish(r.Meta.WorkflowID, ...) when Affinity is not "".
+// finished with Finish(r.Meta.WorkflowID, d.Backend, ...) when Affinity is not "".
 func (bl *Balancer) Route(r *Request) Decision { return bl.logic.Pick(bl, r) }
 
 // Begin counts a request in flight on backend i; End gives it back.
@@ -99,10 +101,10 @@ func (bl *Balancer) Begin(i int) { bl.backends[i].inFlight.Add(1) }
 // End ends a request counted by Begin.
 func (bl *Balancer) End(i int) { bl.backends[i].inFlight.Add(-1) }
 
-// Finish records the end of a routed workflow request and what its
-// response said of its prompt.
-func (bl *Balancer) Finish(workflow string, prompt, cached int, cachedKnown bool) {
-	bl.workflows.done(workflow, prompt, cached, cachedKnown)
+// Finish records the end of a routed workflow request, routed to backend
+// (its Decision's), and what its response said of its prompt.
+func (bl *Balancer) Finish(workflow string, backend, prompt, cached int, cachedKnown bool) {
+	bl.workflows.done(workflow, backend, prompt, cached, cachedKnown)
 }
 
 // Admit asks for a place on backend i for a request of priority prio
@@ -167,11 +169,9 @@ func (bl *Balancer) Expire() int { return bl.workflows.sweep() }
 
 // Stats returns the routing figures (Messages left zero).
 func (bl *Balancer) Stats() Stats {
-	t := bl.workflows
-	t.mu.Lock()
-	s := Stats{Logic: bl.logic.Name(), ActiveWorkflows: len(t.m), AffinityHits: t.stats.hits, AffinityMisses: t.stats.misses,
-		Spillovers: t.stats.spillovers, Migrations: t.stats.migrations, Evicted: t.stats.evicted, Expired: t.stats.expired, AdmissionWaiting: bl.Held()}
-	t.mu.Unlock()
+	t := bl.workflows.stats()
+	s := Stats{Logic: bl.logic.Name(), ActiveWorkflows: t.workflows, AffinityHits: t.hits, AffinityMisses: t.misses,
+		Spillovers: t.spillovers, Migrations: t.migrations, Evicted: t.evicted, Expired: t.expired, AdmissionWaiting: bl.Held()}
 	for _, b := range bl.backends {
 		s.Backends = append(s.Backends, BackendStats{URL: b.url, Healthy: b.healthy.Load(), InFlight: b.inFlight.Load(), Workflows: b.homes.Load(),
 			CutStreams: b.cuts.Load(), Failovers: b.failovers.Load()})
@@ -193,7 +193,7 @@ func (bl *Balancer) leastLoadedOf(ok func(i int, b *backend) bool) int {
 	for k := 0; k < n; k++ {
 		i := (start + k) % n
 		b := bl.backends[i]
-		if l := b.inFlight.Load(); l < load && ok(i, b) {
+		if l := b.load(); l < load && ok(i, b) {
 			best, load = i, l
 		}
 	}

@@ -32,7 +32,8 @@ func instantBackend(tb testing.TB) *httptest.Server {
 // BenchmarkProxyOverhead measures the latency the router adds (p50 and p99
 // over sequential requests) and its throughput (parallel requests), next to
 // a plain httputil.ReverseProxy and a direct call, against a backend that
-// answers at once.
+// answers at once; with redis-server installed, also the router with its
+// state in Redis (--state).
 func BenchmarkProxyOverhead(b *testing.B) {
 	backend := instantBackend(b)
 	serve := func(h http.Handler) (string, func()) {
@@ -65,7 +66,25 @@ func BenchmarkProxyOverhead(b *testing.B) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	for _, c := range []struct{ name, url string }{{"direct", backend.URL}, {"httputil", plainURL}, {"router", routerURL}} {
+	arms := []struct{ name, url string }{{"direct", backend.URL}, {"httputil", plainURL}, {"router", routerURL}}
+	// The router with its state shared in Redis, where redis-server is
+	// installed: the cost of shared state, beside the rest.
+	if srv, err := startRedisServer(""); err == nil {
+		defer srv.stop()
+		shared, err := New(Config{Backends: []string{backend.URL}, HealthInterval: time.Hour, State: srv.url()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go shared.Run(ctx)
+		sharedURL, stopS := serve(shared)
+		defer stopS()
+		arms = append(arms, struct{ name, url string }{"router-redis", sharedURL})
+	} else {
+		b.Logf("no router-redis arm: %v", err)
+	}
+	for _, c := range arms {
 		b.Run(c.name+"/latency", func(b *testing.B) {
 			var lat []float64
 			for i := 0; b.Loop(); i++ {
@@ -109,15 +128,15 @@ func BenchmarkTrackedWorkflows(b *testing.B) {
 		for i := 0; i < 100_000; i++ {
 			r := &Request{Meta: &Metadata{WorkflowID: fmt.Sprintf("workflow-%06d", i), AgentID: "planner"}}
 			pick := rt.Route(r).Backend
-			rt.workflows.done(r.Meta.WorkflowID, 1000, 900, true)
+			rt.workflows.done(r.Meta.WorkflowID, 0, 1000, 900, true)
 			if pick < 0 {
 				b.Fatal("no backend")
 			}
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		if rt.workflows.len() != 100_000 {
-			b.Fatalf("%d workflows tracked", rt.workflows.len())
+		if rt.table.len() != 100_000 {
+			b.Fatalf("%d workflows tracked", rt.table.len())
 		}
 		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/(1<<20), "MiB")
 		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/100_000, "B/workflow")

@@ -119,9 +119,9 @@ func TestWorkflowTableBounded(t *testing.T) {
 			t.Fatal(code)
 		}
 	}
-	rt.workflows.mu.Lock()
-	n, b := len(rt.workflows.m), rt.workflows.bytes
-	rt.workflows.mu.Unlock()
+	rt.table.mu.Lock()
+	n, b := len(rt.table.m), rt.table.bytes
+	rt.table.mu.Unlock()
 	if b > 20_000 || n >= 200 || n == 0 {
 		t.Errorf("%d workflows keep %d bytes, budget 20000", n, b)
 	}
@@ -129,15 +129,15 @@ func TestWorkflowTableBounded(t *testing.T) {
 	for k := 0; k < 6; k++ {
 		completion(t, url, wfBody("agents", fmt.Sprintf("agent-%d", k), "x"))
 	}
-	st, _ := rt.workflows.status(rt, "agents")
+	st, _ := rt.Balancer.status("agents")
 	if len(st.Agents) != 3 || st.UntrackedAgentRequests != 3 || st.TotalRequests != 6 {
 		t.Errorf("status %+v", st)
 	}
-	for _, id := range rt.workflows.ids() {
+	for _, id := range rt.table.ids() {
 		rt.Forget(id)
 	}
-	if rt.workflows.bytes != 0 {
-		t.Errorf("%d bytes counted with no workflow left", rt.workflows.bytes)
+	if rt.table.bytes != 0 {
+		t.Errorf("%d bytes counted with no workflow left", rt.table.bytes)
 	}
 }
 

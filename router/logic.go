@@ -21,8 +21,15 @@ type backend struct {
 	timeScale atomic.Value // string of its X-Wfsched-Time-Scale, "" if none
 	cuts      atomic.Int64 // responses it broke off after the first byte
 	failovers atomic.Int64 // requests moved off it before their first byte
-	prefix    *prefixIndex
+	// remote counts the requests other router replicas have in flight on
+	// it, as they last published them (shared state only).
+	remote atomic.Int64
+	prefix *prefixIndex
 }
+
+// load is the requests in flight on the backend, through this router and
+// through the other replicas: the load signal of every logic.
+func (b *backend) load() int64 { return b.inFlight.Load() + b.remote.Load() }
 
 // ring is a consistent-hash ring with virtual nodes.
 type ring struct {
@@ -219,7 +226,7 @@ func (rt *Balancer) prefixPick(r *Request) int {
 	minL, maxL := int64(math.MaxInt64), int64(-1)
 	for _, b := range rt.backends {
 		if b.healthy.Load() {
-			l := b.inFlight.Load()
+			l := b.load()
 			minL, maxL = min(minL, l), max(maxL, l)
 		}
 	}
@@ -233,7 +240,7 @@ func (rt *Balancer) prefixPick(r *Request) int {
 				continue
 			}
 			m := b.prefix.match(chunks)
-			if m > best || m == best && b.inFlight.Load() < rt.backends[pick].inFlight.Load() {
+			if m > best || m == best && b.load() < rt.backends[pick].load() {
 				best, pick = m, i
 			}
 		}
@@ -305,5 +312,5 @@ func (workflowAware) Pick(s *Balancer, r *Request) Decision {
 	if r.Meta == nil || r.Meta.WorkflowID == "" || r.Meta.ContextSharingStrategy == "none" {
 		return s.fallback.Pick(s, r)
 	}
-	return s.workflows.route(s, r)
+	return s.routeWorkflow(r)
 }

@@ -57,23 +57,71 @@ func size(m Message) int64 {
 // bounded length and bytes per queue, bounded queues and bytes in total,
 // and bounded message age. Safe for concurrent use.
 type mailboxes struct {
-	mu        sync.Mutex
-	q         map[queueKey]*queue
-	holding   int   // queues holding messages
-	bytes     int64 // over every queue
+	mu      sync.Mutex
+	q       map[queueKey]*queue
+	holding int   // queues holding messages
+	bytes   int64 // over every queue
+	limits
+	now func() time.Time
+	seq atomic.Uint64
+
+	sent, received, expired atomic.Int64
+}
+
+// limits bound the message queues.
+type limits struct {
 	maxLen    int
 	maxQueues int
 	maxQBytes int64 // per queue
 	maxBytes  int64 // in total
 	ttl       time.Duration
-	now       func() time.Time
-	seq       atomic.Uint64
-
-	sent, received, expired atomic.Int64
 }
 
-func newMailboxes(maxLen, maxQueues int, maxQBytes, maxBytes int64, ttl time.Duration, now func() time.Time) *mailboxes {
-	return &mailboxes{q: map[queueKey]*queue{}, maxLen: maxLen, maxQueues: maxQueues, maxQBytes: maxQBytes, maxBytes: maxBytes, ttl: ttl, now: now}
+// refusal says why a message to (workflow, target) is refused: its queue
+// holds maxLen messages ("len") or would hold over maxQBytes ("qbytes"),
+// maxQueues queues hold messages ("queues"), or the queues hold n bytes,
+// too many for the message ("bytes").
+func (l limits) refusal(kind, workflow, target string, n int64) string {
+	switch kind {
+	case "len":
+		return fmt.Sprintf("the queue of agent %s in workflow %s is full (%d messages); read it first or raise --max-message-queue-size", clip(target), clip(workflow), n)
+	case "qbytes":
+		return fmt.Sprintf("the queue of agent %s in workflow %s would hold over %d bytes; read it first or raise --max-message-queue-bytes", clip(target), clip(workflow), n)
+	case "queues":
+		return fmt.Sprintf("too many message queues hold messages (%d)", n)
+	}
+	return fmt.Sprintf("the queues hold %d of their %d bytes (--max-message-bytes); wait for agents to read", n, l.maxBytes)
+}
+
+// mailStore keeps the agent message queues: in this process (mailboxes) or
+// shared by router replicas (redisMail).
+type mailStore interface {
+	// send queues a message for (workflow, msg.Target), giving it its id
+	// and time; an *ErrFull when a limit refuses it.
+	send(workflow string, msg Message) (Message, error)
+	// receive takes up to max messages of (workflow, agent), in order.
+	// With none there it waits, up to timeout, for one to arrive: a long
+	// poll, also before the queue exists.
+	receive(ctx context.Context, workflow, agent string, timeout time.Duration, max int) []Message
+	// pending counts the messages queued for a workflow.
+	pending(workflow string) int
+	// depth counts every queued message, the queues holding some, and
+	// their bytes.
+	depth() (messages, queues int, bytes int64)
+	// totals are the messages sent, received and expired.
+	totals() (sent, received, expired int64)
+	// forget drops a workflow's queues and reports whether it had any.
+	forget(workflow string) bool
+	// sweep expires old messages everywhere.
+	sweep()
+}
+
+func newMailboxes(l limits, now func() time.Time) *mailboxes {
+	return &mailboxes{q: map[queueKey]*queue{}, limits: l, now: now}
+}
+
+func (m *mailboxes) totals() (sent, received, expired int64) {
+	return m.sent.Load(), m.received.Load(), m.expired.Load()
 }
 
 // take removes the first n messages of q. Called with mu held.
@@ -121,7 +169,6 @@ func (m *mailboxes) drop(k queueKey, q *queue) {
 	}
 }
 
-// send queues a message for (workflow, target).
 func (m *mailboxes) send(workflow string, msg Message) (Message, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -133,13 +180,13 @@ func (m *mailboxes) send(workflow string, msg Message) (Message, error) {
 	var full string
 	switch {
 	case len(q.msgs) >= m.maxLen:
-		full = fmt.Sprintf("the queue of agent %s in workflow %s is full (%d messages); read it first or raise --max-message-queue-size", clip(msg.Target), clip(workflow), m.maxLen)
+		full = m.limits.refusal("len", workflow, msg.Target, int64(m.maxLen))
 	case q.bytes+b > m.maxQBytes:
-		full = fmt.Sprintf("the queue of agent %s in workflow %s would hold over %d bytes; read it first or raise --max-message-queue-bytes", clip(msg.Target), clip(workflow), m.maxQBytes)
+		full = m.limits.refusal("qbytes", workflow, msg.Target, m.maxQBytes)
 	case len(q.msgs) == 0 && m.holding >= m.maxQueues:
-		full = fmt.Sprintf("too many message queues hold messages (%d)", m.maxQueues)
+		full = m.limits.refusal("queues", workflow, msg.Target, int64(m.maxQueues))
 	case m.bytes+b > m.maxBytes:
-		full = fmt.Sprintf("the queues hold %d of their %d bytes (--max-message-bytes); wait for agents to read", m.bytes, m.maxBytes)
+		full = m.limits.refusal("bytes", workflow, msg.Target, m.bytes)
 	}
 	if full != "" {
 		m.drop(k, q)
@@ -158,9 +205,6 @@ func (m *mailboxes) send(workflow string, msg Message) (Message, error) {
 	return msg, nil
 }
 
-// receive takes up to max messages of (workflow, agent), in order. With
-// none there it waits, up to timeout, for one to arrive: a long poll, also
-// before the queue exists.
 func (m *mailboxes) receive(ctx context.Context, workflow, agent string, timeout time.Duration, max int) []Message {
 	k := queueKey{workflow, agent}
 	deadline := time.NewTimer(timeout)
@@ -201,7 +245,6 @@ func (m *mailboxes) receive(ctx context.Context, workflow, agent string, timeout
 	}
 }
 
-// pending counts the messages queued for a workflow.
 func (m *mailboxes) pending(workflow string) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -214,8 +257,6 @@ func (m *mailboxes) pending(workflow string) int {
 	return n
 }
 
-// depth counts every queued message, the queues holding some, and their
-// bytes.
 func (m *mailboxes) depth() (messages, queues int, bytes int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -225,8 +266,6 @@ func (m *mailboxes) depth() (messages, queues int, bytes int64) {
 	return messages, m.holding, m.bytes
 }
 
-// forget drops a workflow's queues (the workflow ended) and reports
-// whether it had any.
 func (m *mailboxes) forget(workflow string) (had bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -244,7 +283,6 @@ func (m *mailboxes) forget(workflow string) (had bool) {
 	return had
 }
 
-// sweep expires old messages everywhere.
 func (m *mailboxes) sweep() {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -52,18 +52,26 @@ func newRouterMetrics(rt *Router) *routerMetrics {
 	counter := func(name, help string, f func() float64) {
 		rt.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
 	}
-	gauge("wfsched_router_active_workflows", "Workflows tracked.", func() float64 { return float64(rt.workflows.len()) })
+	gauge("wfsched_router_active_workflows", "Workflows tracked.", func() float64 { return float64(rt.workflows.stats().workflows) })
 	gauge("wfsched_router_admission_waiting", "Requests waiting for admission to a backend (--admission).", func() float64 { return float64(rt.Held()) })
-	counter("wfsched_router_migrations_total", "Workflows moved off a failed home.", func() float64 {
-		rt.workflows.mu.Lock()
-		defer rt.workflows.mu.Unlock()
-		return float64(rt.workflows.stats.migrations)
-	})
-	counter("wfsched_router_messages_sent_total", "Agent messages queued.", func() float64 { return float64(rt.mail.sent.Load()) })
-	counter("wfsched_router_messages_received_total", "Agent messages delivered.", func() float64 { return float64(rt.mail.received.Load()) })
-	counter("wfsched_router_messages_expired_total", "Agent messages dropped after their TTL.", func() float64 { return float64(rt.mail.expired.Load()) })
+	counter("wfsched_router_migrations_total", "Workflows moved off a failed home.", func() float64 { return float64(rt.workflows.stats().migrations) })
+	counter("wfsched_router_messages_sent_total", "Agent messages queued.", func() float64 { n, _, _ := rt.mail.totals(); return float64(n) })
+	counter("wfsched_router_messages_received_total", "Agent messages delivered.", func() float64 { _, n, _ := rt.mail.totals(); return float64(n) })
+	counter("wfsched_router_messages_expired_total", "Agent messages dropped after their TTL.", func() float64 { _, _, n := rt.mail.totals(); return float64(n) })
 	gauge("wfsched_router_message_queue_depth", "Messages waiting in all queues.", func() float64 { n, _, _ := rt.mail.depth(); return float64(n) })
 	gauge("wfsched_router_message_queue_bytes", "Bytes held in all message queues, as the limits count them.", func() float64 { _, _, b := rt.mail.depth(); return float64(b) })
+	counter("wfsched_router_state_errors_total", "Operations on the shared state's Redis (--state) that failed; the router routed on its own state.", func() float64 {
+		if rt.shared == nil {
+			return 0
+		}
+		return float64(rt.shared.errors.Load())
+	})
+	gauge("wfsched_router_state_degraded", "1 while the shared state's Redis is lost and the router routes on its own state.", func() float64 {
+		if rt.shared != nil && rt.shared.degraded.Load() {
+			return 1
+		}
+		return 0
+	})
 	gauge("wfsched_router_body_bytes_held", "Bytes of request bodies held now.", func() float64 { return float64(rt.bodies.held.Load()) })
 	gauge("wfsched_router_client_connections", "Client connections held now.", func() float64 { return float64(rt.conns.held()) })
 	counter("wfsched_router_connections_evicted_total", "Connections closed at the connection limit to make room (idle, or slow to send their request).", func() float64 { return float64(rt.conns.evicted.Load()) })

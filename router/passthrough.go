@@ -136,9 +136,17 @@ func notFound(w http.ResponseWriter, param, format string, args ...any) {
 // DefaultMaxResponses bounds the response ids the router remembers.
 const DefaultMaxResponses = 100_000
 
-// responseHomes remembers which backend (by URL, so the record survives a
-// change of the backend list) produced each Responses API response, for
-// the workflow TTL and up to a count, least recently used out first.
+// responseStore remembers which backend (by URL, so the record survives
+// a change of the backend list) produced each Responses API response: in
+// this process (responseHomes) or shared by router replicas
+// (redisResponses).
+type responseStore interface {
+	put(id, url string)
+	get(id string) (string, bool)
+}
+
+// responseHomes keeps response homes in this process, for the workflow
+// TTL and up to a count, least recently used out first.
 type responseHomes struct {
 	mu  sync.Mutex
 	m   map[string]*list.Element

@@ -122,7 +122,11 @@ type Config struct {
 	// says (capture.Hash when ""). The caller closes it.
 	Capture        *capture.Writer
 	CaptureContent string
-	Now            func() time.Time // nil: time.Now
+	// State is where workflow records and message queues live: "memory"
+	// (the default: this process) or redis://HOST:PORT/DB, shared by
+	// every router replica given the same URL and the same backends.
+	State string
+	Now   func() time.Time // nil: time.Now
 }
 
 func (c *Config) setDefaults() {
@@ -215,6 +219,9 @@ func (c Config) validateRouting() error {
 			return err
 		}
 	}
+	if err := CheckState(c.State); err != nil {
+		return err
+	}
 	switch c.Passthrough {
 	case "", PassAll, PassVLLM, PassNone:
 	default:
@@ -246,7 +253,7 @@ func (c Config) validateRouting() error {
 type Router struct {
 	*Balancer
 	cfg       Config
-	mail      *mailboxes
+	mail      mailStore
 	transport *http.Transport
 	mux       *http.ServeMux
 	reg       *prometheus.Registry
@@ -255,6 +262,8 @@ type Router struct {
 	conns     *connLimiter
 	// captureErrs counts failed capture writes (the first is logged).
 	captureErrs atomic.Int64
+	// shared is the Redis of --state, nil with memory state.
+	shared *redisState
 }
 
 // New returns a router for cfg. Backends start healthy; Run checks them.
@@ -265,7 +274,18 @@ func New(cfg Config) (*Router, error) {
 	cfg.setDefaults()
 	rt := &Router{Balancer: newBalancer(cfg), cfg: cfg, mux: http.NewServeMux(), reg: prometheus.NewRegistry(),
 		bodies: bodyBudget{max: cfg.MaxBodyBytesHeld}, conns: newConnLimiter(cfg.MaxConns, cfg.ReservedConns)}
-	rt.mail = newMailboxes(cfg.MaxQueueSize, cfg.MaxQueues, cfg.MaxQueueBytes, cfg.MaxMessages, cfg.MessageTTL, cfg.Now)
+	mail := newMailboxes(limits{maxLen: cfg.MaxQueueSize, maxQueues: cfg.MaxQueues, maxQBytes: cfg.MaxQueueBytes, maxBytes: cfg.MaxMessages, ttl: cfg.MessageTTL}, cfg.Now)
+	rt.mail = mail
+	if opt, _ := stateOptions(cfg.State); opt != nil {
+		st, err := dialRedis(cfg.State)
+		if err != nil {
+			return nil, err
+		}
+		rt.shared = st
+		rt.workflows = newRedisWorkflows(st, rt.table)
+		rt.responses = &redisResponses{s: st, local: rt.responses, max: cfg.MaxResponses, ttl: cfg.WorkflowTTL, now: cfg.Now}
+		rt.mail = newRedisMail(st, mail)
+	}
 	rt.transport = &http.Transport{
 		Proxy:                 nil, // backends are addressed directly
 		DialContext:           (&net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
@@ -420,6 +440,9 @@ func (rt *Router) Run(ctx context.Context) {
 	sweepEvery := min(max(rt.cfg.WorkflowTTL/10, time.Second), 30*time.Second)
 	sweep := time.NewTicker(sweepEvery)
 	defer sweep.Stop()
+	if rt.shared != nil {
+		go rt.shared.run(ctx, rt.backends)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -611,7 +634,7 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 	prompt, cached, known := 0, 0, false
 	defer func() {
 		if wf != "" {
-			rt.Finish(wf, prompt, cached, known)
+			rt.Finish(wf, d.Backend, prompt, cached, known)
 		}
 	}()
 	// Every backend marked down: health checks can be wrong (an engine
@@ -664,15 +687,13 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 	case responses:
 		info = &relayInfo{keep: maxHead}
 	}
+	if responses {
+		info.remember = rt.RememberResponse
+	}
 	if info != nil {
 		defer func() { rt.bodies.give(info.held) }()
 	}
 	prompt, cached, known = rt.send(w, r, body, pick, anyBackend, pinned, start, info)
-	if responses {
-		if id := responseID(info.body); id != "" {
-			rt.RememberResponse(id, info.backend)
-		}
-	}
 	if rt.cfg.Capture != nil {
 		rt.record(r, req, body, info, arrival, prompt, cached, known)
 	}
@@ -693,6 +714,10 @@ type relayInfo struct {
 	timeScale  float64 // the backend's, 0 when it did not say
 	status     int
 	backend    string
+	// remember, when set, is given the Responses API id of the answer
+	// as soon as its first bytes hold it, and the backend's URL.
+	remember   func(id, url string)
+	remembered bool
 }
 
 // send forwards a request to backend pick and relays the answer, and
@@ -807,15 +832,6 @@ func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, 
 				first = false
 			}
 			if info != nil {
-				info.lastByte = time.Now() // before the bytes go: no later call can precede it
-			}
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return 0, 0, false, nil // the client left: the deferred Close cancels upstream
-			}
-			if fl != nil {
-				fl.Flush()
-			}
-			if info != nil {
 				switch k := min(n, info.keep-len(info.body)); {
 				case info.truncated:
 				case k > 0 && rt.bodies.take(int64(k), false):
@@ -825,6 +841,25 @@ func (rt *Router) relay(w http.ResponseWriter, b *backend, resp *http.Response, 
 				default: // past keep, or the budget is spent
 					info.truncated = true
 				}
+			}
+			if info != nil && info.remember != nil && !info.remembered {
+				// A Responses API id is remembered before its bytes go:
+				// no follow-up naming it can arrive first.
+				if id := responseID(info.body); id != "" {
+					info.remember(id, b.url)
+					info.remembered = true
+				} else if info.truncated || len(info.body) >= info.keep {
+					info.remembered = true // no id in the head: none to remember
+				}
+			}
+			if info != nil {
+				info.lastByte = time.Now() // before the bytes go: no later call can precede it
+			}
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return 0, 0, false, nil // the client left: the deferred Close cancels upstream
+			}
+			if fl != nil {
+				fl.Flush()
 			}
 			tail = append(tail, buf[:n]...)
 			if len(tail) > 16<<10 {
@@ -934,7 +969,9 @@ func (rt *Router) models(w http.ResponseWriter, r *http.Request) {
 }
 
 // health answers 200 while some backend is healthy, passing on the
-// backends' time scale (wfsched's engine) so clients can convert times.
+// backends' time scale (wfsched's engine) so clients can convert times. Its
+// body says "ok", or "degraded" while the shared state's Redis is lost
+// (the router then routes on its own state).
 func (rt *Router) health(w http.ResponseWriter, _ *http.Request) {
 	ok := false
 	for _, b := range rt.backends {
@@ -949,5 +986,12 @@ func (rt *Router) health(w http.ResponseWriter, _ *http.Request) {
 		apiError(w, http.StatusServiceUnavailable, "no healthy backend")
 		return
 	}
-	w.WriteHeader(http.StatusOK)
+	state, detail := "memory", "ok"
+	if rt.shared != nil {
+		state = "redis"
+		if rt.shared.degraded.Load() {
+			detail = "degraded"
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": detail, "state": state})
 }

@@ -132,48 +132,50 @@ func backends(fs ...*fakeBackend) []string {
 }
 
 func TestWorkflowAffinityAndLoadBound(t *testing.T) {
-	fs := []*fakeBackend{newFake(t), newFake(t), newFake(t), newFake(t)}
-	rt, url := startRouter(t, Config{Backends: backends(fs...), HealthInterval: time.Hour})
-	const workflows, calls = 100, 4
-	for c := 0; c < calls; c++ {
-		for w := 0; w < workflows; w++ {
-			if code, out := completion(t, url, wfBody(fmt.Sprintf("wf-%d", w), "a", fmt.Sprintf("wf-%d call %d", w, c))); code != 200 || out != sse {
-				t.Fatalf("status %d body %q", code, out)
+	forEachState(t, func(t *testing.T, state string) {
+		fs := []*fakeBackend{newFake(t), newFake(t), newFake(t), newFake(t)}
+		rt, url := startRouter(t, Config{Backends: backends(fs...), HealthInterval: time.Hour, State: state})
+		const workflows, calls = 100, 4
+		for c := 0; c < calls; c++ {
+			for w := 0; w < workflows; w++ {
+				if code, out := completion(t, url, wfBody(fmt.Sprintf("wf-%d", w), "a", fmt.Sprintf("wf-%d call %d", w, c))); code != 200 || out != sse {
+					t.Fatalf("status %d body %q", code, out)
+				}
 			}
 		}
-	}
-	// Every call of a workflow reached one backend.
-	home := map[string]int{}
-	for i, f := range fs {
-		for _, b := range f.bodies {
-			var req struct {
-				Messages []struct{ Content string } `json:"messages"`
-			}
-			json.Unmarshal(b, &req)
-			wf := strings.Fields(req.Messages[0].Content)[0]
-			if h, ok := home[wf]; ok && h != i {
-				t.Fatalf("%s served by backends %d and %d", wf, h, i)
-			}
-			home[wf] = i
-			if bytes.Contains(b, []byte("workflow_metadata")) {
-				t.Fatal("workflow_metadata reached a backend")
+		// Every call of a workflow reached one backend.
+		home := map[string]int{}
+		for i, f := range fs {
+			for _, b := range f.bodies {
+				var req struct {
+					Messages []struct{ Content string } `json:"messages"`
+				}
+				json.Unmarshal(b, &req)
+				wf := strings.Fields(req.Messages[0].Content)[0]
+				if h, ok := home[wf]; ok && h != i {
+					t.Fatalf("%s served by backends %d and %d", wf, h, i)
+				}
+				home[wf] = i
+				if bytes.Contains(b, []byte("workflow_metadata")) {
+					t.Fatal("workflow_metadata reached a backend")
+				}
 			}
 		}
-	}
-	s := rt.StatsNow()
-	limit := int64(bound(DefaultLoadFactor, workflows-1, 4))
-	for _, b := range s.Backends {
-		if b.Workflows > limit {
-			t.Errorf("backend %s is home to %d workflows, bound %d", b.URL, b.Workflows, limit)
+		s := rt.StatsNow()
+		limit := int64(bound(DefaultLoadFactor, workflows-1, 4))
+		for _, b := range s.Backends {
+			if b.Workflows > limit {
+				t.Errorf("backend %s is home to %d workflows, bound %d", b.URL, b.Workflows, limit)
+			}
 		}
-	}
-	if s.AffinityHits != workflows*(calls-1) || s.AffinityMisses != workflows || s.Spillovers != 0 || s.ActiveWorkflows != workflows {
-		t.Errorf("stats %+v", s)
-	}
-	st, ok := rt.workflows.status(rt, "wf-7")
-	if !ok || st.TotalRequests != calls || st.AssignedInstance == "" || st.CacheHitRate == nil || *st.CacheHitRate != 0.8 {
-		t.Errorf("status %+v", st)
-	}
+		if s.AffinityHits != workflows*(calls-1) || s.AffinityMisses != workflows || s.Spillovers != 0 || s.ActiveWorkflows != workflows {
+			t.Errorf("stats %+v", s)
+		}
+		st, ok := rt.Balancer.status("wf-7")
+		if !ok || st.TotalRequests != calls || st.AssignedInstance == "" || st.CacheHitRate == nil || *st.CacheHitRate != 0.8 {
+			t.Errorf("status %+v", st)
+		}
+	})
 }
 
 func TestSpilloverUnderLoad(t *testing.T) {
@@ -263,183 +265,185 @@ func TestHungAndStalledBackends(t *testing.T) {
 }
 
 func TestFailedBackendMovesWorkflows(t *testing.T) {
-	a, b := newFake(t), newFake(t)
-	rt, url := startRouter(t, Config{Backends: backends(a, b), HealthInterval: 20 * time.Millisecond})
-	var ids []string
-	for w := 0; len(ids) < 3 && w < 100; w++ {
-		id := fmt.Sprintf("w%d", w)
-		completion(t, url, wfBody(id, "x", id))
-		if st, _ := rt.workflows.status(rt, id); st.AssignedInstance == a.URL {
-			ids = append(ids, id)
+	forEachState(t, func(t *testing.T, state string) {
+		a, b := newFake(t), newFake(t)
+		rt, url := startRouter(t, Config{Backends: backends(a, b), HealthInterval: 20 * time.Millisecond, State: state})
+		var ids []string
+		for w := 0; len(ids) < 3 && w < 100; w++ {
+			id := fmt.Sprintf("w%d", w)
+			completion(t, url, wfBody(id, "x", id))
+			if st, _ := rt.Balancer.status(id); st.AssignedInstance == a.URL {
+				ids = append(ids, id)
+			}
 		}
-	}
-	a.down.Store(true)
-	deadline := time.Now().Add(5 * time.Second)
-	for rt.backends[0].healthy.Load() {
-		if time.Now().After(deadline) {
-			t.Fatal("backend never marked down")
+		a.down.Store(true)
+		deadline := time.Now().Add(5 * time.Second)
+		for rt.backends[0].healthy.Load() {
+			if time.Now().After(deadline) {
+				t.Fatal("backend never marked down")
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	for _, id := range ids {
-		if code, out := completion(t, url, wfBody(id, "x", id)); code != 200 || out != sse {
-			t.Fatalf("%s after failover: %d %q", id, code, out)
+		for _, id := range ids {
+			if code, out := completion(t, url, wfBody(id, "x", id)); code != 200 || out != sse {
+				t.Fatalf("%s after failover: %d %q", id, code, out)
+			}
+			st, _ := rt.Balancer.status(id)
+			if st.AssignedInstance != b.URL || st.Migrations != 1 {
+				t.Errorf("%s: %+v", id, st)
+			}
 		}
-		st, _ := rt.workflows.status(rt, id)
-		if st.AssignedInstance != b.URL || st.Migrations != 1 {
-			t.Errorf("%s: %+v", id, st)
+		// Recovery breaks nothing: moved workflows stay, everything serves.
+		a.down.Store(false)
+		for rt.backends[0].healthy.Load() == false {
+			time.Sleep(5 * time.Millisecond)
 		}
-	}
-	// Recovery breaks nothing: moved workflows stay, everything serves.
-	a.down.Store(false)
-	for rt.backends[0].healthy.Load() == false {
-		time.Sleep(5 * time.Millisecond)
-	}
-	for _, id := range ids {
-		completion(t, url, wfBody(id, "x", id))
-		if st, _ := rt.workflows.status(rt, id); st.AssignedInstance != b.URL || st.Migrations != 1 {
-			t.Errorf("%s after recovery: %+v", id, st)
+		for _, id := range ids {
+			completion(t, url, wfBody(id, "x", id))
+			if st, _ := rt.Balancer.status(id); st.AssignedInstance != b.URL || st.Migrations != 1 {
+				t.Errorf("%s after recovery: %+v", id, st)
+			}
 		}
-	}
-	if s := rt.StatsNow(); s.Migrations != int64(len(ids)) {
-		t.Errorf("migrations %d, want %d", s.Migrations, len(ids))
-	}
+		if s := rt.StatsNow(); s.Migrations != int64(len(ids)) {
+			t.Errorf("migrations %d, want %d", s.Migrations, len(ids))
+		}
+	})
 }
 
 func TestMessaging(t *testing.T) {
-	now := time.Unix(1000, 0)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	rt, url := startRouter(t, Config{Backends: []string{newFake(t).URL}, MaxQueueSize: 3, MaxQueues: 2, MaxPayload: 64, MessageTTL: time.Minute, Now: clock, HealthInterval: time.Hour})
-	post := func(wf, body string) (int, string) {
-		resp, err := http.Post(url+"/v1/workflows/"+wf+"/messages", "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
+	forEachState(t, func(t *testing.T, state string) {
+		now := time.Unix(1000, 0)
+		var mu sync.Mutex
+		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		rt, url := startRouter(t, Config{Backends: []string{newFake(t).URL}, MaxQueueSize: 3, MaxQueues: 2, MaxPayload: 64, MessageTTL: time.Minute, Now: clock, HealthInterval: time.Hour, State: state})
+		post := func(wf, body string) (int, string) {
+			resp, err := http.Post(url+"/v1/workflows/"+wf+"/messages", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	get := func(wf, agent, q string) (int, []Message) {
-		resp, err := http.Get(url + "/v1/workflows/" + wf + "/agents/" + agent + "/messages" + q)
-		if err != nil {
-			t.Fatal(err)
+		get := func(wf, agent, q string) (int, []Message) {
+			resp, err := http.Get(url + "/v1/workflows/" + wf + "/agents/" + agent + "/messages" + q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var out struct {
+				Messages []Message `json:"messages"`
+				Count    int       `json:"count"`
+			}
+			json.NewDecoder(resp.Body).Decode(&out)
+			return resp.StatusCode, out.Messages
 		}
-		defer resp.Body.Close()
-		var out struct {
-			Messages []Message `json:"messages"`
-			Count    int       `json:"count"`
+		msg := func(to string, k int) string {
+			return fmt.Sprintf(`{"source_agent": "a", "target_agent": %q, "message_type": "data", "payload": {"k": %d}}`, to, k)
 		}
-		json.NewDecoder(resp.Body).Decode(&out)
-		return resp.StatusCode, out.Messages
-	}
-	msg := func(to string, k int) string {
-		return fmt.Sprintf(`{"source_agent": "a", "target_agent": %q, "message_type": "data", "payload": {"k": %d}}`, to, k)
-	}
-	for k := 1; k <= 3; k++ {
-		if code, out := post("w1", msg("b", k)); code != 200 || !strings.Contains(out, `"status":"sent"`) {
-			t.Fatalf("send %d: %d %s", k, code, out)
+		for k := 1; k <= 3; k++ {
+			if code, out := post("w1", msg("b", k)); code != 200 || !strings.Contains(out, `"status":"sent"`) {
+				t.Fatalf("send %d: %d %s", k, code, out)
+			}
 		}
-	}
-	if code, out := post("w1", msg("b", 4)); code != 429 || !strings.Contains(out, "full") {
-		t.Errorf("full queue: %d %s", code, out)
-	}
-	_, got := get("w1", "b", "")
-	if len(got) != 3 || string(got[0].Payload) != `{"k":1}` || string(got[2].Payload) != `{"k":3}` || got[0].Source != "a" {
-		t.Errorf("messages out of order: %+v", got)
-	}
-	// Limits and bad input.
-	for _, c := range []struct {
-		wf, body string
-		code     int
-	}{
-		{"w1", `{"source_agent": "a", "target_agent": "b", "payload": "` + strings.Repeat("x", 100) + `"}`, 413},
-		{"w1", `{"source_agent": "", "target_agent": "b"}`, 400},
-		{"w1", `{"source_agent": "a", "target_agent": "b c"}`, 400},
-		{"w1", `not json`, 400},
-		{"bad%20id", msg("b", 1), 400},
-	} {
-		if code, out := post(c.wf, c.body); code != c.code {
-			t.Errorf("%s %s: %d %s, want %d", c.wf, c.body, code, out, c.code)
+		if code, out := post("w1", msg("b", 4)); code != 429 || !strings.Contains(out, "full") {
+			t.Errorf("full queue: %d %s", code, out)
 		}
-	}
-	post("q1", msg("x", 1))
-	post("q2", msg("x", 1))
-	if code, out := post("q3", msg("x", 1)); code != 429 || !strings.Contains(out, "too many") {
-		t.Errorf("queue limit: %d %s", code, out)
-	}
-	// A long poll on a queue that does not exist yet returns as soon as a
-	// message arrives.
-	done := make(chan []Message, 1)
-	start := time.Now()
-	go func() {
-		_, m := get("w9", "late", "?timeout=30")
-		done <- m
-	}()
-	for {
-		rt.mail.mu.Lock()
-		q := rt.mail.q[queueKey{"w9", "late"}]
-		waiting := q != nil && q.waiters == 1
-		rt.mail.mu.Unlock()
-		if waiting {
-			break
+		_, got := get("w1", "b", "")
+		if len(got) != 3 || string(got[0].Payload) != `{"k":1}` || string(got[2].Payload) != `{"k":3}` || got[0].Source != "a" {
+			t.Errorf("messages out of order: %+v", got)
 		}
-		time.Sleep(time.Millisecond)
-	}
-	get("q1", "x", "") // make room under the queue limit
-	if code, out := post("w9", msg("late", 7)); code != 200 {
-		t.Fatalf("%d %s", code, out)
-	}
-	select {
-	case m := <-done:
-		if len(m) != 1 || time.Since(start) > 10*time.Second {
-			t.Errorf("long poll got %+v after %v", m, time.Since(start))
+		// Limits and bad input.
+		for _, c := range []struct {
+			wf, body string
+			code     int
+		}{
+			{"w1", `{"source_agent": "a", "target_agent": "b", "payload": "` + strings.Repeat("x", 100) + `"}`, 413},
+			{"w1", `{"source_agent": "", "target_agent": "b"}`, 400},
+			{"w1", `{"source_agent": "a", "target_agent": "b c"}`, 400},
+			{"w1", `not json`, 400},
+			{"bad%20id", msg("b", 1), 400},
+		} {
+			if code, out := post(c.wf, c.body); code != c.code {
+				t.Errorf("%s %s: %d %s, want %d", c.wf, c.body, code, out, c.code)
+			}
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("long poll did not wake")
-	}
-	// Messages expire after their TTL.
-	post("w2", msg("old", 1))
-	mu.Lock()
-	now = now.Add(2 * time.Minute)
-	mu.Unlock()
-	if _, m := get("w2", "old", ""); len(m) != 0 || rt.mail.expired.Load() == 0 {
-		t.Errorf("expired message delivered: %+v", m)
-	}
+		post("q1", msg("x", 1))
+		post("q2", msg("x", 1))
+		if code, out := post("q3", msg("x", 1)); code != 429 || !strings.Contains(out, "too many") {
+			t.Errorf("queue limit: %d %s", code, out)
+		}
+		// A long poll on a queue that does not exist yet returns as soon as a
+		// message arrives.
+		done := make(chan []Message, 1)
+		start := time.Now()
+		go func() {
+			_, m := get("w9", "late", "?timeout=30")
+			done <- m
+		}()
+		for {
+			if waiting(rt, "w9", "late") {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		get("q1", "x", "") // make room under the queue limit
+		if code, out := post("w9", msg("late", 7)); code != 200 {
+			t.Fatalf("%d %s", code, out)
+		}
+		select {
+		case m := <-done:
+			if len(m) != 1 || time.Since(start) > 10*time.Second {
+				t.Errorf("long poll got %+v after %v", m, time.Since(start))
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("long poll did not wake")
+		}
+		// Messages expire after their TTL.
+		post("w2", msg("old", 1))
+		mu.Lock()
+		now = now.Add(2 * time.Minute)
+		mu.Unlock()
+		if _, m := get("w2", "old", ""); len(m) != 0 || expiredCount(rt) == 0 {
+			t.Errorf("expired message delivered: %+v", m)
+		}
+	})
 }
 
 func TestWorkflowLifecycle(t *testing.T) {
-	now := time.Unix(0, 0)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	f := newFake(t)
-	rt, url := startRouter(t, Config{Backends: []string{f.URL}, MaxWorkflows: 5, WorkflowTTL: time.Minute, Now: clock, HealthInterval: time.Hour})
-	for w := 0; w < 8; w++ {
-		if code, _ := completion(t, url, wfBody(fmt.Sprintf("w%d", w), "a", "x")); code != 200 {
-			t.Fatalf("workflow %d refused at the limit", w)
+	forEachState(t, func(t *testing.T, state string) {
+		now := time.Unix(0, 0)
+		var mu sync.Mutex
+		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		f := newFake(t)
+		rt, url := startRouter(t, Config{Backends: []string{f.URL}, MaxWorkflows: 5, WorkflowTTL: time.Minute, Now: clock, HealthInterval: time.Hour, State: state})
+		for w := 0; w < 8; w++ {
+			if code, _ := completion(t, url, wfBody(fmt.Sprintf("w%d", w), "a", "x")); code != 200 {
+				t.Fatalf("workflow %d refused at the limit", w)
+			}
 		}
-	}
-	if ids := rt.workflows.ids(); len(ids) != 5 || ids[0] != "w3" {
-		t.Errorf("after LRU eviction: %v", ids)
-	}
-	mu.Lock()
-	now = now.Add(2 * time.Minute)
-	mu.Unlock()
-	completion(t, url, wfBody("w7", "a", "x")) // active again
-	if n := rt.workflows.sweep(); n != 4 || rt.workflows.len() != 1 {
-		t.Errorf("swept %d, left %v", n, rt.workflows.ids())
-	}
-	req, _ := http.NewRequest("DELETE", url+"/v1/workflows/w7", nil)
-	resp, _ := http.DefaultClient.Do(req)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || rt.workflows.len() != 0 || rt.backends[0].homes.Load() != 0 {
-		t.Errorf("delete: %d, %d left, homes %d", resp.StatusCode, rt.workflows.len(), rt.backends[0].homes.Load())
-	}
-	resp, _ = http.Get(url + "/v1/workflows/w7/status")
-	resp.Body.Close()
-	if resp.StatusCode != 404 {
-		t.Errorf("status of a deleted workflow: %d", resp.StatusCode)
-	}
+		if ids := rt.table.ids(); len(ids) != 5 || ids[0] != "w3" {
+			t.Errorf("after LRU eviction: %v", ids)
+		}
+		mu.Lock()
+		now = now.Add(2 * time.Minute)
+		mu.Unlock()
+		completion(t, url, wfBody("w7", "a", "x")) // active again
+		if n := rt.workflows.sweep(); n != 4 || rt.table.len() != 1 {
+			t.Errorf("swept %d, left %v", n, rt.table.ids())
+		}
+		req, _ := http.NewRequest("DELETE", url+"/v1/workflows/w7", nil)
+		resp, _ := http.DefaultClient.Do(req)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || rt.table.len() != 0 || rt.StatsNow().Backends[0].Workflows != 0 {
+			t.Errorf("delete: %d, %d left, homes %d", resp.StatusCode, rt.table.len(), rt.StatsNow().Backends[0].Workflows)
+		}
+		resp, _ = http.Get(url + "/v1/workflows/w7/status")
+		resp.Body.Close()
+		if resp.StatusCode != 404 {
+			t.Errorf("status of a deleted workflow: %d", resp.StatusCode)
+		}
+	})
 }
 
 func TestMetricsModelsHealth(t *testing.T) {
@@ -525,7 +529,7 @@ func TestMetadataFieldsAndLimits(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	st, _ := rt.workflows.status(rt, "vip")
+	st, _ := rt.Balancer.status("vip")
 	if st.Spillovers != 0 || st.Priority != 4 || st.LastParentRequestID != "r-41" {
 		t.Errorf("priority workflow: %+v", st)
 	}
@@ -534,7 +538,7 @@ func TestMetadataFieldsAndLimits(t *testing.T) {
 		f.hang.Store(false)
 	}
 	completion(t, url, `{"workflow_metadata": {"workflow_id": "loner", "context_sharing_strategy": "none"}}`)
-	if _, ok := rt.workflows.status(rt, "loner"); ok {
+	if _, ok := rt.Balancer.status("loner"); ok {
 		t.Error("a workflow that shares no context was given a home")
 	}
 }
@@ -546,7 +550,7 @@ func TestKilledBackend(t *testing.T) {
 	for w := 0; onA == "" && w < 100; w++ {
 		id := fmt.Sprintf("k%d", w)
 		completion(t, url, wfBody(id, "x", id))
-		if st, _ := rt.workflows.status(rt, id); st.AssignedInstance == a.URL {
+		if st, _ := rt.Balancer.status(id); st.AssignedInstance == a.URL {
 			onA = id
 		}
 	}
@@ -559,7 +563,7 @@ func TestKilledBackend(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	completion(t, url, wfBody(onA, "x", onA))
-	if st, _ := rt.workflows.status(rt, onA); st.AssignedInstance != b.URL || st.Migrations != 1 {
+	if st, _ := rt.Balancer.status(onA); st.AssignedInstance != b.URL || st.Migrations != 1 {
 		t.Errorf("after the kill: %+v", st)
 	}
 }
@@ -587,4 +591,9 @@ func TestAllBackendsMarkedDown(t *testing.T) {
 	if code, _ := completion(t, url, wfBody("w", "x", "hi")); code != 503 {
 		t.Errorf("every backend really down: %d, want their 503", code)
 	}
+}
+
+func expiredCount(rt *Router) int64 {
+	_, _, n := rt.mail.totals()
+	return n
 }

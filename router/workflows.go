@@ -2,13 +2,14 @@ package router
 
 import (
 	"container/list"
+	"maps"
 	"math"
 	"sort"
 	"sync"
 	"time"
 )
 
-// workflow is the router's state of one workflow.
+// workflow is the router's record of one workflow.
 type workflow struct {
 	id          string
 	created     time.Time
@@ -19,10 +20,8 @@ type workflow struct {
 	untracked   int64 // requests of agents beyond the table's MaxAgents
 	bytes       int64 // of the strings kept, as the table's budget counts them
 	requests    int64
-	hits        int64 // requests routed to the home as assigned
+	tally       // what routing decided for its requests
 	inFlight    int
-	spillovers  int64
-	migrations  int64
 	prompt      int64
 	cached      int64
 	cachedKnown int64 // responses that reported cached tokens
@@ -31,9 +30,57 @@ type workflow struct {
 	elem        *list.Element
 }
 
-// workflowTable holds workflows with an idle TTL and limits on their number
-// and on the bytes of the strings they keep, evicting the least recently
-// used. Safe for concurrent use.
+// tally counts routing's decisions: per workflow, and for the table.
+type tally struct {
+	hits       int64 // requests routed to the home as assigned
+	misses     int64 // requests that had to pick a home (new or moved)
+	spillovers int64
+	migrations int64
+}
+
+func (a tally) minus(b tally) tally {
+	return tally{a.hits - b.hits, a.misses - b.misses, a.spillovers - b.spillovers, a.migrations - b.migrations}
+}
+
+func (a *tally) add(b tally) {
+	a.hits += b.hits
+	a.misses += b.misses
+	a.spillovers += b.spillovers
+	a.migrations += b.migrations
+}
+
+// tableStats are a workflow store's totals.
+type tableStats struct {
+	tally
+	evicted, expired int64
+	workflows        int
+}
+
+// workflowStore keeps the workflow records: in this process (workflowTable)
+// or shared by router replicas (redisWorkflows). The routing decision is
+// the Balancer's, one for both; a store records what it decided.
+type workflowStore interface {
+	// update records a request of the workflow m names (creating its
+	// record), then runs decide on the record, as one step: decide sees
+	// the record as every replica left it, what it changes is kept, and
+	// the backend it returns (-1: none) counts the request until done.
+	update(m *Metadata, decide func(w *workflow) int)
+	// done records the end of a request routed to backend and what its
+	// response said of its prompt.
+	done(id string, backend, prompt, cached int, cachedKnown bool)
+	// get returns a copy of the record; false if unknown.
+	get(id string) (workflow, bool)
+	// delete ends a workflow; false if unknown.
+	delete(id string) bool
+	// sweep removes the workflows idle past the TTL with nothing in
+	// flight, and returns how many.
+	sweep() int
+	stats() tableStats
+}
+
+// workflowTable holds workflows in this process with an idle TTL and
+// limits on their number and on the bytes of the strings they keep,
+// evicting the least recently used. Safe for concurrent use.
 type workflowTable struct {
 	mu        sync.Mutex
 	backends  []*backend
@@ -45,9 +92,7 @@ type workflowTable struct {
 	now       func() time.Time
 	m         map[string]*workflow
 	lru       list.List // front: most recently used
-	stats     struct {
-		hits, misses, spillovers, migrations, evicted, expired int64
-	}
+	totals    tableStats
 }
 
 // entryBytes is what one kept string counts against the byte budget: its
@@ -81,11 +126,15 @@ func (t *workflowTable) touch(id string) *workflow {
 	if len(t.m) >= t.max {
 		t.evictOne()
 	}
-	w := &workflow{id: id, created: now, lastSeen: now, home: -1, second: -1, agents: map[string]int{}}
+	w := newWorkflow(id, now)
 	w.elem = t.lru.PushFront(w)
 	t.m[id] = w
 	t.grow(w, entryBytes(id))
 	return w
+}
+
+func newWorkflow(id string, now time.Time) *workflow {
+	return &workflow{id: id, created: now, lastSeen: now, home: -1, second: -1, agents: map[string]int{}, priority: 1}
 }
 
 // evictOne removes the least recently used workflow, preferring one with
@@ -102,21 +151,32 @@ func (t *workflowTable) evictOne() {
 	}
 	if victim != nil {
 		t.remove(victim.Value.(*workflow))
-		t.stats.evicted++
+		t.totals.evicted++
 	}
 }
 
 // remove drops a workflow. Called with mu held.
 func (t *workflowTable) remove(w *workflow) {
-	if w.home >= 0 {
-		t.backends[w.home].homes.Add(-1)
-	}
+	t.rehome(w.home, -1)
 	t.lru.Remove(w.elem)
 	delete(t.m, w.id)
 	t.bytes -= w.bytes
 }
 
-// delete ends a workflow; false if unknown.
+// rehome moves one workflow's count from backend from to backend to (-1:
+// none).
+func (t *workflowTable) rehome(from, to int) {
+	if from == to {
+		return
+	}
+	if from >= 0 {
+		t.backends[from].homes.Add(-1)
+	}
+	if to >= 0 {
+		t.backends[to].homes.Add(1)
+	}
+}
+
 func (t *workflowTable) delete(id string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -127,58 +187,69 @@ func (t *workflowTable) delete(id string) bool {
 	return ok
 }
 
-// len is the number of workflows tracked.
-func (t *workflowTable) len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.m)
-}
-
-// bound is ceil(factor * (total+1) / n): the most any of n backends may
-// take so that the loads stay within factor of the average.
-func bound(factor float64, total, n int) int {
-	return int(math.Ceil(factor * float64(total+1) / float64(n)))
-}
-
-// route picks the backend of a request of a known workflow: its home unless
-// the home is over the in-flight bound (a spillover to the next backend on
-// the workflow's ring walk with room). A workflow's first request picks a
-// home by consistent hashing with bounded loads over the workflows' homes;
-// a failed home hands over to the second candidate (a migration).
-func (t *workflowTable) route(rt *Balancer, r *Request) Decision {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	w := t.touch(r.Meta.WorkflowID)
+// noteRequest records a request of w: its count, its agent (up to
+// maxAgents named), its parent request and priority. It returns the bytes
+// of the strings w now keeps beyond those it kept.
+func noteRequest(w *workflow, m *Metadata, maxAgents int) (grown int64) {
 	w.requests++
-	if a := r.Meta.AgentID; a != "" {
+	if a := m.AgentID; a != "" {
 		if _, ok := w.agents[a]; ok {
 			w.agents[a]++
-		} else if len(w.agents) < t.maxAgents {
+		} else if len(w.agents) < maxAgents {
 			w.agents[a] = 1
-			t.grow(w, entryBytes(a))
+			grown += entryBytes(a)
 		} else {
 			w.untracked++
 		}
 	}
-	if p := r.Meta.ParentRequestID; p != "" && p != w.lastParent {
-		t.grow(w, int64(len(p)-len(w.lastParent)))
+	if p := m.ParentRequestID; p != "" && p != w.lastParent {
+		grown += int64(len(p) - len(w.lastParent))
 		w.lastParent = p
 	}
-	w.priority = priority(r.Meta.WorkflowPriority)
+	w.priority = priority(m.WorkflowPriority)
+	return grown
+}
+
+func (t *workflowTable) update(m *Metadata, decide func(w *workflow) int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := t.touch(m.WorkflowID)
+	t.grow(w, noteRequest(w, m, t.maxAgents))
+	before, home := w.tally, w.home
+	decide(w)
+	t.totals.add(w.tally.minus(before))
+	t.rehome(home, w.home)
+}
+
+// routeWorkflow picks the backend of a request of a known workflow: its
+// home unless the home is over the in-flight bound (a spillover to the
+// next backend on the workflow's ring walk with room). A workflow's first
+// request picks a home by consistent hashing with bounded loads over the
+// workflows' homes; a failed home hands over to the second candidate (a
+// migration).
+func (bl *Balancer) routeWorkflow(r *Request) Decision {
+	var d Decision
+	bl.workflows.update(r.Meta, func(w *workflow) int { d = bl.decide(w); return d.Backend })
+	return d
+}
+
+// decide routes a request of w, as routeWorkflow says, and records the
+// decision in w.
+func (bl *Balancer) decide(w *workflow) Decision {
 	healthy := 0
 	var homes, inFlight int64
-	for _, b := range t.backends {
+	for _, b := range bl.backends {
 		if b.healthy.Load() {
 			healthy++
 			homes += b.homes.Load()
-			inFlight += b.inFlight.Load()
+			inFlight += b.load()
 		}
 	}
 	if healthy == 0 {
 		return Decision{Backend: -1}
 	}
-	ok := func(i int) bool { return i >= 0 && t.backends[i].healthy.Load() }
-	walk := rt.ring.walk(w.id)
+	ok := func(i int) bool { return i >= 0 && bl.backends[i].healthy.Load() }
+	walk := bl.ring.walk(w.id)
 	firstHealthy := func(skip int) int {
 		for _, i := range walk {
 			if i != skip && ok(i) {
@@ -190,9 +261,9 @@ func (t *workflowTable) route(rt *Balancer, r *Request) Decision {
 	d := Decision{Affinity: "hit"}
 	switch {
 	case w.home < 0:
-		limit := int64(bound(rt.loadFactor, int(homes), healthy))
+		limit := int64(bound(bl.loadFactor, int(homes), healthy))
 		for _, i := range walk {
-			if ok(i) && t.backends[i].homes.Load() < limit {
+			if ok(i) && bl.backends[i].homes.Load() < limit {
 				w.home = i
 				break
 			}
@@ -200,9 +271,8 @@ func (t *workflowTable) route(rt *Balancer, r *Request) Decision {
 		if w.home < 0 {
 			w.home = firstHealthy(-1)
 		}
-		t.backends[w.home].homes.Add(1)
 		w.second = firstHealthy(w.home)
-		t.stats.misses++
+		w.misses++
 		d.Affinity = "miss"
 	case !ok(w.home):
 		old := w.home
@@ -210,15 +280,11 @@ func (t *workflowTable) route(rt *Balancer, r *Request) Decision {
 		if !ok(w.home) {
 			w.home = firstHealthy(old)
 		}
-		t.backends[old].homes.Add(-1)
-		t.backends[w.home].homes.Add(1)
 		w.second = firstHealthy(w.home)
 		w.migrations++
-		t.stats.migrations++
-		t.stats.misses++
+		w.misses++
 		d.Affinity = "miss"
 	default:
-		t.stats.hits++
 		w.hits++
 		if !ok(w.second) || w.second == w.home {
 			w.second = firstHealthy(w.home)
@@ -228,23 +294,28 @@ func (t *workflowTable) route(rt *Balancer, r *Request) Decision {
 	// A workflow's priority scales how far over the average its home may
 	// be loaded before its requests spill: priority 2 stays home under
 	// twice the load, 0.5 spills sooner.
-	limit := int64(math.Ceil(float64(bound(rt.loadFactor, int(inFlight), healthy)) * w.priority))
-	if t.backends[pick].inFlight.Load()+1 > limit {
+	limit := int64(math.Ceil(float64(bound(bl.loadFactor, int(inFlight), healthy)) * w.priority))
+	if bl.backends[pick].load()+1 > limit {
 		for _, i := range walk {
-			if ok(i) && t.backends[i].inFlight.Load()+1 <= limit {
+			if ok(i) && bl.backends[i].load()+1 <= limit {
 				pick = i
 				break
 			}
 		}
 		if pick != w.home {
 			w.spillovers++
-			t.stats.spillovers++
 			d.Spilled = true
 		}
 	}
 	w.inFlight++
 	d.Backend = pick
 	return d
+}
+
+// bound is ceil(factor * (total+1) / n): the most any of n backends may
+// take so that the loads stay within factor of the average.
+func bound(factor float64, total, n int) int {
+	return int(math.Ceil(factor * float64(total+1) / float64(n)))
 }
 
 // priority clamps workflow_priority to [0.5, 4]; 0 (unset) is 1.
@@ -255,9 +326,7 @@ func priority(p float64) float64 {
 	return max(0.5, min(p, 4))
 }
 
-// done records the end of a workflow's request and what the response said
-// of its prompt.
-func (t *workflowTable) done(id string, prompt, cached int, cachedKnown bool) {
+func (t *workflowTable) done(id string, _, prompt, cached int, cachedKnown bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	w, ok := t.m[id]
@@ -274,8 +343,6 @@ func (t *workflowTable) done(id string, prompt, cached int, cachedKnown bool) {
 	}
 }
 
-// sweep removes workflows idle for longer than the TTL with nothing in
-// flight.
 func (t *workflowTable) sweep() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -289,12 +356,53 @@ func (t *workflowTable) sweep() int {
 		}
 		if w.inFlight == 0 {
 			t.remove(w)
-			t.stats.expired++
+			t.totals.expired++
 			n++
 		}
 		e = prev
 	}
 	return n
+}
+
+func (t *workflowTable) get(id string) (workflow, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w, ok := t.m[id]
+	if !ok {
+		return workflow{}, false
+	}
+	c := *w
+	c.agents = maps.Clone(w.agents)
+	c.elem = nil
+	return c, true
+}
+
+func (t *workflowTable) stats() tableStats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.totals
+	s.workflows = len(t.m)
+	return s
+}
+
+// inFlightIDs lists the workflows with requests in flight.
+func (t *workflowTable) inFlightIDs() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	for id, w := range t.m {
+		if w.inFlight > 0 {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// len is the number of workflows tracked.
+func (t *workflowTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.m)
 }
 
 // WorkflowStatus is GET /v1/workflows/{id}/status.
@@ -332,24 +440,23 @@ type WorkflowStatus struct {
 	LastParentRequestID string  `json:"last_parent_request_id,omitempty"`
 }
 
-func (t *workflowTable) status(rt *Router, id string) (WorkflowStatus, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	w, ok := t.m[id]
+// status is what GET /v1/workflows/{id}/status answers of a workflow.
+func (bl *Balancer) status(id string) (WorkflowStatus, bool) {
+	w, ok := bl.workflows.get(id)
 	if !ok {
 		return WorkflowStatus{}, false
 	}
-	s := WorkflowStatus{WorkflowID: id, CreatedAt: unixSeconds(w.created), Created: w.created, CacheHits: w.hits, LastSeen: w.lastSeen, ActiveAgents: len(w.agents), Agents: map[string]int{},
+	s := WorkflowStatus{WorkflowID: id, CreatedAt: unixSeconds(w.created), Created: w.created, CacheHits: w.hits, LastSeen: w.lastSeen, ActiveAgents: len(w.agents), Agents: w.agents,
 		UntrackedAgentRequests: w.untracked, TotalRequests: w.requests, InFlight: w.inFlight, Spillovers: w.spillovers, Migrations: w.migrations,
 		PromptTokens: w.prompt, CachedTokens: w.cached, Priority: w.priority, LastParentRequestID: w.lastParent}
-	for a, n := range w.agents {
-		s.Agents[a] = n
+	if s.Agents == nil {
+		s.Agents = map[string]int{}
 	}
 	if w.home >= 0 {
-		s.AssignedInstance = rt.backends[w.home].url
+		s.AssignedInstance = bl.backends[w.home].url
 	}
 	if w.second >= 0 {
-		s.SecondCandidate = rt.backends[w.second].url
+		s.SecondCandidate = bl.backends[w.second].url
 	}
 	if w.cachedKnown > 0 && w.prompt > 0 {
 		rate := float64(w.cached) / float64(w.prompt)
