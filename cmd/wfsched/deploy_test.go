@@ -85,7 +85,8 @@ func TestHelmChart(t *testing.T) {
 		{"defaults", nil},
 		{"every option", []string{"backends.static={http://other:8000}", "vllm.replicas=3", "vllm.hfTokenSecret=hf", "vllm.extraArgs={--max-model-len,32768}",
 			"metrics.serviceMonitor.enabled=true", "router.apiKeySecret=key", "router.extraArgs.max-connections=8192", "router.extraArgs.admission=32",
-			"router.extraArgs.passthrough=vllm", "router.port=9000", "service.port=80", "routingLogic=session", "workflowSupport.workflowTtl=600"}},
+			"router.extraArgs.passthrough=vllm", "router.port=9000", "service.port=80", "routingLogic=session", "workflowSupport.workflowTtl=600",
+			"router.replicas=3", "redis.enabled=true"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			docs, err := helmTemplate(t, tt.set...)
@@ -158,12 +159,24 @@ func TestHelmChart(t *testing.T) {
 				if v, _ := f.GetInt("max-connections"); v != 8192 {
 					t.Errorf("extraArgs max-connections: %d", v)
 				}
+				// Replicas share their state in the release's Redis.
+				state, _ := f.GetString("state")
+				redisSvc := find(docs, "Service", "rel-wfsched-redis")
+				redisSts := find(docs, "StatefulSet", "rel-wfsched-redis")
+				if state != "redis://rel-wfsched-redis:6379/0" || redisSvc == nil || redisSts == nil || dig(dep, "spec", "replicas") != 3 {
+					t.Errorf("3 replicas with the release's Redis: --state %q, Service %v, StatefulSet %v", state, redisSvc != nil, redisSts != nil)
+				}
+				if dig(redisSvc, "spec", "ports", 0, "port") != 6379 || dig(redisSts, "spec", "template", "spec", "containers", 0, "ports", 0, "containerPort") != 6379 {
+					t.Errorf("Redis ports: Service %v, container %v", dig(redisSvc, "spec", "ports"), dig(redisSts, "spec", "template", "spec", "containers", 0, "ports"))
+				}
+			} else if state, _ := f.GetString("state"); state != "memory" || find(docs, "StatefulSet", "rel-wfsched-redis") != nil {
+				t.Errorf("defaults: --state %q, a Redis rendered: %v", state, find(docs, "StatefulSet", "rel-wfsched-redis") != nil)
 			}
 		})
 	}
 	// What the chart refuses, with the reason.
 	for _, tt := range []struct{ set, want string }{
-		{"router.replicas=2", "lives in its process"},
+		{"router.replicas=2", "needs shared state"},
 		{"vllm.enabled=false", "no backends"},
 		{"workflowSupport.enabled=false", "choose another routingLogic"},
 	} {
@@ -171,8 +184,16 @@ func TestHelmChart(t *testing.T) {
 			t.Errorf("--set %s: %v, want an error saying %q", tt.set, err, tt.want)
 		}
 	}
+	// An external Redis: replicas use it, and no Redis is rendered.
+	docs, err := helmTemplate(t, "router.replicas=2", "redis.url=redis://cache.infra.svc:6379/2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if args := fmt.Sprint(dig(find(docs, "Deployment", "rel-wfsched-router"), "spec", "template", "spec", "containers", 0, "args")); !strings.Contains(args, "--state=redis://cache.infra.svc:6379/2") || find(docs, "StatefulSet", "rel-wfsched-redis") != nil {
+		t.Errorf("external Redis: args %s", args)
+	}
 	// A flag the router does not take fails the args check above.
-	docs, err := helmTemplate(t, "router.extraArgs.no-such-flag=1")
+	docs, err = helmTemplate(t, "router.extraArgs.no-such-flag=1")
 	if err != nil {
 		t.Fatal(err)
 	}

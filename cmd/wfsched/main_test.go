@@ -226,6 +226,8 @@ func TestHostileInputs(t *testing.T) {
 		{[]string{"sweep", "--dag", example, "--rates", "NaN,1"}, "is not a rate"},
 		{[]string{"sim", "--fault-cut-rate", "NaN"}, "want a finite number"},
 		{[]string{"router", "--backends", "http://127.0.0.1:1", "--load-factor", "Inf"}, "want a finite number"},
+		{[]string{"router", "--backends", "http://127.0.0.1:1", "--state", "redis://127.0.0.1:1/0"}, "Redis at 127.0.0.1:1 does not answer"},
+		{[]string{"router", "--backends", "http://127.0.0.1:1", "--state", "etcd://x"}, "want memory or redis://HOST:PORT/DB"},
 		{[]string{"inspect", dir}, "is a folder"},
 		{[]string{"convert", dir, "-o", filepath.Join(dir, "x.json")}, "is a folder"},
 		{[]string{"convert", example, "-o", dir}, "is a folder: give a file name"},

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -57,7 +58,7 @@ func TestREADMEServerExamples(t *testing.T) {
 			continue
 		}
 		ran++
-		runServerBlock(t, block[first:])
+		t.Run(stripComment(block[first]), func(t *testing.T) { runServerBlock(t, block[first:]) })
 	}
 	if ran < 2 {
 		t.Errorf("found %d README examples that start servers, want at least 2 (the router's and run's)", ran)
@@ -93,7 +94,39 @@ func runServerBlock(t *testing.T, lines []string) {
 			}
 			background := k < len(cmds)-1
 			args := strings.Fields(c)
+			for i, a := range args {
+				if a == "''" {
+					args[i] = "" // the shell's empty argument
+				}
+			}
 			switch {
+			case args[0] == "redis-server" && background:
+				path, err := exec.LookPath("redis-server")
+				if err != nil {
+					if os.Getenv("WFSCHED_REQUIRE_REDIS") != "" {
+						t.Fatalf("%s: redis-server is not installed", c)
+					}
+					t.Skipf("%s: redis-server is not installed (.ci/run installs it)", c)
+				}
+				addr := "127.0.0.1:6379"
+				for i, a := range args {
+					if a == "--port" && i+1 < len(args) {
+						addr = "127.0.0.1:" + args[i+1]
+					}
+				}
+				if ln, err := net.Listen("tcp", addr); err != nil {
+					t.Skipf("%s is taken on this machine, so %q cannot run here", addr, c)
+				} else {
+					ln.Close()
+				}
+				cmd := exec.CommandContext(ctx, path, append(args[1:], "--bind", "127.0.0.1")...)
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				wg.Add(1)
+				go func() { defer wg.Done(); cmd.Wait() }()
+				waitListening(t, addr)
+				continue
 			case args[0] == "curl":
 				url := args[len(args)-1]
 				if !strings.HasPrefix(url, "http") {

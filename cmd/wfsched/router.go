@@ -45,7 +45,13 @@ score, rerank, version...) passes through to the least loaded backend (--passthr
 It also serves agent-to-agent message queues (POST /v1/workflows/{id}/messages, GET
 /v1/workflows/{id}/agents/{agent}/messages?timeout=S), workflow status
 (GET /v1/workflows/{id}/status, /v1/workflows/stats, DELETE /v1/workflows/{id}) and
-Prometheus metrics (/metrics, wfsched_router_*).`,
+Prometheus metrics (/metrics, wfsched_router_*).
+
+With --state redis://HOST:PORT/DB, replicas of the router (each given the same backends)
+share workflow homes, message queues and Responses ids through Redis: any replica routes a
+workflow to the home another gave it, and a message posted through one is read through
+another. If Redis is lost, each replica routes on its own state (/health says degraded)
+and resumes when it returns.`,
 		Example: `  wfsched sim --instances 4 --listen 127.0.0.1:8100 --time-scale 0.1 &
   wfsched router --backends http://127.0.0.1:8100,http://127.0.0.1:8101,http://127.0.0.1:8102,http://127.0.0.1:8103 &
   wfsched run --dag traces/agents-40.json --endpoint http://127.0.0.1:8001 --workflows 8 --concurrency 8`,
@@ -67,6 +73,7 @@ Prometheus metrics (/metrics, wfsched_router_*).`,
 	f.IntVar(&o.cfg.Admission, "admission", 0, "requests each backend serves at once; more wait here, by their priority field (lower first) then arrival, instead of in the backend's queue (0: none)")
 	f.StringVar(&o.capture, "capture", "", "append one JSON line per chat, completions or responses call to a new file in this directory, as each completes (wfsched convert DIR rebuilds the workflows)")
 	f.StringVar(&o.cfg.CaptureContent, "capture-content", capture.Hash, "what the capture keeps of texts: full (the texts), hash (token counts and hashes, enough to rebuild dependencies) or none (token counts)")
+	f.StringVar(&o.cfg.State, "state", "memory", "where workflow homes, message queues and Responses ids live: memory (this process) or redis://HOST:PORT/DB, shared by router replicas given the same URL and backends")
 	f.StringVar(&o.cfg.Passthrough, "passthrough", router.PassAll, "other endpoints passed to the least loaded backend: all (vLLM's and any path under /v1/), vllm (vLLM's only) or none")
 	f.IntVar(&o.cfg.MaxResponses, "max-responses", router.DefaultMaxResponses, "Responses API response ids remembered, so previous_response_id follow-ups reach the backend storing them")
 	f.IntVar(&o.cfg.MaxConnsPerBackend, "max-connections-per-backend", router.DefaultMaxConnsPerBackend, "connections (requests in flight) to each backend; more requests wait in the router")

@@ -23,3 +23,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if not $urls -}}{{- fail "no backends: set backends.static, or vllm.enabled" -}}{{- end -}}
 {{- join "," $urls -}}
 {{- end -}}
+
+{{/* The router's --state: the external Redis, the release's, or none. */}}
+{{- define "wfsched.state" -}}
+{{- if .Values.redis.url -}}{{ .Values.redis.url }}
+{{- else if .Values.redis.enabled -}}redis://{{ include "wfsched.fullname" . }}-redis:6379/0
+{{- end -}}
+{{- end -}}
