@@ -79,7 +79,7 @@ type redisState struct {
 	logf     func(format string, args ...any)
 
 	wakeMu sync.Mutex
-	wakes  map[string]chan struct{} // queue key -> closed when a message is posted
+	wakes  map[string]*wake // queue key -> its long polls' wake
 }
 
 // CheckState reports whether s is a state store the router can use:
@@ -122,7 +122,7 @@ func dialRedis(s string) (*redisState, error) {
 	opt.WriteTimeout = redisTimeout
 	opt.MaxRetries = 1
 	opt.ContextTimeoutEnabled = true
-	st := &redisState{c: redis.NewClient(opt), addr: opt.Addr, replica: newReplicaID(), logf: log.Printf, wakes: map[string]chan struct{}{}}
+	st := &redisState{c: redis.NewClient(opt), addr: opt.Addr, replica: newReplicaID(), logf: log.Printf, wakes: map[string]*wake{}}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := st.c.Ping(ctx).Err(); err != nil {
@@ -292,23 +292,38 @@ func (s *redisState) listen(ctx context.Context) {
 	}
 }
 
-// waiter returns a channel closed when a message is posted to queue k.
-func (s *redisState) waiter(k string) <-chan struct{} {
+// wake is closed when a message is posted to a queue; polls counts the
+// long polls waiting on it, so that it goes when the last one leaves.
+type wake struct {
+	ch    chan struct{}
+	polls int
+}
+
+// waiter returns a channel closed when a message is posted to queue k,
+// and the function that ends the wait (always called).
+func (s *redisState) waiter(k string) (<-chan struct{}, func()) {
 	s.wakeMu.Lock()
 	defer s.wakeMu.Unlock()
-	ch := s.wakes[k]
-	if ch == nil {
-		ch = make(chan struct{})
-		s.wakes[k] = ch
+	w := s.wakes[k]
+	if w == nil {
+		w = &wake{ch: make(chan struct{})}
+		s.wakes[k] = w
 	}
-	return ch
+	w.polls++
+	return w.ch, func() {
+		s.wakeMu.Lock()
+		defer s.wakeMu.Unlock()
+		if w.polls--; w.polls == 0 && s.wakes[k] == w {
+			delete(s.wakes, k)
+		}
+	}
 }
 
 func (s *redisState) wake(k string) {
 	s.wakeMu.Lock()
 	defer s.wakeMu.Unlock()
-	if ch := s.wakes[k]; ch != nil {
-		close(ch)
+	if w := s.wakes[k]; w != nil {
+		close(w.ch)
 		delete(s.wakes, k)
 	}
 }
@@ -355,6 +370,8 @@ local function remove(id)
   local key = P .. 'wf:' .. id
   local home = redis.call('HGET', key, 'home')
   if home and home ~= '' then redis.call('HINCRBY', P .. 'homes', home, -1) end
+  local bytes = redis.call('HGET', key, 'bytes')
+  if bytes then redis.call('HINCRBY', P .. 'stats', 'bytes', -tonumber(bytes)) end
   redis.call('DEL', key)
   redis.call('ZREM', P .. 'lru', id)
 end
@@ -366,14 +383,15 @@ end
 // weighed were read (the homes' version, "v" in the homes hash; "" does
 // not check): then 0, read again. So homes are given one at a time over
 // every replica, each on the counts the others left, and the bounded
-// loads hold as with one router. It also applies the global bound on
-// workflows, evicting the least recently used (an idle one among the
-// oldest 16 if any), and counts the request on the backend it goes to, in
+// loads hold as with one router. It also applies the global bounds on
+// workflows and on the bytes of the strings they keep (as the workflow
+// table counts them), evicting the least recently used (an idle one among
+// the oldest 16 if any), and counts the request on the backend it goes to, in
 // the replica's load record. ARGV: prefix, id, home read, new home, new
 // second, now ms, record TTL ms, max workflows, homes' version read,
-// replica, load field ("in:URL", "" for none), load record TTL ms, then
-// three groups of a count and field/value pairs: fields set, record
-// counters added, totals added.
+// replica, load field ("in:URL", "" for none), load record TTL ms, max
+// bytes, then three groups of a count and field/value pairs: fields set,
+// record counters added, totals added.
 var commitScript = redis.NewScript(luaRecords + `
 local id = ARGV[2]
 local key = P .. 'wf:' .. id
@@ -384,7 +402,7 @@ if ARGV[11] ~= '' then
   redis.call('HINCRBY', P .. 'load:' .. ARGV[10], ARGV[11], 1)
   redis.call('PEXPIRE', P .. 'load:' .. ARGV[10], ARGV[12])
 end
-local i = 13
+local i = 14
 for g = 1, 3 do
   local n = tonumber(ARGV[i]); i = i + 1
   for _ = 1, n do
@@ -404,8 +422,11 @@ redis.call('HSET', key, 'second', ARGV[5], 'last_seen', ARGV[6])
 redis.call('HSETNX', key, 'created', ARGV[6])
 redis.call('PEXPIRE', key, ARGV[7])
 redis.call('ZADD', P .. 'lru', ARGV[6], id)
-local over = redis.call('ZCARD', P .. 'lru') - tonumber(ARGV[8])
-while over > 0 do
+local function over()
+  local n = redis.call('ZCARD', P .. 'lru')
+  return n > tonumber(ARGV[8]) or (n > 1 and tonumber(redis.call('HGET', P .. 'stats', 'bytes') or '0') > tonumber(ARGV[13]))
+end
+while over() do
   local old = redis.call('ZRANGE', P .. 'lru', 0, 15)
   local victim = nil
   for _, v in ipairs(old) do
@@ -418,7 +439,6 @@ while over > 0 do
   if not victim then break end
   remove(victim)
   redis.call('HINCRBY', P .. 'stats', 'evicted', 1)
-  over = over - 1
 end
 return 1
 `)
@@ -484,6 +504,7 @@ var recordCounters = []struct {
 	{"prompt", func(w *workflow) *int64 { return &w.prompt }},
 	{"cached", func(w *workflow) *int64 { return &w.cached }},
 	{"cached_known", func(w *workflow) *int64 { return &w.cachedKnown }},
+	{"bytes", func(w *workflow) *int64 { return &w.bytes }},
 }
 
 // redisWorkflows keeps workflow records in the shared Redis, with this
@@ -497,6 +518,7 @@ type redisWorkflows struct {
 	index     map[string]int // backend URL -> index
 	ttl       time.Duration
 	max       int
+	maxBytes  int64
 	maxAgents int
 	now       func() time.Time
 	// counted is, per backend, this replica's requests counted in its
@@ -507,7 +529,7 @@ type redisWorkflows struct {
 }
 
 func newRedisWorkflows(s *redisState, local *workflowTable) *redisWorkflows {
-	r := &redisWorkflows{s: s, local: local, backends: local.backends, index: map[string]int{}, ttl: local.ttl, max: local.max, maxAgents: local.maxAgents, now: local.now,
+	r := &redisWorkflows{s: s, local: local, backends: local.backends, index: map[string]int{}, ttl: local.ttl, max: local.max, maxBytes: local.maxBytes, maxAgents: local.maxAgents, now: local.now,
 		counted: make([]atomic.Int64, len(local.backends))}
 	s.onResume = func() {
 		// Redis may have come back empty: nothing counted stays counted.
@@ -605,7 +627,10 @@ func (r *redisWorkflows) update(m *Metadata, decide func(w *workflow) int) {
 		}
 		before := *w
 		before.agents = maps.Clone(w.agents)
-		noteRequest(w, m, r.maxAgents)
+		w.bytes += noteRequest(w, m, r.maxAgents)
+		if len(rec) == 0 {
+			w.bytes += entryBytes(id)
+		}
 		pick := decide(w)
 		committed := false
 		if !r.s.use(func(ctx context.Context) error {
@@ -647,7 +672,7 @@ func (r *redisWorkflows) commitArgs(w, before *workflow, home, version string, p
 		version = "0"
 	}
 	args := []any{redisPrefix, w.id, home, r.url(w.home), r.url(w.second), now, r.keep().Milliseconds(), r.max, version,
-		r.s.replica, r.loadField(pick), replicaTTL.Milliseconds()}
+		r.s.replica, r.loadField(pick), replicaTTL.Milliseconds(), r.maxBytes}
 	sets := []any{"priority", strconv.FormatFloat(w.priority, 'g', -1, 64)}
 	if w.lastParent != before.lastParent {
 		sets = append(sets, "last_parent", w.lastParent)
@@ -671,7 +696,7 @@ func (r *redisWorkflows) commitArgs(w, before *workflow, home, version string, p
 	for _, f := range []struct {
 		name string
 		n    int64
-	}{{"hits", t.hits}, {"misses", t.misses}, {"spillovers", t.spillovers}, {"migrations", t.migrations}} {
+	}{{"hits", t.hits}, {"misses", t.misses}, {"spillovers", t.spillovers}, {"migrations", t.migrations}, {"bytes", w.bytes - before.bytes}} {
 		if f.n != 0 {
 			totals = append(totals, f.name, f.n)
 		}

@@ -210,38 +210,50 @@ func (r *redisMail) receive(ctx context.Context, workflow, agent string, timeout
 	qk := workflow + " " + agent
 	deadline := time.Now().Add(timeout)
 	for {
-		wake := r.s.waiter(qk)
-		var elems []string
-		if !r.s.use(func(ctx context.Context) error {
-			var err error
-			elems, err = receiveScript.Run(ctx, r.s.c, nil, redisPrefix, workflow, agent, r.cut(), max).StringSlice()
-			return err
-		}) {
+		// Waiting starts before the look, so that no post between the
+		// two goes unheard.
+		wake, done := r.s.waiter(qk)
+		msgs, ok, wait := r.take(workflow, agent, max, deadline)
+		if !ok {
+			done()
 			return r.local.receive(ctx, workflow, agent, time.Until(deadline), max)
 		}
-		if len(elems) > 0 {
-			out := make([]Message, 0, len(elems))
-			for _, e := range elems {
-				if m, ok := decode(e); ok {
-					out = append(out, m)
-				}
-			}
-			return out
+		if !wait {
+			done()
+			return msgs
 		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return nil
-		}
-		t := time.NewTimer(min(left, recheck))
+		t := time.NewTimer(min(time.Until(deadline), recheck))
 		select {
 		case <-wake:
 		case <-t.C:
 		case <-ctx.Done():
-			t.Stop()
-			return nil
 		}
 		t.Stop()
+		done()
+		if ctx.Err() != nil {
+			return nil
+		}
 	}
+}
+
+// take takes up to max messages of (workflow, agent) from Redis: ok false
+// when Redis could not be asked; wait when there were none and the
+// deadline is still ahead.
+func (r *redisMail) take(workflow, agent string, max int, deadline time.Time) (msgs []Message, ok, wait bool) {
+	var elems []string
+	if !r.s.use(func(ctx context.Context) error {
+		var err error
+		elems, err = receiveScript.Run(ctx, r.s.c, nil, redisPrefix, workflow, agent, r.cut(), max).StringSlice()
+		return err
+	}) {
+		return nil, false, false
+	}
+	for _, e := range elems {
+		if m, ok := decode(e); ok {
+			msgs = append(msgs, m)
+		}
+	}
+	return msgs, true, len(elems) == 0 && time.Until(deadline) > 0
 }
 
 func (r *redisMail) pending(workflow string) int {

@@ -447,3 +447,38 @@ func TestReplicasShareResponses(t *testing.T) {
 		}
 	}
 }
+
+// The bounds hold over Redis too: the bytes of the strings workflow
+// records keep (--max-workflow-bytes) and the long polls' wakes.
+func TestRedisBounds(t *testing.T) {
+	state := testRedis(t)
+	f := newFake(t)
+	rt, url, _ := startReplica(t, Config{Backends: []string{f.URL}, HealthInterval: time.Hour, State: state, MaxWorkflowBytes: 4000, MaxAgents: 4})
+	for w := 0; w < 40; w++ {
+		for a := 0; a < 6; a++ {
+			completion(t, url, wfBody(fmt.Sprintf("w%d-%s", w, strings.Repeat("x", 40)), fmt.Sprintf("agent-%d-%s", a, strings.Repeat("y", 40)), "w"))
+		}
+	}
+	var bytes int64
+	rt.shared.use(func(ctx context.Context) error {
+		var err error
+		bytes, err = rt.shared.c.HGet(ctx, redisPrefix+"stats", "bytes").Int64()
+		return err
+	})
+	s := rt.StatsNow()
+	if bytes > 4000 || bytes <= 0 || s.Evicted == 0 || s.ActiveWorkflows >= 40 {
+		t.Errorf("records keep %d bytes (budget 4000), %d evicted, %d left", bytes, s.Evicted, s.ActiveWorkflows)
+	}
+	if st, ok := rt.Balancer.status(fmt.Sprintf("w39-%s", strings.Repeat("x", 40))); !ok || len(st.Agents) != 4 || st.UntrackedAgentRequests != 2 {
+		t.Errorf("status %+v", st)
+	}
+	// Long polls that time out leave no wake behind.
+	for k := 0; k < 20; k++ {
+		readMessages(t, url, "w", fmt.Sprintf("nobody-%d", k), "?timeout=0.01")
+	}
+	rt.shared.wakeMu.Lock()
+	defer rt.shared.wakeMu.Unlock()
+	if n := len(rt.shared.wakes); n != 0 {
+		t.Errorf("%d wakes left after the polls ended", n)
+	}
+}

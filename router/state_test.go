@@ -125,8 +125,8 @@ func waiting(rt *Router, workflow, agent string) bool {
 	case *redisMail:
 		m.s.wakeMu.Lock()
 		defer m.s.wakeMu.Unlock()
-		_, ok := m.s.wakes[workflow+" "+agent]
-		return ok
+		w := m.s.wakes[workflow+" "+agent]
+		return w != nil && w.polls == 1
 	}
 	return false
 }
