@@ -17,10 +17,17 @@ import (
 	"github.com/wfsched/wfsched/sim"
 )
 
-// simEngine serves one embedded engine on loopback until stop.
+// simEngine serves one embedded engine on loopback until stop, a
+// thousand times faster than real time.
 func simEngine(t *testing.T, ctx context.Context, seed uint64) (string, func()) {
 	t.Helper()
-	e, err := sim.New(sim.Config{TimeScale: 0.001, Seed: seed})
+	return simEngineWith(t, ctx, sim.Config{TimeScale: 0.001, Seed: seed})
+}
+
+// simEngineWith serves an engine of cfg on loopback until stop.
+func simEngineWith(t *testing.T, ctx context.Context, cfg sim.Config) (string, func()) {
+	t.Helper()
+	e, err := sim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

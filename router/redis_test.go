@@ -29,7 +29,16 @@ func startReplica(t *testing.T, cfg Config) (*Router, string, func()) {
 	done := make(chan struct{})
 	go func() { rt.Serve(ctx, ln); close(done) }()
 	var once sync.Once
-	stop := func() { once.Do(func() { cancel(); <-done }) }
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Error("router did not stop")
+			}
+		})
+	}
 	t.Cleanup(stop)
 	return rt, "http://" + ln.Addr().String(), stop
 }

@@ -3,7 +3,6 @@ package router
 import (
 	"context"
 	"flag"
-	"net"
 	"net/http"
 	"sort"
 	"sync"
@@ -94,23 +93,9 @@ func TestReplicasAppWorld(t *testing.T) {
 		}
 		var urls []string
 		for i := range engines {
-			e, err := sim.New(sim.Config{Profile: prof, TimeScale: scale, Seed: uint64(i + 1)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv, err := sim.NewServer(e, sim.ServerConfig{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ectx, stop := context.WithCancel(ctx)
-			done := make(chan struct{})
-			go func() { srv.Serve(ectx, ln); close(done) }()
-			defer func() { stop(); <-done }()
-			urls = append(urls, "http://"+ln.Addr().String())
+			u, stop := simEngineWith(t, ctx, sim.Config{Profile: prof, TimeScale: scale, Seed: uint64(i + 1)})
+			defer stop()
+			urls = append(urls, u)
 		}
 		var hosts []string
 		var rts []*Router

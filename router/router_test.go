@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -81,26 +80,8 @@ func (f *fakeBackend) count() int {
 
 func startRouter(t *testing.T, cfg Config) (*Router, string) {
 	t.Helper()
-	rt, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("router did not stop")
-		}
-	})
-	return rt, "http://" + ln.Addr().String()
+	rt, url, _ := startReplica(t, cfg)
+	return rt, url
 }
 
 func completion(t *testing.T, url, body string, hdr ...string) (int, string) {
