@@ -297,10 +297,10 @@ func (p *prefixIndex) add(chunks []uint64) {
 	}
 }
 
-// workflowAware keeps a workflow on its home backend, chosen by consistent
-// hashing with bounded loads, unless the home is over the load bound; a
-// second candidate takes over if the home fails. Requests without a
-// workflow use the fallback logic.
+// workflowAware keeps a workflow on its home backend, the least loaded
+// under a bound on homes when it starts, unless the home is over the load
+// bound (see routeWorkflow); a second candidate takes over if the home
+// fails. Requests without a workflow use the fallback logic.
 type workflowAware struct{}
 
 func (workflowAware) Name() string { return "workflow-aware" }

@@ -161,32 +161,56 @@ func TestWorkflowAffinityAndLoadBound(t *testing.T) {
 
 func TestSpilloverUnderLoad(t *testing.T) {
 	fs := []*fakeBackend{newFake(t), newFake(t)}
+	rt, url := startRouter(t, Config{Backends: backends(fs...), HealthInterval: time.Hour})
+	// Two workflows with one home (placed while the backends are idle, so
+	// by their ring walks).
+	home := func(id string) string { st, _ := rt.Balancer.status(id); return st.AssignedInstance }
+	completion(t, url, wfBody("busy", "a", "x"))
+	other := ""
+	for k := 0; other == "" && k < 100; k++ {
+		id := fmt.Sprintf("other-%d", k)
+		if completion(t, url, wfBody(id, "a", "x")); home(id) == home("busy") {
+			other = id
+		}
+	}
+	if other == "" {
+		t.Fatal("no second workflow shares the first one's home")
+	}
 	for _, f := range fs {
 		f.hang.Store(true)
 	}
-	rt, url := startRouter(t, Config{Backends: backends(fs...), HealthInterval: time.Hour})
-	// Four concurrent requests of one workflow: the bound ceil(1.25*(n+1)/2)
-	// lets the home take 2 of them when 3 are in flight: the rest spill.
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for k := 0; k < 4; k++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequestWithContext(ctx, "POST", url+"/v1/chat/completions", strings.NewReader(wfBody("busy", "a", "x")))
-			if resp, err := http.DefaultClient.Do(req); err == nil {
-				resp.Body.Close()
+	inFlight := func(wf string, n int) {
+		for k := 0; k < n; k++ {
+			before := fs[0].count() + fs[1].count()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequestWithContext(ctx, "POST", url+"/v1/chat/completions", strings.NewReader(wfBody(wf, "a", "x")))
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}()
+			for fs[0].count()+fs[1].count() < before+1 { // wait until it is in flight
+				time.Sleep(time.Millisecond)
 			}
-		}()
-		for fs[0].count()+fs[1].count() < k+1 { // wait until it is in flight
-			time.Sleep(time.Millisecond)
 		}
 	}
+	// A fan-out of four parallel calls stays home: the home is judged
+	// without the workflow's own calls in flight (up to the bound).
+	inFlight("busy", 4)
+	if s := rt.StatsNow(); s.Spillovers != 0 {
+		t.Errorf("a workflow's own fan-out spilled: %+v", s)
+	}
+	// Another workflow's call finds the home over the bound
+	// ceil(1.25*(4+1)/2) = 4 with four in flight: it spills.
+	inFlight(other, 1)
 	s := rt.StatsNow()
 	cancel()
 	wg.Wait()
-	if s.Spillovers == 0 || fs[0].count() == 0 || fs[1].count() == 0 {
-		t.Errorf("no spillover: stats %+v, counts %d %d", s, fs[0].count(), fs[1].count())
+	if st, _ := rt.Balancer.status(other); s.Spillovers != 1 || st.Spillovers != 1 {
+		t.Errorf("no spillover: stats %+v, status of %s %+v", s, other, st)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for rt.backends[0].inFlight.Load()+rt.backends[1].inFlight.Load() != 0 {
@@ -577,4 +601,35 @@ func TestAllBackendsMarkedDown(t *testing.T) {
 func expiredCount(rt *Router) int64 {
 	_, _, n := rt.mail.totals()
 	return n
+}
+
+// A workflow's home is the least loaded backend among those under the
+// bound on homes, not the first on its ring walk.
+func TestHomeByLoad(t *testing.T) {
+	bl, err := NewBalancer(Config{Backends: []string{"a", "b", "c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range []int{5, 0, 3} {
+		for range n {
+			bl.Begin(i)
+		}
+	}
+	route := func(id string) int {
+		d := bl.Route(&Request{Meta: &Metadata{WorkflowID: id}, Session: id})
+		bl.Begin(d.Backend)
+		return d.Backend
+	}
+	// Whatever their ring walks, each new workflow goes where the load
+	// is least among the backends under the bound on homes,
+	// ceil(1.25 * (homes+1) / 3): b (load 0); c, as b holds the one home
+	// the bound allows; b (homes 1 of 2, load 1); c (b at the bound);
+	// b (homes 2 of 3, load 2 against 5 and 5).
+	var got []int
+	for k := range 5 {
+		got = append(got, route(fmt.Sprintf("wf-%d", k)))
+	}
+	if fmt.Sprint(got) != "[1 2 1 2 1]" {
+		t.Errorf("homes %v, want [1 2 1 2 1]", got)
+	}
 }

@@ -47,3 +47,21 @@ func TestLoadProfileFile(t *testing.T) {
 		}
 	}
 }
+
+// The profiles the README's benchmarks name load and validate.
+func TestBenchmarkProfiles(t *testing.T) {
+	files, _ := filepath.Glob("../benchmarks/profiles/*.json")
+	if len(files) == 0 {
+		t.Fatal("no profile under benchmarks/profiles")
+	}
+	for _, f := range files {
+		p, err := LoadProfile(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if _, err := New(Config{Profile: p}); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

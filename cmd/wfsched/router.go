@@ -36,8 +36,8 @@ strips it before forwarding. Requests without one behave as through a plain prox
 
 Routing logics: roundrobin, least-loaded, session (consistent hash of the workflow id or
 X-Session-Id), prefix-aware (longest cached prompt prefix, least-loaded when imbalanced),
-workflow-aware (a home per workflow by consistent hashing with bounded loads, spilling over
-when the home is over the bound, a second candidate for failover). Chat, completions and
+workflow-aware (a home per workflow, the least loaded backend under a bound on homes, spilling
+over when the home is over the load bound, a second candidate for failover). Chat, completions and
 responses are routed so; a Responses API follow-up (previous_response_id) always goes to the
 backend that stored the response it continues. Every other endpoint (embeddings, tokenize,
 score, rerank, version...) passes through to the least loaded backend (--passthrough).
