@@ -55,7 +55,7 @@ type MessageStats struct {
 func (rt *Router) StatsNow() Stats {
 	s := rt.Balancer.Stats()
 	if rt.shared != nil {
-		if b, ok := rt.shared.backendTotals(rt.backends); ok {
+		if b, ok := rt.shared.backendTotals(rt.present()); ok {
 			s.Backends = b
 		}
 	}

@@ -20,8 +20,8 @@ import (
 // Finish records a workflow request's end. Safe for concurrent use.
 type Balancer struct {
 	loadFactor float64
-	backends   []*backend
-	ring       *ring
+	set        atomic.Pointer[backendSet]
+	setMu      sync.Mutex // held to change the set
 	logic      Logic
 	fallback   Logic
 	workflows  workflowStore
@@ -36,6 +36,80 @@ type Balancer struct {
 	admitted []int
 	lines    []waitline.Line[func()]
 	held     atomic.Int64 // requests waiting in the lines
+}
+
+// backendSet is the backends as routing sees them at one time: every
+// backend the balancer has known, in the order it learned them (so an
+// index is a backend's for good, and a later set holds every index of an
+// earlier one), and the ring over those present.
+type backendSet struct {
+	list []*backend
+	ring *ring
+}
+
+// list is every backend known, by index.
+func (bl *Balancer) list() []*backend { return bl.set.Load().list }
+
+// present is the backends service discovery finds (all, without it).
+func (bl *Balancer) present() []*backend {
+	var out []*backend
+	for _, b := range bl.list() {
+		if !b.gone.Load() {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// ringNow is the ring over the backends present.
+func (bl *Balancer) ringNow() *ring { return bl.set.Load().ring }
+
+// newBackend is a backend at base URL u (with or without /v1), healthy.
+func newBackend(u string) *backend {
+	b := &backend{url: strings.TrimSuffix(strings.TrimSuffix(u, "/"), "/v1"), prefix: newPrefixIndex(200_000)}
+	b.healthy.Store(true)
+	b.timeScale.Store("")
+	return b
+}
+
+// SetBackends makes urls the backends present, as service discovery
+// finds them: a new URL joins, a known one missing leaves (down for
+// routing: its workflows move as on failure) and may come back. Backends
+// that join or come back are healthy as given. It returns those that
+// joined (new to the balancer) and those that came back.
+func (bl *Balancer) SetBackends(urls []string, healthy bool) (joined, back []*backend) {
+	bl.setMu.Lock()
+	defer bl.setMu.Unlock()
+	old := bl.set.Load()
+	want := map[string]bool{}
+	for _, u := range urls {
+		want[newBackend(u).url] = true
+	}
+	list := old.list
+	known := map[string]bool{}
+	for _, b := range list {
+		known[b.url] = true
+		switch present := want[b.url]; {
+		case present && b.gone.Load():
+			b.healthy.Store(healthy)
+			b.fails.Store(0)
+			b.gone.Store(false)
+			back = append(back, b)
+		case !present && !b.gone.Load():
+			b.gone.Store(true)
+			b.healthy.Store(false)
+		}
+	}
+	for _, u := range urls {
+		if b := newBackend(u); !known[b.url] {
+			known[b.url] = true
+			b.healthy.Store(healthy)
+			list = append(list[:len(list):len(list)], b)
+			joined = append(joined, b)
+		}
+	}
+	bl.set.Store(&backendSet{list: list, ring: newRing(list, func(b *backend) bool { return !b.gone.Load() })})
+	return joined, back
 }
 
 // Decision is where a request goes and why.
@@ -70,19 +144,12 @@ func newBalancer(cfg Config) *Balancer {
 	logic, _ := newLogic(cfg.Logic)
 	fallback, _ := newLogic(cfg.FallbackLogic)
 	bl := &Balancer{loadFactor: cfg.LoadFactor, logic: logic, fallback: fallback, limit: cfg.Admission}
-	var urls []string
+	var list []*backend
 	for _, u := range cfg.Backends {
-		u = strings.TrimSuffix(strings.TrimSuffix(u, "/"), "/v1")
-		b := &backend{url: u, prefix: newPrefixIndex(200_000)}
-		b.healthy.Store(true)
-		b.timeScale.Store("")
-		bl.backends = append(bl.backends, b)
-		urls = append(urls, u)
+		list = append(list, newBackend(u))
 	}
-	bl.ring = newRing(urls)
-	bl.admitted = make([]int, len(bl.backends))
-	bl.lines = make([]waitline.Line[func()], len(bl.backends))
-	bl.table = newWorkflowTable(bl.backends, cfg.WorkflowTTL, cfg.MaxWorkflows, cfg.MaxWorkflowBytes, cfg.MaxAgents, cfg.Now)
+	bl.set.Store(&backendSet{list: list, ring: newRing(list, func(*backend) bool { return true })})
+	bl.table = newWorkflowTable(bl.list, cfg.WorkflowTTL, cfg.MaxWorkflows, cfg.MaxWorkflowBytes, cfg.MaxAgents, cfg.Now)
 	bl.workflows = bl.table
 	bl.responses = newResponseHomes(cfg.MaxResponses, cfg.WorkflowTTL, cfg.Now)
 	return bl
@@ -96,10 +163,10 @@ func (bl *Balancer) Logic() string { return bl.logic.Name() }
 func (bl *Balancer) Route(r *Request) Decision { return bl.logic.Pick(bl, r) }
 
 // Begin counts a request in flight on backend i; End gives it back.
-func (bl *Balancer) Begin(i int) { bl.backends[i].inFlight.Add(1) }
+func (bl *Balancer) Begin(i int) { bl.list()[i].inFlight.Add(1) }
 
 // End ends a request counted by Begin.
-func (bl *Balancer) End(i int) { bl.backends[i].inFlight.Add(-1) }
+func (bl *Balancer) End(i int) { bl.list()[i].inFlight.Add(-1) }
 
 // Finish records the end of a routed workflow request, routed to backend
 // (its Decision's), and what its response said of its prompt.
@@ -119,6 +186,7 @@ func (bl *Balancer) Admit(i, prio int, wake func()) (bool, *waitline.Ticket[func
 	}
 	bl.admitMu.Lock()
 	defer bl.admitMu.Unlock()
+	bl.grow(i)
 	if bl.admitted[i] < bl.limit && bl.lines[i].Len() == 0 {
 		bl.admitted[i]++
 		return true, nil
@@ -132,6 +200,7 @@ func (bl *Balancer) Admit(i, prio int, wake func()) (bool, *waitline.Ticket[func
 func (bl *Balancer) Leave(i int, t *waitline.Ticket[func()]) bool {
 	bl.admitMu.Lock()
 	defer bl.admitMu.Unlock()
+	bl.grow(i)
 	if bl.lines[i].Remove(t) {
 		bl.held.Add(-1)
 		return true
@@ -146,6 +215,7 @@ func (bl *Balancer) Unadmit(i int) {
 		return
 	}
 	bl.admitMu.Lock()
+	bl.grow(i)
 	wake, ok := bl.lines[i].Pop()
 	if ok {
 		bl.held.Add(-1)
@@ -155,6 +225,15 @@ func (bl *Balancer) Unadmit(i int) {
 	bl.admitMu.Unlock()
 	if ok {
 		wake()
+	}
+}
+
+// grow sizes the admission lines for backend i (backends join).
+// Called with admitMu held.
+func (bl *Balancer) grow(i int) {
+	for len(bl.lines) <= i {
+		bl.lines = append(bl.lines, waitline.Line[func()]{})
+		bl.admitted = append(bl.admitted, 0)
 	}
 }
 
@@ -172,7 +251,10 @@ func (bl *Balancer) Stats() Stats {
 	t := bl.workflows.stats()
 	s := Stats{Logic: bl.logic.Name(), ActiveWorkflows: t.workflows, AffinityHits: t.hits, AffinityMisses: t.misses,
 		Spillovers: t.spillovers, Migrations: t.migrations, Evicted: t.evicted, Expired: t.expired, AdmissionWaiting: bl.Held()}
-	for _, b := range bl.backends {
+	for _, b := range bl.list() {
+		if b.gone.Load() {
+			continue
+		}
 		s.Backends = append(s.Backends, BackendStats{URL: b.url, Healthy: b.healthy.Load(), InFlight: b.inFlight.Load(), Workflows: b.homes.Load(),
 			CutStreams: b.cuts.Load(), Failovers: b.failovers.Load()})
 	}
@@ -187,12 +269,13 @@ func (bl *Balancer) leastLoaded() int {
 // leastLoadedOf is the backend with the fewest requests in flight among
 // those ok accepts, or -1; ties rotate so that an idle system spreads.
 func (bl *Balancer) leastLoadedOf(ok func(i int, b *backend) bool) int {
-	n := len(bl.backends)
+	list := bl.list()
+	n := len(list)
 	start := int(bl.tie.Add(1) % uint64(n))
 	best, load := -1, int64(math.MaxInt64)
 	for k := 0; k < n; k++ {
 		i := (start + k) % n
-		b := bl.backends[i]
+		b := list[i]
 		if l := b.load(); l < load && ok(i, b) {
 			best, load = i, l
 		}

@@ -24,6 +24,9 @@ type backend struct {
 	// remote counts the requests other router replicas have in flight on
 	// it, as they last published them (shared state only).
 	remote atomic.Int64
+	// gone marks a backend service discovery no longer finds: it is down
+	// for routing (its workflows move as on failure) and not probed.
+	gone   atomic.Bool
 	prefix *prefixIndex
 }
 
@@ -31,11 +34,13 @@ type backend struct {
 // through the other replicas: the load signal of every logic.
 func (b *backend) load() int64 { return b.inFlight.Load() + b.remote.Load() }
 
-// ring is a consistent-hash ring with virtual nodes.
+// ring is a consistent-hash ring with virtual nodes over some of the
+// backends (those present), by their indexes.
 type ring struct {
 	points []uint64
 	owner  []int
-	n      int
+	n      int // backends on the ring
+	size   int // indexes below it
 }
 
 const vnodes = 160
@@ -52,16 +57,21 @@ func hash64(s string) uint64 {
 	return x ^ x>>31
 }
 
-func newRing(urls []string) *ring {
-	r := &ring{n: len(urls)}
+// newRing places the backends of list that on accepts.
+func newRing(list []*backend, on func(*backend) bool) *ring {
+	r := &ring{size: len(list)}
 	type pt struct {
 		h uint64
 		o int
 	}
 	var pts []pt
-	for i, u := range urls {
+	for i, b := range list {
+		if !on(b) {
+			continue
+		}
+		r.n++
 		for v := 0; v < vnodes; v++ {
-			pts = append(pts, pt{hash64(fmt.Sprintf("%s#%d", u, v)), i})
+			pts = append(pts, pt{hash64(fmt.Sprintf("%s#%d", b.url, v)), i})
 		}
 	}
 	sort.Slice(pts, func(a, b int) bool { return pts[a].h < pts[b].h })
@@ -72,11 +82,12 @@ func newRing(urls []string) *ring {
 	return r
 }
 
-// walk returns every backend once, in ring order from key's position.
+// walk returns every backend on the ring once, in ring order from key's
+// position.
 func (r *ring) walk(key string) []int {
 	h := hash64(key)
 	i := sort.Search(len(r.points), func(k int) bool { return r.points[k] >= h })
-	seen := make([]bool, r.n)
+	seen := make([]bool, r.size)
 	out := make([]int, 0, r.n)
 	for k := 0; k < len(r.points) && len(out) < r.n; k++ {
 		o := r.owner[(i+k)%len(r.points)]
@@ -163,10 +174,11 @@ type roundRobin struct{ next atomic.Uint64 }
 func (*roundRobin) Name() string { return "roundrobin" }
 
 func (l *roundRobin) Pick(s *Balancer, _ *Request) Decision {
-	n := len(s.backends)
+	list := s.list()
+	n := len(list)
 	start := int(l.next.Add(1) % uint64(n))
 	for k := 0; k < n; k++ {
-		if i := (start + k) % n; s.backends[i].healthy.Load() {
+		if i := (start + k) % n; list[i].healthy.Load() {
 			return Decision{Backend: i}
 		}
 	}
@@ -189,8 +201,9 @@ func (session) Pick(s *Balancer, r *Request) Decision {
 	if r.Session == "" {
 		return Decision{Backend: s.leastLoaded()}
 	}
-	for _, i := range s.ring.walk(r.Session) {
-		if s.backends[i].healthy.Load() {
+	list := s.list()
+	for _, i := range s.ringNow().walk(r.Session) {
+		if list[i].healthy.Load() {
 			return Decision{Backend: i}
 		}
 	}
@@ -224,7 +237,8 @@ func (rt *Balancer) prefixPick(r *Request) int {
 	chunks := chunkHashes(r.Prompt())
 	// Imbalance, as SGLang's cache-aware router judges it.
 	minL, maxL := int64(math.MaxInt64), int64(-1)
-	for _, b := range rt.backends {
+	list := rt.list()
+	for _, b := range list {
 		if b.healthy.Load() {
 			l := b.load()
 			minL, maxL = min(minL, l), max(maxL, l)
@@ -235,12 +249,12 @@ func (rt *Balancer) prefixPick(r *Request) int {
 		pick = rt.leastLoaded()
 	} else {
 		best := -1
-		for i, b := range rt.backends {
+		for i, b := range list {
 			if !b.healthy.Load() {
 				continue
 			}
 			m := b.prefix.match(chunks)
-			if m > best || m == best && b.load() < rt.backends[pick].load() {
+			if m > best || m == best && b.load() < list[pick].load() {
 				best, pick = m, i
 			}
 		}
@@ -249,7 +263,7 @@ func (rt *Balancer) prefixPick(r *Request) int {
 		}
 	}
 	if pick >= 0 {
-		rt.backends[pick].prefix.add(chunks)
+		list[pick].prefix.add(chunks)
 	}
 	return pick
 }

@@ -72,28 +72,35 @@ func newRouterMetrics(rt *Router) *routerMetrics {
 		}
 		return 0
 	})
+	counter("wfsched_router_discovery_errors_total", "Service discovery lookups (--service-discovery dns) that failed or found nothing; the backends stayed as they were.", func() float64 { return float64(rt.discoveryErrors.Load()) })
+	gauge("wfsched_router_backends_present", "Backends routed to: all given, or those service discovery finds now.", func() float64 { return float64(len(rt.present())) })
 	gauge("wfsched_router_body_bytes_held", "Bytes of request bodies held now.", func() float64 { return float64(rt.bodies.held.Load()) })
 	gauge("wfsched_router_client_connections", "Client connections held now.", func() float64 { return float64(rt.conns.held()) })
 	counter("wfsched_router_connections_evicted_total", "Connections closed at the connection limit to make room (idle, or slow to send their request).", func() float64 { return float64(rt.conns.evicted.Load()) })
 	counter("wfsched_router_connections_refused_total", "Connections refused with 503 over the connection limit and its reserve.", func() float64 { return float64(rt.conns.refused.Load()) })
-	for _, b := range rt.backends {
-		// Per-backend series exist from the start, at 0, so that rates and
-		// dashboards see them before the first event.
-		m.failovers.WithLabelValues(b.url)
-		m.cutStreams.WithLabelValues(b.url)
-		m.inFlight.WithLabelValues(b.url)
-		m.promptTokens.WithLabelValues(b.url)
-		m.cachedTokens.WithLabelValues(b.url)
-		labels := prometheus.Labels{"backend": b.url}
-		rt.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wfsched_router_backend_workflows", Help: "Workflows whose home is the backend.", ConstLabels: labels},
-			func() float64 { return float64(b.homes.Load()) }))
-		rt.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wfsched_router_backend_healthy", Help: "1 while the backend passes its health checks.", ConstLabels: labels},
-			func() float64 {
-				if b.healthy.Load() {
-					return 1
-				}
-				return 0
-			}))
+	for _, b := range rt.list() {
+		m.addBackend(rt, b)
 	}
 	return m
+}
+
+// addBackend creates a backend's series, at 0, so that rates and
+// dashboards see them before its first event (at the start, or when it
+// joins).
+func (m *routerMetrics) addBackend(rt *Router, b *backend) {
+	m.failovers.WithLabelValues(b.url)
+	m.cutStreams.WithLabelValues(b.url)
+	m.inFlight.WithLabelValues(b.url)
+	m.promptTokens.WithLabelValues(b.url)
+	m.cachedTokens.WithLabelValues(b.url)
+	labels := prometheus.Labels{"backend": b.url}
+	rt.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wfsched_router_backend_workflows", Help: "Workflows whose home is the backend.", ConstLabels: labels},
+		func() float64 { return float64(b.homes.Load()) }))
+	rt.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wfsched_router_backend_healthy", Help: "1 while the backend passes its health checks (0 once service discovery no longer finds it).", ConstLabels: labels},
+		func() float64 {
+			if b.healthy.Load() {
+				return 1
+			}
+			return 0
+		}))
 }

@@ -209,7 +209,7 @@ func (bl *Balancer) ResponseHome(id string) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	for i, b := range bl.backends {
+	for i, b := range bl.list() {
 		if b.url == url {
 			return i, true
 		}

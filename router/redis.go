@@ -235,7 +235,7 @@ func (s *redisState) readLoads(ctx context.Context, p redis.Pipeliner) func(back
 // run beats until ctx is done, leaving the degraded mode when Redis
 // answers again, exchanges loads with the other replicas, and wakes long
 // polls on the messages other replicas post.
-func (s *redisState) run(ctx context.Context, backends []*backend) {
+func (s *redisState) run(ctx context.Context, list func() []*backend) {
 	go s.listen(ctx)
 	t := time.NewTicker(loadEvery)
 	defer t.Stop()
@@ -251,9 +251,9 @@ func (s *redisState) run(ctx context.Context, backends []*backend) {
 		switch {
 		case time.Since(last) >= heartbeat || s.degraded.Load():
 			last = time.Now()
-			err = s.beat(bctx, backends)
+			err = s.beat(bctx, list())
 		default:
-			err = s.exchangeLoad(bctx, backends)
+			err = s.exchangeLoad(bctx, list())
 		}
 		cancel()
 		switch {
@@ -262,7 +262,7 @@ func (s *redisState) run(ctx context.Context, backends []*backend) {
 				s.fail(err)
 			}
 			// Without Redis, the other replicas' loads are unknown.
-			for _, b := range backends {
+			for _, b := range list() {
 				b.remote.Store(0)
 			}
 		case err == nil && s.degraded.CompareAndSwap(true, false):
@@ -514,8 +514,7 @@ var recordCounters = []struct {
 type redisWorkflows struct {
 	s         *redisState
 	local     *workflowTable
-	backends  []*backend
-	index     map[string]int // backend URL -> index
+	list      func() []*backend
 	ttl       time.Duration
 	max       int
 	maxBytes  int64
@@ -525,22 +524,25 @@ type redisWorkflows struct {
 	// load record in Redis and not yet ended: an end is taken off there
 	// only while some are, so that requests routed while Redis was lost
 	// (and not counted) never take the count below zero.
-	counted []atomic.Int64
+	counted sync.Map // backend index -> *atomic.Int64
 }
 
 func newRedisWorkflows(s *redisState, local *workflowTable) *redisWorkflows {
-	r := &redisWorkflows{s: s, local: local, backends: local.backends, index: map[string]int{}, ttl: local.ttl, max: local.max, maxBytes: local.maxBytes, maxAgents: local.maxAgents, now: local.now,
-		counted: make([]atomic.Int64, len(local.backends))}
+	r := &redisWorkflows{s: s, local: local, list: local.backends, ttl: local.ttl, max: local.max, maxBytes: local.maxBytes, maxAgents: local.maxAgents, now: local.now}
 	s.onResume = func() {
 		// Redis may have come back empty: nothing counted stays counted.
-		for i := range r.counted {
-			r.counted[i].Store(0)
-		}
-	}
-	for i, b := range local.backends {
-		r.index[b.url] = i
+		r.counted.Range(func(_, v any) bool { v.(*atomic.Int64).Store(0); return true })
 	}
 	return r
+}
+
+// count is backend i's count of this replica's requests counted in Redis.
+func (r *redisWorkflows) count(i int) *atomic.Int64 {
+	if c, ok := r.counted.Load(i); ok {
+		return c.(*atomic.Int64)
+	}
+	c, _ := r.counted.LoadOrStore(i, new(atomic.Int64))
+	return c.(*atomic.Int64)
 }
 
 // keep is a record's lifetime in Redis: past the idle TTL, so that the
@@ -552,12 +554,14 @@ func (r *redisWorkflows) url(i int) string {
 	if i < 0 {
 		return ""
 	}
-	return r.backends[i].url
+	return r.list()[i].url
 }
 
 func (r *redisWorkflows) backend(u string) int {
-	if i, ok := r.index[u]; ok {
-		return i
+	for i, b := range r.list() {
+		if b.url == u {
+			return i
+		}
 	}
 	return -1
 }
@@ -608,13 +612,13 @@ func (r *redisWorkflows) update(m *Metadata, decide func(w *workflow) int) {
 			_, err := p.Exec(ctx)
 			rec, homes = rc.Val(), hc.Val()
 			if err == nil {
-				loads(r.backends)
+				loads(r.list())
 			}
 			return err
 		}) {
 			break
 		}
-		for _, b := range r.backends {
+		for _, b := range r.list() {
 			n, _ := strconv.ParseInt(homes[b.url], 10, 64)
 			b.homes.Store(n)
 		}
@@ -642,7 +646,7 @@ func (r *redisWorkflows) update(m *Metadata, decide func(w *workflow) int) {
 		}
 		if committed {
 			if pick >= 0 {
-				r.counted[pick].Add(1)
+				r.count(pick).Add(1)
 			}
 			r.local.update(m, func(lw *workflow) int {
 				lw.home, lw.second = w.home, w.second
@@ -716,10 +720,10 @@ func (r *redisWorkflows) done(id string, backend, prompt, cached int, cachedKnow
 		known = "1"
 	}
 	field := ""
-	if backend >= 0 && r.counted[backend].Add(-1) >= 0 {
+	if backend >= 0 && r.count(backend).Add(-1) >= 0 {
 		field = r.loadField(backend)
 	} else if backend >= 0 {
-		r.counted[backend].Add(1)
+		r.count(backend).Add(1)
 	}
 	r.s.use(func(ctx context.Context) error {
 		return doneScript.Run(ctx, r.s.c, nil, redisPrefix, id, r.s.replica, r.now().UnixMilli(), r.keep().Milliseconds(), prompt, cached, known, field).Err()

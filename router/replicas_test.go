@@ -129,13 +129,13 @@ func TestReplicasAppWorld(t *testing.T) {
 					return
 				case <-time.After(2 * time.Millisecond):
 				}
-				for i := range rts[0].backends {
+				for i := range rts[0].list() {
 					var truth int64
 					for _, rt := range rts {
-						truth += rt.backends[i].inFlight.Load()
+						truth += rt.list()[i].inFlight.Load()
 					}
 					for _, rt := range rts {
-						d := rt.backends[i].load() - truth
+						d := rt.list()[i].load() - truth
 						off += max(d, -d)
 						samples++
 					}

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -122,6 +123,11 @@ type Config struct {
 	// says (capture.Hash when ""). The caller closes it.
 	Capture        *capture.Writer
 	CaptureContent string
+	// Discover, when set, finds the backends again every DiscoverInterval
+	// (DefaultDiscoverInterval when 0): backends join and leave without a
+	// restart (see DNSBackends). Backends is the first answer.
+	Discover         func(ctx context.Context) ([]string, error)
+	DiscoverInterval time.Duration
 	// State is where workflow records and message queues live: "memory"
 	// (the default: this process) or redis://HOST:PORT/DB, shared by
 	// every router replica given the same URL and the same backends.
@@ -143,6 +149,7 @@ func (c *Config) setDefaults() {
 		{&c.WorkflowTTL, DefaultWorkflowTTL}, {&c.MessageTTL, DefaultMessageTTL}, {&c.ConnectTimeout, DefaultConnectTimeout},
 		{&c.FirstByteTimeout, DefaultFirstByteTimeout}, {&c.IdleTimeout, DefaultIdleTimeout}, {&c.HealthInterval, DefaultHealthInterval},
 		{&c.HeaderTimeout, DefaultHeaderTimeout}, {&c.BodyTimeout, DefaultBodyTimeout}, {&c.ClientIdleTimeout, DefaultClientIdleTimeout},
+		{&c.DiscoverInterval, DefaultDiscoverInterval},
 	} {
 		orDefault(d.v, d.d)
 	}
@@ -264,6 +271,9 @@ type Router struct {
 	captureErrs atomic.Int64
 	// shared is the Redis of --state, nil with memory state.
 	shared *redisState
+	// joinMu orders changes of the backends (discovery, tests).
+	joinMu          sync.Mutex
+	discoveryErrors atomic.Int64
 }
 
 // New returns a router for cfg. Backends start healthy; Run checks them.
@@ -441,7 +451,10 @@ func (rt *Router) Run(ctx context.Context) {
 	sweep := time.NewTicker(sweepEvery)
 	defer sweep.Stop()
 	if rt.shared != nil {
-		go rt.shared.run(ctx, rt.backends)
+		go rt.shared.run(ctx, rt.list)
+	}
+	if rt.cfg.Discover != nil {
+		go rt.discover(ctx)
 	}
 	for {
 		select {
@@ -464,7 +477,12 @@ func (rt *Router) checkHealth(ctx context.Context) {
 }
 
 func (rt *Router) checkHealthN(ctx context.Context, downAfter int64) {
-	for _, b := range rt.backends {
+	rt.probe(ctx, rt.present(), downAfter)
+}
+
+// probe checks the health of backends as checkHealthN says.
+func (rt *Router) probe(ctx context.Context, backends []*backend, downAfter int64) {
+	for _, b := range backends {
 		// At least a second, whatever the interval: an engine that is
 		// busy, not dead, can take a while to answer.
 		hctx, cancel := context.WithTimeout(ctx, min(max(rt.cfg.HealthInterval, time.Second), 2*time.Second))
@@ -480,10 +498,12 @@ func (rt *Router) checkHealthN(ctx context.Context, downAfter int64) {
 		if ctx.Err() != nil {
 			return
 		}
-		if ok {
+		switch {
+		case b.gone.Load(): // left while it was probed
+		case ok:
 			b.fails.Store(0)
 			b.healthy.Store(true)
-		} else if b.fails.Add(1) >= downAfter {
+		case b.fails.Add(1) >= downAfter:
 			b.healthy.Store(false)
 		}
 	}
@@ -642,7 +662,7 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 	// rather than refuse; the request fails only if none answers.
 	anyBackend := false
 	if pick < 0 {
-		pick, anyBackend = rt.leastLoadedOf(func(int, *backend) bool { return true }), true
+		pick, anyBackend = rt.leastLoadedOf(func(_ int, b *backend) bool { return !b.gone.Load() }), true
 		rt.m.allDown.Inc()
 	}
 	// The Responses API: a follow-up goes to the backend that stored the
@@ -652,10 +672,10 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request) {
 	if responses {
 		if prev := stringField(body, "previous_response_id"); prev != "" {
 			if home, ok := rt.ResponseHome(prev); ok {
-				if !rt.backends[home].healthy.Load() {
+				if b := rt.list()[home]; !b.healthy.Load() {
 					rt.m.responsesLost.Inc()
 					notFound(w, "previous_response_id", "previous_response_id %s was stored by backend %s, which is down: stored responses live in that server's memory only; start again without previous_response_id (send the conversation as input)",
-						clip(prev), rt.backends[home].url)
+						clip(prev), b.url)
 					return
 				}
 				pick, pinned, anyBackend = home, true, false
@@ -728,10 +748,11 @@ type relayInfo struct {
 // After the first byte the response is the client's: a break then aborts
 // it (see relay). info, when not nil, hears about the response.
 func (rt *Router) send(w http.ResponseWriter, r *http.Request, body []byte, pick int, anyBackend, pinned bool, start time.Time, info *relayInfo) (prompt, cached int, known bool) {
-	tried := make([]bool, len(rt.backends))
+	list := rt.list()
+	tried := make([]bool, len(list))
 	for {
 		tried[pick] = true
-		b := rt.backends[pick]
+		b := list[pick]
 		resp, err := rt.forward(r, b, body)
 		if err == nil {
 			prompt, cached, known, err = rt.relay(w, b, resp, start, info)
@@ -745,7 +766,9 @@ func (rt *Router) send(w http.ResponseWriter, r *http.Request, body []byte, pick
 		rt.m.requests.WithLabelValues(b.url, "error").Inc()
 		next := -1
 		if !pinned {
-			next = rt.leastLoadedOf(func(i int, c *backend) bool { return !tried[i] && (anyBackend || c.healthy.Load()) })
+			next = rt.leastLoadedOf(func(i int, c *backend) bool {
+				return i < len(tried) && !tried[i] && !c.gone.Load() && (anyBackend || c.healthy.Load())
+			})
 		}
 		if next < 0 {
 			apiError(w, http.StatusBadGateway, "backend %s: %v", b.url, err)
@@ -943,7 +966,7 @@ func (rt *Router) models(w http.ResponseWriter, r *http.Request) {
 		add(m)
 	}
 	if len(rt.cfg.Models) == 0 {
-		for _, b := range rt.backends {
+		for _, b := range rt.list() {
 			if !b.healthy.Load() {
 				continue
 			}
@@ -974,7 +997,7 @@ func (rt *Router) models(w http.ResponseWriter, r *http.Request) {
 // (the router then routes on its own state).
 func (rt *Router) health(w http.ResponseWriter, _ *http.Request) {
 	ok := false
-	for _, b := range rt.backends {
+	for _, b := range rt.list() {
 		if b.healthy.Load() {
 			ok = true
 			if s, _ := b.timeScale.Load().(string); s != "" {

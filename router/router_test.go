@@ -213,7 +213,7 @@ func TestSpilloverUnderLoad(t *testing.T) {
 		t.Errorf("no spillover: stats %+v, status of %s %+v", s, other, st)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for rt.backends[0].inFlight.Load()+rt.backends[1].inFlight.Load() != 0 {
+	for rt.list()[0].inFlight.Load()+rt.list()[1].inFlight.Load() != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("in-flight counts not given back after the clients left")
 		}
@@ -283,7 +283,7 @@ func TestFailedBackendMovesWorkflows(t *testing.T) {
 		}
 		a.down.Store(true)
 		deadline := time.Now().Add(5 * time.Second)
-		for rt.backends[0].healthy.Load() {
+		for rt.list()[0].healthy.Load() {
 			if time.Now().After(deadline) {
 				t.Fatal("backend never marked down")
 			}
@@ -300,7 +300,7 @@ func TestFailedBackendMovesWorkflows(t *testing.T) {
 		}
 		// Recovery breaks nothing: moved workflows stay, everything serves.
 		a.down.Store(false)
-		for rt.backends[0].healthy.Load() == false {
+		for rt.list()[0].healthy.Load() == false {
 			time.Sleep(5 * time.Millisecond)
 		}
 		for _, id := range ids {
@@ -564,7 +564,7 @@ func TestKilledBackend(t *testing.T) {
 	if code, out := completion(t, url, wfBody(onA, "x", onA)); code != 200 || out != sse {
 		t.Fatalf("request to a killed home: %d %q", code, out)
 	}
-	for rt.backends[0].healthy.Load() {
+	for rt.list()[0].healthy.Load() {
 		time.Sleep(5 * time.Millisecond)
 	}
 	completion(t, url, wfBody(onA, "x", onA))
@@ -582,10 +582,10 @@ func TestAllBackendsMarkedDown(t *testing.T) {
 	b.sick.Store(true)
 	rt, url := startRouter(t, Config{Backends: backends(a, b), HealthInterval: 20 * time.Millisecond})
 	deadline := time.Now().Add(5 * time.Second)
-	for (rt.backends[0].healthy.Load() || rt.backends[1].healthy.Load()) && time.Now().Before(deadline) {
+	for (rt.list()[0].healthy.Load() || rt.list()[1].healthy.Load()) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if rt.backends[0].healthy.Load() || rt.backends[1].healthy.Load() {
+	if rt.list()[0].healthy.Load() || rt.list()[1].healthy.Load() {
 		t.Fatal("the health checks did not mark the backends down")
 	}
 	if code, out := completion(t, url, wfBody("w", "x", "hi")); code != 200 || out != sse {

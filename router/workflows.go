@@ -83,7 +83,7 @@ type workflowStore interface {
 // evicting the least recently used. Safe for concurrent use.
 type workflowTable struct {
 	mu        sync.Mutex
-	backends  []*backend
+	backends  func() []*backend
 	ttl       time.Duration
 	max       int
 	maxBytes  int64
@@ -99,7 +99,7 @@ type workflowTable struct {
 // bytes and an allowance for the map entry holding it.
 func entryBytes(s string) int64 { return int64(len(s)) + 48 }
 
-func newWorkflowTable(backends []*backend, ttl time.Duration, max int, maxBytes int64, maxAgents int, now func() time.Time) *workflowTable {
+func newWorkflowTable(backends func() []*backend, ttl time.Duration, max int, maxBytes int64, maxAgents int, now func() time.Time) *workflowTable {
 	return &workflowTable{backends: backends, ttl: ttl, max: max, maxBytes: maxBytes, maxAgents: maxAgents, now: now, m: map[string]*workflow{}}
 }
 
@@ -169,11 +169,12 @@ func (t *workflowTable) rehome(from, to int) {
 	if from == to {
 		return
 	}
+	list := t.backends()
 	if from >= 0 {
-		t.backends[from].homes.Add(-1)
+		list[from].homes.Add(-1)
 	}
 	if to >= 0 {
-		t.backends[to].homes.Add(1)
+		list[to].homes.Add(1)
 	}
 }
 
@@ -239,9 +240,11 @@ func (bl *Balancer) routeWorkflow(r *Request) Decision {
 // decide routes a request of w, as routeWorkflow says, and records the
 // decision in w.
 func (bl *Balancer) decide(w *workflow) Decision {
+	set := bl.set.Load()
+	list := set.list
 	healthy := 0
 	var homes, inFlight int64
-	for _, b := range bl.backends {
+	for _, b := range list {
 		if b.healthy.Load() {
 			healthy++
 			homes += b.homes.Load()
@@ -251,8 +254,8 @@ func (bl *Balancer) decide(w *workflow) Decision {
 	if healthy == 0 {
 		return Decision{Backend: -1}
 	}
-	ok := func(i int) bool { return i >= 0 && bl.backends[i].healthy.Load() }
-	walk := bl.ring.walk(w.id)
+	ok := func(i int) bool { return i >= 0 && list[i].healthy.Load() }
+	walk := set.ring.walk(w.id)
 	firstHealthy := func(skip int) int {
 		for _, i := range walk {
 			if i != skip && ok(i) {
@@ -269,23 +272,31 @@ func (bl *Balancer) decide(w *workflow) Decision {
 		// ones (AppWorld past saturation: engines at 24.6 to 35.9
 		// sequences; by load, as even as prefix-aware's).
 		limit := int64(bound(bl.loadFactor, int(homes), healthy))
+		home := -1
 		for _, i := range walk {
-			if ok(i) && bl.backends[i].homes.Load() < limit && (w.home < 0 || bl.backends[i].load() < bl.backends[w.home].load()) {
-				w.home = i
+			if ok(i) && list[i].homes.Load() < limit && (home < 0 || list[i].load() < list[home].load()) {
+				home = i
 			}
 		}
-		if w.home < 0 {
-			w.home = firstHealthy(-1)
+		if home < 0 {
+			home = firstHealthy(-1)
 		}
+		if home < 0 { // every backend went down since they were counted
+			return Decision{Backend: -1}
+		}
+		w.home = home
 		w.second = firstHealthy(w.home)
 		w.misses++
 		d.Affinity = "miss"
 	case !ok(w.home):
-		old := w.home
-		w.home = w.second
-		if !ok(w.home) {
-			w.home = firstHealthy(old)
+		home := w.second
+		if !ok(home) {
+			home = firstHealthy(w.home)
 		}
+		if home < 0 {
+			return Decision{Backend: -1}
+		}
+		w.home = home
 		w.second = firstHealthy(w.home)
 		w.migrations++
 		w.misses++
@@ -304,9 +315,9 @@ func (bl *Balancer) decide(w *workflow) Decision {
 	// A workflow's own parallel calls do not push each other off its
 	// home: the home is judged without up to limit of them.
 	burst := min(int64(w.inFlight), limit)
-	if bl.backends[pick].load()-burst+1 > limit {
+	if list[pick].load()-burst+1 > limit {
 		for _, i := range walk {
-			if ok(i) && bl.backends[i].load()+1 <= limit {
+			if ok(i) && list[i].load()+1 <= limit {
 				pick = i
 				break
 			}
@@ -461,11 +472,12 @@ func (bl *Balancer) status(id string) (WorkflowStatus, bool) {
 	if s.Agents == nil {
 		s.Agents = map[string]int{}
 	}
+	list := bl.list()
 	if w.home >= 0 {
-		s.AssignedInstance = bl.backends[w.home].url
+		s.AssignedInstance = list[w.home].url
 	}
 	if w.second >= 0 {
-		s.SecondCandidate = bl.backends[w.second].url
+		s.SecondCandidate = list[w.second].url
 	}
 	if w.cachedKnown > 0 && w.prompt > 0 {
 		rate := float64(w.cached) / float64(w.prompt)

@@ -86,7 +86,7 @@ func TestHelmChart(t *testing.T) {
 		{"every option", []string{"backends.static={http://other:8000}", "vllm.replicas=3", "vllm.hfTokenSecret=hf", "vllm.extraArgs={--max-model-len,32768}",
 			"metrics.serviceMonitor.enabled=true", "router.apiKeySecret=key", "router.extraArgs.max-connections=8192", "router.extraArgs.admission=32",
 			"router.extraArgs.passthrough=vllm", "router.port=9000", "service.port=80", "routingLogic=session", "workflowSupport.workflowTtl=600",
-			"router.replicas=3", "redis.enabled=true"}},
+			"router.replicas=3", "redis.enabled=true", "backends.discovery=static"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			docs, err := helmTemplate(t, tt.set...)
@@ -130,13 +130,26 @@ func TestHelmChart(t *testing.T) {
 			if sts == nil {
 				t.Fatal("no vLLM StatefulSet")
 			}
-			n := dig(sts, "spec", "replicas").(int)
-			for i := range n {
-				if u := fmt.Sprintf("http://rel-wfsched-vllm-%d.rel-wfsched-vllm.ns.svc:8000", i); !strings.Contains(backends, u) {
-					t.Errorf("backends %s lack pod %d (%s)", backends, i, u)
+			// The vLLM pods: by DNS discovery of the headless Service's SRV
+			// records (the default), or each by name.
+			discovery, _ := f.GetString("service-discovery")
+			vsvc := find(docs, "Service", "rel-wfsched-vllm")
+			switch discovery {
+			case "dns":
+				if !strings.Contains(backends, "http://_http._tcp.rel-wfsched-vllm.ns.svc") || dig(vsvc, "spec", "ports", 0, "name") != "http" || dig(vsvc, "spec", "publishNotReadyAddresses") != true {
+					t.Errorf("DNS discovery: backends %s, vLLM Service ports %v", backends, dig(vsvc, "spec", "ports"))
 				}
+			case "static":
+				n := dig(sts, "spec", "replicas").(int)
+				for i := range n {
+					if u := fmt.Sprintf("http://rel-wfsched-vllm-%d.rel-wfsched-vllm.ns.svc:8000", i); !strings.Contains(backends, u) {
+						t.Errorf("backends %s lack pod %d (%s)", backends, i, u)
+					}
+				}
+			default:
+				t.Errorf("--service-discovery %q", discovery)
 			}
-			if find(docs, "Service", "rel-wfsched-vllm") == nil || dig(find(docs, "Service", "rel-wfsched-vllm"), "spec", "clusterIP") != "None" {
+			if vsvc == nil || dig(vsvc, "spec", "clusterIP") != "None" {
 				t.Error("no headless vLLM Service")
 			}
 			vc := dig(sts, "spec", "template", "spec", "containers", 0)
@@ -179,6 +192,7 @@ func TestHelmChart(t *testing.T) {
 		{"router.replicas=2", "needs shared state"},
 		{"vllm.enabled=false", "no backends"},
 		{"workflowSupport.enabled=false", "choose another routingLogic"},
+		{"backends.discovery=k8s", "want dns or static"},
 	} {
 		if _, err := helmTemplate(t, tt.set); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("--set %s: %v, want an error saying %q", tt.set, err, tt.want)
@@ -206,11 +220,22 @@ func TestHelmChart(t *testing.T) {
 	}
 }
 
-// The design documents' quick start names --service-discovery static.
+// The design documents' quick start names --service-discovery static;
+// dns resolves the backends' names (and follows them).
 func TestServiceDiscoveryFlag(t *testing.T) {
-	code, _, stderr := run(t, "router", "--service-discovery", "dns", "--static-backends", "http://127.0.0.1:9")
-	if code != 2 || !strings.Contains(stderr, "only static is built") {
-		t.Errorf("dns: exit %d: %s", code, stderr)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--service-discovery", "k8s", "--static-backends", "http://127.0.0.1:9"}, "want static (--backends as given) or dns"},
+		{[]string{"--service-discovery", "dns", "--backends", "http://no-such-host.invalid:8000"}, "--service-discovery dns: addresses of no-such-host.invalid"},
+		{[]string{"--service-discovery", "dns", "--backends", "http://127.0.0.1"}, "give its port"},
+		{[]string{"--service-discovery", "dns", "--backends", "http://127.0.0.1:9", "--discovery-interval", "0"}, "want a positive duration"},
+	} {
+		code, _, stderr := run(t, append([]string{"router"}, c.args...)...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d: %s (want %q)", c.args, code, stderr, c.want)
+		}
 	}
 	cmd := newRouterCmd()
 	if err := cmd.ParseFlags([]string{"--service-discovery", "static", "--static-backends", "http://a:8000", "--static-models", "m", "--workflow-ttl", "3600", "--max-workflows", "1000", "--routing-logic", "workflow_aware"}); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/url"
@@ -61,7 +62,9 @@ and resumes when it returns.`,
 	f := cmd.Flags()
 	f.StringVar(&o.backends, "backends", "", "comma-separated backend URLs (required)")
 	f.StringVar(&o.backends, "static-backends", "", "the design documents' name for --backends")
-	f.StringVar(&o.discover, "service-discovery", "static", "how backends are found, as the design documents name it: static (--backends / --static-backends); dns and k8s are not built")
+	f.StringVar(&o.discover, "service-discovery", "static", "how backends are found, as the design documents name it: static (--backends as given) or dns (each --backends URL's host resolved again every --discovery-interval: its A/AAAA records, one backend per address, or SRV records for a host starting with _; backends join and leave without a restart)")
+	o.cfg.DiscoverInterval = router.DefaultDiscoverInterval
+	f.Var((*seconds)(&o.cfg.DiscoverInterval), "discovery-interval", "with --service-discovery dns: how often the names are resolved again (default 5s)")
 	f.StringVar(&o.models, "static-models", "", "models /v1/models lists (default: ask the backends)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8001", "address to serve on")
 	f.StringVar(&o.cfg.Logic, "routing-logic", router.DefaultLogic, "routing logic: "+strings.Join(router.Logics(), ", "))
@@ -100,9 +103,6 @@ and resumes when it returns.`,
 }
 
 func runRouter(cmd *cobra.Command, o *routerOptions) error {
-	if o.discover != "static" {
-		return usageError("--service-discovery %s: only static is built (give the servers with --backends or --static-backends); re-resolving DNS names as backends join and leave is not built yet", o.discover)
-	}
 	for _, b := range strings.Split(o.backends, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			o.cfg.Backends = append(o.cfg.Backends, b)
@@ -110,6 +110,24 @@ func runRouter(cmd *cobra.Command, o *routerOptions) error {
 	}
 	if len(o.cfg.Backends) == 0 {
 		return usageError("router needs --backends URL,URL (the servers to route to)")
+	}
+	switch o.discover {
+	case "static":
+	case "dns":
+		if o.cfg.DiscoverInterval <= 0 {
+			return usageError("--discovery-interval: want a positive duration")
+		}
+		o.cfg.Discover = router.DNSBackends(o.cfg.Backends, nil)
+		ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+		urls, err := o.cfg.Discover(ctx)
+		cancel()
+		if err != nil {
+			return usageError("--service-discovery dns: %v (the router needs one backend to start; it then follows the names every %v)", err, o.cfg.DiscoverInterval)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "wfsched router: %s resolved to %s\n", strings.Join(o.cfg.Backends, ","), strings.Join(urls, ","))
+		o.cfg.Backends = urls
+	default:
+		return usageError("--service-discovery %s: want static (--backends as given) or dns (their names resolved again every --discovery-interval)", o.discover)
 	}
 	if o.models != "" {
 		o.cfg.Models = strings.Split(o.models, ",")
