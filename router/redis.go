@@ -236,7 +236,9 @@ func (s *redisState) readLoads(ctx context.Context, p redis.Pipeliner) func(back
 // answers again, exchanges loads with the other replicas, and wakes long
 // polls on the messages other replicas post.
 func (s *redisState) run(ctx context.Context, list func() []*backend) {
-	go s.listen(ctx)
+	var listening sync.WaitGroup
+	defer listening.Wait()
+	listening.Go(func() { s.listen(ctx) })
 	t := time.NewTicker(loadEvery)
 	defer t.Stop()
 	last := time.Time{}

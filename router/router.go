@@ -450,11 +450,14 @@ func (rt *Router) Run(ctx context.Context) {
 	sweepEvery := min(max(rt.cfg.WorkflowTTL/10, time.Second), 30*time.Second)
 	sweep := time.NewTicker(sweepEvery)
 	defer sweep.Stop()
+	// Its helpers end with it.
+	var helpers sync.WaitGroup
+	defer helpers.Wait()
 	if rt.shared != nil {
-		go rt.shared.run(ctx, rt.list)
+		helpers.Go(func() { rt.shared.run(ctx, rt.list) })
 	}
 	if rt.cfg.Discover != nil {
-		go rt.discover(ctx)
+		helpers.Go(func() { rt.discover(ctx) })
 	}
 	for {
 		select {
