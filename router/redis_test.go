@@ -13,6 +13,15 @@ import (
 	"time"
 )
 
+// fastHeartbeat shortens the replicas' heartbeat and liveness for a test,
+// until its routers have stopped (a cleanup registered before theirs runs
+// after them).
+func fastHeartbeat(t *testing.T, beat, ttl time.Duration) {
+	h, r := heartbeat, replicaTTL
+	t.Cleanup(func() { heartbeat, replicaTTL = h, r })
+	heartbeat, replicaTTL = beat, ttl
+}
+
 // startReplica serves a router until the returned stop is called (or the
 // test ends): a replica that can be killed mid-test.
 func startReplica(t *testing.T, cfg Config) (*Router, string, func()) {
@@ -249,8 +258,7 @@ func TestStateErrors(t *testing.T) {
 // homes), says degraded, counts the errors, and resumes when Redis
 // returns, keeping the homes it gave meanwhile.
 func TestRedisLostWhileServing(t *testing.T) {
-	defer func(h, ttl time.Duration) { heartbeat, replicaTTL = h, ttl }(heartbeat, replicaTTL)
-	heartbeat, replicaTTL = 50*time.Millisecond, 500*time.Millisecond
+	fastHeartbeat(t, 50*time.Millisecond, 500*time.Millisecond)
 	srv, err := startRedisServer("")
 	needRedis(t, err)
 	defer func() { srv.stop() }()
@@ -326,8 +334,7 @@ func TestRedisLostWhileServing(t *testing.T) {
 // workflows' homes, every message queued through it is delivered, and its
 // in-flight requests stop counting once it is no longer alive.
 func TestReplicaKilledMidRun(t *testing.T) {
-	defer func(h, ttl time.Duration) { heartbeat, replicaTTL = h, ttl }(heartbeat, replicaTTL)
-	heartbeat, replicaTTL = 50*time.Millisecond, 300*time.Millisecond
+	fastHeartbeat(t, 50*time.Millisecond, 300*time.Millisecond)
 	state := testRedis(t)
 	fs := []*fakeBackend{newFake(t), newFake(t)}
 	a, urlA, stopA := startReplica(t, Config{Backends: backends(fs...), HealthInterval: time.Hour, State: state})
