@@ -28,6 +28,8 @@ type backend struct {
 	// for routing (its workflows move as on failure) and not probed.
 	gone   atomic.Bool
 	prefix *prefixIndex
+	// series are its per-request metrics, resolved once (routerMetrics.of).
+	series atomic.Pointer[backendSeries]
 }
 
 // load is the requests in flight on the backend, through this router and

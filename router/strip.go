@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/wfsched/wfsched/internal/jsonscan"
 )
@@ -98,23 +99,85 @@ func parseMetadata(raw []byte) (*Metadata, error) {
 	if len(raw) > maxMetadataBytes {
 		return nil, fmt.Errorf("%d bytes: want at most %d (ids are at most %d bytes each)", len(raw), maxMetadataBytes, MaxIDLength)
 	}
-	members, _, ok := jsonscan.Object(raw, 0)
+	var buf [8]jsonscan.Member
+	members, end, ok := jsonscan.ObjectInto(buf[:0], raw, 0)
 	if !ok {
 		return nil, errors.New("want a JSON object")
 	}
-	seen := make(map[string]bool, len(members))
-	for _, m := range members {
-		name := m.Key(raw)
-		if seen[name] {
-			return nil, fmt.Errorf("%s: %w", clip(name), errDuplicate)
+	if name, dup := duplicateKey(raw, members); dup {
+		return nil, fmt.Errorf("%s: %w", clip(name), errDuplicate)
+	}
+	md := &Metadata{}
+	if jsonscan.Space(raw, end) != len(raw) || !md.plainStrings(raw, members) {
+		// Anything but plain string ids (a priority, escapes, an unknown
+		// member, a wrong type): the decoder reads it and says what is
+		// wrong.
+		*md = Metadata{}
+		if err := json.Unmarshal(raw, md); err != nil {
+			return nil, err
 		}
-		seen[name] = true
 	}
-	var md Metadata
-	if err := json.Unmarshal(raw, &md); err != nil {
-		return nil, err
+	return md, md.validate()
+}
+
+// duplicateKey finds a member named twice.
+func duplicateKey(raw []byte, members []jsonscan.Member) (string, bool) {
+	if len(members) > 16 {
+		seen := make(map[string]bool, len(members))
+		for _, m := range members {
+			name := m.Key(raw)
+			if seen[name] {
+				return name, true
+			}
+			seen[name] = true
+		}
+		return "", false
 	}
-	return &md, md.validate()
+	for i, a := range members {
+		ka, plainA := a.Raw(raw)
+		for _, b := range members[:i] {
+			kb, plainB := b.Raw(raw)
+			if plainA && plainB && bytes.Equal(ka, kb) || !(plainA && plainB) && a.Key(raw) == b.Key(raw) {
+				return a.Key(raw), true
+			}
+		}
+	}
+	return "", false
+}
+
+// plainStrings reads the metadata's string members when every member is
+// one of them and a plain string (no escapes, no control bytes, valid
+// UTF-8), the common case, without a decoder; false for anything else.
+func (md *Metadata) plainStrings(raw []byte, members []jsonscan.Member) bool {
+	for _, m := range members {
+		v := raw[m.ValueStart:m.ValueEnd]
+		if len(v) < 2 || v[0] != '"' || !utf8.Valid(v) {
+			return false
+		}
+		v = v[1 : len(v)-1]
+		for _, c := range v {
+			if c < 0x20 || c == '\\' {
+				return false
+			}
+		}
+		key, plain := m.Raw(raw)
+		if !plain {
+			return false
+		}
+		switch string(key) {
+		case "workflow_id":
+			md.WorkflowID = string(v)
+		case "agent_id":
+			md.AgentID = string(v)
+		case "parent_request_id":
+			md.ParentRequestID = string(v)
+		case "context_sharing_strategy":
+			md.ContextSharingStrategy = string(v)
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func (md *Metadata) validate() error {

@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"regexp"
+	"strconv"
 	"testing"
+
+	"github.com/wfsched/wfsched/internal/jsonscan"
 )
 
 func TestStripField(t *testing.T) {
@@ -120,5 +124,73 @@ func FuzzParseCompletion(f *testing.F) {
 			t.Fatalf("session key of %d bytes", len(req.Session))
 		}
 		req.Prompt() // must not panic either
+	})
+}
+
+// FuzzParseMetadata checks the metadata's fast path against the decoder:
+// whatever the object, parseMetadata answers as json.Unmarshal (with the
+// duplicate check and validation) would.
+func FuzzParseMetadata(f *testing.F) {
+	f.Add([]byte(`{"workflow_id":"w","agent_id":"a","parent_request_id":"p"}`))
+	f.Add([]byte(`{"workflow_id":"w","workflow_priority":2,"context_sharing_strategy":"none"}`))
+	f.Add([]byte(`{"workflow_id":"w\u0031","agent_id":"a"}`))
+	f.Add([]byte(`{"Workflow_ID":"w","agent_id":"\xff"}`))
+	f.Add([]byte(`{"workflow_id":"w","workflow\u005fid":"x"}`))
+	f.Add([]byte(`{"workflow_id":5}`))
+	f.Add([]byte(`{"workflow_id":"w","extra":{"a":[1,2]}}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, gotErr := parseMetadata(raw)
+		// The decoder's answer, with the same duplicate check.
+		var want Metadata
+		wantErr := json.Unmarshal(raw, &want)
+		if members, _, ok := jsonscan.Object(raw, 0); ok && wantErr == nil {
+			if _, dup := duplicateKey(raw, members); dup {
+				wantErr = errDuplicate
+			}
+		}
+		if wantErr == nil {
+			wantErr = want.validate()
+		}
+		if len(raw) > maxMetadataBytes {
+			return // refused by size first
+		}
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("%q: error %v, the decoder's %v", raw, gotErr, wantErr)
+		}
+		if gotErr == nil && *got != want {
+			t.Fatalf("%q: %+v, the decoder's %+v", raw, *got, want)
+		}
+	})
+}
+
+// FuzzParseUsage checks the usage scan against regular expressions of
+// what it reads: the first prompt (or input) and cached token counts after
+// the last "usage" key.
+func FuzzParseUsage(f *testing.F) {
+	f.Add([]byte(`data: {"usage":{"prompt_tokens":10,"completion_tokens":8,"prompt_tokens_details":{"cached_tokens":4}}}`))
+	f.Add([]byte(`{"usage": {"input_tokens" : 7, "input_tokens_details": {"cached_tokens":0}}}`))
+	f.Add([]byte(`{"usage":{"prompt_tokens":null,"input_tokens":3}} {"usage":{"prompt_tokens":5}}`))
+	f.Add([]byte(`"usage" "input_tokens":2 "prompt_tokens":1`))
+	f.Add([]byte(`no usage "prompt_tokens":9`))
+	prompt := regexp.MustCompile(`"(?:prompt|input)_tokens"[ \t\r\n]*:[ \t\r\n]*(\d+)`)
+	cachedRe := regexp.MustCompile(`"cached_tokens"[ \t\r\n]*:[ \t\r\n]*(\d+)`)
+	f.Fuzz(func(t *testing.T, tail []byte) {
+		p, c, known := parseUsage(tail)
+		var wp, wc int
+		var wk bool
+		if k := bytes.LastIndex(tail, []byte(`"usage"`)); k >= 0 {
+			u := tail[k:]
+			if m := prompt.FindSubmatch(u); m != nil {
+				wp, _ = strconv.Atoi(string(m[1]))
+			}
+			if m := cachedRe.FindSubmatch(u); m != nil {
+				if n, err := strconv.Atoi(string(m[1])); err == nil {
+					wc, wk = n, true
+				}
+			}
+		}
+		if p != wp || c != wc || known != wk {
+			t.Fatalf("%q: %d %d %v, want %d %d %v", tail, p, c, known, wp, wc, wk)
+		}
 	})
 }

@@ -1,0 +1,579 @@
+package router
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// upstream is the router's HTTP/1.1 client to its backends: every request
+// the router forwards (routed, passed through, health probes, model
+// lists) goes through it. It does on the caller's goroutine what
+// net/http's Transport does on three (the caller, a reader and a writer
+// per connection, handing each request over by channel): under wrk
+// against instant backends the Transport's own work was a fifth of the
+// router's CPU (pprof), more than the rest of the routing.
+//
+// Per backend it keeps a pool of kept-alive connections, at most maxConns
+// open (requests beyond wait, in arrival order, for a connection to come
+// back or to close); a request on a reused connection that fails before
+// any byte of the answer is sent again once on a new one (the backend
+// closed the idle connection: nothing of the request reached it). A
+// request's context cancels it at any point, the first byte of the
+// answer must come within headerTimeout, and the body's reader, once
+// closed from any goroutine, ends the connection.
+type upstream struct {
+	dialer        net.Dialer
+	headerTimeout time.Duration
+	idleTimeout   time.Duration
+	maxConns      int
+	tlsConfig     *tls.Config // for https backends; nil: the system's roots
+
+	mu    sync.RWMutex
+	pools map[string]*upPool // by backend base URL
+}
+
+func newUpstream(connect, header, idle time.Duration, maxConns int) *upstream {
+	return &upstream{dialer: net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second},
+		headerTimeout: header, idleTimeout: idle, maxConns: maxConns, pools: map[string]*upPool{}}
+}
+
+// upPool is one backend's connections.
+type upPool struct {
+	u      *upstream
+	tls    bool
+	addr   string // host:port to dial
+	host   string // the Host header
+	prefix string // the base URL's path, before every request's
+
+	mu      sync.Mutex
+	idle    []*upConn // newest last
+	open    int       // connections open or being dialled
+	waiters []chan *upConn
+}
+
+type upConn struct {
+	nc        net.Conn
+	br        *bufio.Reader
+	pool      *upPool
+	idleSince time.Time
+}
+
+// errUpstreamClosed is what a body read after Close returns.
+var errUpstreamClosed = errors.New("response body closed")
+
+// pool returns the pool of the backend at base (a URL).
+func (u *upstream) pool(base string) (*upPool, error) {
+	u.mu.RLock()
+	p := u.pools[base]
+	u.mu.RUnlock()
+	if p != nil {
+		return p, nil
+	}
+	pu, err := url.Parse(base)
+	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		return nil, fmt.Errorf("backend %q: want an http:// or https:// URL", base)
+	}
+	addr := pu.Host
+	if pu.Port() == "" {
+		port := "80"
+		if pu.Scheme == "https" {
+			port = "443"
+		}
+		addr = net.JoinHostPort(pu.Hostname(), port)
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if p := u.pools[base]; p != nil {
+		return p, nil
+	}
+	p = &upPool{u: u, tls: pu.Scheme == "https", addr: addr, host: pu.Host, prefix: strings.TrimSuffix(pu.EscapedPath(), "/")}
+	u.pools[base] = p
+	return p, nil
+}
+
+// closeIdle closes every idle connection; those in use close when their
+// request ends.
+func (u *upstream) closeIdle() {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	for _, p := range u.pools {
+		p.mu.Lock()
+		idle := p.idle
+		p.idle = nil
+		p.mu.Unlock()
+		for _, c := range idle {
+			c.close()
+		}
+	}
+}
+
+// do sends method uri (path and query, below the base URL's path) with
+// header (hop-by-hop fields and the workflow headers are left out, as is
+// Host and Content-Length, which it writes) and body to the backend at
+// base, and returns its answer once its headers are in. The answer's body
+// must be closed.
+func (u *upstream) do(ctx context.Context, base, method, uri string, header http.Header, body []byte) (*http.Response, error) {
+	p, err := u.pool(base)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		c, reused, err := p.get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		resp, stale, err := c.roundTrip(ctx, method, p.prefix+uri, header, body)
+		if err == nil {
+			return resp, nil
+		}
+		c.close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !reused || !stale || attempt > 0 {
+			return nil, err
+		}
+		// A kept-alive connection the backend had closed: again, on a
+		// new one.
+	}
+}
+
+// get takes an idle connection, dials one, or waits for either.
+func (p *upPool) get(ctx context.Context) (c *upConn, reused bool, err error) {
+	p.mu.Lock()
+	for len(p.idle) > 0 {
+		c = p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if time.Since(c.idleSince) < p.u.idleTimeout {
+			p.mu.Unlock()
+			return c, true, nil
+		}
+		p.mu.Unlock()
+		c.close()
+		p.mu.Lock()
+	}
+	if p.u.maxConns <= 0 || p.open < p.u.maxConns {
+		p.open++
+		p.mu.Unlock()
+		return p.dial(ctx)
+	}
+	w := make(chan *upConn, 1)
+	p.waiters = append(p.waiters, w)
+	p.mu.Unlock()
+	select {
+	case c := <-w:
+		if c == nil { // a connection closed: its place is ours
+			return p.dial(ctx)
+		}
+		return c, true, nil
+	case <-ctx.Done():
+		p.mu.Lock()
+		for i, x := range p.waiters {
+			if x == w {
+				p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+				p.mu.Unlock()
+				return nil, false, ctx.Err()
+			}
+		}
+		p.mu.Unlock()
+		// Handed something meanwhile: pass it on.
+		if c := <-w; c != nil {
+			p.put(c)
+		} else {
+			p.release()
+		}
+		return nil, false, ctx.Err()
+	}
+}
+
+// dial opens a connection in a place already counted in open.
+func (p *upPool) dial(ctx context.Context) (*upConn, bool, error) {
+	nc, err := p.u.dialer.DialContext(ctx, "tcp", p.addr)
+	if err == nil && p.tls {
+		cfg := p.u.tlsConfig.Clone()
+		if cfg == nil {
+			cfg = &tls.Config{}
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(p.addr)
+		}
+		cfg.NextProtos = []string{"http/1.1"}
+		tc := tls.Client(nc, cfg)
+		if err = tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+		}
+		nc = tc
+	}
+	if err != nil {
+		p.release()
+		return nil, false, err
+	}
+	return &upConn{nc: nc, br: bufio.NewReaderSize(nc, 4<<10), pool: p}, false, nil
+}
+
+// put gives a connection back for reuse: to the first waiter, or idle.
+func (p *upPool) put(c *upConn) {
+	p.mu.Lock()
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		p.mu.Unlock()
+		w <- c
+		return
+	}
+	c.idleSince = time.Now()
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// release gives up a closed connection's place: to the first waiter, who
+// dials, or back to the pool.
+func (p *upPool) release() {
+	p.mu.Lock()
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		p.mu.Unlock()
+		w <- nil
+		return
+	}
+	p.open--
+	p.mu.Unlock()
+}
+
+func (c *upConn) close() {
+	c.nc.Close()
+	c.pool.release()
+}
+
+// aLongTimeAgo, as a deadline, interrupts a blocked read or write at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// requestHeads hold requests' heads as they are written.
+var requestHeads = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// skipHeader says which of a client's header fields a backend does not
+// get: connection-specific ones, the workflow headers the router
+// consumes, and those the request line and framing write.
+func skipHeader(k string) bool {
+	switch k {
+	case "Host", "Content-Length", "X-Workflow-Id", "X-Agent-Id":
+		return true
+	}
+	for _, h := range hopHeaders {
+		if k == h {
+			return true
+		}
+	}
+	return false
+}
+
+// roundTrip writes the request and reads the answer's head. stale says
+// the connection was found closed by the backend before any byte of an
+// answer: then the request may go again on another.
+func (c *upConn) roundTrip(ctx context.Context, method, uri string, header http.Header, body []byte) (resp *http.Response, stale bool, err error) {
+	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	hp := requestHeads.Get().(*[]byte)
+	h := append((*hp)[:0], method...)
+	h = append(h, ' ')
+	h = append(h, uri...)
+	h = append(h, " HTTP/1.1\r\nHost: "...)
+	h = append(h, c.pool.host...)
+	h = append(h, "\r\n"...)
+	for k, vs := range header {
+		if skipHeader(k) {
+			continue
+		}
+		for _, v := range vs {
+			h = append(h, k...)
+			h = append(h, ": "...)
+			h = append(h, v...)
+			h = append(h, "\r\n"...)
+		}
+	}
+	if len(body) > 0 || method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
+		h = append(h, "Content-Length: "...)
+		h = strconv.AppendInt(h, int64(len(body)), 10)
+		h = append(h, "\r\n"...)
+	}
+	h = append(h, "\r\n"...)
+	if c.pool.u.headerTimeout > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(c.pool.u.headerTimeout))
+	}
+	if len(body) > 0 && len(h)+len(body) <= cap(h) {
+		h = append(h, body...)
+		body = nil
+	}
+	bufs := net.Buffers{h}
+	if len(body) > 0 {
+		bufs = append(bufs, body)
+	}
+	_, err = bufs.WriteTo(c.nc)
+	*hp = h[:0]
+	requestHeads.Put(hp)
+	if err != nil {
+		return nil, closedByPeer(err), err
+	}
+	resp, err = c.readHead()
+	if err != nil {
+		return nil, c.br.Buffered() == 0 && closedByPeer(err), err
+	}
+	c.nc.SetReadDeadline(time.Time{})
+	if ctx.Err() != nil { // cancelled as the deadline was cleared
+		c.nc.SetReadDeadline(aLongTimeAgo)
+	}
+	resp.Body = c.body(ctx, resp, method, stop)
+	return resp, true, nil
+}
+
+// closedByPeer says whether err is the other end having closed the
+// connection (not a timeout, not a malformed answer).
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// maxHeadBytes bounds an answer's head.
+const maxHeadBytes = 64 << 10
+
+// readHead reads the status line and header of an answer, skipping
+// informational (1xx) answers.
+func (c *upConn) readHead() (*http.Response, error) {
+	for {
+		line, err := c.br.ReadSlice('\n')
+		switch {
+		case err == bufio.ErrBufferFull:
+			return nil, errors.New("malformed HTTP status line: too long")
+		case err == io.EOF && len(line) > 0:
+			return nil, io.ErrUnexpectedEOF // an answer, cut
+		case err != nil:
+			return nil, err
+		}
+		resp := &http.Response{}
+		proto, rest, ok := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(" "))
+		codeText, _, _ := bytes.Cut(rest, []byte(" "))
+		switch {
+		case !ok || len(codeText) != 3:
+			return nil, fmt.Errorf("malformed HTTP status line %q", clip(string(line)))
+		case bytes.Equal(proto, []byte("HTTP/1.1")):
+			resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.1", 1, 1
+		case bytes.Equal(proto, []byte("HTTP/1.0")):
+			resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.0", 1, 0
+		default:
+			return nil, fmt.Errorf("malformed HTTP version %q", clip(string(proto)))
+		}
+		code, err := strconv.Atoi(string(codeText))
+		if err != nil || code < 100 {
+			return nil, fmt.Errorf("malformed HTTP status code %q", clip(string(codeText)))
+		}
+		resp.StatusCode, resp.Status = code, string(bytes.TrimRight(rest, "\r\n"))
+		hdr, err := c.readHeader()
+		if err != nil {
+			return nil, fmt.Errorf("malformed HTTP header: %w", err)
+		}
+		resp.Header = http.Header(hdr)
+		if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+			continue // 100 Continue, 103 Early Hints: the answer follows
+		}
+		return resp, nil
+	}
+}
+
+// readHeader reads the header fields of an answer, through the empty line.
+// The common case, a head within the read buffer, is parsed there; a
+// longer one is gathered first, up to maxHeadBytes.
+func (c *upConn) readHeader() (textproto.MIMEHeader, error) {
+	for {
+		buf, _ := c.br.Peek(c.br.Buffered())
+		if bytes.HasPrefix(buf, []byte("\r\n")) || bytes.HasPrefix(buf, []byte("\n")) ||
+			bytes.Contains(buf, []byte("\n\r\n")) || bytes.Contains(buf, []byte("\n\n")) {
+			return textproto.NewReader(c.br).ReadMIMEHeader()
+		}
+		if len(buf) == c.br.Size() {
+			break
+		}
+		if _, err := c.br.Peek(len(buf) + 1); err != nil {
+			return nil, err
+		}
+	}
+	var head []byte
+	for atStart := true; ; {
+		line, err := c.br.ReadSlice('\n')
+		if err != nil && err != bufio.ErrBufferFull {
+			return nil, err
+		}
+		if len(head)+len(line) > maxHeadBytes {
+			return nil, fmt.Errorf("over %d bytes", maxHeadBytes)
+		}
+		head = append(head, line...)
+		if atStart && err == nil && len(bytes.TrimRight(line, "\r\n")) == 0 {
+			break
+		}
+		atStart = err == nil
+	}
+	return textproto.NewReader(bufio.NewReader(bytes.NewReader(head))).ReadMIMEHeader()
+}
+
+// upBody reads an answer's body and, at its end, gives the connection
+// back (or closes it when the framing or the backend says so).
+type upBody struct {
+	c        *upConn
+	r        io.Reader
+	remain   int64 // bytes left with a Content-Length, -1 otherwise
+	chunked  bool
+	keep     bool // the connection may be reused after the body
+	stop     func() bool
+	ctx      context.Context
+	err      error       // the reader's: only its goroutine touches it
+	done     atomic.Bool // the connection's fate is decided
+	closedBy atomic.Bool // Close was called
+}
+
+// body frames the answer's body and says how its connection ends.
+func (c *upConn) body(ctx context.Context, resp *http.Response, method string, stop func() bool) io.ReadCloser {
+	b := &upBody{c: c, r: c.br, remain: -1, stop: stop, ctx: ctx,
+		keep: resp.ProtoMinor == 1 && !headerHasToken(resp.Header, "Connection", "close") ||
+			resp.ProtoMinor == 0 && headerHasToken(resp.Header, "Connection", "keep-alive")}
+	resp.ContentLength = -1
+	switch {
+	case method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified:
+		b.remain, resp.ContentLength = 0, 0
+	case headerHasToken(resp.Header, "Transfer-Encoding", "chunked"):
+		b.chunked, b.r = true, httputil.NewChunkedReader(c.br)
+		resp.TransferEncoding = []string{"chunked"}
+		resp.Header.Del("Transfer-Encoding")
+		resp.Header.Del("Content-Length")
+	default:
+		if cl := resp.Header.Get("Content-Length"); cl != "" {
+			n, err := strconv.ParseInt(strings.TrimSpace(cl), 10, 64)
+			if err == nil && n >= 0 && len(resp.Header["Content-Length"]) == 1 {
+				b.remain, resp.ContentLength = n, n
+				break
+			}
+			b.keep = false // malformed: read to the end of the connection
+		} else {
+			b.keep = false // no framing: the body ends with the connection
+		}
+	}
+	if b.remain == 0 {
+		b.finish(true)
+		b.err = io.EOF
+	}
+	return b
+}
+
+func (b *upBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.remain >= 0 && int64(len(p)) > b.remain {
+		p = p[:b.remain]
+	}
+	n, err := b.r.Read(p)
+	if b.remain > 0 {
+		b.remain -= int64(n)
+		if b.remain == 0 && err == nil {
+			err = io.EOF
+		} else if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	switch {
+	case err == io.EOF && b.chunked:
+		if terr := b.trailer(); terr != nil {
+			err = terr
+			break
+		}
+		b.finish(true)
+	case err == io.EOF:
+		b.finish(b.remain == 0)
+	case err != nil:
+		b.finish(false)
+		switch {
+		case b.closedBy.Load():
+			err = errUpstreamClosed
+		case b.ctx.Err() != nil:
+			err = b.ctx.Err()
+		}
+	}
+	if err != nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// trailer reads the chunked body's trailer section (ignored) and its end.
+func (b *upBody) trailer() error {
+	for read := 0; ; {
+		line, err := b.c.br.ReadSlice('\n')
+		if err != nil {
+			b.finish(false)
+			return err
+		}
+		if read += len(line); read > maxHeadBytes {
+			b.finish(false)
+			return errors.New("chunked body's trailer too long")
+		}
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return nil
+		}
+	}
+}
+
+// finish decides the connection's fate once: reused when the body ended
+// cleanly and neither side asked to close, closed otherwise.
+func (b *upBody) finish(clean bool) {
+	if !b.done.CompareAndSwap(false, true) {
+		return
+	}
+	// stop is false once the request's context has ended: its deadline
+	// may be set on the connection.
+	if b.stop() && clean && b.keep {
+		b.c.pool.put(b.c)
+		return
+	}
+	b.c.close()
+}
+
+// Close ends the body. From another goroutine it interrupts a read in
+// flight (the connection closes).
+func (b *upBody) Close() error {
+	b.closedBy.Store(true)
+	if b.done.Load() {
+		return nil
+	}
+	b.finish(false)
+	return nil
+}
+
+// headerHasToken says whether a comma-separated header field lists token.
+func headerHasToken(h http.Header, key, token string) bool {
+	for _, v := range h[key] {
+		for s := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(s), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
