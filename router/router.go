@@ -833,11 +833,10 @@ func (rt *Router) relay(ctx context.Context, w http.ResponseWriter, b *backend, 
 		info.timeScale, _ = strconv.ParseFloat(resp.Header.Get(wire.TimeScale), 64)
 	}
 	h := w.Header()
-	for k, v := range resp.Header {
-		h[k] = v
-	}
-	for _, k := range hopHeaders {
-		h.Del(k)
+	for k, v := range resp.Header { // canonical keys (upstream reads them so)
+		if !isHop(k) {
+			h[k] = v
+		}
 	}
 	h.Set(wire.Backend, b.url)
 	w.WriteHeader(resp.StatusCode)

@@ -276,6 +276,11 @@ func skipHeader(k string) bool {
 	case "Host", "Content-Length", "X-Workflow-Id", "X-Agent-Id":
 		return true
 	}
+	return isHop(k)
+}
+
+// isHop says whether a header field (canonical key) is one of hopHeaders.
+func isHop(k string) bool {
 	for _, h := range hopHeaders {
 		if k == h {
 			return true
@@ -325,11 +330,12 @@ func (c *upConn) roundTrip(ctx context.Context, method, uri string, header http.
 		h = append(h, body...)
 		body = nil
 	}
-	bufs := net.Buffers{h}
-	if len(body) > 0 {
-		bufs = append(bufs, body)
+	if len(body) > 0 { // large: both in one system call, without a copy
+		bufs := net.Buffers{h, body}
+		_, err = bufs.WriteTo(c.nc)
+	} else {
+		_, err = c.nc.Write(h)
 	}
-	_, err = bufs.WriteTo(c.nc)
 	*hp = h[:0]
 	requestHeads.Put(hp)
 	if err != nil {
