@@ -139,6 +139,10 @@ type trace struct {
 	rank   []float64
 	pos    []int
 	levels []int // nodes per level
+	// ahead[v] is the most LLM calls on any chain of dependencies from v
+	// (v included) to the end: the workflow's remaining critical path, in
+	// calls, once v is ready.
+	ahead  []int
 	prompt *prompter
 }
 
@@ -337,6 +341,16 @@ func prepare(g *dag.Graph, enc *tokenizer.Encoder, mode ContextMode) (*trace, er
 	for l, vs := range topo.Levels {
 		t.levels[l] = len(vs)
 	}
+	t.ahead = make([]int, len(g.Nodes))
+	for k := len(topo.Order) - 1; k >= 0; k-- {
+		v := topo.Order[k]
+		for _, c := range topo.Children(v) {
+			t.ahead[v] = max(t.ahead[v], t.ahead[c])
+		}
+		if g.Nodes[v].Kind == dag.KindLLM {
+			t.ahead[v]++
+		}
+	}
 	t.prompt = newPrompter(g, topo, enc, mode)
 	return t, nil
 }
@@ -475,7 +489,7 @@ func (r *runner) newFlow(idx int, arrival, now float64) *flow {
 	f := &flow{r: r, t: t, id: fmt.Sprintf("wf-%05d", idx), st: st, limit: max(1, pol.Limit(r.cfg.MaxParallel)),
 		indeg: make([]int, n), status: make([]string, n), readyAt: make([]float64, n), left: append([]int(nil), t.levels...),
 		ready: heap.New(func(a, b int) bool { return pol.Less(st, a, b) }, 0), arrival: arrival}
-	f.ws = &WorkflowState{State: st, PathAttained: make([]int, n)}
+	f.ws = &WorkflowState{State: st, PathAttained: make([]int, n), CallsAhead: t.ahead}
 	for _, nd := range t.g.Nodes {
 		f.ws.Remaining += referenceTokens(nd)
 	}
@@ -572,6 +586,9 @@ func (f *flow) end(v int, res NodeResult, now float64) {
 		served = res.PromptTokens + res.CompletionTokens
 	}
 	f.ws.Attained += served
+	if served > 0 {
+		f.ws.Calls++
+	}
 	f.ws.Remaining -= referenceTokens(f.t.g.Nodes[v])
 	for _, c := range f.t.topo.Children(v) {
 		f.ws.PathAttained[c] = max(f.ws.PathAttained[c], f.ws.PathAttained[v]+served)

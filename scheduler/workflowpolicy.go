@@ -32,6 +32,12 @@ type WorkflowState struct {
 	// PathAttained[v] is the most tokens of finished calls on any chain of
 	// dependencies ending at v's parents.
 	PathAttained []int
+	// Calls is the workflow's LLM calls finished (with service).
+	Calls int
+	// CallsAhead[v] is the most LLM calls on any chain of dependencies
+	// from v (v included) to the workflow's end: its remaining critical
+	// path in calls, from the graph's shape alone.
+	CallsAhead []int
 	// Remaining is the reference work (prompt and output tokens, from the
 	// trace) of the LLM calls not yet finished.
 	Remaining int
@@ -66,21 +72,38 @@ type LAS struct{}
 // of one workflow do not push each other down.
 type ATLAS struct{}
 
+// CriticalPath is shortest remaining critical path first, estimated: a
+// call's level is that of the LLM calls on the longest chain from it to
+// its workflow's end (from the graph's shape, CallsAhead) times the mean
+// tokens of the workflow's finished calls (a quantum before its first).
+// It needs the workflow's graph ahead of time, not its token counts: what
+// a workflow defined as a DAG gives; for an agent that decides its next
+// step as it goes, the number of steps left is knowledge of the future.
+type CriticalPath struct{}
+
 // SRPTOracle orders workflows by the work they have left, known from the
 // trace: shortest remaining first. Not a policy a server could run (it
 // needs the future), a yardstick for what ordering could gain.
 type SRPTOracle struct{}
 
-func (FCFS) Name() string                               { return "fcfs" }
-func (FCFS) Priority(*WorkflowState, int) int           { return 0 }
-func (LAS) Name() string                                { return "las" }
-func (LAS) Priority(w *WorkflowState, _ int) int        { return Level(w.Attained) }
-func (ATLAS) Name() string                              { return "atlas" }
-func (ATLAS) Priority(w *WorkflowState, v int) int      { return Level(w.PathAttained[v]) }
+func (FCFS) Name() string                          { return "fcfs" }
+func (FCFS) Priority(*WorkflowState, int) int      { return 0 }
+func (LAS) Name() string                           { return "las" }
+func (LAS) Priority(w *WorkflowState, _ int) int   { return Level(w.Attained) }
+func (ATLAS) Name() string                         { return "atlas" }
+func (ATLAS) Priority(w *WorkflowState, v int) int { return Level(w.PathAttained[v]) }
+func (CriticalPath) Name() string                  { return "critical-path" }
+func (CriticalPath) Priority(w *WorkflowState, v int) int {
+	per := ServiceQuantum // before a first call: one quantum a call
+	if w.Calls > 0 {
+		per = w.Attained / w.Calls
+	}
+	return Level(per * w.CallsAhead[v])
+}
 func (SRPTOracle) Name() string                         { return "srpt-oracle" }
 func (SRPTOracle) Priority(w *WorkflowState, _ int) int { return Level(w.Remaining) }
 
-var workflowPolicies = map[string]WorkflowPolicy{"fcfs": FCFS{}, "las": LAS{}, "atlas": ATLAS{}, "srpt-oracle": SRPTOracle{}}
+var workflowPolicies = map[string]WorkflowPolicy{"fcfs": FCFS{}, "las": LAS{}, "atlas": ATLAS{}, "critical-path": CriticalPath{}, "srpt-oracle": SRPTOracle{}}
 
 // WorkflowPolicies lists the workflow policy names.
 func WorkflowPolicies() []string { return slices.Sorted(maps.Keys(workflowPolicies)) }

@@ -75,6 +75,38 @@ func TestWorkflowPolicyPriorities(t *testing.T) {
 	}
 }
 
+// TestCriticalPathPriorities: under critical-path a call's level is that
+// of the LLM calls left on the longest chain from it (tool nodes do not
+// count) times the workflow's mean call so far (a quantum before the
+// first); of two branches, the longer goes later.
+func TestCriticalPathPriorities(t *testing.T) {
+	const diamond = `{"format": "wfsched-dag", "version": 1, "id": "diamond",
+ "nodes": [{"id": "a", "kind": "llm", "agent": "a"}, {"id": "b", "kind": "llm", "agent": "b"}, {"id": "c", "kind": "llm", "agent": "c"},
+  {"id": "t", "kind": "tool", "agent": "t", "duration_s": 0.01}, {"id": "d", "kind": "llm", "agent": "d"}, {"id": "e", "kind": "llm", "agent": "e"}],
+ "edges": [{"from": "a", "to": "b", "type": "explicit"}, {"from": "b", "to": "c", "type": "explicit"}, {"from": "c", "to": "t", "type": "explicit"}, {"from": "t", "to": "d", "type": "explicit"},
+  {"from": "a", "to": "e", "type": "explicit"}, {"from": "e", "to": "d", "type": "explicit"}]}`
+	gs, err := dag.Parse([]byte(diamond), dag.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &prioRecorder{prio: map[string][]int{}}
+	if _, err := scheduler.Run(context.Background(), scheduler.Config{Policy: scheduler.Sequential{}, WorkflowPolicy: scheduler.CriticalPath{}}, gs, rec, &memSink{}); err != nil {
+		t.Fatal(err)
+	}
+	// The recorder serves 5,000 tokens a call. Calls ahead: a 4 (a b c d),
+	// b 3, e 2, c 2, d 1.
+	want := map[string]int{"a": scheduler.Level(4 * scheduler.ServiceQuantum), "b": scheduler.Level(3 * 5000),
+		"e": scheduler.Level(2 * 5000), "c": scheduler.Level(2 * 5000), "d": scheduler.Level(5000)}
+	for agent, w := range want {
+		if got := rec.prio[agent]; len(got) != 1 || got[0] != w {
+			t.Errorf("%s: priorities %v, want [%d]", agent, got, w)
+		}
+	}
+	if rec.prio["b"][0] <= rec.prio["e"][0] {
+		t.Errorf("the longer branch (b, %d) does not go after the shorter (e, %d)", rec.prio["b"][0], rec.prio["e"][0])
+	}
+}
+
 // TestAging: with aging, a call's priority is its send time in
 // milliseconds plus its level times the aging, so a chain's calls, whose
 // levels rise, carry priorities a multiple of the aging apart.

@@ -197,7 +197,7 @@ func cliErr(err error) error {
 // --workflow-policies).
 func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	if !withPolicy {
-		f.StringVar(&o.workflowPolicies, "workflow-policies", "", "compare orders across workflows instead (under one --policies, default parallel), e.g. fcfs,las,atlas,srpt-oracle")
+		f.StringVar(&o.workflowPolicies, "workflow-policies", "", "compare orders across workflows instead (under one --policies, default parallel), e.g. fcfs,las,atlas,critical-path,srpt-oracle")
 	}
 	o.trace.register(f)
 	f.StringVar(&o.dagPath, "dag", "", "trace file, multi-trace file or directory of traces (required)")
