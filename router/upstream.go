@@ -230,11 +230,7 @@ func (p *upPool) dial(ctx context.Context) (*upConn, bool, error) {
 // put gives a connection back for reuse: to the first waiter, or idle.
 func (p *upPool) put(c *upConn) {
 	p.mu.Lock()
-	if len(p.waiters) > 0 {
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
-		p.mu.Unlock()
-		w <- c
+	if p.handOff(c) {
 		return
 	}
 	c.idleSince = time.Now()
@@ -246,15 +242,25 @@ func (p *upPool) put(c *upConn) {
 // dials, or back to the pool.
 func (p *upPool) release() {
 	p.mu.Lock()
-	if len(p.waiters) > 0 {
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
-		p.mu.Unlock()
-		w <- nil
+	if p.handOff(nil) {
 		return
 	}
 	p.open--
 	p.mu.Unlock()
+}
+
+// handOff, called with p.mu held, gives c (nil: a place to dial) to the
+// first waiter if there is one, releasing p.mu; else it keeps p.mu and
+// says false.
+func (p *upPool) handOff(c *upConn) bool {
+	if len(p.waiters) == 0 {
+		return false
+	}
+	w := p.waiters[0]
+	p.waiters = p.waiters[1:]
+	p.mu.Unlock()
+	w <- c
+	return true
 }
 
 func (c *upConn) close() {
