@@ -91,7 +91,7 @@ func (rt *Router) deleteWorkflow(w http.ResponseWriter, r *http.Request) {
 
 func (rt *Router) postMessage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if !idPattern.MatchString(id) {
+	if !validID(id) {
 		apiError(w, http.StatusBadRequest, "workflow id %s: want 1 to %d letters, digits or ._:@/+-", clip(id), MaxIDLength)
 		return
 	}
@@ -111,10 +111,10 @@ func (rt *Router) postMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
-	case !idPattern.MatchString(in.Source):
+	case !validID(in.Source):
 		apiError(w, http.StatusBadRequest, "source_agent %s: want 1 to %d letters, digits or ._:@/+-", clip(in.Source), MaxIDLength)
 		return
-	case !idPattern.MatchString(in.Target):
+	case !validID(in.Target):
 		apiError(w, http.StatusBadRequest, "target_agent %s: want 1 to %d letters, digits or ._:@/+-", clip(in.Target), MaxIDLength)
 		return
 	case len(in.Type) > 64:
@@ -159,7 +159,7 @@ func parseTimeout(v string) (time.Duration, error) {
 
 func (rt *Router) getMessages(w http.ResponseWriter, r *http.Request) {
 	id, agent := r.PathValue("id"), r.PathValue("agent")
-	if !idPattern.MatchString(id) || !idPattern.MatchString(agent) {
+	if !validID(id) || !validID(agent) {
 		apiError(w, http.StatusBadRequest, "bad workflow or agent id: want 1 to %d letters, digits or ._:@/+-", MaxIDLength)
 		return
 	}

@@ -93,7 +93,7 @@ func intField(body []byte, key string) int {
 
 // parseMetadata reads a workflow_metadata object, refusing what the router
 // could not route on faithfully or keep within its bounds: members given
-// twice, ids over MaxIDLength bytes, a workflow id outside idPattern, a
+// twice, ids over MaxIDLength bytes, a workflow id validID refuses, a
 // priority that is not a positive number, an unknown sharing strategy.
 func parseMetadata(raw []byte) (*Metadata, error) {
 	if len(raw) > maxMetadataBytes {
@@ -182,7 +182,7 @@ func (md *Metadata) plainStrings(raw []byte, members []jsonscan.Member) bool {
 
 func (md *Metadata) validate() error {
 	switch {
-	case md.WorkflowID != "" && !idPattern.MatchString(md.WorkflowID):
+	case md.WorkflowID != "" && !validID(md.WorkflowID):
 		return fmt.Errorf("workflow_id %s: want 1 to %d letters, digits or ._:@/+-", clip(md.WorkflowID), MaxIDLength)
 	case len(md.AgentID) > MaxIDLength:
 		return fmt.Errorf("agent_id %s: want at most %d bytes", clip(md.AgentID), MaxIDLength)

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/wfsched/wfsched/internal/jsonscan"
@@ -116,7 +119,7 @@ func FuzzParseCompletion(f *testing.F) {
 			if len(md.WorkflowID) > MaxIDLength || len(md.AgentID) > MaxIDLength || len(md.ParentRequestID) > MaxIDLength {
 				t.Fatalf("kept an id over %d bytes: %+v", MaxIDLength, md)
 			}
-			if md.WorkflowID != "" && !idPattern.MatchString(md.WorkflowID) {
+			if md.WorkflowID != "" && !validID(md.WorkflowID) {
 				t.Fatalf("kept workflow id %q", md.WorkflowID)
 			}
 		}
@@ -193,4 +196,25 @@ func FuzzParseUsage(f *testing.F) {
 			t.Fatalf("%q: %d %d %v, want %d %d %v", tail, p, c, known, wp, wc, wk)
 		}
 	})
+}
+
+// TestValidID holds the id check to its specification, the pattern
+// ^[A-Za-z0-9._:@/+-]{1,MaxIDLength}$, over hand-picked and random strings.
+func TestValidID(t *testing.T) {
+	spec := regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9._:@/+-]{1,%d}$`, MaxIDLength))
+	cases := []string{"", "a", "wf-1", "team/agent@host:8000", "a+b_c.d", " wf", "wf\n", "wf\x00", "é", "wf?x",
+		"{", "`", "[", "~", strings.Repeat("a", MaxIDLength), strings.Repeat("a", MaxIDLength+1)}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		b := make([]byte, rng.IntN(8))
+		for i := range b {
+			b[i] = byte(rng.IntN(128))
+		}
+		cases = append(cases, string(b))
+	}
+	for _, s := range cases {
+		if got, want := validID(s), spec.MatchString(s); got != want {
+			t.Fatalf("validID(%q) = %v, the pattern says %v", s, got, want)
+		}
+	}
 }
