@@ -119,7 +119,7 @@ func FuzzParseCompletion(f *testing.F) {
 			if len(md.WorkflowID) > MaxIDLength || len(md.AgentID) > MaxIDLength || len(md.ParentRequestID) > MaxIDLength {
 				t.Fatalf("kept an id over %d bytes: %+v", MaxIDLength, md)
 			}
-			if md.WorkflowID != "" && !validID(md.WorkflowID) {
+			if md.WorkflowID != "" && !idSpec.MatchString(md.WorkflowID) {
 				t.Fatalf("kept workflow id %q", md.WorkflowID)
 			}
 		}
@@ -198,10 +198,12 @@ func FuzzParseUsage(f *testing.F) {
 	})
 }
 
-// TestValidID holds the id check to its specification, the pattern
-// ^[A-Za-z0-9._:@/+-]{1,MaxIDLength}$, over hand-picked and random strings.
+// idSpec is the specification of an id that validID implements.
+var idSpec = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9._:@/+-]{1,%d}$`, MaxIDLength))
+
+// TestValidID holds the id check to its specification over hand-picked and
+// random strings.
 func TestValidID(t *testing.T) {
-	spec := regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9._:@/+-]{1,%d}$`, MaxIDLength))
 	cases := []string{"", "a", "wf-1", "team/agent@host:8000", "a+b_c.d", " wf", "wf\n", "wf\x00", "é", "wf?x",
 		"{", "`", "[", "~", strings.Repeat("a", MaxIDLength), strings.Repeat("a", MaxIDLength+1)}
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -213,7 +215,7 @@ func TestValidID(t *testing.T) {
 		cases = append(cases, string(b))
 	}
 	for _, s := range cases {
-		if got, want := validID(s), spec.MatchString(s); got != want {
+		if got, want := validID(s), idSpec.MatchString(s); got != want {
 			t.Fatalf("validID(%q) = %v, the pattern says %v", s, got, want)
 		}
 	}
