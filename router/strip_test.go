@@ -210,7 +210,7 @@ func TestValidID(t *testing.T) {
 	for range 20000 {
 		b := make([]byte, rng.IntN(8))
 		for i := range b {
-			b[i] = byte(rng.IntN(128))
+			b[i] = byte(rng.IntN(256))
 		}
 		cases = append(cases, string(b))
 	}
