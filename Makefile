@@ -37,14 +37,15 @@ bench-suite: build
 run: build
 	$(BIN) run --dag $(RUN_TRACE)
 
-# Short fuzzing of every importer, of the router's request parsing and of
+# Short fuzzing of every importer, of the router's request parsing (its
+# bodies, and its heads against net/http's) and of
 # the engine's guided decoding
 # (FUZZTIME per target).
 FUZZTIME ?= 20s
 fuzz:
 	@for t in FuzzParseNative FuzzParseDAGJSON FuzzParseSteps FuzzParseAppWorld FuzzParseChatDev FuzzParseMetaGPT FuzzParseCapture FuzzParseOTel; do \
 		$(GO) test ./dag -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
-	@for t in FuzzParseCompletion FuzzStripField; do \
+	@for t in FuzzParseCompletion FuzzStripField FuzzParseHead; do \
 		$(GO) test ./router -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for t in FuzzGuidedJSON FuzzGuidedRegex; do \
 		$(GO) test ./sim -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done

@@ -238,11 +238,6 @@ var abuses = []abuse{
 	}},
 }
 
-func isTimeout(err error) bool {
-	ne, ok := err.(net.Error)
-	return ok && ne.Timeout()
-}
-
 // BenchmarkAbuse attacks a router process (default limits, in front of an
 // instant streaming backend) with each abuse in turn, bounded in count and
 // time, on loopback only, while a well-behaved client sends a completion

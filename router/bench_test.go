@@ -32,8 +32,9 @@ func instantBackend(tb testing.TB) *httptest.Server {
 // BenchmarkProxyOverhead measures the latency the router adds (p50 and p99
 // over sequential requests) and its throughput (parallel requests), next to
 // a plain httputil.ReverseProxy and a direct call, against a backend that
-// answers at once; with redis-server installed, also the router with its
-// state in Redis (--state).
+// answers at once; the router also with net/http's server alone
+// (--net-http-server) and, with redis-server installed, with its state in
+// Redis (--state).
 func BenchmarkProxyOverhead(b *testing.B) {
 	backend := instantBackend(b)
 	serve := func(h http.Handler) (string, func()) {
@@ -45,15 +46,29 @@ func BenchmarkProxyOverhead(b *testing.B) {
 		go srv.Serve(ln)
 		return "http://" + ln.Addr().String(), func() { srv.Close() }
 	}
-	rt, err := New(Config{Backends: []string{backend.URL}, HealthInterval: time.Hour})
-	if err != nil {
-		b.Fatal(err)
+	// Routers serve as wfsched router does (Router.Serve): with their own
+	// HTTP/1.1 path, and with net/http's server alone beside it.
+	serveRouter := func(cfg Config) string {
+		cfg.Backends, cfg.HealthInterval = []string{backend.URL}, time.Hour
+		rt, err := New(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { rt.Serve(ctx, ln); close(done) }()
+		b.Cleanup(func() { cancel(); <-done })
+		return "http://" + ln.Addr().String()
 	}
 	target, _ := url.Parse(backend.URL)
 	plain := httputil.NewSingleHostReverseProxy(target)
 	plain.FlushInterval = -1
-	routerURL, stopR := serve(rt)
-	defer stopR()
+	routerURL := serveRouter(Config{})
+	netHTTPURL := serveRouter(Config{NetHTTPServer: true})
 	plainURL, stopP := serve(plain)
 	defer stopP()
 	body := `{"model":"m","messages":[{"role":"user","content":"hello there, a prompt of some length"}],"stream":true,"workflow_metadata":{"workflow_id":"wf-%d","agent_id":"a"}}`
@@ -66,21 +81,12 @@ func BenchmarkProxyOverhead(b *testing.B) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	arms := []struct{ name, url string }{{"direct", backend.URL}, {"httputil", plainURL}, {"router", routerURL}}
+	arms := []struct{ name, url string }{{"direct", backend.URL}, {"httputil", plainURL}, {"router", routerURL}, {"router-net-http", netHTTPURL}}
 	// The router with its state shared in Redis, where redis-server is
 	// installed: the cost of shared state, beside the rest.
 	if srv, err := startRedisServer(""); err == nil {
 		defer srv.stop()
-		shared, err := New(Config{Backends: []string{backend.URL}, HealthInterval: time.Hour, State: srv.url()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go shared.Run(ctx)
-		sharedURL, stopS := serve(shared)
-		defer stopS()
-		arms = append(arms, struct{ name, url string }{"router-redis", sharedURL})
+		arms = append(arms, struct{ name, url string }{"router-redis", serveRouter(Config{State: srv.url()})})
 	} else {
 		b.Logf("no router-redis arm: %v", err)
 	}

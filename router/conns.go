@@ -51,7 +51,7 @@ type connLimiter struct {
 	reserved int       // reserved connections held
 	waiting  list.List // waiting connections, oldest first
 
-	evicted, refused atomic.Int64
+	evicted, refused, handed atomic.Int64
 }
 
 func newConnLimiter(max, reserve int) *connLimiter {
@@ -170,10 +170,13 @@ func connOf(r *http.Request) *conn {
 // request ends (idle).
 func (l *connLimiter) serverHooks(hs *http.Server) {
 	hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		return context.WithValue(ctx, connKey{}, c)
+		if tc, ok := trackedConn(c); ok {
+			return context.WithValue(ctx, connKey{}, tc)
+		}
+		return ctx
 	}
 	hs.ConnState = func(c net.Conn, st http.ConnState) {
-		if tc, ok := c.(*conn); ok && st == http.StateIdle {
+		if tc, ok := trackedConn(c); ok && st == http.StateIdle {
 			l.setState(tc, connWaiting)
 		}
 	}

@@ -89,6 +89,11 @@ type Config struct {
 	// send a request's headers and its body; ClientIdleTimeout closes
 	// keep-alive connections idle that long.
 	HeaderTimeout, BodyTimeout, ClientIdleTimeout time.Duration
+	// NetHTTPServer serves every client connection with net/http's server;
+	// by default the router serves the requests its clients send most
+	// itself and hands a connection to net/http at the first it does not
+	// take (serve1.go).
+	NetHTTPServer bool
 	// APIKey, when set, is the bearer token every request but /health
 	// must carry. Clients' Authorization headers are forwarded to the
 	// backends unchanged either way.
@@ -518,16 +523,34 @@ func (rt *Router) Serve(ctx context.Context, ln net.Listener) error {
 		rt.Run(runCtx)
 	}()
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	var fast *h1Server
+	if rt.cfg.NetHTTPServer {
+		go func() { errc <- hs.Serve(ln) }()
+	} else {
+		handed := &handoffListener{ch: make(chan net.Conn), addr: ln.Addr(), done: make(chan struct{})}
+		fast = newH1Server(rt, handed.ch)
+		go hs.Serve(handed)
+		go func() { errc <- fast.acceptLoop(ln) }()
+	}
 	var err error
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
-		shut, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if hs.Shutdown(shut) != nil {
-			hs.Close()
+		if fast != nil {
+			ln.Close()
+			<-errc
 		}
-		cancel()
+	}
+	// Requests in flight get two seconds to end.
+	shut, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if fast != nil {
+		fast.shutdown(shut)
+	}
+	if hs.Shutdown(shut) != nil {
+		hs.Close()
+	}
+	cancel()
+	if fast == nil && ctx.Err() != nil {
 		err = <-errc
 	}
 	stop()

@@ -417,6 +417,14 @@ func (c *upConn) readHead() (*http.Response, error) {
 func (c *upConn) readHeader() (textproto.MIMEHeader, error) {
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
+		if end := headEnd(buf); end > 0 {
+			// Well-formed, as answers nearly always are: parsed from one
+			// copy, without textproto's copies.
+			if h, ok := parseFields(string(buf[:end])); ok {
+				c.br.Discard(end)
+				return textproto.MIMEHeader(h), nil
+			}
+		}
 		if bytes.HasPrefix(buf, []byte("\r\n")) || bytes.HasPrefix(buf, []byte("\n")) ||
 			bytes.Contains(buf, []byte("\n\r\n")) || bytes.Contains(buf, []byte("\n\n")) {
 			return textproto.NewReader(c.br).ReadMIMEHeader()
