@@ -141,6 +141,8 @@ type h1Conn struct {
 	remote string
 	linger bool // a request body is still arriving: close gently
 	hangup hangup
+	// respBuf holds an answer's first bytes until its head goes.
+	respBuf []byte
 
 	// Set while a request is served.
 	state atomic.Int32 // h1Idle, h1Active
@@ -236,8 +238,8 @@ func (s *h1Server) serve(tc *conn) {
 		}
 		c.release()
 	}()
-	for {
-		req, ok, err := c.readRequest()
+	for first := true; ; first = false {
+		req, ok, err := c.readRequest(first)
 		if err != nil {
 			return // closed, timed out, or malformed beyond handing over
 		}
@@ -338,10 +340,16 @@ func trackedConn(c net.Conn) (*conn, bool) {
 
 // readRequest reads the next request's head. ok false: the request is one
 // to hand over (nothing of it consumed); err: the connection is done.
-func (c *h1Conn) readRequest() (req *http.Request, ok bool, err error) {
+func (c *h1Conn) readRequest(first bool) (req *http.Request, ok bool, err error) {
 	cfg := &c.s.rt.cfg
 	if c.br.Buffered() == 0 && len(c.cr.pending) == 0 {
-		c.cr.readWithin(cfg.ClientIdleTimeout)
+		// A new connection's first request is due within the header
+		// timeout (as net/http has it); later ones may wait idle.
+		if first {
+			c.cr.readWithin(cfg.HeaderTimeout)
+		} else {
+			c.cr.readWithin(cfg.ClientIdleTimeout)
+		}
 		if _, err := c.br.Peek(1); err != nil {
 			return nil, false, err
 		}
@@ -593,7 +601,8 @@ func (c *h1Conn) serveRequest(req *http.Request) bool {
 		body = &h1Body{c: c, left: req.ContentLength}
 		req.Body = body
 	}
-	w := &h1Response{c: c, req: req, reqBody: body, header: make(http.Header, 8), length: -1}
+	w := &h1Response{c: c, req: req, reqBody: body, header: make(http.Header, 8), length: -1, buf: c.respBuf[:0]}
+	defer func() { c.respBuf = w.buf[:0] }() // the connection's, for its next answer
 	w.watch = c.watchHangup(cancel, body)
 	defer w.watch.stop()
 	c.s.rt.ServeHTTP(w, req)

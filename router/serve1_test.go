@@ -291,3 +291,34 @@ func TestHangupCancels(t *testing.T) {
 		t.Error("handed over")
 	}
 }
+
+// TestOwnServerTimeouts checks the bounds on a client that sends nothing:
+// a new connection must send its request head within the header timeout,
+// a kept-alive one may wait idle until the idle timeout.
+func TestOwnServerTimeouts(t *testing.T) {
+	_, _, dial := rawRouter(t, Config{HeaderTimeout: 200 * time.Millisecond, ClientIdleTimeout: 800 * time.Millisecond})
+	closedWithin := func(c net.Conn, min, max time.Duration, what string) {
+		t.Helper()
+		start := time.Now()
+		n, err := c.Read(make([]byte, 1))
+		if took := time.Since(start); n != 0 || err != io.EOF || took < min || took > max {
+			t.Errorf("%s: read %d %v after %v, want the end between %v and %v", what, n, err, took, min, max)
+		}
+	}
+	silent, partial, kept := dial(), dial(), dial()
+	io.WriteString(partial, "GET /health HTTP/1.1\r\nHo")
+	io.WriteString(kept, "GET /health HTTP/1.1\r\nHost: r\r\n\r\n")
+	br := bufio.NewReader(kept)
+	readResponses(t, br, "GET", 1)
+	closedWithin(silent, 100*time.Millisecond, 700*time.Millisecond, "a connection that sends nothing")
+	closedWithin(partial, 0, 700*time.Millisecond, "a head that stops")
+	// kept has waited past the header timeout: still served.
+	io.WriteString(kept, "GET /health HTTP/1.1\r\nHost: r\r\n\r\n")
+	if r := readResponses(t, br, "GET", 1)[0]; r.StatusCode != 200 {
+		t.Errorf("kept-alive connection: %d", r.StatusCode)
+	}
+	start := time.Now()
+	if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF || time.Since(start) < 500*time.Millisecond {
+		t.Errorf("idle connection: %d %v after %v", n, err, time.Since(start))
+	}
+}
