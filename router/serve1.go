@@ -784,7 +784,7 @@ func (w *h1Response) sendHead(final bool) error {
 	bw.WriteString(" ")
 	bw.WriteString(http.StatusText(w.status))
 	bw.WriteString("\r\n")
-	h.Write(bw)
+	writeFields(bw, h)
 	_, err := bw.WriteString("\r\n")
 	if err == nil && len(w.buf) > 0 && w.bodyAllowed() {
 		buf := w.buf
@@ -798,6 +798,28 @@ func (w *h1Response) sendHead(final bool) error {
 }
 
 var chunkedValue, closeValue = []string{"chunked"}, []string{"close"}
+
+// writeFields writes h's fields as net/http's Header.Write does, but in
+// the map's order (it sorts, a tenth of the head's cost under wrk): a
+// field with an invalid name is dropped, line breaks in a value become
+// spaces and the value is trimmed.
+func writeFields(bw *bufio.Writer, h http.Header) {
+	for k, vs := range h {
+		if _, ok := tokenCase(k); !ok {
+			continue
+		}
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			v = strings.Trim(v, " \t\r\n")
+			if strings.ContainsAny(v, "\r\n") {
+				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+			}
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+}
 
 func (w *h1Response) Flush() { w.FlushError() }
 

@@ -322,3 +322,25 @@ func TestOwnServerTimeouts(t *testing.T) {
 		t.Errorf("idle connection: %d %v after %v", n, err, time.Since(start))
 	}
 }
+
+// TestWriteFields checks an answer's fields as the router writes them: as
+// net/http would read them back, a bad name dropped, no line broken.
+func TestWriteFields(t *testing.T) {
+	h := http.Header{"Content-Type": {"text/event-stream"}, "X-A": {"1", " 2 "}, "Bad Name": {"x"},
+		"X-Split": {"a\r\nX-Injected: 1"}, "X-Wfsched-Backend": {"http://127.0.0.1:8100"}}
+	var buf bytes.Buffer
+	bw := bufio.NewWriter(&buf)
+	bw.WriteString("HTTP/1.1 200 OK\r\n")
+	writeFields(bw, h)
+	bw.WriteString("Content-Length: 0\r\n\r\n")
+	bw.Flush()
+	resp, err := http.ReadResponse(bufio.NewReader(&buf), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := http.Header{"Content-Type": {"text/event-stream"}, "X-A": {"1", "2"}, "X-Split": {"a  X-Injected: 1"},
+		"X-Wfsched-Backend": {"http://127.0.0.1:8100"}, "Content-Length": {"0"}}
+	if d := cmp.Diff(want, resp.Header); d != "" {
+		t.Errorf("fields read back (-want +got):\n%s", d)
+	}
+}
