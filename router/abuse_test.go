@@ -34,6 +34,7 @@ func TestAbuseRouterProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	debug.SetMemoryLimit(MemoryCeiling(cfg)) // as wfsched router does
+	debug.SetGCPercent(GCPercent)
 	fmt.Printf("ceiling %d\n", MemoryCeiling(cfg))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

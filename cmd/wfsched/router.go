@@ -154,13 +154,9 @@ func runRouter(cmd *cobra.Command, o *routerOptions) error {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(router.MemoryCeiling(o.cfg))
 	}
-	// Under that limit, collect when the heap has grown by four times
-	// what is live rather than once (unless GOGC says otherwise): the
-	// router's live heap is small and its garbage mostly per request, so
-	// Go's default collected tens of times a second under load, and the
-	// limit above still bounds what the heap may reach.
+	// Under that limit, collect less often (unless GOGC says otherwise).
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(routerGCPercent)
+		debug.SetGCPercent(router.GCPercent)
 	}
 	host, port, err := net.SplitHostPort(o.listen)
 	if err != nil {
@@ -213,10 +209,6 @@ func (s *seconds) Set(v string) error {
 
 // sameHost tells whether two host names may be the same machine's
 // interface: equal, or both loopback, or one of them unspecified.
-// routerGCPercent is the router's GOGC: under wrk it cut the router's
-// CPU per request by about a tenth against 100 (README, "Proxy speed").
-const routerGCPercent = 400
-
 func sameHost(a, b string) bool {
 	loop := func(h string) bool {
 		ip := net.ParseIP(h)
