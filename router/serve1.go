@@ -696,7 +696,7 @@ func (w *h1Response) Write(p []byte) (int, error) {
 		w.WriteHeader(http.StatusOK)
 	}
 	if w.failed {
-		return 0, http.ErrHandlerTimeout
+		return 0, errClientWrite
 	}
 	if !w.bodyAllowed() {
 		return 0, http.ErrBodyNotAllowed
@@ -747,11 +747,16 @@ func (w *h1Response) check(n int, err error) (int, error) {
 func (w *h1Response) sendHead(final bool) error {
 	w.headSent = true
 	if b := w.reqBody; b != nil && b.left > 0 {
-		if b.left > h1MaxDrain || b.err != nil {
+		switch {
+		case b.err != nil: // the client stopped sending it
+			w.closeAfter = true
+		case b.left > h1MaxDrain:
 			w.closeAfter = true
 			w.c.linger = true
-		} else if _, err := io.Copy(io.Discard, b); err != nil {
-			w.closeAfter = true
+		default:
+			if _, err := io.Copy(io.Discard, b); err != nil {
+				w.closeAfter = true
+			}
 		}
 	}
 	if w.status == 0 {
@@ -799,6 +804,9 @@ func (w *h1Response) sendHead(final bool) error {
 
 var chunkedValue, closeValue = []string{"chunked"}, []string{"close"}
 
+// errClientWrite is what writes return once one to the client failed.
+var errClientWrite = errors.New("an earlier write to the client failed")
+
 // writeFields writes h's fields as net/http's Header.Write does, but in
 // the map's order (it sorts, a tenth of the head's cost under wrk): a
 // field with an invalid name is dropped, line breaks in a value become
@@ -825,7 +833,7 @@ func (w *h1Response) Flush() { w.FlushError() }
 
 func (w *h1Response) FlushError() error {
 	if w.failed {
-		return http.ErrHandlerTimeout
+		return errClientWrite
 	}
 	if !w.headSent {
 		if err := w.sendHead(false); err != nil {
