@@ -541,12 +541,15 @@ func (rt *Router) Serve(ctx context.Context, ln net.Listener) error {
 		go func() { errc <- fast.acceptLoop(ln) }()
 	}
 	var err error
+	served := false // errc has answered
 	select {
 	case err = <-errc:
+		served = true
 	case <-ctx.Done():
 		if fast != nil {
 			ln.Close()
-			<-errc
+			<-errc // the closed listener's error
+			served = true
 		}
 	}
 	// Requests in flight get two seconds to end.
@@ -558,7 +561,7 @@ func (rt *Router) Serve(ctx context.Context, ln net.Listener) error {
 		hs.Close()
 	}
 	cancel()
-	if fast == nil && ctx.Err() != nil {
+	if !served {
 		err = <-errc
 	}
 	stop()

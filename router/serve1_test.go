@@ -3,6 +3,7 @@ package router
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -342,5 +343,51 @@ func TestWriteFields(t *testing.T) {
 		"X-Wfsched-Backend": {"http://127.0.0.1:8100"}, "Content-Length": {"0"}}
 	if d := cmp.Diff(want, resp.Header); d != "" {
 		t.Errorf("fields read back (-want +got):\n%s", d)
+	}
+}
+
+// TestServeListenerFails checks that Serve returns its listener's error,
+// and nil once its context ends, with the router's own path and with
+// net/http's server alone.
+func TestServeListenerFails(t *testing.T) {
+	f := newFake(t)
+	for _, netHTTP := range []bool{false, true} {
+		rt, err := New(Config{Backends: backends(f), HealthInterval: time.Hour, NetHTTPServer: netHTTP})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.Close()
+		done := make(chan error, 1)
+		go func() { done <- rt.Serve(context.Background(), ln) }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Errorf("net/http only %v: Serve on a closed listener returned nil", netHTTP)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("net/http only %v: Serve on a closed listener did not return", netHTTP)
+		}
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { done <- rt.Serve(ctx, ln) }()
+		if code, _ := completion(t, "http://"+ln.Addr().String(), wfBody("wf-s", "a", "x")); code != 200 {
+			t.Errorf("net/http only %v: %d", netHTTP, code)
+		}
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("net/http only %v: Serve stopped with %v", netHTTP, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("net/http only %v: Serve did not stop", netHTTP)
+		}
 	}
 }
