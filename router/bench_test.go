@@ -50,19 +50,8 @@ func BenchmarkProxyOverhead(b *testing.B) {
 	// HTTP/1.1 path, and with net/http's server alone beside it.
 	serveRouter := func(cfg Config) string {
 		cfg.Backends, cfg.HealthInterval = []string{backend.URL}, time.Hour
-		rt, err := New(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { rt.Serve(ctx, ln); close(done) }()
-		b.Cleanup(func() { cancel(); <-done })
-		return "http://" + ln.Addr().String()
+		_, u, _ := startReplica(b, cfg)
+		return u
 	}
 	target, _ := url.Parse(backend.URL)
 	plain := httputil.NewSingleHostReverseProxy(target)

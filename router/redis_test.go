@@ -24,7 +24,7 @@ func fastHeartbeat(t *testing.T, beat, ttl time.Duration) {
 
 // startReplica serves a router until the returned stop is called (or the
 // test ends): a replica that can be killed mid-test.
-func startReplica(t *testing.T, cfg Config) (*Router, string, func()) {
+func startReplica(t testing.TB, cfg Config) (*Router, string, func()) {
 	t.Helper()
 	rt, err := New(cfg)
 	if err != nil {
