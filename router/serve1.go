@@ -32,7 +32,7 @@ import (
 // what net/http does for every request and a proxy does not need: under
 // wrk, the server's own work (request parsing into a fresh header map,
 // a read deadline set three times, a background read per request to
-// notice a client leaving, the response's two buffers) was a quarter of
+// notice a client leaving, the response's two buffers) was about a fifth of
 // the router's CPU (pprof, README "Proxy speed").
 //
 // Both serve the same handler (Router.ServeHTTP) with the same bounds:
