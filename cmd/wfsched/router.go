@@ -152,7 +152,7 @@ func runRouter(cmd *cobra.Command, o *routerOptions) error {
 	// Collect harder near the memory the limits allow, and give memory
 	// back to the system after a burst (unless GOMEMLIMIT says otherwise).
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(router.MemoryCeiling(o.cfg))
+		debug.SetMemoryLimit(softMemoryLimit(router.MemoryCeiling(o.cfg), cgroupMemoryFiles...))
 	}
 	// Under that limit, collect less often (unless GOGC says otherwise).
 	if os.Getenv("GOGC") == "" {
@@ -209,6 +209,32 @@ func (s *seconds) Set(v string) error {
 
 // sameHost tells whether two host names may be the same machine's
 // interface: equal, or both loopback, or one of them unspecified.
+// cgroupMemoryFiles hold a container's memory limit: cgroup v2's, then v1's.
+var cgroupMemoryFiles = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}
+
+// softMemoryLimit is the Go runtime's soft memory limit for the router: its
+// ceiling, or nine tenths of its container's memory limit (the first of
+// files that holds a number) when that is lower, so that the collector
+// works harder before the container is killed rather than after (the
+// Helm chart's default limit, 1 GiB, is below the default ceiling).
+func softMemoryLimit(ceiling int64, files ...string) int64 {
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || n <= 0 { // "max": no limit
+			return ceiling
+		}
+		if n/10*9 < ceiling {
+			return n / 10 * 9
+		}
+		return ceiling
+	}
+	return ceiling
+}
+
 func sameHost(a, b string) bool {
 	loop := func(h string) bool {
 		ip := net.ParseIP(h)

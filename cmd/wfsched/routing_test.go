@@ -125,3 +125,34 @@ func TestRouterCommand(t *testing.T) {
 		t.Errorf("no backends: exit %d %s", code, errOut)
 	}
 }
+
+// The router's soft memory limit: its ceiling, or nine tenths of its
+// container's memory limit when that is lower.
+func TestSoftMemoryLimit(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const ceiling = 1147 << 20
+	missing := filepath.Join(dir, "missing")
+	for _, tt := range []struct {
+		files []string
+		want  int64
+	}{
+		{nil, ceiling},
+		{[]string{missing}, ceiling},
+		{[]string{file("v2-max", "max\n")}, ceiling},
+		{[]string{file("v2-1g", "1073741824\n")}, 1073741824 / 10 * 9},
+		{[]string{missing, file("v1-1g", "1073741824\n")}, 1073741824 / 10 * 9},
+		{[]string{file("v1-none", "9223372036854771712\n")}, ceiling},
+		{[]string{file("v2-4g", "4294967296")}, ceiling},
+	} {
+		if got := softMemoryLimit(ceiling, tt.files...); got != tt.want {
+			t.Errorf("%v: %d, want %d", tt.files, got, tt.want)
+		}
+	}
+}
