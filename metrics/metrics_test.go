@@ -232,18 +232,23 @@ func TestSampler(t *testing.T) {
 		fmt.Fprintf(w, "vllm:num_requests_running{model_name=\"m\"} %d\nvllm:num_requests_waiting{model_name=\"m\"} 3\nvllm:gpu_cache_usage_perc{model_name=\"m\"} 0.5\n", running)
 	}))
 	defer vllm.Close()
-	busy := 0.0
+	// Each engine remembers the counter values it served: a scrape that
+	// Stop abandons mid-flight still raised the counter, so the expected
+	// busy time is the last served value less the first, not a count of
+	// the samples kept.
+	busy, busyServed := 0.0, []float64{}
 	engine := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
 		busy += 0.25
 		b := busy
+		busyServed = append(busyServed, b)
 		mu.Unlock()
 		fmt.Fprintf(w, "vllm:num_requests_running 1\nvllm:num_requests_waiting 0\nvllm:kv_cache_usage_perc 0.2\nwfsched_sim_busy_seconds_total %g\n", b)
 	}))
 	defer engine.Close()
 	// An engine whose counter already stood at 100 s and which cannot be
 	// read at the first scrape: its baseline is its first reading.
-	lateBusy, lateScrapes := 100.0, 0
+	lateBusy, lateScrapes, lateServed := 100.0, 0, []float64{}
 	late := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -252,6 +257,7 @@ func TestSampler(t *testing.T) {
 			return
 		}
 		lateBusy += 0.25
+		lateServed = append(lateServed, lateBusy)
 		fmt.Fprintf(w, "vllm:num_requests_running 1\nvllm:num_requests_waiting 0\nvllm:kv_cache_usage_perc 0.2\nwfsched_sim_busy_seconds_total %g\n", lateBusy)
 	}))
 	defer late.Close()
@@ -262,14 +268,19 @@ func TestSampler(t *testing.T) {
 		math.Abs(float64(u[0].BusyFraction)-0.5) > 0.2 {
 		t.Errorf("sampled server: %+v", u[0])
 	}
-	// The counter rose by 0.25 a scrape: (samples-1)*0.25 over 10 s.
-	if want := float64(u[1].Samples-1) * 0.25 / 10; u[1].BusyFrom != "engine counter" || math.Abs(float64(u[1].BusyFraction)-want) > 1e-9 {
+	// Busy is the counter's rise from the first reading to the last (Stop's,
+	// which always completes) over 10 s.
+	mu.Lock()
+	spread := func(v []float64) float64 { return v[len(v)-1] - v[0] }
+	wantEngine, wantLate := spread(busyServed)/10, spread(lateServed)/10
+	mu.Unlock()
+	if want := wantEngine; u[1].BusyFrom != "engine counter" || math.Abs(float64(u[1].BusyFraction)-want) > 1e-9 {
 		t.Errorf("engine: %+v, busy want %v", u[1], want)
 	}
 	if u[2].Samples != 0 || !math.IsNaN(float64(u[2].BusyFraction)) || u[2].BusyFrom != "" {
 		t.Errorf("unreachable server: %+v", u[2])
 	}
-	if want := float64(u[3].Samples-1) * 0.25 / 10; u[3].BusyFrom != "engine counter" || math.Abs(float64(u[3].BusyFraction)-want) > 1e-9 {
+	if want := wantLate; u[3].BusyFrom != "engine counter" || math.Abs(float64(u[3].BusyFraction)-want) > 1e-9 {
 		t.Errorf("engine unreadable at first: %+v, busy want %v", u[3], want)
 	}
 	// Timelines: one sample each time, in modeled seconds (scale 0.5: twice
