@@ -935,10 +935,30 @@ func (h *hangup) start() {
 	go h.read()
 }
 
+// hangupReadHook, when set (by tests), runs as the watch's goroutine
+// starts, before it clears the read deadline.
+var hangupReadHook atomic.Pointer[func()]
+
 func (h *hangup) read() {
 	defer close(h.done)
+	if hook := hangupReadHook.Load(); hook != nil {
+		(*hook)()
+	}
 	nc := h.c.tc
-	if nc.SetReadDeadline(time.Time{}) != nil {
+	// The deadline is cleared under the lock and only while the watch runs:
+	// a stop that came first has set ended, and one that comes after sets
+	// its deadline in the past once this one is in place. (Cleared outside
+	// the lock, it could undo a stop's deadline set just before, and the
+	// read would block until the client sent or left, with the connection
+	// held and an aborted answer never closed.)
+	h.mu.Lock()
+	if h.ended {
+		h.mu.Unlock()
+		return
+	}
+	err := nc.SetReadDeadline(time.Time{})
+	h.mu.Unlock()
+	if err != nil {
 		return
 	}
 	n, err := nc.Read(h.b[:])

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -290,6 +291,74 @@ func TestHangupCancels(t *testing.T) {
 	}
 	if rt.conns.handed.Load() != 0 {
 		t.Error("handed over")
+	}
+}
+
+// TestHangupStopRace: the hang-up watch's goroutine may start only after
+// its request has ended (a busy machine schedules it late). Its stop then
+// comes first, and the watch must not undo it: an answer aborted mid-stream
+// (its backend cut) must still close the client's connection, and a
+// finished one's connection must still be closed at the idle timeout. The
+// hook delays the watch past both ends.
+func TestHangupStopRace(t *testing.T) {
+	hook := func() { time.Sleep(300 * time.Millisecond) }
+	hangupReadHook.Store(&hook)
+	defer hangupReadHook.Store(nil)
+	// A backend that sends a stream's first event, then after 100 ms (past
+	// hangupCheck) either ends it or breaks it off.
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/chat/completions" {
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" a\"}}]}\n\n")
+		w.(http.Flusher).Flush()
+		time.Sleep(100 * time.Millisecond)
+		if r.Header.Get("X-Cut") != "" {
+			c, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				c.Close()
+			}
+			return
+		}
+		io.WriteString(w, "data: [DONE]\n\n")
+	}))
+	defer backend.Close()
+	rt, url := startRouter(t, Config{Backends: []string{backend.URL}, HealthInterval: time.Hour, ClientIdleTimeout: 400 * time.Millisecond})
+	body := wfBody("wf-race", "a", "hi")
+	for _, tc := range []struct {
+		name, extra string
+		cut         bool
+	}{{"an answer cut mid-stream", "X-Cut: 1\r\n", true}, {"a whole answer, then idle", "", false}} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: r\r\n%sContent-Length: %d\r\n\r\n%s", tc.extra, len(body), body)
+		start := time.Now()
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		switch {
+		case tc.cut && (err == nil || isTimeout(err)):
+			t.Errorf("%s: read %q, then %v after %v: the connection was not closed", tc.name, got, err, time.Since(start))
+		case !tc.cut && (err != nil || !bytes.HasSuffix(got, []byte("data: [DONE]\n\n"))):
+			t.Errorf("%s: read %q, then %v", tc.name, got, err)
+		}
+		if !tc.cut {
+			// The connection now idles: the server closes it at the idle
+			// timeout, 400 ms, long before the client's deadline.
+			if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+				t.Errorf("%s: read %d, %v after %v: the idle connection was not closed", tc.name, n, err, time.Since(start))
+			}
+		}
+	}
+	if cuts := rt.list()[0].cuts.Load(); cuts != 1 {
+		t.Errorf("%d cut streams counted, want 1", cuts)
 	}
 }
 
