@@ -263,6 +263,16 @@ func TestSampler(t *testing.T) {
 	defer late.Close()
 	s := StartSampler(context.Background(), http.DefaultClient, []string{vllm.URL, engine.URL, "http://127.0.0.1:1", late.URL}, 5*time.Millisecond, 0.5)
 	time.Sleep(60 * time.Millisecond)
+	// Only the scrape in flight at Stop can be abandoned: once the late
+	// engine has served three, the first it served reached the sampler.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(lateServed)
+		mu.Unlock()
+		if n >= 3 || time.Now().After(deadline) {
+			break
+		}
+	}
 	u := s.Stop(context.Background(), 10)
 	if u[0].BusyFrom != "samples" || u[0].Samples < 4 || u[0].KVUsageMean != 0.5 || u[0].WaitingMax != 3 ||
 		math.Abs(float64(u[0].BusyFraction)-0.5) > 0.2 {
