@@ -425,8 +425,6 @@ func init() {
 	}
 }
 
-func isTokenName(s string) bool { _, ok := tokenCase(s); return ok }
-
 // tokenCase says whether name is a token and whether it is in canonical
 // form (each word's first letter upper case, the others lower).
 func tokenCase(name string) (canonical, ok bool) {
@@ -455,7 +453,8 @@ func parseHead(headBytes []byte) (*http.Request, bool) {
 	line, fields, _ := strings.Cut(head, "\r\n")
 	method, line, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(line, " ")
-	if !ok1 || !ok2 || !isTokenName(method) || proto != "HTTP/1.1" || len(target) == 0 || target[0] != '/' {
+	_, methodOK := tokenCase(method)
+	if !ok1 || !ok2 || !methodOK || proto != "HTTP/1.1" || len(target) == 0 || target[0] != '/' {
 		return nil, false
 	}
 	u, ok := parseTarget(target)

@@ -42,6 +42,6 @@ for r in $(seq 1 "$ROUNDS"); do
     n=$(echo "$out" | awk '/requests in/{print $1}')
     rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
     p99=$(echo "$out" | awk '$1=="99%"{print $2}')
-    printf '%-6s %-24s %10s %9s %12.1f\n' "$r" "$name" "$rps" "$p99" "$(echo "($c1 - $c0) * 1000000 / $hz / $n" | bc -l)"
+    printf '%-6s %-24s %10s %9s %12.1f\n' "$r" "$name" "$rps" "$p99" "$(awk -v d="$((c1 - c0))" -v hz="$hz" -v n="$n" 'BEGIN{print d * 1000000 / hz / n}')"
   done
 done

@@ -83,15 +83,21 @@ func TestInspectSharedAppWorld(t *testing.T) {
 	}
 }
 
-func TestErrors(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, data string) string {
+// fileWriter writes files into dir, returning each one's path.
+func fileWriter(t *testing.T, dir string) func(name, data string) string {
+	return func(name, data string) string {
+		t.Helper()
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return p
 	}
+}
+
+func TestErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := fileWriter(t, dir)
 	malformed := write("bad.json", "{\n \"format\": \"wfsched-dag\",\n \"version\": 1,\n \"nodes\": [}\n")
 	cycle := write("cycle.json", `{"format": "wfsched-dag", "version": 1, "id": "c",
 	 "nodes": [{"id": "a", "kind": "llm"}, {"id": "b", "kind": "llm"}],

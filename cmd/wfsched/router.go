@@ -207,14 +207,12 @@ func (s *seconds) Set(v string) error {
 	return nil
 }
 
-// sameHost tells whether two host names may be the same machine's
-// interface: equal, or both loopback, or one of them unspecified.
 // cgroupMemoryFiles hold a container's memory limit: cgroup v2's, then v1's.
 var cgroupMemoryFiles = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}
 
 // softMemoryLimit is the Go runtime's soft memory limit for the router: its
-// ceiling, or nine tenths of its container's memory limit (the first of
-// files that holds a number) when that is lower, so that the collector
+// ceiling, or nine tenths of its container's memory limit (read from the
+// first of files that exists) when that is lower, so that the collector
 // works harder before the container is killed rather than after (the
 // Helm chart's default limit, 1 GiB, is below the default ceiling).
 func softMemoryLimit(ceiling int64, files ...string) int64 {
@@ -227,14 +225,13 @@ func softMemoryLimit(ceiling int64, files ...string) int64 {
 		if err != nil || n <= 0 { // "max": no limit
 			return ceiling
 		}
-		if n/10*9 < ceiling {
-			return n / 10 * 9
-		}
-		return ceiling
+		return min(ceiling, n/10*9)
 	}
 	return ceiling
 }
 
+// sameHost tells whether two host names may be the same machine's
+// interface: equal, or both loopback, or one of them unspecified.
 func sameHost(a, b string) bool {
 	loop := func(h string) bool {
 		ip := net.ParseIP(h)

@@ -130,13 +130,7 @@ func TestRouterCommand(t *testing.T) {
 // container's memory limit when that is lower.
 func TestSoftMemoryLimit(t *testing.T) {
 	dir := t.TempDir()
-	file := func(name, text string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	file := fileWriter(t, dir)
 	const ceiling = 1147 << 20
 	missing := filepath.Join(dir, "missing")
 	for _, tt := range []struct {
