@@ -22,10 +22,13 @@ const (
 type conn struct {
 	net.Conn
 	lim      *connLimiter
-	elem     *list.Element // in lim.waiting while waiting
+	elem     *list.Element // in lim.waiting or lim.serving, as state says
 	reserved bool          // over the limit: serves /health and /metrics only
 	state    int32
 	closed   atomic.Bool
+	// writeBy is the write deadline set (UnixNano), 0 when none is;
+	// writing, when the write in progress began, 0 when none is.
+	writeBy, writing atomic.Int64
 }
 
 func (c *conn) Close() error {
@@ -35,27 +38,78 @@ func (c *conn) Close() error {
 	return c.Conn.Close()
 }
 
+// Write writes p within the limiter's write timeout of progress: each
+// write that sends anything gives the next as long again, so a client
+// that reads slowly is served however long its answer lasts, and one that
+// reads nothing for the write timeout fails the write (the server then
+// closes the connection and cancels the request). Both servers (the
+// router's own and net/http's) write through here. The deadline is set
+// again only when it has come nearer than the timeout by a 64th of it:
+// setting one per write would cost as much as the write's own work.
+func (c *conn) Write(p []byte) (int, error) {
+	d := c.lim.writeTimeout
+	if d <= 0 {
+		return c.Conn.Write(p)
+	}
+	c.writing.Store(time.Now().UnixNano())
+	defer c.writing.Store(0)
+	written := 0
+	for {
+		now := time.Now()
+		if by := c.writeBy.Load(); by == 0 || time.Duration(by-now.UnixNano()) < d-d/64 {
+			by = now.Add(d).UnixNano()
+			if err := c.Conn.SetWriteDeadline(time.Unix(0, by)); err != nil {
+				return written, err
+			}
+			c.writeBy.Store(by)
+		}
+		n, err := c.Conn.Write(p[written:])
+		written += n
+		if err != nil && n > 0 && isTimeout(err) {
+			continue // it read some: a slow client, not a stalled one
+		}
+		return written, err
+	}
+}
+
+// SetWriteDeadline sets a deadline that holds until the next write, which
+// sets the write timeout's own (see Write).
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	c.writeBy.Store(0)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// stalledAfter is how long a write to a client must have waited before
+// its connection counts as stalled, and so evictable at the limit: a
+// client that reads a stream of tokens never leaves the router's write
+// waiting that long.
+const stalledAfter = time.Second
+
 // connLimiter bounds a server's connections. Under the limit every
 // connection is accepted. At the limit it closes the connection that has
 // waited longest (idle between requests, or still sending its request, as a
-// slow client does) to make room; when every connection is being served it
+// slow client does) to make room, or else the one whose client has read
+// nothing of its answer the longest (a write waiting stalledAfter or
+// more); when every connection is being served and reading it
 // accepts up to reserve more that may only serve health and metrics, and
 // beyond those it answers 503 and closes. So a flood of slow or idle
 // connections cannot lock out the router's real clients or its probes, and
 // the router never holds more than max+reserve descriptors for clients.
 type connLimiter struct {
 	max, reserve int
+	writeTimeout time.Duration // see conn.Write; 0: none
 
 	mu       sync.Mutex
 	n        int       // connections held, reserved ones included
 	reserved int       // reserved connections held
 	waiting  list.List // waiting connections, oldest first
+	serving  list.List // connections being served
 
 	evicted, refused, handed atomic.Int64
 }
 
-func newConnLimiter(max, reserve int) *connLimiter {
-	return &connLimiter{max: max, reserve: reserve}
+func newConnLimiter(max, reserve int, writeTimeout time.Duration) *connLimiter {
+	return &connLimiter{max: max, reserve: reserve, writeTimeout: writeTimeout}
 }
 
 // limitListener applies a connLimiter to a listener's connections.
@@ -87,12 +141,17 @@ func (l *connLimiter) admit(c net.Conn) *conn {
 	tc := &conn{Conn: c, lim: l, state: connWaiting}
 	var victim *conn
 	l.mu.Lock()
-	switch {
-	case l.n-l.reserved < l.max:
-	case l.waiting.Len() > 0:
-		// The newcomer takes the victim's slot, reserved or not.
+	full := l.n-l.reserved >= l.max
+	if full && l.waiting.Len() > 0 {
 		victim = l.waiting.Front().Value.(*conn)
-		l.unwait(victim)
+	} else if full {
+		victim = l.stalled()
+	}
+	switch {
+	case !full:
+	case victim != nil:
+		// The newcomer takes the victim's slot, reserved or not.
+		l.unlink(victim)
 		tc.reserved = victim.reserved
 		l.n--
 		victim.closed.Store(true) // its slot is handed over here
@@ -117,18 +176,38 @@ func (l *connLimiter) admit(c net.Conn) *conn {
 	return tc
 }
 
-// unwait takes c off the waiting list. Called with mu held.
-func (l *connLimiter) unwait(c *conn) {
-	if c.elem != nil {
-		l.waiting.Remove(c.elem)
-		c.elem = nil
+// stalled is the served connection whose write has waited longest, if
+// one has waited stalledAfter or more; nil if none. Called with mu held,
+// at the limit only: it walks the served connections.
+func (l *connLimiter) stalled() *conn {
+	var victim *conn
+	oldest := time.Now().Add(-stalledAfter).UnixNano()
+	for e := l.serving.Front(); e != nil; e = e.Next() {
+		c := e.Value.(*conn)
+		if w := c.writing.Load(); w != 0 && w <= oldest {
+			victim, oldest = c, w
+		}
 	}
+	return victim
+}
+
+// unlink takes c off its list. Called with mu held.
+func (l *connLimiter) unlink(c *conn) {
+	if c.elem == nil {
+		return
+	}
+	if c.state == connServing {
+		l.serving.Remove(c.elem)
+	} else {
+		l.waiting.Remove(c.elem)
+	}
+	c.elem = nil
 }
 
 func (l *connLimiter) release(c *conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.unwait(c)
+	l.unlink(c)
 	l.n--
 	if c.reserved {
 		l.reserved--
@@ -142,9 +221,10 @@ func (l *connLimiter) setState(c *conn, state int32) {
 	if c.closed.Load() || c.state == state {
 		return
 	}
+	l.unlink(c)
 	c.state = state
 	if state == connServing {
-		l.unwait(c)
+		c.elem = l.serving.PushBack(c)
 	} else {
 		c.elem = l.waiting.PushBack(c)
 	}

@@ -231,7 +231,7 @@ func TestReservedConnectionsServeHealth(t *testing.T) {
 // connections being served, a new connection is answered a well-formed 503
 // and closed; the count of held connections does not move.
 func TestConnectionsOverEveryLimit(t *testing.T) {
-	lim := newConnLimiter(1, 1)
+	lim := newConnLimiter(1, 1, 0)
 	var held []*conn
 	for k := 0; k < 2; k++ { // the slot, then the reserve
 		a, b := net.Pipe()

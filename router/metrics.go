@@ -79,6 +79,7 @@ func newRouterMetrics(rt *Router) *routerMetrics {
 	gauge("wfsched_router_client_connections", "Client connections held now.", func() float64 { return float64(rt.conns.held()) })
 	counter("wfsched_router_connections_evicted_total", "Connections closed at the connection limit to make room (idle, or slow to send their request).", func() float64 { return float64(rt.conns.evicted.Load()) })
 	counter("wfsched_router_connections_refused_total", "Connections refused with 503 over the connection limit and its reserve.", func() float64 { return float64(rt.conns.refused.Load()) })
+	counter("wfsched_router_backend_unsolicited_total", "Backend connections closed because the backend sent bytes outside any answer (more than an answer's framing said, or while the connection was idle): kept, they would have been the next request's answer.", func() float64 { return float64(rt.up.unsolicitedAnswers.Load()) })
 	counter("wfsched_router_connections_handed_over_total", "Client connections handed to Go's net/http server at a request the router's own HTTP/1.1 path does not take (HTTP/1.0, a chunked or 100-continue body, an upgrade, a head over 8 KiB, lenient syntax).", func() float64 { return float64(rt.conns.handed.Load()) })
 	m.decided = m.decision.WithLabelValues(rt.logic.Name())
 	for _, b := range rt.list() {

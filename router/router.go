@@ -47,6 +47,7 @@ const (
 	DefaultBodyTimeout        = 60 * time.Second
 	DefaultHeaderTimeout      = 10 * time.Second
 	DefaultClientIdleTimeout  = 2 * time.Minute
+	DefaultWriteTimeout       = 30 * time.Second
 	DefaultConnectTimeout     = 5 * time.Second
 	DefaultFirstByteTimeout   = 10 * time.Minute
 	DefaultIdleTimeout        = 5 * time.Minute
@@ -94,6 +95,15 @@ type Config struct {
 	// itself and hands a connection to net/http at the first it does not
 	// take (serve1.go).
 	NetHTTPServer bool
+	// WriteTimeout closes a client connection whose answer has made no
+	// progress that long: the client reads nothing (DefaultWriteTimeout
+	// when 0). Its backend request is cancelled. A slow client that reads
+	// is not affected, however long the answer lasts.
+	WriteTimeout time.Duration
+	// Forwarded says how the X-Forwarded-* fields of forwarded requests
+	// are set: ForwardedAppend (the default), ForwardedReplace or
+	// ForwardedTrust (forwarded.go).
+	Forwarded string
 	// APIKey, when set, is the bearer token every request but /health
 	// must carry. Clients' Authorization headers are forwarded to the
 	// backends unchanged either way.
@@ -145,6 +155,7 @@ func (c *Config) setDefaults() {
 	orDefault(&c.FallbackLogic, DefaultFallback)
 	orDefault(&c.LoadFactor, DefaultLoadFactor)
 	orDefault(&c.Passthrough, PassAll)
+	orDefault(&c.Forwarded, ForwardedAppend)
 	orDefault(&c.CaptureContent, capture.Hash)
 	orDefault(&c.MaxResponses, DefaultMaxResponses)
 	for _, d := range []struct {
@@ -154,7 +165,7 @@ func (c *Config) setDefaults() {
 		{&c.WorkflowTTL, DefaultWorkflowTTL}, {&c.MessageTTL, DefaultMessageTTL}, {&c.ConnectTimeout, DefaultConnectTimeout},
 		{&c.FirstByteTimeout, DefaultFirstByteTimeout}, {&c.IdleTimeout, DefaultIdleTimeout}, {&c.HealthInterval, DefaultHealthInterval},
 		{&c.HeaderTimeout, DefaultHeaderTimeout}, {&c.BodyTimeout, DefaultBodyTimeout}, {&c.ClientIdleTimeout, DefaultClientIdleTimeout},
-		{&c.DiscoverInterval, DefaultDiscoverInterval},
+		{&c.WriteTimeout, DefaultWriteTimeout}, {&c.DiscoverInterval, DefaultDiscoverInterval},
 	} {
 		orDefault(d.v, d.d)
 	}
@@ -242,6 +253,9 @@ func (c Config) validateRouting() error {
 	if err := CheckState(c.State); err != nil {
 		return err
 	}
+	if err := checkForwarded(c.Forwarded); err != nil {
+		return err
+	}
 	switch c.Passthrough {
 	case "", PassAll, PassVLLM, PassNone:
 	default:
@@ -260,7 +274,7 @@ func (c Config) validateRouting() error {
 		}
 	}
 	for _, d := range []time.Duration{c.WorkflowTTL, c.MessageTTL, c.ConnectTimeout, c.FirstByteTimeout, c.IdleTimeout, c.HealthInterval,
-		c.HeaderTimeout, c.BodyTimeout, c.ClientIdleTimeout} {
+		c.HeaderTimeout, c.BodyTimeout, c.ClientIdleTimeout, c.WriteTimeout} {
 		if d < 0 {
 			return errors.New("timeouts and TTLs must not be negative")
 		}
@@ -296,7 +310,7 @@ func New(cfg Config) (*Router, error) {
 	}
 	cfg.setDefaults()
 	rt := &Router{Balancer: newBalancer(cfg), cfg: cfg, mux: http.NewServeMux(), reg: prometheus.NewRegistry(),
-		bodies: bodyBudget{max: cfg.MaxBodyBytesHeld}, conns: newConnLimiter(cfg.MaxConns, cfg.ReservedConns)}
+		bodies: bodyBudget{max: cfg.MaxBodyBytesHeld}, conns: newConnLimiter(cfg.MaxConns, cfg.ReservedConns, cfg.WriteTimeout)}
 	mail := newMailboxes(limits{maxLen: cfg.MaxQueueSize, maxQueues: cfg.MaxQueues, maxQBytes: cfg.MaxQueueBytes, maxBytes: cfg.MaxMessages, ttl: cfg.MessageTTL}, cfg.Now)
 	rt.mail = mail
 	if opt, _ := stateOptions(cfg.State); opt != nil {
@@ -795,15 +809,20 @@ type relayInfo struct {
 }
 
 // send forwards a request to backend pick and relays the answer, and
-// returns the usage it reported. Failover before the first byte only:
-// connection errors, header timeouts and bodies that break before their
-// first byte move to the next healthy backend (any backend with
-// anyBackend), unless pinned (the request's state lives on pick alone).
-// After the first byte the response is the client's: a break then aborts
-// it (see relay). info, when not nil, hears about the response.
+// returns the usage it reported. Failover before the first byte only,
+// and only where the request cannot run twice: a request that did not
+// reach its backend whole (no connection, a failed write), or an
+// idempotent one, moves to the next healthy backend (any backend with
+// anyBackend) unless pinned (the request's state lives on pick alone);
+// a completion the backend read and did not answer gets a 502 (a 504
+// after --first-byte-timeout). After the first byte the response is the
+// client's: a break then aborts it (see relay). info, when not nil, hears
+// about the response.
 func (rt *Router) send(w http.ResponseWriter, r *http.Request, body []byte, pick int, anyBackend, pinned bool, start time.Time, info *relayInfo) (prompt, cached int, known bool) {
 	list := rt.list()
 	tried := make([]bool, len(list))
+	rt.setForwarded(r)
+	again := replayable(r.Method, r.Header)
 	for {
 		tried[pick] = true
 		b := list[pick]
@@ -819,12 +838,21 @@ func (rt *Router) send(w http.ResponseWriter, r *http.Request, body []byte, pick
 		}
 		rt.m.requests.WithLabelValues(b.url, "error").Inc()
 		next := -1
-		if !pinned {
+		// Another backend only for a request that did not reach this
+		// one whole, or one that may run twice: a completion this
+		// backend read and then failed to answer may have run (and
+		// stored a response), so its client hears of the failure and
+		// decides (OpenAI's clients retry a 502 or 504 themselves).
+		if !pinned && (again || unsent(err)) {
 			next = rt.leastLoadedOf(func(i int, c *backend) bool {
 				return i < len(tried) && !tried[i] && !c.gone.Load() && (anyBackend || c.healthy.Load())
 			})
 		}
 		if next < 0 {
+			if isTimeout(err) {
+				apiError(w, http.StatusGatewayTimeout, "backend %s: no answer within --first-byte-timeout %v", b.url, rt.cfg.FirstByteTimeout)
+				return
+			}
 			apiError(w, http.StatusBadGateway, "backend %s: %v", b.url, err)
 			return
 		}
@@ -883,8 +911,9 @@ func (rt *Router) relay(ctx context.Context, w http.ResponseWriter, b *backend, 
 		info.timeScale, _ = strconv.ParseFloat(resp.Header.Get(wire.TimeScale), 64)
 	}
 	h := w.Header()
+	named := connectionFields(resp.Header)
 	for k, v := range resp.Header { // canonical keys (upstream reads them so)
-		if !isHop(k) {
+		if !hopField(k, named) {
 			h[k] = v
 		}
 	}

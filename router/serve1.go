@@ -339,12 +339,15 @@ func trackedConn(c net.Conn) (*conn, bool) {
 // to hand over (nothing of it consumed); err: the connection is done.
 func (c *h1Conn) readRequest(first bool) (req *http.Request, ok bool, err error) {
 	cfg := &c.s.rt.cfg
+	// A new connection's first request head is due within the header
+	// timeout of the connection's start, its first byte included (as
+	// net/http has it); a later one may wait idle, and its head is due
+	// within the header timeout of its first byte.
+	if first {
+		c.cr.readWithin(cfg.HeaderTimeout)
+	}
 	if c.br.Buffered() == 0 && len(c.cr.pending) == 0 {
-		// A new connection's first request is due within the header
-		// timeout (as net/http has it); later ones may wait idle.
-		if first {
-			c.cr.readWithin(cfg.HeaderTimeout)
-		} else {
+		if !first {
 			c.cr.readWithin(cfg.ClientIdleTimeout)
 		}
 		if _, err := c.br.Peek(1); err != nil {
@@ -355,7 +358,9 @@ func (c *h1Conn) readRequest(first bool) (req *http.Request, ok bool, err error)
 	if c.s.closing() {
 		return nil, false, net.ErrClosed
 	}
-	c.cr.readWithin(cfg.HeaderTimeout)
+	if !first {
+		c.cr.readWithin(cfg.HeaderTimeout)
+	}
 	var head []byte
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
@@ -374,6 +379,11 @@ func (c *h1Conn) readRequest(first bool) (req *http.Request, ok bool, err error)
 				// it as it would.
 				return nil, false, nil
 			}
+			if c.br.Buffered() > 0 {
+				// Part of a head by the deadline: net/http's answer.
+				c.bw.WriteString(headTimedOut)
+				c.bw.Flush()
+			}
 			return nil, false, err
 		}
 	}
@@ -385,6 +395,10 @@ func (c *h1Conn) readRequest(first bool) (req *http.Request, ok bool, err error)
 	req.RemoteAddr = c.remote
 	return req, true, nil
 }
+
+// headTimedOut is what net/http's server answers a client whose request
+// head was not complete by the header timeout.
+const headTimedOut = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"
 
 func isTimeout(err error) bool {
 	var ne net.Error
@@ -481,11 +495,13 @@ func parseHead(headBytes []byte) (*http.Request, bool) {
 	switch cl := h["Content-Length"]; len(cl) {
 	case 0:
 	case 1:
-		n, err := strconv.ParseInt(cl[0], 10, 64)
-		if err != nil || n < 0 || cl[0][0] == '+' {
+		// Digits only, as net/http's parseContentLength takes them
+		// (ParseInt would take "-0" and "+5").
+		n, err := strconv.ParseUint(cl[0], 10, 63)
+		if err != nil {
 			return nil, false
 		}
-		req.ContentLength = n
+		req.ContentLength = int64(n)
 	default:
 		return nil, false
 	}

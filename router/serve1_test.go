@@ -376,12 +376,17 @@ func TestOwnServerTimeouts(t *testing.T) {
 		}
 	}
 	silent, partial, kept := dial(), dial(), dial()
+	start0 := time.Now()
 	io.WriteString(partial, "GET /health HTTP/1.1\r\nHo")
 	io.WriteString(kept, "GET /health HTTP/1.1\r\nHost: r\r\n\r\n")
 	br := bufio.NewReader(kept)
 	readResponses(t, br, "GET", 1)
 	closedWithin(silent, 100*time.Millisecond, 700*time.Millisecond, "a connection that sends nothing")
-	closedWithin(partial, 0, 700*time.Millisecond, "a head that stops")
+	// A head cut short by the deadline gets net/http's 400, at the
+	// deadline.
+	if b, err := io.ReadAll(partial); string(b) != headTimedOut || err != nil || time.Since(start0) > 700*time.Millisecond {
+		t.Errorf("a head that stops: %q %v after %v, want net/http's 400", b, err, time.Since(start0))
+	}
 	// kept has waited past the header timeout: still served.
 	io.WriteString(kept, "GET /health HTTP/1.1\r\nHost: r\r\n\r\n")
 	if r := readResponses(t, br, "GET", 1)[0]; r.StatusCode != 200 {
@@ -390,6 +395,17 @@ func TestOwnServerTimeouts(t *testing.T) {
 	start := time.Now()
 	if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF || time.Since(start) < 500*time.Millisecond {
 		t.Errorf("idle connection: %d %v after %v", n, err, time.Since(start))
+	}
+	// The first head's deadline counts from the connection's start, not
+	// from its first byte (sent here just before the deadline: counted
+	// from it, the connection would last 1.9 s).
+	_, _, dialSlow := rawRouter(t, Config{HeaderTimeout: time.Second})
+	late := dialSlow()
+	lateStart := time.Now()
+	time.Sleep(900 * time.Millisecond)
+	io.WriteString(late, "G")
+	if b, _ := io.ReadAll(late); string(b) != headTimedOut || time.Since(lateStart) > 1500*time.Millisecond {
+		t.Errorf("a first byte just before the deadline: %q after %v, want the 400 at about 1s", b, time.Since(lateStart))
 	}
 }
 

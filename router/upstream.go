@@ -2,15 +2,14 @@ package router
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/textproto"
 	"net/url"
 	"strconv"
@@ -43,6 +42,10 @@ type upstream struct {
 	idleTimeout   time.Duration
 	maxConns      int
 	tlsConfig     *tls.Config // for https backends; nil: the system's roots
+
+	// unsolicitedAnswers counts connections closed for bytes a backend
+	// sent outside any answer.
+	unsolicitedAnswers atomic.Int64
 
 	mu    sync.RWMutex
 	pools map[string]*upPool // by backend base URL
@@ -136,7 +139,7 @@ func (u *upstream) do(ctx context.Context, base, method, uri string, header http
 	for attempt := 0; ; attempt++ {
 		c, reused, err := p.get(ctx)
 		if err != nil {
-			return nil, err
+			return nil, &unsentError{err}
 		}
 		resp, stale, err := c.roundTrip(ctx, method, p.prefix+uri, header, body)
 		if err == nil {
@@ -146,11 +149,14 @@ func (u *upstream) do(ctx context.Context, base, method, uri string, header http
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if !reused || !stale || attempt > 0 {
+		// Once more on a new connection when a kept-alive one failed:
+		// the backend had closed it. Only a request that did not reach
+		// the backend whole, or one that may be sent twice, goes again:
+		// a POST the backend read before the connection closed may have
+		// run (Go's Transport answers so too).
+		if !reused || attempt > 0 || !unsent(err) && !(stale && replayable(method, header)) {
 			return nil, err
 		}
-		// A kept-alive connection the backend had closed: again, on a
-		// new one.
 	}
 }
 
@@ -162,6 +168,11 @@ func (p *upPool) get(ctx context.Context) (c *upConn, reused bool, err error) {
 		p.idle = p.idle[:len(p.idle)-1]
 		if time.Since(c.idleSince) < p.u.idleTimeout {
 			p.mu.Unlock()
+			if !c.usable() {
+				c.close()
+				p.mu.Lock()
+				continue
+			}
 			return c, true, nil
 		}
 		p.mu.Unlock()
@@ -180,6 +191,10 @@ func (p *upPool) get(ctx context.Context) (c *upConn, reused bool, err error) {
 	case c := <-w:
 		if c == nil { // a connection closed: its place is ours
 			return p.dial(ctx)
+		}
+		if !c.usable() {
+			c.nc.Close()
+			return p.dial(ctx) // in the place it held
 		}
 		return c, true, nil
 	case <-ctx.Done():
@@ -263,6 +278,32 @@ func (p *upPool) handOff(c *upConn) bool {
 	return true
 }
 
+// usable says whether a connection that was idle may carry a request:
+// nothing has arrived on it since its last answer ended, and the backend
+// has not closed it. Bytes there would be taken for the next request's
+// answer (Go's Transport reads every idle connection in the background
+// for this; one system call before reuse does here what that goroutine
+// does there).
+func (c *upConn) usable() bool {
+	if n := c.br.Buffered(); n > 0 {
+		head, _ := c.br.Peek(min(n, 40))
+		c.pool.u.unsolicited(c, n, head)
+		return false
+	}
+	var buf [40]byte
+	n, err := peekConn(c.nc, buf[:])
+	if n > 0 {
+		c.pool.u.unsolicited(c, n, buf[:n])
+	}
+	return n == 0 && err == nil
+}
+
+// unsolicited notes bytes a backend sent outside any answer.
+func (u *upstream) unsolicited(c *upConn, n int, head []byte) {
+	u.unsolicitedAnswers.Add(1)
+	log.Printf("router: backend %s sent %d bytes outside any answer (starting %q): connection closed", c.pool.addr, n, head)
+}
+
 func (c *upConn) close() {
 	c.nc.Close()
 	c.pool.release()
@@ -295,9 +336,68 @@ func isHop(k string) bool {
 	return false
 }
 
+// unsentError is the error of a request that did not reach its backend
+// whole (the connection could not be had, or writing the request failed):
+// no backend can have acted on it, so it may go again, to the same
+// backend or another, whatever its method.
+type unsentError struct{ err error }
+
+func (e *unsentError) Error() string { return e.err.Error() }
+func (e *unsentError) Unwrap() error { return e.err }
+
+// unsent says whether err is a request's that did not reach its backend.
+func unsent(err error) bool {
+	var u *unsentError
+	return errors.As(err, &u)
+}
+
+// replayable says whether a request that may have reached a backend can
+// be sent again, as Go's Transport decides: its method is idempotent, or
+// the client marked it with an idempotency key.
+func replayable(method string, header http.Header) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, key := header["Idempotency-Key"]
+	_, xkey := header["X-Idempotency-Key"]
+	return key || xkey
+}
+
+// connectionFields lists the fields h's Connection field names, in
+// canonical form: they are hop-by-hop for that message (RFC 9110 7.6.1).
+// nil when there is no Connection field, as in nearly every message.
+func connectionFields(h http.Header) []string {
+	var named []string
+	for _, v := range h["Connection"] {
+		for t := range strings.SplitSeq(v, ",") {
+			if t = textproto.TrimString(t); t != "" {
+				named = append(named, textproto.CanonicalMIMEHeaderKey(t))
+			}
+		}
+	}
+	return named
+}
+
+// hopField says whether the field k (canonical) stays on its hop: one of
+// hopHeaders, or named by the message's Connection field.
+func hopField(k string, named []string) bool {
+	if isHop(k) {
+		return true
+	}
+	for _, n := range named {
+		if n == k {
+			return true
+		}
+	}
+	return false
+}
+
 // roundTrip writes the request and reads the answer's head. stale says
 // the connection was found closed by the backend before any byte of an
-// answer: then the request may go again on another.
+// answer came (the backend may have closed it while idle, or may have
+// read the request and died); an error writing the request is an
+// unsentError.
 func (c *upConn) roundTrip(ctx context.Context, method, uri string, header http.Header, body []byte) (resp *http.Response, stale bool, err error) {
 	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
 	defer func() {
@@ -305,6 +405,7 @@ func (c *upConn) roundTrip(ctx context.Context, method, uri string, header http.
 			stop()
 		}
 	}()
+	named := connectionFields(header)
 	hp := requestHeads.Get().(*[]byte)
 	h := append((*hp)[:0], method...)
 	h = append(h, ' ')
@@ -313,7 +414,7 @@ func (c *upConn) roundTrip(ctx context.Context, method, uri string, header http.
 	h = append(h, c.pool.host...)
 	h = append(h, "\r\n"...)
 	for k, vs := range header {
-		if skipHeader(k) {
+		if skipHeader(k) || named != nil && hopField(k, named) {
 			continue
 		}
 		for _, v := range vs {
@@ -345,9 +446,9 @@ func (c *upConn) roundTrip(ctx context.Context, method, uri string, header http.
 	*hp = h[:0]
 	requestHeads.Put(hp)
 	if err != nil {
-		return nil, closedByPeer(err), err
+		return nil, closedByPeer(err), &unsentError{err}
 	}
-	resp, err = c.readHead()
+	resp, f, err := readBackendAnswer(c.br, method)
 	if err != nil {
 		return nil, c.br.Buffered() == 0 && closedByPeer(err), err
 	}
@@ -355,7 +456,10 @@ func (c *upConn) roundTrip(ctx context.Context, method, uri string, header http.
 	if ctx.Err() != nil { // cancelled as the deadline was cleared
 		c.nc.SetReadDeadline(aLongTimeAgo)
 	}
-	resp.Body = c.body(ctx, resp, method, stop)
+	resp.Body = &upBody{c: c, r: newAnswerBody(c.br, f), keep: f.keep, stop: stop, ctx: ctx}
+	if f.remain == 0 {
+		resp.Body.(*upBody).end()
+	}
 	return resp, true, nil
 }
 
@@ -365,103 +469,12 @@ func closedByPeer(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-// maxHeadBytes bounds an answer's head.
-const maxHeadBytes = 64 << 10
-
-// readHead reads the status line and header of an answer, skipping
-// informational (1xx) answers.
-func (c *upConn) readHead() (*http.Response, error) {
-	for {
-		line, err := c.br.ReadSlice('\n')
-		switch {
-		case err == bufio.ErrBufferFull:
-			return nil, errors.New("malformed HTTP status line: too long")
-		case err == io.EOF && len(line) > 0:
-			return nil, io.ErrUnexpectedEOF // an answer, cut
-		case err != nil:
-			return nil, err
-		}
-		resp := &http.Response{}
-		proto, rest, ok := bytes.Cut(bytes.TrimRight(line, "\r\n"), []byte(" "))
-		codeText, _, _ := bytes.Cut(rest, []byte(" "))
-		switch {
-		case !ok || len(codeText) != 3:
-			return nil, fmt.Errorf("malformed HTTP status line %q", clip(string(line)))
-		case bytes.Equal(proto, []byte("HTTP/1.1")):
-			resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.1", 1, 1
-		case bytes.Equal(proto, []byte("HTTP/1.0")):
-			resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.0", 1, 0
-		default:
-			return nil, fmt.Errorf("malformed HTTP version %q", clip(string(proto)))
-		}
-		code, err := strconv.Atoi(string(codeText))
-		if err != nil || code < 100 {
-			return nil, fmt.Errorf("malformed HTTP status code %q", clip(string(codeText)))
-		}
-		resp.StatusCode, resp.Status = code, string(bytes.TrimRight(rest, "\r\n"))
-		hdr, err := c.readHeader()
-		if err != nil {
-			return nil, fmt.Errorf("malformed HTTP header: %w", err)
-		}
-		resp.Header = http.Header(hdr)
-		if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
-			continue // 100 Continue, 103 Early Hints: the answer follows
-		}
-		return resp, nil
-	}
-}
-
-// readHeader reads the header fields of an answer, through the empty line.
-// The common case, a head within the read buffer, is parsed there; a
-// longer one is gathered first, up to maxHeadBytes.
-func (c *upConn) readHeader() (textproto.MIMEHeader, error) {
-	for {
-		buf, _ := c.br.Peek(c.br.Buffered())
-		if end := headEnd(buf); end > 0 {
-			// Well-formed, as answers nearly always are: parsed from one
-			// copy, without textproto's copies.
-			if h, ok := parseFields(string(buf[:end])); ok {
-				c.br.Discard(end)
-				return textproto.MIMEHeader(h), nil
-			}
-		}
-		if bytes.HasPrefix(buf, []byte("\r\n")) || bytes.HasPrefix(buf, []byte("\n")) ||
-			bytes.Contains(buf, []byte("\n\r\n")) || bytes.Contains(buf, []byte("\n\n")) {
-			return textproto.NewReader(c.br).ReadMIMEHeader()
-		}
-		if len(buf) == c.br.Size() {
-			break
-		}
-		if _, err := c.br.Peek(len(buf) + 1); err != nil {
-			return nil, err
-		}
-	}
-	var head []byte
-	for atStart := true; ; {
-		line, err := c.br.ReadSlice('\n')
-		if err != nil && err != bufio.ErrBufferFull {
-			return nil, err
-		}
-		if len(head)+len(line) > maxHeadBytes {
-			return nil, fmt.Errorf("over %d bytes", maxHeadBytes)
-		}
-		head = append(head, line...)
-		if atStart && err == nil && len(bytes.TrimRight(line, "\r\n")) == 0 {
-			break
-		}
-		atStart = err == nil
-	}
-	return textproto.NewReader(bufio.NewReader(bytes.NewReader(head))).ReadMIMEHeader()
-}
-
 // upBody reads an answer's body and, at its end, gives the connection
 // back (or closes it when the framing or the backend says so).
 type upBody struct {
 	c        *upConn
-	r        io.Reader
-	remain   int64 // bytes left with a Content-Length, -1 otherwise
-	chunked  bool
-	keep     bool // the connection may be reused after the body
+	r        *answerBody
+	keep     bool // the framing lets the connection carry another request
 	stop     func() bool
 	ctx      context.Context
 	err      error       // the reader's: only its goroutine touches it
@@ -469,64 +482,14 @@ type upBody struct {
 	closedBy atomic.Bool // Close was called
 }
 
-// body frames the answer's body and says how its connection ends.
-func (c *upConn) body(ctx context.Context, resp *http.Response, method string, stop func() bool) io.ReadCloser {
-	b := &upBody{c: c, r: c.br, remain: -1, stop: stop, ctx: ctx,
-		keep: resp.ProtoMinor == 1 && !headerHasToken(resp.Header, "Connection", "close") ||
-			resp.ProtoMinor == 0 && headerHasToken(resp.Header, "Connection", "keep-alive")}
-	resp.ContentLength = -1
-	switch {
-	case method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified:
-		b.remain, resp.ContentLength = 0, 0
-	case headerHasToken(resp.Header, "Transfer-Encoding", "chunked"):
-		b.chunked, b.r = true, httputil.NewChunkedReader(c.br)
-		resp.TransferEncoding = []string{"chunked"}
-		resp.Header.Del("Transfer-Encoding")
-		resp.Header.Del("Content-Length")
-	default:
-		if cl := resp.Header.Get("Content-Length"); cl != "" {
-			n, err := strconv.ParseInt(strings.TrimSpace(cl), 10, 64)
-			if err == nil && n >= 0 && len(resp.Header["Content-Length"]) == 1 {
-				b.remain, resp.ContentLength = n, n
-				break
-			}
-			b.keep = false // malformed: read to the end of the connection
-		} else {
-			b.keep = false // no framing: the body ends with the connection
-		}
-	}
-	if b.remain == 0 {
-		b.finish(true)
-		b.err = io.EOF
-	}
-	return b
-}
-
 func (b *upBody) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
-	if b.remain >= 0 && int64(len(p)) > b.remain {
-		p = p[:b.remain]
-	}
 	n, err := b.r.Read(p)
-	if b.remain > 0 {
-		b.remain -= int64(n)
-		if b.remain == 0 && err == nil {
-			err = io.EOF
-		} else if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-	}
 	switch {
-	case err == io.EOF && b.chunked:
-		if terr := b.trailer(); terr != nil {
-			err = terr
-			break
-		}
-		b.finish(true)
 	case err == io.EOF:
-		b.finish(b.remain == 0)
+		b.end()
 	case err != nil:
 		b.finish(false)
 		switch {
@@ -542,22 +505,20 @@ func (b *upBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// trailer reads the chunked body's trailer section (ignored) and its end.
-func (b *upBody) trailer() error {
-	for read := 0; ; {
-		line, err := b.c.br.ReadSlice('\n')
-		if err != nil {
-			b.finish(false)
-			return err
-		}
-		if read += len(line); read > maxHeadBytes {
-			b.finish(false)
-			return errors.New("chunked body's trailer too long")
-		}
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			return nil
-		}
+// end is the body read to its end: the connection is kept when nothing
+// follows it. Bytes already there are an answer nobody asked for (a
+// backend that sent more than it framed, or a body after a 204): kept,
+// they would be the next request's answer, so the connection closes, as
+// Go's Transport and HAProxy close it.
+func (b *upBody) end() {
+	b.err = io.EOF
+	if n := b.c.br.Buffered(); n > 0 {
+		head, _ := b.c.br.Peek(min(n, 40))
+		b.c.pool.u.unsolicited(b.c, n, head)
+		b.finish(false)
+		return
 	}
+	b.finish(true)
 }
 
 // finish decides the connection's fate once: reused when the body ended

@@ -191,9 +191,9 @@ func TestUpstreamBadAnswers(t *testing.T) {
 	for _, c := range []struct {
 		name, answer, want string
 	}{
-		{"status", "HTP/1.1 200 OK\r\n\r\n", "malformed HTTP version"},
-		{"code", "HTTP/1.1 2x0 OK\r\n\r\n", "malformed HTTP status code"},
-		{"header", "HTTP/1.1 200 OK\r\nbad header\r\n\r\n", "malformed HTTP header"},
+		{"status", "HTP/1.1 200 OK\r\n\r\n", "malformed answer: version"},
+		{"code", "HTTP/1.1 2x0 OK\r\n\r\n", "malformed answer: status code"},
+		{"header", "HTTP/1.1 200 OK\r\nbad header\r\n\r\n", "malformed MIME header"},
 		{"nothing", "", "EOF"},
 		{"long head", "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", maxHeadBytes) + "\r\n\r\n", "over 65536 bytes"},
 	} {

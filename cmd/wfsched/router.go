@@ -83,7 +83,7 @@ and resumes when it returns.`,
 	f.IntVar(&o.cfg.MaxQueueSize, "max-message-queue-size", router.DefaultMaxQueueSize, "messages one agent's queue holds")
 	o.cfg.MessageTTL = router.DefaultMessageTTL
 	f.Var((*seconds)(&o.cfg.MessageTTL), "message-ttl", "drop undelivered messages after this long: a duration or seconds (default 5m)")
-	f.DurationVar(&o.cfg.FirstByteTimeout, "first-byte-timeout", router.DefaultFirstByteTimeout, "give up on a backend that sends no response headers in this time (then fail over)")
+	f.DurationVar(&o.cfg.FirstByteTimeout, "first-byte-timeout", router.DefaultFirstByteTimeout, "give up on a backend that sends no response headers in this time (504; another backend only for requests that may run twice)")
 	f.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", router.DefaultIdleTimeout, "end a response whose backend sends nothing for this long")
 	f.StringVar(&o.cfg.APIKey, "api-key", os.Getenv("WFSCHED_API_KEY"), "require this bearer token on every endpoint but /health (default $WFSCHED_API_KEY; clients' Authorization headers are forwarded to backends either way)")
 	// Bounds on what clients can make the router hold.
@@ -93,6 +93,8 @@ and resumes when it returns.`,
 	f.DurationVar(&o.cfg.BodyTimeout, "body-timeout", router.DefaultBodyTimeout, "time a client may take to send a request's body")
 	f.BoolVar(&o.cfg.NetHTTPServer, "net-http-server", false, "serve every client connection with Go's net/http server (by default the router parses the requests clients send most itself and hands any other connection to net/http)")
 	f.DurationVar(&o.cfg.ClientIdleTimeout, "client-idle-timeout", router.DefaultClientIdleTimeout, "close client keep-alive connections idle this long")
+	f.DurationVar(&o.cfg.WriteTimeout, "write-timeout", router.DefaultWriteTimeout, "close a client connection that reads nothing of its answer for this long (its backend request is cancelled)")
+	f.StringVar(&o.cfg.Forwarded, "forwarded", router.ForwardedAppend, "X-Forwarded-For: append the client's address (append), set it alone (replace), or append and keep a trusted front proxy's X-Forwarded-Host/-Proto (trust)")
 	f.Int64Var(&o.cfg.MaxBodyBytes, "max-body-bytes", router.DefaultMaxBodyBytes, "largest request body (413 beyond)")
 	f.Int64Var(&o.cfg.MaxBodyBytesHeld, "max-body-bytes-held", router.DefaultMaxBodyBytesHeld, "request-body bytes held at once (503 beyond; bodies over 1 MiB may take three quarters)")
 	f.Int64Var(&o.cfg.MaxQueueBytes, "max-message-queue-bytes", router.DefaultMaxQueueBytes, "bytes one agent's message queue holds (429 beyond)")
