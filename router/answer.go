@@ -37,8 +37,15 @@ type answerFraming struct {
 	keep    bool
 }
 
-// errMalformedAnswer marks an answer the router will not relay.
-var errMalformedAnswer = errors.New("malformed answer")
+// errMalformedAnswer marks an answer net/http refuses too;
+// errUnrelayable one that net/http reads but the router does not relay (a
+// protocol other than HTTP/1.x, a status under 100, a 101, more than
+// max1xx informational answers, a status line over the read buffer or a
+// head over maxHeadBytes: net/http has no bound of its own there).
+var (
+	errMalformedAnswer = errors.New("malformed answer")
+	errUnrelayable     = errors.New("answer not relayed")
+)
 
 // readBackendAnswer reads the head of the final answer to a request of method
 // from br, skipping informational ones, and says how its body is framed.
@@ -52,18 +59,18 @@ func readBackendAnswer(br *bufio.Reader, method string) (*http.Response, answerF
 		code := resp.StatusCode
 		switch {
 		case resp.ProtoMajor != 1:
-			return nil, answerFraming{}, fmt.Errorf("%w: protocol %q", errMalformedAnswer, clip(resp.Proto))
+			return nil, answerFraming{}, fmt.Errorf("%w: protocol %q", errUnrelayable, clip(resp.Proto))
 		case code < 100:
-			return nil, answerFraming{}, fmt.Errorf("%w: status %d", errMalformedAnswer, code)
+			return nil, answerFraming{}, fmt.Errorf("%w: status %d", errUnrelayable, code)
 		case code == http.StatusSwitchingProtocols:
 			// The router never asks for an upgrade (Upgrade is not
 			// forwarded): a 101 is not an answer it can relay.
-			return nil, answerFraming{}, fmt.Errorf("%w: 101 Switching Protocols to a request that asked for no upgrade", errMalformedAnswer)
+			return nil, answerFraming{}, fmt.Errorf("%w: 101 Switching Protocols to a request that asked for no upgrade", errUnrelayable)
 		case code < 200:
 			// 100 Continue, 103 Early Hints: the answer follows. Their
 			// own bodies are empty (net/http's rule for 1xx).
 			if n1xx >= max1xx {
-				return nil, answerFraming{}, fmt.Errorf("%w: more than %d informational answers", errMalformedAnswer, max1xx)
+				return nil, answerFraming{}, fmt.Errorf("%w: more than %d informational answers", errUnrelayable, max1xx)
 			}
 			if _, err := frameAnswer(resp, method); err != nil {
 				return nil, answerFraming{}, err
@@ -84,7 +91,7 @@ func readAnswerHead(br *bufio.Reader) (*http.Response, error) {
 	line, err := br.ReadSlice('\n')
 	switch {
 	case err == bufio.ErrBufferFull:
-		return nil, fmt.Errorf("%w: status line too long", errMalformedAnswer)
+		return nil, fmt.Errorf("%w: status line over %d bytes", errUnrelayable, br.Size())
 	case err == io.EOF && len(line) > 0:
 		return nil, io.ErrUnexpectedEOF // an answer, cut
 	case err != nil:
@@ -174,7 +181,7 @@ type capped struct {
 
 func (c *capped) Read(p []byte) (int, error) {
 	if c.left <= 0 {
-		return 0, fmt.Errorf("%w: head over %d bytes", errMalformedAnswer, maxHeadBytes)
+		return 0, fmt.Errorf("%w: head over %d bytes", errUnrelayable, maxHeadBytes)
 	}
 	if len(p) == 0 {
 		return 0, nil

@@ -29,6 +29,8 @@ type conn struct {
 	// writeBy is the write deadline set (UnixNano), 0 when none is;
 	// writing, when the write in progress began, 0 when none is.
 	writeBy, writing atomic.Int64
+	// acked is what the client had acknowledged when writeBy was set.
+	acked uint64
 }
 
 func (c *conn) Close() error {
@@ -38,14 +40,17 @@ func (c *conn) Close() error {
 	return c.Conn.Close()
 }
 
-// Write writes p within the limiter's write timeout of progress: each
-// write that sends anything gives the next as long again, so a client
-// that reads slowly is served however long its answer lasts, and one that
-// reads nothing for the write timeout fails the write (the server then
-// closes the connection and cancels the request). Both servers (the
-// router's own and net/http's) write through here. The deadline is set
-// again only when it has come nearer than the timeout by a 64th of it:
-// setting one per write would cost as much as the write's own work.
+// Write writes p within the limiter's write timeout of progress: as long
+// as the client reads (its acknowledged bytes rise, or the write sends
+// anything), the deadline moves on, so a client that reads slowly is
+// served however long its answer lasts; one that reads nothing for the
+// write timeout (up to twice it, when its receive buffer still took bytes
+// as the deadline was set) fails the write, and the server then closes
+// the connection and cancels the request. Both servers (the router's own
+// and net/http's) write through here; one goroutine writes a connection
+// at a time. The deadline is set again only when it has come nearer than
+// the timeout by a 64th of it: setting one per write would cost as much as
+// the write's own work.
 func (c *conn) Write(p []byte) (int, error) {
 	d := c.lim.writeTimeout
 	if d <= 0 {
@@ -62,14 +67,23 @@ func (c *conn) Write(p []byte) (int, error) {
 				return written, err
 			}
 			c.writeBy.Store(by)
+			c.acked, _ = ackedBytes(c.Conn)
 		}
 		n, err := c.Conn.Write(p[written:])
 		written += n
-		if err != nil && n > 0 && isTimeout(err) {
-			continue // it read some: a slow client, not a stalled one
+		if err != nil && isTimeout(err) && (n > 0 || c.readSince()) {
+			c.writeBy.Store(0) // a slow client, not a stalled one: again
+			continue
 		}
 		return written, err
 	}
+}
+
+// readSince says whether the client has acknowledged bytes since the
+// write deadline was set.
+func (c *conn) readSince() bool {
+	a, ok := ackedBytes(c.Conn)
+	return ok && a > c.acked
 }
 
 // SetWriteDeadline sets a deadline that holds until the next write, which
