@@ -38,14 +38,15 @@ run: build
 	$(BIN) run --dag $(RUN_TRACE)
 
 # Short fuzzing of every importer, of the router's request parsing (its
-# bodies, and its heads against net/http's) and of
+# bodies, and its heads against net/http's), of its reading of backend
+# answers (against net/http's ReadResponse) and of
 # the engine's guided decoding
 # (FUZZTIME per target).
 FUZZTIME ?= 20s
 fuzz:
 	@for t in FuzzParseNative FuzzParseDAGJSON FuzzParseSteps FuzzParseAppWorld FuzzParseChatDev FuzzParseMetaGPT FuzzParseCapture FuzzParseOTel; do \
 		$(GO) test ./dag -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
-	@for t in FuzzParseCompletion FuzzStripField FuzzParseHead; do \
+	@for t in FuzzParseCompletion FuzzStripField FuzzParseHead FuzzReadAnswer; do \
 		$(GO) test ./router -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
 	@for t in FuzzGuidedJSON FuzzGuidedRegex; do \
 		$(GO) test ./sim -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done

@@ -49,8 +49,10 @@ func (rt *Router) setForwarded(r *http.Request) {
 		h["X-Forwarded-For"] = []string{ip}
 	}
 	trust := rt.cfg.Forwarded == ForwardedTrust
-	if _, ok := h["X-Forwarded-Host"]; !ok || !trust {
+	if _, ok := h["X-Forwarded-Host"]; (!ok || !trust) && r.Host != "" {
 		h["X-Forwarded-Host"] = []string{r.Host}
+	} else if !trust {
+		delete(h, "X-Forwarded-Host") // none received: none the client chose
 	}
 	if _, ok := h["X-Forwarded-Proto"]; !ok || !trust {
 		proto := "http"

@@ -18,7 +18,8 @@ import (
 // answer from another's; forged answers carry the id "forged". It logs the
 // id of every request it reads whole.
 type hostileBackend struct {
-	ln net.Listener
+	ln   net.Listener
+	late chan struct{} // an unsolicited answer was sent on an idle connection
 
 	mu   sync.Mutex
 	seen map[string]int // request id: times read
@@ -33,7 +34,7 @@ func newHostileBackend(t *testing.T) *hostileBackend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &hostileBackend{ln: ln, seen: map[string]int{}}
+	h := &hostileBackend{ln: ln, seen: map[string]int{}, late: make(chan struct{}, 64)}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -90,6 +91,7 @@ func (h *hostileBackend) serve(c net.Conn) {
 			io.WriteString(c, ok)
 			time.Sleep(10 * time.Millisecond)
 			io.WriteString(c, forged)
+			h.late <- struct{}{}
 		case "204-body":
 			io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n"+forged)
 		case "conflicting-lengths":
@@ -121,18 +123,20 @@ func TestHostileBackend(t *testing.T) {
 		mode     string
 		want     int  // the status every client gets
 		parallel bool // also 8 clients at once
-		gap      time.Duration
 	}{
-		{"none", 200, true, 0},
-		{"extra", 200, true, 0},
-		{"late-extra", 200, false, 50 * time.Millisecond},
-		{"204-body", 204, true, 0},
-		{"conflicting-lengths", 502, true, 0},
-		{"signed-length", 502, true, 0},
-		{"cl-te", 200, true, 0},
-		{"chunked-gzip", 502, true, 0},
-		{"close-second", 0, false, 0},
-		{"stall-read", 504, true, 0},
+		{"none", 200, true},
+		{"extra", 200, true},
+		// The next request goes once the extra answer is on the idle
+		// connection: sent before, it would be that request's answer
+		// (Go's Transport cannot tell either).
+		{"late-extra", 200, false},
+		{"204-body", 204, true},
+		{"conflicting-lengths", 502, true},
+		{"signed-length", 502, true},
+		{"cl-te", 200, true},
+		{"chunked-gzip", 502, true},
+		{"close-second", 0, false},
+		{"stall-read", 504, true},
 	} {
 		for _, netHTTP := range []bool{false, true} {
 			name := c.mode
@@ -175,7 +179,13 @@ func TestHostileBackend(t *testing.T) {
 					id := fmt.Sprintf("seq-%d", k)
 					code, body := ask(id)
 					check(id, code, body)
-					time.Sleep(c.gap)
+					if c.mode == "late-extra" {
+						select {
+						case <-be.late:
+						case <-time.After(10 * time.Second):
+							t.Fatal("the backend sent no late answer")
+						}
+					}
 				}
 				if c.parallel {
 					var wg sync.WaitGroup

@@ -431,7 +431,9 @@ func (c *upConn) roundTrip(ctx context.Context, method, uri string, header http.
 	}
 	h = append(h, "\r\n"...)
 	if c.pool.u.headerTimeout > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(c.pool.u.headerTimeout))
+		// The request's write and the answer's head: a backend that
+		// stops reading a large body must not hold the write forever.
+		c.nc.SetDeadline(time.Now().Add(c.pool.u.headerTimeout))
 	}
 	if len(body) > 0 && len(h)+len(body) <= cap(h) {
 		h = append(h, body...)
@@ -452,9 +454,9 @@ func (c *upConn) roundTrip(ctx context.Context, method, uri string, header http.
 	if err != nil {
 		return nil, c.br.Buffered() == 0 && closedByPeer(err), err
 	}
-	c.nc.SetReadDeadline(time.Time{})
+	c.nc.SetDeadline(time.Time{})
 	if ctx.Err() != nil { // cancelled as the deadline was cleared
-		c.nc.SetReadDeadline(aLongTimeAgo)
+		c.nc.SetDeadline(aLongTimeAgo)
 	}
 	resp.Body = &upBody{c: c, r: newAnswerBody(c.br, f), keep: f.keep, stop: stop, ctx: ctx}
 	if f.remain == 0 {

@@ -28,3 +28,24 @@ func TestBearer(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkBearer times the check of a wrong token of another length
+// beside one of the key's length: the two must not differ (a comparison
+// that returns early on a length mismatch tells a client the key's
+// length). Compare their ns/op.
+func BenchmarkBearer(b *testing.B) {
+	const key = "sk-wfsched-0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct{ name, token string }{
+		{"short-wrong", "x"},
+		{"same-length-wrong", "sk-wfsched-0123456789abcdef0123456789abcdeX"},
+		{"right", key},
+	} {
+		r := httptest.NewRequest("GET", "/v1/models", nil)
+		r.Header.Set("Authorization", "Bearer "+tc.token)
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				Bearer(r, key)
+			}
+		})
+	}
+}
