@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wfsched/wfsched/internal/gzfile"
 	"github.com/wfsched/wfsched/tokenizer"
 )
 
@@ -298,19 +299,33 @@ func Read(r io.Reader, name string) ([]Record, error) {
 	return out, nil
 }
 
-// ReadDir reads every *.jsonl capture file in dir, in name order.
+// Files lists the capture files in dir (*.jsonl and *.jsonl.gz), in
+// name order.
+func Files(dir string) ([]string, error) {
+	var names []string
+	for _, pat := range []string{"*.jsonl", "*.jsonl.gz"} {
+		m, err := filepath.Glob(filepath.Join(dir, pat))
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, m...)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// ReadDir reads every capture file in dir (Files), in name order.
 func ReadDir(dir string) ([]Record, error) {
-	names, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+	names, err := Files(dir)
 	if err != nil {
 		return nil, err
 	}
 	if len(names) == 0 {
-		return nil, fmt.Errorf("%s: no capture files (*.jsonl) in it", dir)
+		return nil, fmt.Errorf("%s: no capture files (*.jsonl or *.jsonl.gz) in it", dir)
 	}
-	slices.Sort(names)
 	var all []Record
 	for _, n := range names {
-		f, err := os.Open(n)
+		f, err := gzfile.Open(n)
 		if err != nil {
 			return nil, err
 		}

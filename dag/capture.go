@@ -3,13 +3,13 @@ package dag
 import (
 	"bytes"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/wfsched/wfsched/capture"
+	"github.com/wfsched/wfsched/internal/gzfile"
 )
 
 // Captures (package capture): the calls a client made through wfsched's
@@ -31,14 +31,14 @@ func (captureFormat) Parse(data []byte, _ Options) ([]*Graph, error) {
 
 // IsCaptureDir reports whether path is a folder holding capture files.
 func IsCaptureDir(path string) bool {
-	names, _ := filepath.Glob(filepath.Join(path, "*.jsonl"))
+	names, _ := capture.Files(path)
 	for _, n := range names {
-		f, err := os.Open(n)
+		f, err := gzfile.Open(n)
 		if err != nil {
 			continue
 		}
 		head := make([]byte, 4096)
-		k, _ := f.Read(head)
+		k, _ := io.ReadFull(f, head)
 		f.Close()
 		if capture.Detect(head[:k]) {
 			return true

@@ -7,13 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/wfsched/wfsched/capture"
+	"github.com/wfsched/wfsched/internal/gzfile"
 	"github.com/wfsched/wfsched/tokenizer"
 )
 
@@ -150,7 +149,7 @@ func readParse(path string, opt Options) ([]*Graph, error) {
 	if limit == 0 {
 		limit = DefaultMaxBytes
 	}
-	f, err := os.Open(path)
+	f, err := gzfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +181,7 @@ func readParse(path string, opt Options) ([]*Graph, error) {
 	// Read into a buffer of the file's size (io.ReadAll would grow one
 	// step by step, clearing and copying as it goes).
 	var buf bytes.Buffer
-	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && !f.Compressed {
 		buf.Grow(int(min(st.Size(), limit)) + bytes.MinRead)
 	}
 	if _, err := buf.ReadFrom(io.LimitReader(br, limit+1)); err != nil {
@@ -197,7 +196,7 @@ func readParse(path string, opt Options) ([]*Graph, error) {
 		return nil, &InputError{Path: path, Err: err}
 	}
 	// Graphs without an id are named after the file.
-	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	base := gzfile.Base(path)
 	for i, g := range gs {
 		if g.ID == "" {
 			g.ID = base

@@ -1,6 +1,8 @@
 package dag
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -147,11 +149,67 @@ func structure(g *Graph) []string {
 	return out
 }
 
+// shipped names each MAST trace the project ships (traces/mast, gzip) and
+// its original under the shared traces.
+var shipped = map[string]string{
+	"appworld-steps.json.gz":                               "steps/appworld.json",
+	"b119b1f_2.txt.gz":                                     "appworld-raw/b119b1f_2.txt",
+	"dag-json/AppWorld/692c77d_1_dag.json.gz":              "dag-json/AppWorld/692c77d_1_dag.json",
+	"dag-json/AppWorld/82e2fac_1_dag.json.gz":              "dag-json/AppWorld/82e2fac_1_dag.json",
+	"dag-json/AppWorld/aa8502b_1_dag.json.gz":              "dag-json/AppWorld/aa8502b_1_dag.json",
+	"dag-json/AppWorld/ccb4494_1_dag.json.gz":              "dag-json/AppWorld/ccb4494_1_dag.json",
+	"dag-json/AppWorld/cf6abd2_1_dag.json.gz":              "dag-json/AppWorld/cf6abd2_1_dag.json",
+	"dag-json/HyperAgent/django__django-10924_dag.json.gz": "dag-json/HyperAgent/django__django-10924_dag.json",
+}
+
+// mast is the path of a shipped MAST trace.
+func mast(name string) string { return filepath.Join("..", "traces", "mast", name) }
+
+// TestShippedMAST: every shipped trace reads (formats detected through
+// gzip), and, with the shared traces, reads exactly as its original.
+func TestShippedMAST(t *testing.T) {
+	files, err := filepath.Glob(mast("*.gz"))
+	more, _ := filepath.Glob(mast("dag-json/*/*.gz"))
+	if err != nil || len(files)+len(more) < 15 {
+		t.Fatalf("%d shipped traces (%v), want 15", len(files)+len(more), err)
+	}
+	for _, f := range append(files, more...) {
+		gs, err := ReadFile(f, Options{})
+		if err != nil || len(gs) == 0 || len(gs[0].Nodes) == 0 {
+			t.Errorf("%s: %d graphs, %v", f, len(gs), err)
+		}
+	}
+	dir := os.Getenv(testenv.SharedTracesVar)
+	if dir == "" {
+		t.Logf("%s unset: not compared with the originals", testenv.SharedTracesVar)
+		return
+	}
+	for name, orig := range shipped {
+		got, err := ReadFile(mast(name), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := ReadFile(testenv.SharedFile(t, orig), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d graphs, the original %d", name, len(got), len(want))
+		}
+		for i := range got {
+			if got[i].ID != want[i].ID || !cmp.Equal(structure(got[i]), structure(want[i])) {
+				t.Errorf("%s: graph %d (%s) differs from the original's (%s)", name, i, got[i].ID, want[i].ID)
+			}
+		}
+	}
+}
+
 // TestAppWorldFormatsAgree checks that the same AppWorld task read from two
 // formats gives the same graph: the LLM-call counts the dataset documents,
 // and node for node the same kinds, agents, inputs, token counts and edges.
+// It reads the shipped copies (traces/mast), so it runs from a fresh clone.
 func TestAppWorldFormatsAgree(t *testing.T) {
-	steps, err := ReadFile(testenv.SharedFile(t, "steps/appworld.json"), Options{})
+	steps, err := ReadFile(mast("appworld-steps.json.gz"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,15 +223,15 @@ func TestAppWorldFormatsAgree(t *testing.T) {
 		file  string
 		calls int
 	}{
-		{"dag-json/AppWorld/692c77d_1_dag.json", 11},
-		{"dag-json/AppWorld/82e2fac_1_dag.json", 19},
-		{"dag-json/AppWorld/ccb4494_1_dag.json", 50},
-		{"dag-json/AppWorld/cf6abd2_1_dag.json", 25},
-		{"appworld-raw/b119b1f_2.txt", 29},
+		{"dag-json/AppWorld/692c77d_1_dag.json.gz", 11},
+		{"dag-json/AppWorld/82e2fac_1_dag.json.gz", 19},
+		{"dag-json/AppWorld/ccb4494_1_dag.json.gz", 50},
+		{"dag-json/AppWorld/cf6abd2_1_dag.json.gz", 25},
+		{"b119b1f_2.txt.gz", 29},
 	}
 	for _, tt := range tests {
 		t.Run(filepath.Base(tt.file), func(t *testing.T) {
-			g, err := ReadOne(testenv.SharedFile(t, tt.file), Options{}, Selector{})
+			g, err := ReadOne(mast(tt.file), Options{}, Selector{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -365,6 +423,47 @@ func TestOpenManusToolCalls(t *testing.T) {
 		for _, n := range g.Nodes {
 			if len(n.ToolCalls) > 0 {
 				t.Fatalf("AppWorld %s/%s has structured tool calls: its calls are code in text", g.ID, n.ID)
+			}
+		}
+	}
+}
+
+// TestGzipInputs: a compressed trace file and a folder of compressed
+// capture files read as their plain copies do.
+func TestGzipInputs(t *testing.T) {
+	dir := t.TempDir()
+	pack := func(src, dst string) {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var z bytes.Buffer
+		w := gzip.NewWriter(&z)
+		w.Write(data)
+		w.Close()
+		if err := os.WriteFile(dst, z.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	capDir := filepath.Join(dir, "captures")
+	os.Mkdir(capDir, 0o755)
+	pack("testdata/agents/capture.jsonl", filepath.Join(capDir, "a.jsonl.gz"))
+	pack("../traces/research-team.json", filepath.Join(dir, "research-team.json.gz"))
+	for plain, packed := range map[string]string{"testdata/agents/capture.jsonl": capDir, "../traces/research-team.json": filepath.Join(dir, "research-team.json.gz")} {
+		want, err := ReadFile(plain, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ReadFile(packed, Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", packed, err)
+		}
+		if len(got) != len(want) || len(got) == 0 {
+			t.Fatalf("%s: %d graphs, the plain file %d", packed, len(got), len(want))
+		}
+		for i := range got {
+			if got[i].ID != want[i].ID || !cmp.Equal(structure(got[i]), structure(want[i])) {
+				t.Errorf("%s: graph %d (%s) differs from the plain file's (%s)", packed, i, got[i].ID, want[i].ID)
 			}
 		}
 	}

@@ -25,7 +25,7 @@ tokens that repeat a prefix of the same agent's earlier prompt.
 
 For a file holding many traces and no --trace-id or --index, it lists one row per trace.`,
 		Example: `  wfsched inspect traces/research-team.json
-  wfsched inspect ../shared/traces/steps/appworld.json --trace-id b119b1f_2
+  wfsched inspect traces/mast/appworld-steps.json.gz --trace-id b119b1f_2
   wfsched inspect traces/research-team.json --batches
   wfsched inspect traces/fanout-12.json -o dot | dot -Tsvg > fanout.svg`,
 		Args: cobra.ExactArgs(1),

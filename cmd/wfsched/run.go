@@ -103,7 +103,7 @@ Results go to OUT/<run-id>/: nodes.jsonl and workflows.jsonl, written as each co
 and summary.json at the end (also when interrupted by Ctrl-C).`,
 		Example: `  wfsched run --dag traces/research-team.json
   wfsched run --dag traces/fanout-12.json --policy sequential
-  wfsched run --dag ../shared/traces/steps/appworld.json --workflows 30 --concurrency 8
+  wfsched run --dag traces/mast/appworld-steps.json.gz --workflows 30 --concurrency 8
   wfsched run --dag traces/agents-40.json --endpoint http://127.0.0.1:8000 --temperature 0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runRun(cmd, &o) },

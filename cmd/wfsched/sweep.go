@@ -57,7 +57,7 @@ Outputs, in OUT/<id>-sweep/: a table on stdout, sweep.json, sweep.csv, sweep.md,
 report.html, sweep-completion.svg and sweep-throughput.svg (--png: PNGs too); every run's
 files under runs/.`,
 		Example: `  wfsched sweep --dag traces/research-team.json --rates 0.05,0.1,0.2,0.4 --workflows 30
-  wfsched sweep --dag ../shared/traces/steps/appworld.json --instances 4 \
+  wfsched sweep --dag traces/mast/appworld-steps.json.gz --instances 4 \
       --routing-logics roundrobin,workflow-aware --rates auto`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runSweep(cmd, &o) },
