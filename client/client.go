@@ -72,6 +72,12 @@ func (c Config) Validate() error {
 	if !strings.HasPrefix(c.BaseURL, "http://") && !strings.HasPrefix(c.BaseURL, "https://") {
 		return fmt.Errorf("server URL %q: want http:// or https://", c.BaseURL)
 	}
+	for _, ep := range endpointPaths {
+		if strings.HasSuffix(strings.TrimSuffix(c.BaseURL, "/"), ep) {
+			return fmt.Errorf("server URL %q names an endpoint (%s): give the server's base URL, %s", c.BaseURL, ep,
+				strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(c.BaseURL, "/"), ep), "/v1"))
+		}
+	}
 	if c.Timeout < 0 || c.MaxAttempts < 0 || c.Backoff < 0 || c.MaxBackoff < 0 || c.MaxConns < 0 {
 		return errors.New("timeouts, attempts, backoffs and connections must not be negative")
 	}
@@ -80,6 +86,9 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// endpointPaths are API paths a server URL given by mistake may end in.
+var endpointPaths = []string{"/chat/completions", "/completions", "/responses", "/models", "/health"}
 
 // Client sends measured chat completions to one server. It is safe for
 // concurrent use.

@@ -72,6 +72,11 @@ type Spec struct {
 	API string
 	// KeepText keeps outputs' text (the live context needs it).
 	KeepText bool
+	// WaitReady is how long to wait for the endpoints to answer before
+	// giving up (0: not at all; the commands default to
+	// DefaultWaitReady), so that a server started just before is waited
+	// for rather than refused.
+	WaitReady time.Duration
 	// Log receives a line describing the embedded engines (nil: none).
 	Log io.Writer
 }
@@ -228,26 +233,35 @@ func Start(ctx context.Context, s Spec) (*Backend, error) {
 	}
 	base := targets[0]
 	if routing != "" && len(s.Endpoints) > 0 {
-		// Name the endpoints that do not answer, rather than the router.
-		var down []string
-		var first error
+		// Name the endpoints that do not answer, rather than the router;
+		// go on once one does.
+		var clients []*client.Client
 		for _, u := range s.Endpoints {
 			c, err := client.New(client.Config{BaseURL: u})
 			if err != nil {
 				return fail(usage("--endpoint: %v", err))
 			}
-			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err = c.Health(hctx)
-			cancel()
-			if err != nil {
-				down = append(down, u)
-				if first == nil {
-					first = err
+			clients = append(clients, c)
+		}
+		var down []string
+		err := waitReady(ctx, strings.Join(s.Endpoints, ", "), s.WaitReady, s.Log, func(ctx context.Context) error {
+			down = down[:0]
+			var first error
+			for i, c := range clients {
+				if _, err := c.Health(ctx); err != nil {
+					down = append(down, s.Endpoints[i])
+					if first == nil {
+						first = err
+					}
 				}
 			}
-		}
-		if len(down) == len(s.Endpoints) {
-			return fail(&Error{Err: fmt.Errorf("no endpoint answers: %w", first), Hint: "is the server running? scripts/setup_vllm.sh status"})
+			if len(down) == len(clients) {
+				return fmt.Errorf("no endpoint answers: %w", first)
+			}
+			return nil
+		})
+		if err != nil {
+			return fail(err)
 		}
 		if len(down) > 0 && s.Log != nil {
 			fmt.Fprintf(s.Log, "wfsched: warning: not answering, left to the router's health checks: %s\n", strings.Join(down, ", "))
@@ -295,14 +309,20 @@ func Start(ctx context.Context, s Spec) (*Backend, error) {
 	if err != nil {
 		return fail(usage("--endpoint: %v", err))
 	}
-	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	scale, err := cl.Health(hctx)
-	if err == nil {
-		err = cl.Discover(hctx)
+	wait := s.WaitReady
+	if len(s.Endpoints) == 0 || routing != "" {
+		wait = 0 // in-process, or endpoints already waited for
 	}
-	cancel()
+	var scale float64
+	err = waitReady(ctx, base, wait, s.Log, func(ctx context.Context) error {
+		var err error
+		if scale, err = cl.Health(ctx); err == nil {
+			err = cl.Discover(ctx)
+		}
+		return err
+	})
 	if err != nil {
-		return fail(&Error{Err: err, Hint: "is the server running? 'wfsched sim' starts a local one; leave out --endpoint to use the embedded engine"})
+		return fail(err)
 	}
 	if be.Info.Kind == "embedded" {
 		scale = be.Info.TimeScale

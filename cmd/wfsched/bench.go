@@ -26,6 +26,7 @@ type benchOptions struct {
 	tolerance     float64
 	out           string
 	endpoints     []string
+	waitReady     time.Duration
 	slow          float64
 	clock         string
 }
@@ -56,6 +57,7 @@ only on a regression that is both larger than --max-regression and significant
 	f.Float64Var(&o.tolerance, "tolerance", 100*bench.DefaultTolerance, "virtual-clock cases: percent of change past which a figure is reported (and fails the gate if worse)")
 	f.StringVar(&o.out, "out", "results", "folder for the results")
 	f.StringArrayVar(&o.endpoints, "endpoint", nil, "run on these servers instead of embedded engines")
+	f.DurationVar(&o.waitReady, "wait-ready", replay.DefaultWaitReady, "wait this long for --endpoint to answer /health or /v1/models before giving up (0: do not wait)")
 	f.StringVar(&o.clock, "clock", "", "run every case on this clock, virtual or wall (default: each case's own, virtual unless it says wall)")
 	f.Float64Var(&o.slow, "fault-slow", 1, "plant a slow-down in the embedded engines (1.2 = every step 20% slower), to test the gate")
 	return cmd
@@ -138,7 +140,7 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 			func(r replay.Round) (replay.Spec, replay.Job, error) {
 				a := r.Arm
 				spec := replay.Spec{Endpoints: o.endpoints, Clock: clock, Instances: c.Instances, Routing: a.Logic, Profile: profileName(suite.Profile),
-					TimeScale: suite.TimeScale, Slow: o.slow, Seed: suite.Seed, Timeout: 10 * time.Minute, Attempts: 4}
+					TimeScale: suite.TimeScale, Slow: o.slow, Seed: suite.Seed, Timeout: 10 * time.Minute, Attempts: 4, WaitReady: o.waitReady}
 				if len(o.endpoints) > 0 {
 					spec.Instances = 1
 				}

@@ -44,6 +44,7 @@ type runOptions struct {
 	toolLatency    time.Duration
 	noIgnoreEOS    bool
 	timeout        time.Duration
+	waitReady      time.Duration
 	attempts       int
 	api            string
 	capture        string
@@ -162,7 +163,7 @@ func (o *runOptions) spec(cmd *cobra.Command, log io.Writer) replay.Spec {
 	s := replay.Spec{Endpoints: o.endpoints, Clock: o.clock, Instances: o.instances, Routing: o.routing, Profile: o.profile,
 		SchedulingPolicy: o.schedPolicy, Admission: o.admission, Priorities: o.workflowPolicy != "" && o.workflowPolicy != "fcfs",
 		TimeScale: o.timeScale, Slow: o.slow, Seed: o.seed, Model: o.model, APIKey: o.apiKey, Timeout: o.timeout, Attempts: o.attempts,
-		MaxConns: o.maxConns, KeepText: o.context == string(scheduler.ContextLive), API: o.api,
+		MaxConns: o.maxConns, KeepText: o.context == string(scheduler.ContextLive), API: o.api, WaitReady: o.waitReady,
 		Capture: o.capture, CaptureContent: o.captureContent}
 	if !o.quiet {
 		s.Log = log
@@ -205,6 +206,7 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 		f.StringVar(&o.policy, "policy", "parallel", "scheduling policy: "+strings.Join(scheduler.Policies(), ", "))
 	}
 	f.StringArrayVar(&o.endpoints, "endpoint", nil, "OpenAI-compatible server URL (default: the embedded engine)")
+	f.DurationVar(&o.waitReady, "wait-ready", replay.DefaultWaitReady, "wait this long for --endpoint to answer /health or /v1/models before giving up (0: do not wait)")
 	f.StringVar(&o.model, "model", "", "model name (default: the server's first)")
 	f.StringVar(&o.apiKey, "api-key", os.Getenv("WFSCHED_API_KEY"), "bearer token sent to the server or router (default $WFSCHED_API_KEY)")
 	f.IntVar(&o.maxParallel, "max-parallel", scheduler.DefaultMaxParallel, "most nodes of one workflow in flight")

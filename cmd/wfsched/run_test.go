@@ -94,7 +94,8 @@ func TestRunErrors(t *testing.T) {
 		{[]string{"run", "--dag", example, "--policy", "fastest"}, 2, `unknown policy "fastest"`},
 		{[]string{"run", "--dag", example, "--on-error", "ignore"}, 2, "unknown on-error mode"},
 		{[]string{"run", "--dag", example, "--context", "dream"}, 2, "unknown context"},
-		{[]string{"run", "--dag", example, "--endpoint", "http://127.0.0.1:1", "--endpoint", "http://127.0.0.1:2"}, 1, "no endpoint answers: cannot reach http://127.0.0.1:1"},
+		{[]string{"run", "--dag", example, "--endpoint", "http://127.0.0.1:1", "--endpoint", "http://127.0.0.1:2", "--wait-ready", "200ms"}, 1, "no endpoint answers: cannot reach http://127.0.0.1:1"},
+		{[]string{"run", "--dag", example, "--endpoint", "http://127.0.0.1:1/v1/chat/completions"}, 2, "give the server's base URL, http://127.0.0.1:1"},
 		{[]string{"run", "--dag", example, "--endpoint", "127.0.0.1:1"}, 2, "want http://"},
 		{[]string{"run", "--dag", "no/such/file.json"}, 2, "no such file"},
 		{[]string{"run", "--dag", example, "--max-parallel", "0"}, 2, "--max-parallel"},
@@ -104,11 +105,13 @@ func TestRunErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q (want %d, %q)", tt.args, code, stderr, tt.code, tt.want)
 		}
 	}
-	// An unreachable endpoint fails fast, before any results folder.
+	// An unreachable endpoint, not waited for, fails fast, before any
+	// results folder, saying nothing listens there.
 	out := t.TempDir()
 	start := time.Now()
-	code, _, stderr := run(t, "run", "--dag", example, "--endpoint", "http://127.0.0.1:9", "--out", out)
-	if code != 1 || !strings.Contains(stderr, "cannot reach") || !strings.Contains(stderr, "wfsched sim") || time.Since(start) > 6*time.Second {
+	code, _, stderr := run(t, "run", "--dag", example, "--endpoint", "http://127.0.0.1:9", "--out", out, "--wait-ready", "0")
+	if code != 1 || !strings.Contains(stderr, "cannot reach") || !strings.Contains(stderr, "nothing listens at 127.0.0.1:9: is the server running?") ||
+		!strings.Contains(stderr, "wfsched sim") || time.Since(start) > 6*time.Second {
 		t.Errorf("unreachable endpoint: exit %d after %v, stderr %q", code, time.Since(start), stderr)
 	}
 	if entries, _ := os.ReadDir(out); len(entries) != 0 {
