@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -193,6 +194,9 @@ func readParse(path string, opt Options) ([]*Graph, error) {
 	}
 	gs, err := Parse(data, opt)
 	if err != nil {
+		if kind := resultKind(data); kind != "" {
+			err = &NotTraceError{Kind: kind}
+		}
 		return nil, &InputError{Path: path, Err: err}
 	}
 	// Graphs without an id are named after the file.
@@ -339,12 +343,82 @@ func unmarshal(data []byte, v any) error {
 		if field == "" {
 			field = "value"
 		}
-		return &SyntaxError{Line: line, Column: col, Msg: fmt.Sprintf("%s: want %s, found JSON %s", field, te.Type, te.Value)}
+		return &SyntaxError{Line: line, Column: col, Msg: fmt.Sprintf("%s: want %s, found JSON %s", field, jsonKind(te.Type), te.Value)}
 	case strings.HasPrefix(err.Error(), "unexpected end of JSON input"):
 		line, col := position(data, int64(len(data)))
 		return &SyntaxError{Line: line, Column: col, Msg: "malformed JSON: unexpected end of input"}
 	}
 	return err
+}
+
+// NotTraceError is one of wfsched's own result files given as a trace.
+type NotTraceError struct {
+	Kind string // what the file is, as a phrase: "a run's summary (summary.json)"
+}
+
+func (e *NotTraceError) Error() string {
+	return "this is " + e.Kind + ", written by wfsched, not a trace"
+}
+
+// resultKind says which of wfsched's result files data is, by the fields of
+// its (first) JSON object; "" when it is none of them.
+func resultKind(data []byte) string {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(data, &top) != nil {
+		line, _, _ := bytes.Cut(data, []byte("\n"))
+		if json.Unmarshal(line, &top) != nil {
+			return ""
+		}
+	}
+	has := func(keys ...string) bool {
+		for _, k := range keys {
+			if _, ok := top[k]; !ok {
+				return false
+			}
+		}
+		return true
+	}
+	switch {
+	case has("run_id", "backend", "config"):
+		return "a run's summary (summary.json)"
+	case has("arms_are", "rates_per_s"):
+		return "a sweep's results (sweep.json)"
+	case has("arms_are", "arms"):
+		return "a comparison's results (comparison.json)"
+	case has("suite", "cases", "track"):
+		return "a benchmark suite's results (bench.json)"
+	case has("workflow", "node", "kind", "status", "start_s"):
+		return "a run's per-call results (nodes.jsonl)"
+	case has("workflow", "outcome", "nodes", "start_s"):
+		return "a run's per-workflow results (workflows.jsonl)"
+	}
+	return ""
+}
+
+// jsonKind names what JSON value a Go type decodes from, as a user of the
+// file would say it (the Go type itself is the program's business).
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "another value"
+	}
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "another value"
 }
 
 // position converts a byte offset to a 1-based line and column.

@@ -120,8 +120,8 @@ func OTelRecords(data []byte, enc *tokenizer.Encoder) ([]capture.Record, error) 
 	whole := json.Valid(data) // one document; else one request per line
 	add := func(b []byte, where string) error {
 		var req otlpRequest
-		if err := json.Unmarshal(b, &req); err != nil {
-			return fmt.Errorf("%s: not an OTLP JSON export request: %v", where, err)
+		if err := unmarshal(b, &req); err != nil {
+			return fmt.Errorf("%s: not an OTLP JSON export request: %w", where, err)
 		}
 		for _, rs := range req.ResourceSpans {
 			for _, ss := range rs.ScopeSpans {

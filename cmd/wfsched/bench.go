@@ -47,7 +47,7 @@ only on a regression that is both larger than --max-regression and significant
 (Welch's t-test, p < 0.05).`,
 		Example: `  wfsched bench --suite benchmarks/default.yaml
   wfsched bench --suite benchmarks/default.yaml --baseline benchmarks/baseline.json --max-regression 10`,
-		Args: cobra.NoArgs,
+		Args: noArgs(""),
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, &o) },
 	}
 	f := cmd.Flags()

@@ -24,7 +24,7 @@ func newConvertCmd() *cobra.Command {
 wfsched's own format (docs/trace-format.md). A multi-trace file becomes one file holding
 every trace unless --trace-id or --index picks one. "-o -" writes to standard output.`,
 		Example: `  wfsched convert traces/mast/b119b1f_2.txt.gz -o b119b1f_2.json`,
-		Args:    cobra.ExactArgs(1),
+		Args:    oneArg("the trace file to convert"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runConvert(cmd, o, args[0])
 		},

@@ -28,7 +28,7 @@ func newGenCmd() *cobra.Command {
 Token sizes and tool times are drawn from seeded log-normal distributions; the same
 flags always give the same file.`,
 		Example: `  wfsched gen --shape fanout --nodes 12 --seed 1 -o traces/fanout-12.json`,
-		Args:    cobra.NoArgs,
+		Args:    noArgs(""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.cfg.Validate(); err != nil {
 				return usageError("%v", err)

@@ -28,7 +28,7 @@ For a file holding many traces and no --trace-id or --index, it lists one row pe
   wfsched inspect traces/mast/appworld-steps.json.gz --trace-id b119b1f_2
   wfsched inspect traces/research-team.json --batches
   wfsched inspect traces/fanout-12.json -o dot | dot -Tsvg > fanout.svg`,
-		Args: cobra.ExactArgs(1),
+		Args: oneArg("a trace file, a multi-trace file or a capture folder"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runInspect(cmd, o, args[0])
 		},

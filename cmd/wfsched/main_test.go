@@ -106,6 +106,11 @@ func TestErrors(t *testing.T) {
 	 "nodes": [{"id": "a", "kind": "llm"}], "edges": [{"from": "a", "to": "ghost", "type": "message"}]}`)
 	dup := write("dup.json", `{"format": "wfsched-dag", "version": 1, "id": "d", "nodes": [{"id": "a", "kind": "llm"}, {"id": "a", "kind": "tool"}], "edges": []}`)
 	empty := write("empty.json", "")
+	// wfsched's own results, given as traces: the mistakes people make
+	// first, with a run's folder at hand.
+	summary := write("summary.json", `{"run_id": "20261207-233140-parallel", "dir": "results/x", "config": {}, "backend": {"kind": "embedded"}, "traces": []}`)
+	nodes := write("nodes.jsonl", `{"workflow":"wf-00005","trace":"t","node":"s1","kind":"llm","agent":"A","status":"ok","ready_s":0,"start_s":0,"end_s":0.38}`+"\n")
+	otelBad := write("spans.json", `{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":3}]}]}]}`)
 	tests := []struct {
 		name string
 		args []string
@@ -125,9 +130,19 @@ func TestErrors(t *testing.T) {
 		{"bad output", []string{"inspect", example, "-o", "yaml"}, 2, []string{`--output "yaml"`}},
 		{"bad format", []string{"inspect", example, "--format", "csv"}, 2, []string{`unknown format "csv"`}},
 		{"file edges on native", []string{"inspect", example, "--edges", "sideways"}, 2, []string{"unknown edge source"}},
-		{"unknown flag", []string{"inspect", example, "--frobnicate"}, 2, []string{"unknown flag"}},
+		{"unknown flag", []string{"inspect", example, "--frobnicate"}, 2, []string{"unknown flag", "see 'wfsched inspect --help'"}},
+		{"a typo'd flag", []string{"run", "--dag", example, "--polcy", "sequential"}, 2, []string{"unknown flag: --polcy", "did you mean --policy?", "wfsched run --help"}},
+		{"a typo'd flag of sweep", []string{"sweep", "--dag", example, "--rats", "1"}, 2, []string{"did you mean --rate", "wfsched sweep --help"}},
 		{"unknown command", []string{"frobnicate"}, 2, []string{"unknown command"}},
-		{"missing argument", []string{"inspect"}, 2, []string{"accepts 1 arg"}},
+		{"missing argument", []string{"inspect"}, 2, []string{"wfsched inspect needs a trace file", "usage: wfsched inspect FILE"}},
+		{"two arguments", []string{"inspect", example, example}, 2, []string{"takes one argument", "got 2"}},
+		{"report without a folder", []string{"report"}, 2, []string{"wfsched report needs a folder wfsched wrote"}},
+		{"run given the trace as an argument", []string{"run", example}, 2, []string{"wfsched run takes no arguments", "give the trace with --dag: wfsched run --dag " + example}},
+		{"sweep given the trace as an argument", []string{"sweep", example}, 2, []string{"give the trace with --dag: wfsched sweep --dag"}},
+		{"router given an argument", []string{"router", "http://127.0.0.1:8000"}, 2, []string{"wfsched router takes no arguments", "flags start with --"}},
+		{"a run's summary as a trace", []string{"run", "--dag", summary}, 2, []string{"this is a run's summary (summary.json), written by wfsched, not a trace", "wfsched report FOLDER", "traces.json"}},
+		{"a run's nodes as a trace", []string{"inspect", nodes}, 2, []string{"a run's per-call results (nodes.jsonl)"}},
+		{"OTLP with a wrong type", []string{"inspect", "--format", "otel", otelBad}, 2, []string{"line 1, column", "resourceSpans.scopeSpans.spans.name: want a string, found JSON number"}},
 		{"convert without -o", []string{"convert", example}, 2, []string{"needs -o"}},
 		{"gen bad shape", []string{"gen", "--shape", "star"}, 2, []string{`unknown shape "star"`}},
 	}
@@ -147,6 +162,9 @@ func TestErrors(t *testing.T) {
 			}
 			if strings.Contains(errOut, "goroutine ") || strings.Contains(errOut, "panic") {
 				t.Errorf("stack trace on stderr: %s", errOut)
+			}
+			if strings.Contains(errOut, "dag.") || strings.Contains(errOut, "struct {") {
+				t.Errorf("a Go type on stderr: %s", errOut)
 			}
 		})
 	}

@@ -20,7 +20,7 @@ outputs again from the saved results, without running anything: for a run, the s
 table and report.html; for a comparison, the table, comparison.json, .csv, .md and
 report.html. --png also writes the figures as PNG.`,
 		Example: `  wfsched report results/20261123-171007-parallel --png`,
-		Args:    cobra.ExactArgs(1),
+		Args:    oneArg("a folder wfsched wrote (a run, a comparison or a sweep)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := args[0]
 			if _, err := os.Stat(filepath.Join(dir, "comparison.json")); err == nil {

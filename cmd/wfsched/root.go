@@ -57,9 +57,7 @@ and analyses them: topological order, levels, critical path, prefix-sharing boun
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return &cliError{code: exitUsage, err: err, hint: "see 'wfsched --help'"}
-	})
+	root.SetFlagErrorFunc(flagError)
 	// Every number flag of every command must be finite: NaN and Inf parse
 	// as floats but mean nothing here. Ranges are checked where each value
 	// is used (the library's Validate methods).
@@ -133,13 +131,14 @@ func classify(err error) (int, string) {
 		return ce.code, ce.hint
 	}
 	var (
-		multi *dag.MultiTraceError
-		large *dag.TooLargeError
-		cyc   *dag.CycleError
-		syn   *dag.SyntaxError
-		edge  *dag.EdgeError
-		node  *dag.NodeError
-		input *dag.InputError
+		multi    *dag.MultiTraceError
+		large    *dag.TooLargeError
+		cyc      *dag.CycleError
+		syn      *dag.SyntaxError
+		edge     *dag.EdgeError
+		node     *dag.NodeError
+		input    *dag.InputError
+		notTrace *dag.NotTraceError
 	)
 	switch {
 	case errors.As(err, &multi):
@@ -154,6 +153,8 @@ func classify(err error) (int, string) {
 		return exitUsage, "every edge must join two node ids of the same trace"
 	case errors.As(err, &node):
 		return exitUsage, "fix that node in the file (ids must be present and unique)"
+	case errors.As(err, &notTrace):
+		return exitUsage, "'wfsched report FOLDER' renders a saved run, comparison or sweep again; the traces a run replayed are in its folder's traces.json"
 	case errors.Is(err, dag.ErrEmpty):
 		return exitUsage, "the trace needs at least one LLM call or tool node"
 	case errors.As(err, &input), errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission):

@@ -56,7 +56,7 @@ and resumes when it returns.`,
 		Example: `  wfsched sim --instances 4 --listen 127.0.0.1:8100 --time-scale 0.1 &
   wfsched router --backends http://127.0.0.1:8100,http://127.0.0.1:8101,http://127.0.0.1:8102,http://127.0.0.1:8103 &
   wfsched run --dag traces/agents-40.json --endpoint http://127.0.0.1:8001 --workflows 8 --concurrency 8`,
-		Args: cobra.NoArgs,
+		Args: noArgs(""),
 		RunE: func(cmd *cobra.Command, _ []string) error { return runRouter(cmd, &o) },
 	}
 	f := cmd.Flags()

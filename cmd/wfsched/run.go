@@ -106,7 +106,7 @@ and summary.json at the end (also when interrupted by Ctrl-C).`,
   wfsched run --dag traces/fanout-12.json --policy sequential
   wfsched run --dag traces/mast/appworld-steps.json.gz --workflows 30 --concurrency 8
   wfsched run --dag traces/agents-40.json --endpoint http://127.0.0.1:8000 --temperature 0`,
-		Args: cobra.NoArgs,
+		Args: noArgs("--dag"),
 		RunE: func(cmd *cobra.Command, _ []string) error { return runRun(cmd, &o) },
 	}
 	o.register(cmd.Flags(), true)

@@ -47,7 +47,7 @@ X-Wfsched-Fault: error=503 | hang | cut=N | slow=F.`,
   wfsched sim --enable-auto-tool-choice     # for agent frameworks that offer tools
   wfsched sim --fields                      # what the engine does with each request field
   wfsched sim --profile a100-llama3.1-8b --fault-error-rate 0.05 --fault-error-status 429`,
-		Args: cobra.NoArgs,
+		Args: noArgs(""),
 		RunE: func(cmd *cobra.Command, _ []string) error { return runSim(cmd, o) },
 	}
 	f := cmd.Flags()

@@ -59,7 +59,7 @@ files under runs/.`,
 		Example: `  wfsched sweep --dag traces/research-team.json --rates 0.05,0.1,0.2,0.4 --workflows 30
   wfsched sweep --dag traces/mast/appworld-steps.json.gz --instances 4 \
       --routing-logics roundrobin,workflow-aware --rates auto`,
-		Args: cobra.NoArgs,
+		Args: noArgs("--dag"),
 		RunE: func(cmd *cobra.Command, _ []string) error { return runSweep(cmd, &o) },
 	}
 	o.run.register(cmd.Flags(), false)
