@@ -73,7 +73,7 @@ writes the figures as PNG. Runs are kept under runs/.`,
 	f.StringVar(&o.logics, "routing-logics", "", "compare routing logics instead (under one --policies, default parallel), e.g. roundrobin,least-loaded,prefix-aware,workflow-aware; use with --instances N or several --endpoint")
 	f.IntVar(&o.iterations, "iterations", 3, "measured rounds of every policy (on the virtual clock 1 by default, and round k runs with --seed + k - 1)")
 	f.IntVar(&o.warmup, "warmup", 0, "rounds run first and left out of the figures")
-	f.StringVar(&o.baseline, "baseline", "sequential", "arm that speedups are measured against (default: sequential, else the first)")
+	f.StringVar(&o.baseline, "baseline", "sequential", "arm that speedups are measured against (by default sequential, roundrobin for --routing-logics, fcfs for --workflow-policies, the first for saved runs)")
 	f.BoolVar(&o.png, "png", false, "also write the figures as PNG files")
 	return cmd
 }

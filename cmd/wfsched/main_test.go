@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -305,5 +308,29 @@ func TestInspectBatches(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "Execution batches (7):") || !strings.Contains(stdout, "  1: a-search b-search c-search") ||
 		!strings.Contains(stdout, "Topological order: plan ") {
 		t.Errorf("table:\n%s", stdout)
+	}
+}
+
+// TestHelpDefaults: no flag's help says its default when the flag prints
+// it already (help showed "(default 5s) (default 5s)").
+func TestHelpDefaults(t *testing.T) {
+	root := newRootCmd(io.Discard, io.Discard)
+	var visit func(c *cobra.Command)
+	n := 0
+	visit = func(c *cobra.Command) {
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			n++
+			zero := f.DefValue == "" || f.DefValue == "0" || f.DefValue == "false" || f.DefValue == "[]" || f.DefValue == "0s"
+			if !zero && strings.Contains(f.Usage, "(default") {
+				t.Errorf("%s --%s: its help says its default (%q), which is printed after it anyway", c.CommandPath(), f.Name, f.Usage)
+			}
+		})
+		for _, sub := range c.Commands() {
+			visit(sub)
+		}
+	}
+	visit(root)
+	if n < 100 {
+		t.Fatalf("only %d flags visited", n)
 	}
 }

@@ -48,9 +48,13 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "wfsched",
 		Short: "Schedule and route the LLM calls of multi-agent workflows, and measure what it saves",
-		Long: `wfsched loads multi-agent execution traces (MAST AppWorld, AG2, HyperAgent, MetaGPT,
-OpenManus logs, the prototype's DAG JSON, and its own format) into dependency graphs,
-and analyses them: topological order, levels, critical path, prefix-sharing bound.`,
+		Long: `wfsched answers how the LLM calls of multi-agent workflows should be scheduled and
+routed across vLLM servers, and what it saves, by measuring it. It loads execution traces
+(MAST AppWorld, AG2, HyperAgent, MetaGPT, OpenManus logs, DAG JSON, captures of your own
+agents, OpenTelemetry spans, its own format) into dependency graphs (inspect), replays them
+under scheduling policies and routing logics on an embedded vLLM-like engine or real
+servers (run, compare, sweep, bench), and puts a workflow-affinity router in front of
+vLLM (router).`,
 		Version:       version,
 		SilenceErrors: true,
 		SilenceUsage:  true,

@@ -64,14 +64,14 @@ and resumes when it returns.`,
 	f.StringVar(&o.backends, "static-backends", "", "the design documents' name for --backends")
 	f.StringVar(&o.discover, "service-discovery", "static", "how backends are found, as the design documents name it: static (--backends as given) or dns (each --backends URL's host resolved again every --discovery-interval: its A/AAAA records, one backend per address, or SRV records for a host starting with _; backends join and leave without a restart)")
 	o.cfg.DiscoverInterval = router.DefaultDiscoverInterval
-	f.Var((*seconds)(&o.cfg.DiscoverInterval), "discovery-interval", "with --service-discovery dns: how often the names are resolved again (default 5s)")
+	f.Var((*seconds)(&o.cfg.DiscoverInterval), "discovery-interval", "with --service-discovery dns: how often the names are resolved again")
 	f.StringVar(&o.models, "static-models", "", "models /v1/models lists (default: ask the backends)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8001", "address to serve on")
 	f.StringVar(&o.cfg.Logic, "routing-logic", router.DefaultLogic, "routing logic: "+strings.Join(router.Logics(), ", "))
 	f.StringVar(&o.cfg.FallbackLogic, "fallback-logic", router.DefaultFallback, "logic for requests without a workflow id (workflow-aware routing)")
 	f.Float64Var(&o.cfg.LoadFactor, "load-factor", router.DefaultLoadFactor, "bounded-load factor: no backend takes more than this times the average")
 	o.cfg.WorkflowTTL = router.DefaultWorkflowTTL
-	f.Var((*seconds)(&o.cfg.WorkflowTTL), "workflow-ttl", "forget a workflow idle this long (in-flight requests keep it alive): a duration, or a number of seconds (default 1h)")
+	f.Var((*seconds)(&o.cfg.WorkflowTTL), "workflow-ttl", "forget a workflow idle this long (in-flight requests keep it alive): a duration, or a number of seconds")
 	f.IntVar(&o.cfg.MaxWorkflows, "max-workflows", router.DefaultMaxWorkflows, "workflows tracked; beyond, the least recently used is forgotten")
 	f.IntVar(&o.cfg.Admission, "admission", 0, "requests each backend serves at once; more wait here, by their priority field (lower first) then arrival, instead of in the backend's queue (0: none)")
 	f.StringVar(&o.capture, "capture", "", "append one JSON line per chat, completions or responses call to a new file in this directory, as each completes (wfsched convert DIR rebuilds the workflows)")
@@ -82,7 +82,7 @@ and resumes when it returns.`,
 	f.IntVar(&o.cfg.MaxConnsPerBackend, "max-connections-per-backend", router.DefaultMaxConnsPerBackend, "connections (requests in flight) to each backend; more requests wait in the router")
 	f.IntVar(&o.cfg.MaxQueueSize, "max-message-queue-size", router.DefaultMaxQueueSize, "messages one agent's queue holds")
 	o.cfg.MessageTTL = router.DefaultMessageTTL
-	f.Var((*seconds)(&o.cfg.MessageTTL), "message-ttl", "drop undelivered messages after this long: a duration or seconds (default 5m)")
+	f.Var((*seconds)(&o.cfg.MessageTTL), "message-ttl", "drop undelivered messages after this long: a duration or seconds")
 	f.DurationVar(&o.cfg.FirstByteTimeout, "first-byte-timeout", router.DefaultFirstByteTimeout, "give up on a backend that sends no response headers in this time (504; another backend only for requests that may run twice)")
 	f.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", router.DefaultIdleTimeout, "end a response whose backend sends nothing for this long")
 	f.StringVar(&o.cfg.APIKey, "api-key", os.Getenv("WFSCHED_API_KEY"), "require this bearer token on every endpoint but /health (default $WFSCHED_API_KEY; clients' Authorization headers are forwarded to backends either way)")
