@@ -40,7 +40,7 @@ func waitReady(ctx context.Context, base string, wait time.Duration, log io.Writ
 			return nil
 		}
 		left := time.Until(deadline)
-		if left <= 0 || ctx.Err() != nil {
+		if left <= 0 || ctx.Err() != nil || refused(err) {
 			return &Error{Err: err, Hint: readyHint(base, err, wait)}
 		}
 		if !said && log != nil {
@@ -69,10 +69,24 @@ func readyHint(base string, err error, wait time.Duration) string {
 		return fmt.Sprintf("the host of %s does not resolve: check the URL", base)
 	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
 		return fmt.Sprintf("%s accepted the connection but did not answer in time: a server still starting, a busy one, or not an OpenAI-compatible server", base)
+	case refused(err):
+		return fmt.Sprintf("%s wants an API key, and this is not it: give it with --api-key or $WFSCHED_API_KEY", base)
 	case strings.Contains(err.Error(), "answered 503"):
 		return fmt.Sprintf("%s is up but not ready (503): a router whose backends are not healthy yet, or an engine still loading; --wait-ready waits longer than %v", base, wait)
 	}
 	return fmt.Sprintf("%s answers, but not as an OpenAI-compatible server (GET /health, GET /v1/models): check the URL and the port", base)
+}
+
+// refused says whether the server refused the request for its
+// credentials (401, 403): waiting will not change that.
+func refused(err error) bool {
+	msg := err.Error()
+	for _, code := range []string{"401", "403"} {
+		if strings.Contains(msg, "answered "+code) || strings.Contains(msg, "status code: "+code) {
+			return true
+		}
+	}
+	return false
 }
 
 func isTimeout(err error) bool {

@@ -334,3 +334,15 @@ func TestHelpDefaults(t *testing.T) {
 		t.Fatalf("only %d flags visited", n)
 	}
 }
+
+// TestAPIKeyNotInHelp: a key in $WFSCHED_API_KEY is read when the command
+// runs, never shown as a flag's default by --help.
+func TestAPIKeyNotInHelp(t *testing.T) {
+	t.Setenv("WFSCHED_API_KEY", "sk-secret-in-env")
+	for _, cmd := range []string{"run", "compare", "sweep", "router"} {
+		code, out, _ := run(t, cmd, "--help")
+		if code != 0 || strings.Contains(out, "sk-secret-in-env") || !strings.Contains(out, "$WFSCHED_API_KEY") {
+			t.Errorf("%s --help: exit %d; shows the key or does not name the variable", cmd, code)
+		}
+	}
+}

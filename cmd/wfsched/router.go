@@ -85,7 +85,7 @@ and resumes when it returns.`,
 	f.Var((*seconds)(&o.cfg.MessageTTL), "message-ttl", "drop undelivered messages after this long: a duration or seconds")
 	f.DurationVar(&o.cfg.FirstByteTimeout, "first-byte-timeout", router.DefaultFirstByteTimeout, "give up on a backend that sends no response headers in this time (504; another backend only for requests that may run twice)")
 	f.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", router.DefaultIdleTimeout, "end a response whose backend sends nothing for this long")
-	f.StringVar(&o.cfg.APIKey, "api-key", os.Getenv("WFSCHED_API_KEY"), "require this bearer token on every endpoint but /health (default $WFSCHED_API_KEY; clients' Authorization headers are forwarded to backends either way)")
+	f.StringVar(&o.cfg.APIKey, "api-key", "", "require this bearer token on every endpoint but /health (default $WFSCHED_API_KEY; clients' Authorization headers are forwarded to backends either way)")
 	// Bounds on what clients can make the router hold.
 	f.IntVar(&o.cfg.MaxConns, "max-connections", router.DefaultMaxConns, "client connections held; at the limit the one idle or sending its request the longest is closed")
 	f.IntVar(&o.cfg.ReservedConns, "reserved-connections", router.DefaultReservedConns, "connections over --max-connections kept for /health and /metrics")
@@ -106,6 +106,10 @@ and resumes when it returns.`,
 }
 
 func runRouter(cmd *cobra.Command, o *routerOptions) error {
+	if o.cfg.APIKey == "" {
+		// Read here, not as the flag's default: --help would print it.
+		o.cfg.APIKey = os.Getenv("WFSCHED_API_KEY")
+	}
 	for _, b := range strings.Split(o.backends, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			o.cfg.Backends = append(o.cfg.Backends, b)

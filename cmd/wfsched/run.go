@@ -160,6 +160,10 @@ func runRun(cmd *cobra.Command, o *runOptions) error {
 // spec is the backend the flags ask for; log, if not nil, hears about
 // embedded engines.
 func (o *runOptions) spec(cmd *cobra.Command, log io.Writer) replay.Spec {
+	if o.apiKey == "" {
+		// Read here, not as the flag's default: --help would print it.
+		o.apiKey = os.Getenv("WFSCHED_API_KEY")
+	}
 	s := replay.Spec{Endpoints: o.endpoints, Clock: o.clock, Instances: o.instances, Routing: o.routing, Profile: o.profile,
 		SchedulingPolicy: o.schedPolicy, Admission: o.admission, Priorities: o.workflowPolicy != "" && o.workflowPolicy != "fcfs",
 		TimeScale: o.timeScale, Slow: o.slow, Seed: o.seed, Model: o.model, APIKey: o.apiKey, Timeout: o.timeout, Attempts: o.attempts,
@@ -208,7 +212,7 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.StringArrayVar(&o.endpoints, "endpoint", nil, "OpenAI-compatible server URL (default: the embedded engine)")
 	f.DurationVar(&o.waitReady, "wait-ready", replay.DefaultWaitReady, "wait this long for --endpoint to answer /health or /v1/models before giving up (0: do not wait)")
 	f.StringVar(&o.model, "model", "", "model name (default: the server's first)")
-	f.StringVar(&o.apiKey, "api-key", os.Getenv("WFSCHED_API_KEY"), "bearer token sent to the server or router (default $WFSCHED_API_KEY)")
+	f.StringVar(&o.apiKey, "api-key", "", "bearer token sent to the server or router (default $WFSCHED_API_KEY)")
 	f.IntVar(&o.maxParallel, "max-parallel", scheduler.DefaultMaxParallel, "most nodes of one workflow in flight")
 	f.IntVar(&o.maxTokens, "max-tokens", 0, "cap each call's max_tokens, which is by default its node's reference output length (as the prototype's --max-tokens)")
 	f.IntVar(&o.outTokens, "output-tokens", 0, "force every call's max_tokens to exactly N instead (with ignore_eos, every output is N tokens)")
