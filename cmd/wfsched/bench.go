@@ -60,6 +60,13 @@ only on a regression that is both larger than --max-regression and significant
 	f.DurationVar(&o.waitReady, "wait-ready", replay.DefaultWaitReady, "wait this long for --endpoint to answer /health or /v1/models before giving up (0: do not wait)")
 	f.StringVar(&o.clock, "clock", "", "run every case on this clock, virtual or wall (default: each case's own, virtual unless it says wall)")
 	f.Float64Var(&o.slow, "fault-slow", 1, "plant a slow-down in the embedded engines (1.2 = every step 20% slower), to test the gate")
+	brief(f, map[string]string{
+		"clock":          "run every case on this clock, virtual or wall (default: each case's own)",
+		"fault-slow":     "plant a slow-down in the engines (1.2: steps 20% slower) to test the gate",
+		"max-regression": "wall-clock cases: percent a figure may worsen before the gate fails",
+		"tolerance":      "virtual-clock cases: percent of change reported (failing if worse)",
+		"wait-ready":     "wait this long for --endpoint to answer (0: do not wait)",
+	})
 	return cmd
 }
 

@@ -27,7 +27,7 @@ type compareOptions struct {
 func newCompareCmd() *cobra.Command {
 	var o compareOptions
 	cmd := &cobra.Command{
-		Use:   "compare (--dag PATH [--policies P,P,...] [flags] | policies --dag PATH | routing-logics --dag PATH | RUN_OR_COMPARISON_DIR...)",
+		Use:   "compare (--dag PATH [--policies P,P,...] | policies|routing-logics --dag PATH | SAVED_RUN_DIR...)",
 		Short: "Compare scheduling policies with confidence intervals, or compare saved runs",
 		Long: `Compare replays the traces under each policy, interleaved (A B C A B C ...) so that every
 policy sees the same conditions, each run on a fresh embedded engine (or on the given
@@ -75,6 +75,11 @@ writes the figures as PNG. Runs are kept under runs/.`,
 	f.IntVar(&o.warmup, "warmup", 0, "rounds run first and left out of the figures")
 	f.StringVar(&o.baseline, "baseline", "sequential", "arm that speedups are measured against (by default sequential, roundrobin for --routing-logics, fcfs for --workflow-policies, the first for saved runs)")
 	f.BoolVar(&o.png, "png", false, "also write the figures as PNG files")
+	brief(f, map[string]string{
+		"baseline":       "arm speedups are measured against (unset: set by the arms)",
+		"iterations":     "measured rounds of each arm (on the virtual clock 1 by default)",
+		"routing-logics": "compare these routing logics instead, e.g. roundrobin,workflow-aware",
+	})
 	return cmd
 }
 

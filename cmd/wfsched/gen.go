@@ -49,5 +49,6 @@ flags always give the same file.`,
 	cmd.Flags().Uint64Var(&o.cfg.Seed, "seed", 1, "random seed")
 	cmd.Flags().IntVar(&o.cfg.Width, "width", 0, "layered: nodes per level (default sqrt(nodes)); agents: worker agents (default 4)")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "-", "output file (- for standard output)")
+	brief(cmd.Flags(), map[string]string{"width": "layered: nodes per level (default sqrt(nodes)); agents: workers (4)"})
 	return cmd
 }

@@ -36,6 +36,7 @@ For a file holding many traces and no --trace-id or --index, it lists one row pe
 	o.trace.register(cmd.Flags())
 	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output: table, json, dot or mermaid")
 	cmd.Flags().BoolVar(&o.batches, "batches", false, "also list the execution batches (levels) with their node ids, and a topological order")
+	brief(cmd.Flags(), map[string]string{"batches": "also list the execution batches (levels) and a topological order"})
 	return cmd
 }
 

@@ -93,7 +93,19 @@ func flagTable(w *strings.Builder, fs *pflag.FlagSet) {
 		default:
 			def = "`" + def + "`"
 		}
-		_, usage := pflag.UnquoteUsage(f)
-		fmt.Fprintf(w, "| %s | %s | %s |\n", name, def, strings.ReplaceAll(usage, "|", `\|`))
+		fmt.Fprintf(w, "| %s | %s | %s |\n", name, def, strings.ReplaceAll(detail(f), "|", `\|`))
 	})
+}
+
+// TestHelpWidth: every line --help prints fits 120 columns (the flags'
+// longer explanations are in docs/cli.md).
+func TestHelpWidth(t *testing.T) {
+	root := newRootCmd(io.Discard, io.Discard)
+	for _, c := range append([]*cobra.Command{root}, root.Commands()...) {
+		for _, line := range strings.Split(c.LocalFlags().FlagUsages(), "\n") {
+			if n := len([]rune(line)); n > 120 {
+				t.Errorf("%s: a help line of %d characters: %s", c.CommandPath(), n, strings.TrimSpace(line))
+			}
+		}
+	}
 }

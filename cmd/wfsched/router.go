@@ -102,6 +102,31 @@ and resumes when it returns.`,
 	f.IntVar(&o.cfg.MaxQueues, "max-message-queues", router.DefaultMaxQueues, "message queues holding messages (429 beyond)")
 	f.Int64Var(&o.cfg.MaxWorkflowBytes, "max-workflow-bytes", router.DefaultMaxWorkflowBytes, "bytes of ids the workflow table keeps; beyond, the least recently used workflows are forgotten")
 	f.IntVar(&o.cfg.MaxAgents, "max-agents-per-workflow", router.DefaultMaxAgents, "agent ids kept per workflow (more are counted, not named)")
+	brief(f, map[string]string{
+		"admission":                   "requests each backend serves at once; more wait here (0: no limit)",
+		"api-key":                     "bearer token required on all but /health (default $WFSCHED_API_KEY)",
+		"capture":                     "record every completion call to a new file in this folder",
+		"capture-content":             "what the capture keeps of texts: full, hash or none",
+		"first-byte-timeout":          "give up on a backend sending no headers this long (504)",
+		"forwarded":                   "X-Forwarded-For: append, replace, or trust a front proxy's",
+		"max-body-bytes-held":         "request-body bytes held at once (503 beyond)",
+		"max-connections":             "client connections held (at the limit the longest idle closes)",
+		"max-connections-per-backend": "connections to each backend; more requests wait in the router",
+		"max-responses":               "Responses API ids remembered for previous_response_id",
+		"max-workflow-bytes":          "bytes of ids the workflow table keeps",
+		"net-http-server":             "serve every client connection with Go's net/http server",
+		"passthrough":                 "other endpoints passed through: all, vllm or none",
+		"routing-logic":               "routing logic, e.g. roundrobin or workflow-aware",
+		"service-discovery":           "how backends are found: static, or dns (resolved again)",
+		"state":                       "where workflow state lives: memory or redis://HOST:PORT/DB",
+		"workflow-ttl":                "forget a workflow idle this long (a duration, or seconds)",
+		"write-timeout":               "close a client that reads nothing of its answer this long",
+		"discovery-interval":          "with --service-discovery dns: how often names resolve again",
+		"fallback-logic":              "logic for requests without a workflow id",
+		"load-factor":                 "no backend takes more than this times the average",
+		"max-workflows":               "workflows tracked (the least recently used forgotten beyond)",
+		"message-ttl":                 "drop undelivered messages after this long (or seconds)",
+	})
 	return cmd
 }
 

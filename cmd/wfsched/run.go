@@ -249,6 +249,33 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.DurationVar(&o.aging, "aging", 0, "workflow policies: a call at level L goes as if sent L times this later (first come first served with a handicap), so none waits forever; 0: by level alone")
 	f.StringVar(&o.schedPolicy, "scheduling-policy", "", "embedded engines: fcfs or priority, as vLLM's (default: priority with a workflow policy other than fcfs, else fcfs)")
 	f.StringVar(&o.clock, "clock", "", "virtual (the embedded engines in modeled time: exact and fast; the default without --endpoint) or wall (over HTTP in wall-clock time; always with --endpoint)")
+	brief(f, map[string]string{
+		"wait-ready":        "wait this long for --endpoint to answer (0: do not wait)",
+		"admission":         "router admission: requests each server serves at once (0: no limit)",
+		"aging":             "workflow policies: a handicap per level, so no call waits forever",
+		"api":               "API the calls use: chat, completions or responses",
+		"arrival":           "arrivals: closed (default), poisson or gamma (--rate), replay (--speed)",
+		"burstiness":        "gamma shape of the arrival gaps (1: Poisson; lower: burstier)",
+		"capture":           "record every call through wfsched's router into this folder",
+		"clock":             "virtual (modeled time, exact) or wall (over HTTP)",
+		"duration":          "stop new arrivals after this modeled time (open loops)",
+		"max-concurrency":   "open loops: most workflows in flight; later arrivals wait",
+		"max-connections":   "most calls in flight to the server; more wait in wfsched",
+		"max-tokens":        "cap each call's max_tokens (by default its reference output length)",
+		"output-tokens":     "force every call's max_tokens to N, with ignore_eos",
+		"routing-logic":     "put wfsched's router in front, with this routing logic",
+		"scheduling-policy": "embedded engines' queue: fcfs or priority",
+		"shared-replays":    "let replays of one trace share prompts, and so their cache",
+		"slo":               "SLOs for goodput in ms, e.g. ttft:500,tpot:50,e2el:30000",
+		"speed":             "--arrival replay: speed up (2) or slow down (0.5) the recorded starts",
+		"temperature":       "sampling temperature, sent as given (unset: the server's default)",
+		"workflow-policy":   "order across workflows: fcfs, las, atlas, critical-path...",
+		"workflows":         "workflows to replay, cycling through the traces",
+		"context":           "prompts: reference (the trace's texts) or live (this run's)",
+	})
+	if !withPolicy {
+		brief(f, map[string]string{"workflow-policies": "compare orders across workflows instead, e.g. fcfs,las,atlas"})
+	}
 }
 
 // config validates the flags into a scheduler configuration.

@@ -70,6 +70,15 @@ X-Wfsched-Fault: error=503 | hang | cut=N | slow=F.`,
 	f.BoolVar(&o.autoTools, "enable-auto-tool-choice", false, "serve tool_choice \"auto\" (and tools without a tool_choice), as vLLM's flag of that name; without it such requests get vLLM's 400")
 	f.BoolVar(&o.fields, "fields", false, "print the table of request fields and what the engine does with each (markdown), and exit")
 	f.BoolVar(&o.noDetails, "no-prompt-details", false, "answer prompt_tokens_details as null, like vLLM without --enable-prompt-tokens-details")
+	brief(f, map[string]string{
+		"enable-auto-tool-choice": "serve tool_choice \"auto\", as vLLM's flag of that name",
+		"fields":                  "print the request fields and what the engine does with each; exit",
+		"no-prompt-details":       "answer prompt_tokens_details as null, as vLLM does by default",
+		"profile":                 "built-in profile name, or a JSON profile file",
+		"scheduling-policy":       "as vLLM's: fcfs, or priority (lower first; preempts the lowest)",
+		"spin-wait":               "poll the clock for the last part of each step (exact; costs a core)",
+		"time-scale":              "wall seconds per modeled second (0.1: ten times faster)",
+	})
 	return cmd
 }
 

@@ -70,6 +70,11 @@ files under runs/.`,
 	f.Float64Var(&o.saturation, "saturation-slowdown", 2, "median slowdown over idle above which an arm counts as saturated")
 	f.IntVar(&o.idleAtOnce, "idle-parallel", 1, "embedded engines: idle reference runs at once, each on its own engines (on the wall clock more is faster but, on few cores, slows the modeled clock; on the virtual clock one per processor by default)")
 	f.BoolVar(&o.png, "png", false, "also write the plots as PNG")
+	brief(f, map[string]string{
+		"idle-parallel":  "idle reference runs at once",
+		"rates":          "offered rates in workflows per modeled second, e.g. 0.5,1,2, or auto",
+		"routing-logics": "sweep these routing logics instead, e.g. roundrobin,workflow-aware",
+	})
 	return cmd
 }
 

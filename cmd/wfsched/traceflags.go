@@ -23,6 +23,10 @@ func (f *traceFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.index, "index", -1, "in a multi-trace file, the trace at this 0-based position")
 	fs.StringVar(&f.edges, "edges", string(dag.EdgesRebuild), "rebuild (real dependencies) or file (the file's own edges, dag-json only)")
 	fs.Int64Var(&f.maxBytes, "max-bytes", dag.DefaultMaxBytes, "largest input file accepted, in bytes")
+	brief(fs, map[string]string{
+		"format": "trace format: auto, or a name from docs/cli.md",
+		"edges":  "rebuild (real dependencies) or file (dag-json's own edges)",
+	})
 }
 
 func (f *traceFlags) options() (dag.Options, error) {
