@@ -28,6 +28,19 @@ type RunData struct {
 // traces.json) and summarizes its results again, so a report reflects the
 // current definitions; server counters come from summary.json.
 //
+// LoadSweep reads the sweep.json a sweep wrote in dir.
+func LoadSweep(dir string) (SweepDoc, error) {
+	var d SweepDoc
+	b, err := os.ReadFile(filepath.Join(dir, "sweep.json"))
+	if err != nil {
+		return d, fmt.Errorf("%s is not a sweep folder: %w", dir, err)
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		return d, fmt.Errorf("%s/sweep.json: %w", dir, err)
+	}
+	return d, nil
+}
+
 // A run that did not finish (killed, or the machine went down) has a
 // summary.json saying it was running, or none: its figures are rebuilt from
 // the results it wrote, and it is marked OutcomeIncomplete.

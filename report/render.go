@@ -117,6 +117,13 @@ func WriteFile(path string, fn func(io.Writer) error) error {
 		return err
 	}
 	tmp := f.Name()
+	// CreateTemp makes the file readable by its owner alone; results are
+	// for reading by anyone, as a file made with os.Create would be.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
 	bw := bufio.NewWriter(f)
 	err = fn(bw)
 	if err == nil {

@@ -325,7 +325,7 @@ func WriteRunText(w io.Writer, r RunReport) error {
 			}
 		}
 	}
-	_, err := fmt.Fprintf(w, "Results: %s (nodes.jsonl, workflows.jsonl, summary.json)\n", r.Dir)
+	_, err := fmt.Fprintf(w, "Results: %s (nodes.jsonl, workflows.jsonl, summary.json; report.html: wfsched report %s)\n", r.Dir, r.Dir)
 	return err
 }
 

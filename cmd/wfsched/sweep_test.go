@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -117,6 +118,43 @@ func TestSweepArms(t *testing.T) {
 	} {
 		if code, _, errOut := run(t, args...); code != 2 {
 			t.Errorf("%v: exit %d %s", args, code, errOut)
+		}
+	}
+}
+
+// TestReportSweep: report renders a sweep folder again, file for file as
+// the sweep wrote it, and the files are readable by others (they were
+// made 0600).
+func TestReportSweep(t *testing.T) {
+	out := t.TempDir()
+	if code, stdout, stderr := run(t, "sweep", "--dag", example, "--rates", "0.5,1", "--workflows", "4", "--out", out); code != 0 {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	dir, _ := readSweep(t, out)
+	names := []string{"sweep.json", "sweep.csv", "sweep.md", "report.html", "sweep-completion.svg"}
+	before := map[string][]byte{}
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[n] = b
+		if n != "sweep.json" { // what report reads
+			os.Remove(filepath.Join(dir, n))
+		}
+	}
+	code, stdout, stderr := run(t, "report", dir)
+	if code != 0 || !strings.Contains(stdout, "report.html") {
+		t.Fatalf("report of a sweep folder: exit %d: %s %s", code, stdout, stderr)
+	}
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Equal(b, before[n]) {
+			t.Errorf("%s: rendered again otherwise than the sweep wrote it (%v)", n, err)
+		}
+		if st, err := os.Stat(p); err != nil || st.Mode().Perm()&0o044 != 0o044 {
+			t.Errorf("%s: mode %v, want readable by group and others", n, st.Mode())
 		}
 	}
 }
