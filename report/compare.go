@@ -81,7 +81,9 @@ func (d *ComparisonDoc) FillAnswer() {
 		return
 	case sp.N < 2 || math.IsNaN(float64(sp.Lo)):
 		first = fmt.Sprintf("%s finished workflows %.2fx as fast as %s in one iteration (no interval: run --iterations 3 before trusting it).", best.Label, x, base.Label)
-		if d.Backend.Clock == "virtual" {
+		if d.ArmsAre == "runs" {
+			first = fmt.Sprintf("%s finished workflows %.2fx as fast as %s, one saved run each (no interval).", best.Label, x, base.Label)
+		} else if d.Backend.Clock == "virtual" {
 			first = fmt.Sprintf("%s finished workflows %.2fx as fast as %s, exactly, for seed %d (--iterations 3 repeats it with other seeds for an interval).", best.Label, x, base.Label, d.Seed)
 		}
 	case !best.Significant:
@@ -107,6 +109,10 @@ func (d *ComparisonDoc) FillAnswer() {
 		if to < from {
 			verb = "falls"
 		}
+		if fmtValue(f, from) == fmtValue(f, to) {
+			first += fmt.Sprintf(" %s stays at %s.", f.Label, fmtValue(f, to))
+			break
+		}
 		first += fmt.Sprintf(" %s %s from %s to %s.", f.Label, verb, fmtValue(f, from), fmtValue(f, to))
 	}
 	d.Answer = first
@@ -124,7 +130,9 @@ func (d *ComparisonDoc) FillNote() {
 		d.Note = "Every trace compared is a single chain, so no schedule shortens one workflow alone; differences between routing logics come from prefix-cache reuse and load across the concurrent workflows."
 	case d.SingleChain:
 		d.Note = "Every trace compared is a single chain: its critical path is all of its work, so no policy can make one workflow faster; differences in makespan are noise, whatever their intervals say."
-	case d.Iterations < 2:
+	case d.Iterations < 2 && d.ArmsAre == "runs":
+		d.Note = "Each arm is one saved run: no confidence intervals; 'wfsched compare --dag TRACE --iterations 3' measures arms with them."
+	case d.Iterations < 2 && d.Backend.Clock != "virtual":
 		d.Note = "One iteration: no confidence intervals; run --iterations 3 or more before trusting a difference."
 	}
 }
@@ -185,7 +193,13 @@ func comparisonRows(d ComparisonDoc) (header []string, rows [][]string) {
 			rows = append(rows, row)
 		}
 	}
-	sp := []string{"speedup vs " + d.Comparison.Baseline + " (makespan), 95% CI"}
+	sp := []string{"speedup vs " + d.Comparison.Baseline + " (makespan)"}
+	for _, a := range d.Comparison.Arms {
+		if a.Speedup.N > 1 && !math.IsNaN(float64(a.Speedup.Lo)) {
+			sp[0] += ", 95% CI" // shown only where there is one
+			break
+		}
+	}
 	sig := []string{"significant?"}
 	for _, a := range d.Comparison.Arms {
 		sp = append(sp, fmtSpeedup(a.Speedup))
@@ -194,6 +208,8 @@ func comparisonRows(d ComparisonDoc) (header []string, rows [][]string) {
 			sig = append(sig, "baseline")
 		case d.SingleChain && d.ArmsAre != "routing-logics":
 			sig = append(sig, "no (single chain)")
+		case math.IsNaN(float64(a.Speedup.Lo)) && d.Backend.Clock == "virtual" && d.ArmsAre != "runs":
+			sig = append(sig, fmt.Sprintf("exact for seed %d", d.Seed))
 		case math.IsNaN(float64(a.Speedup.Lo)):
 			sig = append(sig, "unknown (one run)")
 		case a.Significant:

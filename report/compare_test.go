@@ -57,3 +57,51 @@ func TestComparisonAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestComparisonSaysOneThing: what the table, the answer and the note say
+// of one exact virtual run, one wall-clock run and saved runs agree (a
+// virtual compare said "exactly" beside "run --iterations 3 before
+// trusting a difference", a "95% CI" row with no interval, and that TTFT
+// "rises from 7.6 ms to 7.6 ms").
+func TestComparisonSaysOneThing(t *testing.T) {
+	nan := math.NaN()
+	one := func(clock, armsAre string) ComparisonDoc {
+		d := ComparisonDoc{ArmsAre: armsAre, Iterations: 1, Seed: 7, Backend: Backend{Clock: clock}, Traces: []TraceInfo{{ID: "t"}},
+			Comparison: metrics.Comparison{Baseline: "sequential", Arms: []metrics.ArmResult{
+				arm("sequential", 1, nan, nan, 1, false, 0.0076, 0.3), arm("parallel", 1.79, nan, nan, 1, false, 0.00761, 0.3)}}}
+		d.FillNote()
+		d.FillAnswer()
+		return d
+	}
+	for _, tc := range []struct {
+		name      string
+		doc       ComparisonDoc
+		note, sig string
+		refuse    []string
+	}{
+		{"one virtual run", one("virtual", "policies"), "", "exact for seed 7", []string{"95% CI", "before trusting", "rises from 7.6 ms to 7.6 ms"}},
+		{"one wall-clock run", one("wall", "policies"), "run --iterations 3", "unknown (one run)", []string{"95% CI", "exactly"}},
+		{"saved runs", one("virtual", "runs"), "one saved run", "unknown (one run)", []string{"95% CI", "run --iterations 3 or more", "exactly"}},
+	} {
+		_, rows := comparisonRows(tc.doc)
+		var table strings.Builder
+		for _, r := range rows {
+			table.WriteString(strings.Join(r, " | ") + "\n")
+		}
+		all := tc.doc.Answer + "\n" + tc.doc.Note + "\n" + table.String()
+		if !strings.Contains(tc.doc.Note, tc.note) || (tc.note == "" && tc.doc.Note != "") {
+			t.Errorf("%s: note %q, want one with %q", tc.name, tc.doc.Note, tc.note)
+		}
+		if !strings.Contains(table.String(), tc.sig) {
+			t.Errorf("%s: significance row lacks %q:\n%s", tc.name, tc.sig, table.String())
+		}
+		for _, r := range tc.refuse {
+			if strings.Contains(all, r) {
+				t.Errorf("%s: says %q:\n%s", tc.name, r, all)
+			}
+		}
+		if !strings.Contains(tc.doc.Answer, "TTFT p50 stays at 7.6 ms") {
+			t.Errorf("%s: answer %q", tc.name, tc.doc.Answer)
+		}
+	}
+}
