@@ -146,15 +146,46 @@ func fmtValue(f metrics.Figure, v float64) string {
 		if math.Abs(v) < 1 {
 			return fmt.Sprintf("%.1f ms", 1000*v)
 		}
-		return fmt.Sprintf("%.3g s", v)
+		if math.Abs(v) >= 1000 {
+			return fmt.Sprintf("%.0f s", v)
+		}
+		return human(v) + " s"
 	case "%":
 		return fmt.Sprintf("%.1f%%", 100*v)
 	case "/s":
-		return fmt.Sprintf("%.3g/s", v)
+		return human(v) + "/s"
 	case "/min":
-		return fmt.Sprintf("%.3g/min", v)
+		return human(v) + "/min"
 	}
-	return fmt.Sprintf("%.3g", v)
+	return human(v)
+}
+
+// human writes v with three significant digits, in the form a reader
+// takes in at a glance: a k, M or G suffix from a thousand up (5.11k), and
+// never an exponent (7.63e-06 is 0.00000763).
+func human(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return fmt.Sprint(v)
+	}
+	suffix := ""
+	for _, u := range []struct {
+		div float64
+		s   string
+	}{{1e9, "G"}, {1e6, "M"}, {1e3, "k"}} {
+		if math.Abs(v) >= u.div {
+			v, suffix = v/u.div, u.s
+			break
+		}
+	}
+	s := strconv.FormatFloat(v, 'g', 3, 64)
+	if strings.Contains(s, "e") {
+		if math.Abs(v) >= 1 { // 999.6 rounds to 1e+03
+			s = strconv.FormatFloat(v, 'f', 0, 64)
+		} else {
+			s = strconv.FormatFloat(v, 'f', int(math.Ceil(-math.Log10(math.Abs(v))))+2, 64)
+		}
+	}
+	return s + suffix
 }
 
 func fmtEstimate(f metrics.Figure, e metrics.Estimate) string {

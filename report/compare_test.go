@@ -105,3 +105,11 @@ func TestComparisonSaysOneThing(t *testing.T) {
 		}
 	}
 }
+
+func TestHuman(t *testing.T) {
+	for v, want := range map[float64]string{5110: "5.11k", 0.00000763: "0.00000763", 999.6: "1000", 1.5e6: "1.5M", 12.345: "12.3", 0: "0", -2500: "-2.5k", 0.25: "0.25"} {
+		if got := human(v); got != want {
+			t.Errorf("human(%v) = %q, want %q", v, got, want)
+		}
+	}
+}

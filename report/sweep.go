@@ -178,6 +178,7 @@ func (d SweepDoc) title() string {
 func (d SweepDoc) rows() (header []string, rows [][]string) {
 	wct := "completion p50/p90/p99 (s)"
 	header = []string{"arm", "rate/s", "offered/min", "done/min while arriving", wct, "slowdown p50/p90", "queue p50 (s)", "wf hit", "goodput/min", "failed"}
+	pct := func(v metrics.Float) string { return num(v*100, "%.1f%%") }
 	f := num
 	for _, p := range d.Points {
 		s := p.Summary
@@ -191,7 +192,7 @@ func (d SweepDoc) rows() (header []string, rows [][]string) {
 		}
 		rows = append(rows, []string{p.Arm, strconv.FormatFloat(p.Rate, 'g', 4, 64), fmt.Sprintf("%.1f", 60*p.Rate), f(s.WindowPerMin, "%.1f"),
 			f(s.Completion.P50, "%.2f") + " / " + f(s.Completion.P90, "%.2f") + " / " + f(s.Completion.P99, "%.2f"),
-			slow, f(s.QueueDelay.P50, "%.2f"), f(s.WorkflowHitRate.Mean, "%.3f"), f(s.WorkflowGoodputMin, "%.1f"), failed})
+			slow, f(s.QueueDelay.P50, "%.2f"), pct(s.WorkflowHitRate.Mean), f(s.WorkflowGoodputMin, "%.1f"), failed})
 	}
 	return header, rows
 }
