@@ -31,7 +31,12 @@ func run(t testing.TB, args ...string) (code int, stdout, stderr string) {
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
+	goldenFile(t, filepath.Join("testdata", name+".golden"), got)
+}
+
+// goldenFile holds got to the file at path, or with -update writes it.
+func goldenFile(t *testing.T, path, got string) {
+	t.Helper()
 	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
@@ -43,7 +48,7 @@ func golden(t *testing.T, name, got string) {
 		t.Fatalf("%v (run go test -update to create it)", err)
 	}
 	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s differs from golden (-want +got):\n%s", name, diff)
+		t.Errorf("%s differs from what the code gives now; if the change is meant, go test -update rewrites it (-want +got):\n%s", path, diff)
 	}
 }
 

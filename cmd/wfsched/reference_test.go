@@ -3,11 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -26,20 +24,7 @@ func TestCLIReference(t *testing.T) {
 	}
 	var b strings.Builder
 	writeReference(&b, newRootCmd(io.Discard, io.Discard))
-	got := b.String()
-	if *update {
-		if err := os.WriteFile(referencePath, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(referencePath)
-	if err != nil {
-		t.Fatalf("%v (go test ./cmd/wfsched -run TestCLIReference -update writes it)", err)
-	}
-	if d := cmp.Diff(string(want), got); d != "" {
-		t.Errorf("docs/cli.md is not the commands' reference: regenerate it with go test ./cmd/wfsched -run TestCLIReference -update (-file +commands):\n%s", d)
-	}
+	goldenFile(t, referencePath, b.String())
 }
 
 func writeReference(w *strings.Builder, root *cobra.Command) {
