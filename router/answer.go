@@ -35,6 +35,10 @@ type answerFraming struct {
 	remain  int64 // body bytes with a Content-Length (0: none), -1 otherwise
 	chunked bool
 	keep    bool
+	// hop lists the fields the answer's Connection field named, read
+	// before net/http's rule drops a Connection field that says close:
+	// they are hop-by-hop and must not be relayed.
+	hop []string
 }
 
 // errMalformedAnswer marks an answer net/http refuses too;
@@ -202,6 +206,7 @@ func (c *capped) Read(p []byte) (int, error) {
 // TransferEncoding and Close are set as ReadResponse sets them.
 func frameAnswer(resp *http.Response, method string) (answerFraming, error) {
 	h := resp.Header
+	hop := connectionFields(h)
 	major, minor := resp.ProtoMajor, resp.ProtoMinor
 	closing := headerHasToken(h, "Connection", "close")
 	if major == 1 && minor == 0 {
@@ -277,7 +282,7 @@ func frameAnswer(resp *http.Response, method string) (answerFraming, error) {
 	if chunked {
 		resp.TransferEncoding = []string{"chunked"}
 	}
-	f := answerFraming{remain: length, keep: !closing && !doubtful}
+	f := answerFraming{remain: length, keep: !closing && !doubtful, hop: hop}
 	if length < 0 && chunked {
 		f.chunked = true
 	}

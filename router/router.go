@@ -911,9 +911,8 @@ func (rt *Router) relay(ctx context.Context, w http.ResponseWriter, b *backend, 
 		info.timeScale, _ = strconv.ParseFloat(resp.Header.Get(wire.TimeScale), 64)
 	}
 	h := w.Header()
-	named := connectionFields(resp.Header)
-	for k, v := range resp.Header { // canonical keys (upstream reads them so)
-		if !hopField(k, named) {
+	for k, v := range resp.Header { // canonical keys (upstream reads them so, less the fields Connection named)
+		if !isHop(k) {
 			h[k] = v
 		}
 	}

@@ -129,8 +129,9 @@ func (u *upstream) closeIdle() {
 // do sends method uri (path and query, below the base URL's path) with
 // header (hop-by-hop fields and the workflow headers are left out, as is
 // Host and Content-Length, which it writes) and body to the backend at
-// base, and returns its answer once its headers are in. The answer's body
-// must be closed.
+// base, and returns its answer once its headers are in, without the
+// fields its Connection field named (hop-by-hop). The answer's body must
+// be closed.
 func (u *upstream) do(ctx context.Context, base, method, uri string, header http.Header, body []byte) (*http.Response, error) {
 	p, err := u.pool(base)
 	if err != nil {
@@ -453,6 +454,9 @@ func (c *upConn) roundTrip(ctx context.Context, method, uri string, header http.
 	resp, f, err := readBackendAnswer(c.br, method)
 	if err != nil {
 		return nil, c.br.Buffered() == 0 && closedByPeer(err), err
+	}
+	for _, k := range f.hop { // the backend's hop-by-hop fields stay here
+		delete(resp.Header, k)
 	}
 	c.nc.SetDeadline(time.Time{})
 	if ctx.Err() != nil { // cancelled as the deadline was cleared
