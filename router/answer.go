@@ -286,9 +286,6 @@ func frameAnswer(resp *http.Response, method string) (answerFraming, error) {
 	if length < 0 && chunked {
 		f.chunked = true
 	}
-	if chunked && length == 0 {
-		f.remain = 0
-	}
 	return f, nil
 }
 

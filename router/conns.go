@@ -56,11 +56,14 @@ func (c *conn) Write(p []byte) (int, error) {
 	if d <= 0 {
 		return c.Conn.Write(p)
 	}
-	c.writing.Store(time.Now().UnixNano())
+	now := time.Now()
+	c.writing.Store(now.UnixNano())
 	defer c.writing.Store(0)
 	written := 0
-	for {
-		now := time.Now()
+	for first := true; ; first = false {
+		if !first {
+			now = time.Now()
+		}
 		if by := c.writeBy.Load(); by == 0 || time.Duration(by-now.UnixNano()) < d-d/64 {
 			by = now.Add(d).UnixNano()
 			if err := c.Conn.SetWriteDeadline(time.Unix(0, by)); err != nil {
