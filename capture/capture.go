@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -86,6 +87,10 @@ type Record struct {
 	// server's).
 	Truncated bool   `json:"truncated,omitempty"`
 	Tool      string `json:"tool,omitempty"` // a tool record's tool name
+	// Tools names the tools the request offered, sorted (full and hash
+	// modes): with the system prompt, what tells agents apart when the
+	// client sent no agent id.
+	Tools []string `json:"tools,omitempty"`
 }
 
 // Message is one message sent, or the output: its role, token count, and,
@@ -105,6 +110,87 @@ type ToolCall struct {
 	ID        string `json:"id"`
 	Name      string `json:"name"`
 	Arguments string `json:"arguments,omitempty"` // kept in full mode only
+	// In hash mode, the hash of the arguments' canonical JSON
+	// (CanonicalJSON), and the hashes of the string values in them
+	// (ArgStrings): a sub-agent whose prompt is one of them (an agent
+	// called as a tool) is linked to the call that passed it.
+	ArgsHash string   `json:"args_hash,omitempty"`
+	Values   []string `json:"values,omitempty"`
+}
+
+// MinQuote is the shortest text (in bytes) whose presence in a later
+// message counts as quoting it: shorter ones ("yes", "{}") recur by chance.
+const MinQuote = 8
+
+// CanonicalJSON re-serializes a JSON text compactly with sorted object
+// keys and numbers as written, so that the same arguments compare equal
+// whatever spacing and key order a framework re-serialized them with. A
+// text that is not JSON is returned as it is.
+func CanonicalJSON(s string) string {
+	v, ok := parseJSON(s)
+	if !ok {
+		return s
+	}
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if enc.Encode(v) != nil {
+		return s
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+func parseJSON(s string) (any, bool) {
+	d := json.NewDecoder(strings.NewReader(s))
+	d.UseNumber()
+	var v any
+	if d.Decode(&v) != nil || d.More() {
+		return nil, false
+	}
+	return v, true
+}
+
+// ArgStrings returns the non-empty string values (at any depth) of a tool
+// call's JSON arguments, in document order (object keys sorted).
+func ArgStrings(args string) []string {
+	v, ok := parseJSON(args)
+	if !ok {
+		return nil
+	}
+	var out []string
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case string:
+			if x != "" {
+				out = append(out, x)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		case map[string]any:
+			keys := slices.Sorted(maps.Keys(x))
+			for _, k := range keys {
+				walk(x[k])
+			}
+		}
+	}
+	walk(v)
+	return out
+}
+
+// SameArgs reports whether two tool calls' arguments are the same up to
+// serialization: their canonical JSON (full mode) or its hash (hash mode)
+// are equal. What a mode does not keep is not compared.
+func SameArgs(a, b ToolCall) bool {
+	switch {
+	case a.Arguments != "" && b.Arguments != "":
+		return a.Arguments == b.Arguments || CanonicalJSON(a.Arguments) == CanonicalJSON(b.Arguments)
+	case a.ArgsHash != "" && b.ArgsHash != "":
+		return a.ArgsHash == b.ArgsHash
+	}
+	return true
 }
 
 // NewMessage describes a message's text in content mode mode.
@@ -125,7 +211,11 @@ func NewMessage(role, text string, calls []ToolCall, toolCallID, mode string, en
 	case Hash:
 		m.Hash, m.Chunks = HashText(text), Chunks(text)
 		for _, c := range calls {
-			m.ToolCalls = append(m.ToolCalls, ToolCall{ID: c.ID, Name: c.Name})
+			h := ToolCall{ID: c.ID, Name: c.Name, ArgsHash: HashText(CanonicalJSON(c.Arguments))}
+			for _, v := range ArgStrings(c.Arguments) {
+				h.Values = append(h.Values, HashText(v))
+			}
+			m.ToolCalls = append(m.ToolCalls, h)
 		}
 	}
 	return m
@@ -162,9 +252,11 @@ func Chunks(text string) []string {
 }
 
 // Contains reports whether message m holds what out describes: one of its
-// tool calls (by id), or its text: in
-// full mode as a substring (out at least 8 bytes), in hash mode as an equal
-// whole text, or out's interior chunks (two or more) as a run of m's.
+// tool calls (by id), its text (in full mode as a substring of at least
+// MinQuote bytes, in hash mode as an equal whole text, or out's interior
+// chunks, two or more, as a run of m's), or a string value of its tool
+// calls' arguments (as m's whole text, or in full mode as a substring of
+// at least MinQuote bytes: the prompt of an agent called as a tool).
 func Contains(m, out Message) bool {
 	// Tool calls are the same calls when their ids are (a framework that
 	// hands the conversation on carries the calls of the agent before).
@@ -172,9 +264,19 @@ func Contains(m, out Message) bool {
 		if c.ID != "" && slices.ContainsFunc(m.ToolCalls, func(x ToolCall) bool { return x.ID == c.ID }) {
 			return true
 		}
+		if m.Text != "" {
+			for _, v := range ArgStrings(c.Arguments) {
+				if m.Text == v || len(v) >= MinQuote && strings.Contains(m.Text, v) {
+					return true
+				}
+			}
+		}
+		if m.Hash != "" && slices.Contains(c.Values, m.Hash) {
+			return true
+		}
 	}
 	if out.Text != "" && m.Text != "" {
-		return len(out.Text) >= 8 && strings.Contains(m.Text, out.Text)
+		return len(out.Text) >= MinQuote && strings.Contains(m.Text, out.Text)
 	}
 	if out.Hash != "" && out.Hash == m.Hash {
 		return true

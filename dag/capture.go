@@ -2,10 +2,13 @@ package dag
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/wfsched/wfsched/capture"
@@ -91,7 +94,12 @@ func FromCapture(recs []capture.Record) ([]*Graph, error) {
 			}
 		}
 	}
+	var toolsOnly []string // workflows of tool spans and no LLM span
 	for _, wf := range order {
+		if !slices.ContainsFunc(byWF[wf], func(r *capture.Record) bool { return r.Kind != "tool" }) {
+			toolsOnly = append(toolsOnly, wf)
+			continue
+		}
 		g, err := fromCalls(wf, byWF[wf])
 		if err != nil {
 			return nil, fmt.Errorf("workflow %s: %w", wf, err)
@@ -105,6 +113,9 @@ func FromCapture(recs []capture.Record) ([]*Graph, error) {
 	if len(gs) == 0 {
 		return nil, fmt.Errorf("%w: no answered call in the capture", ErrEmpty)
 	}
+	if len(toolsOnly) > 0 {
+		gs[0].Meta[MetaToolsOnly] = strings.Join(toolsOnly, ",")
+	}
 	return gs, nil
 }
 
@@ -117,22 +128,51 @@ type captureContext struct {
 	n    int
 }
 
+// sameMessage reports whether b repeats message a as sent or answered
+// before, up to serialization: the role, the tool calls (ids, names and
+// canonical arguments, as far as the content mode kept them) and the text
+// (or its hash) agree. Without text or calls to compare, the token counts
+// must: a framework that re-serializes a call's arguments changes their
+// token count, so a message with tool calls is compared by the calls.
 func sameMessage(a, b capture.Message) bool {
 	if a.Role != b.Role || a.ToolCallID != b.ToolCallID || len(a.ToolCalls) != len(b.ToolCalls) {
 		return false
 	}
-	for i := range a.ToolCalls {
-		if a.ToolCalls[i].Name != b.ToolCalls[i].Name || a.ToolCalls[i].ID != b.ToolCalls[i].ID {
+	for i, x := range a.ToolCalls {
+		y := b.ToolCalls[i]
+		if x.Name != y.Name || x.ID != y.ID || !capture.SameArgs(x, y) {
 			return false
 		}
 	}
 	switch {
 	case a.Text != "" || b.Text != "":
-		return a.Text == b.Text
+		return strings.TrimSpace(a.Text) == strings.TrimSpace(b.Text)
 	case a.Hash != "" || b.Hash != "":
 		return a.Hash == b.Hash
+	case len(a.ToolCalls) > 0:
+		return true
 	}
 	return a.Tokens == b.Tokens
+}
+
+// messageKey indexes a message for finding the conversation a call
+// continues: what sameMessage compares first.
+func messageKey(m capture.Message) string {
+	var b strings.Builder
+	b.WriteString(m.Role)
+	for _, c := range m.ToolCalls {
+		b.WriteString("\x00" + c.ID + "\x00" + c.Name)
+	}
+	switch {
+	case len(m.ToolCalls) > 0:
+	case m.Text != "":
+		b.WriteString("\x00" + capture.HashText(strings.TrimSpace(m.Text)))
+	case m.Hash != "":
+		b.WriteString("\x00" + m.Hash)
+	default:
+		b.WriteString("\x00" + strconv.Itoa(m.Tokens))
+	}
+	return b.String()
 }
 
 // modeled converts a recorded duration to modeled seconds (wall divided by
@@ -147,12 +187,13 @@ func modeled(d time.Duration, r *capture.Record) float64 {
 func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 	slices.SortStableFunc(recs, func(a, b *capture.Record) int { return a.Arrival.Compare(b.Arrival) })
 	g := &Graph{ID: wf, Format: "capture", Meta: map[string]string{}, Start: recs[0].Arrival}
-	ctxs := map[string]*captureContext{}  // current context of each agent
-	contexts := map[string]int{}          // contexts started per agent
-	nodeOf := map[*capture.Record]*Node{} // each call's node
-	byID := map[string]*capture.Record{}  // calls by request id
-	ctxOf := map[*Node]*captureContext{}  // each call node's context
-	toolIDs := map[string]bool{}          // tool call ids in use
+	ctxs := map[string][]*captureContext{} // contexts by agent, conversation length and last message
+	contexts := map[string]int{}           // contexts started per agent
+	inferred := map[string]string{}        // agents inferred: name by system prompt and tools
+	nodeOf := map[*capture.Record]*Node{}  // each call's node
+	byID := map[string]*capture.Record{}   // calls by request id
+	ctxOf := map[*Node]*captureContext{}   // each call node's context
+	toolIDs := map[string]bool{}           // tool call ids in use
 	seq := 0
 	quoted := newQuoteIndex()
 	edges := map[[2]string]bool{}
@@ -185,22 +226,24 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 		}
 		agent := r.Agent
 		if agent == "" {
-			agent = "agent"
+			agent = inferAgent(r, inferred)
 		}
-		c := ctxs[agent]
+		var c *captureContext
 		var fresh []capture.Message
 		continuing := false
 		if p, ok := byID[r.Parent]; ok && r.API == "responses" && nodeOf[p] != nil {
 			c, continuing, fresh = ctxOf[nodeOf[p]], true, r.Messages
-		} else if c != nil && len(r.Messages) > len(c.conv) {
-			continuing = true
-			for i := range c.conv {
-				if !sameMessage(c.conv[i], r.Messages[i]) {
-					continuing = false
-					break
+		} else {
+			// The longest conversation of the agent that these messages
+			// repeat and go on from.
+			for l := len(r.Messages) - 1; l > 0 && !continuing; l-- {
+				for _, k := range ctxs[contextKey(agent, l, r.Messages[l-1])] {
+					if len(k.conv) == l && repeats(r.Messages, k.conv) {
+						c, continuing, fresh = k, true, r.Messages[l:]
+						break
+					}
 				}
 			}
-			fresh = r.Messages[len(c.conv):]
 		}
 		if !continuing {
 			contexts[agent]++
@@ -209,7 +252,6 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 				name = agent + "~" + strconv.Itoa(k)
 			}
 			c = &captureContext{name: name}
-			ctxs[agent] = c
 			fresh = r.Messages
 		}
 		seq++
@@ -246,20 +288,22 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 		for _, m := range fresh {
 			in := Input{Text: m.Text, Tokens: m.Tokens}
 			var src *capture.Record // the latest call the message quotes
-			if m.Role != "tool" {
-				for _, q := range quoted.candidates(m) {
-					// A call that started before this one and whose output
-					// this message quotes: the quote is the evidence (its
-					// recorded end may trail the next call's arrival by
-					// the time the router took to note it).
-					if q == r || nodeOf[q] == nil || !q.Arrival.Before(r.Arrival) || !capture.Contains(m, q.Output) {
-						continue
-					}
-					edge(nodeOf[q], n, EdgeMessage) // one message may quote several calls
-					ready = later(ready, q.End)
-					if src == nil || q.End.After(src.End) {
-						src = q
-					}
+			for _, q := range quoted.candidates(m) {
+				// A call that started before this one and whose output
+				// this message quotes: the quote is the evidence (its
+				// recorded end may trail the next call's arrival by the
+				// time the router took to note it). A tool's result
+				// quoting another conversation's answer is that agent's
+				// answer (an agent called as a tool); one quoting the
+				// agent's own call is a tool's work on it.
+				if q == r || nodeOf[q] == nil || !q.Arrival.Before(r.Arrival) ||
+					m.Role == "tool" && ctxOf[nodeOf[q]] == c || !capture.Contains(m, q.Output) {
+					continue
+				}
+				edge(nodeOf[q], n, EdgeMessage) // one message may quote several calls
+				ready = later(ready, q.End)
+				if src == nil || q.End.After(src.End) {
+					src = q
 				}
 			}
 			switch {
@@ -314,9 +358,120 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 		quoted.add(r)
 		c.conv = append(append([]capture.Message(nil), r.Messages...), r.Output)
 		c.last, c.rec = n, r
+		key := contextKey(agent, len(c.conv), r.Output)
+		ctxs[key] = append(ctxs[key], c)
 		nodeOf[r], byID[r.RequestID], ctxOf[n] = n, r, c
 	}
+	if len(inferred) > 0 {
+		g.Meta[MetaAgentsInferred] = strconv.Itoa(len(inferred))
+	}
+	targets := map[string]bool{}
+	for _, e := range g.Edges {
+		targets[e.To] = true
+	}
+	unlinked := 0
+	for i, n := range g.Nodes {
+		if i > 0 && n.Kind == KindLLM && !targets[n.ID] {
+			unlinked++
+		}
+	}
+	if unlinked > 0 {
+		g.Meta[MetaUnlinked] = strconv.Itoa(unlinked)
+	}
 	return g, nil
+}
+
+// Notes a capture's graphs carry in Meta, which CaptureNotes reports.
+const (
+	MetaAgentsInferred = "agents_inferred" // agents told apart without agent ids
+	MetaUnlinked       = "unlinked_calls"  // calls after the first linked to nothing
+	MetaTimeScale      = "time_scale"      // how span times became modeled times
+	MetaToolsOnly      = "tools_only"      // workflows left out: tool spans and no LLM span
+)
+
+// CaptureNotes says, for graphs rebuilt from a capture or spans, what the
+// rebuild could not be sure of: calls it linked to nothing (independent
+// calls, or inputs it could not match: content mode none, a replay with
+// --context reference), agents it inferred, and the time scale applied to
+// span times. One line each, empty when there is nothing to say.
+func CaptureNotes(gs []*Graph) []string {
+	var calls, unlinked, wfUnlinked, agents, wfAgents int
+	scales := map[string]bool{}
+	var toolsOnly []string
+	for _, g := range gs {
+		if g.Format != "capture" && g.Format != "otel" {
+			continue
+		}
+		for _, n := range g.Nodes {
+			if n.Kind == KindLLM {
+				calls++
+			}
+		}
+		if k, _ := strconv.Atoi(g.Meta[MetaUnlinked]); k > 0 {
+			unlinked += k
+			wfUnlinked++
+		}
+		if k, _ := strconv.Atoi(g.Meta[MetaAgentsInferred]); k > 0 {
+			agents += k
+			wfAgents++
+		}
+		if s := g.Meta[MetaTimeScale]; s != "" {
+			scales[s] = true
+		}
+		if s := g.Meta[MetaToolsOnly]; s != "" {
+			toolsOnly = append(toolsOnly, strings.Split(s, ",")...)
+		}
+	}
+	var out []string
+	if unlinked > 0 {
+		out = append(out, fmt.Sprintf("%d of %d calls (in %d workflows) follow no earlier call: independent calls, or inputs the capture could not match "+
+			"(content mode none keeps no texts; a replay captured with --context reference sends prompts that quote nothing, capture --context live)", unlinked, calls, wfUnlinked))
+	}
+	if agents > 0 {
+		out = append(out, fmt.Sprintf("agents inferred from system prompts and tool sets (the calls sent no X-Agent-Id): %d agents in %d workflows", agents, wfAgents))
+	}
+	for _, s := range slices.Sorted(maps.Keys(scales)) {
+		out = append(out, "span times: "+s)
+	}
+	if len(toolsOnly) > 0 {
+		out = append(out, fmt.Sprintf("%d workflows left out: tool spans and no LLM span (their client is not instrumented): %s",
+			len(toolsOnly), strings.Join(toolsOnly, ", ")))
+	}
+	return out
+}
+
+// contextKey indexes a conversation by its agent, its length and its last
+// message.
+func contextKey(agent string, n int, last capture.Message) string {
+	return agent + "\x00" + strconv.Itoa(n) + "\x00" + messageKey(last)
+}
+
+// repeats reports whether msgs begin with conv.
+func repeats(msgs, conv []capture.Message) bool {
+	for i := range conv {
+		if !sameMessage(conv[i], msgs[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// inferAgent names the agent of a call that came without an agent id: the
+// agent with its system prompt and tool set, agent-1, agent-2... in order
+// of first appearance (a capture in content mode none keeps neither: one
+// agent).
+func inferAgent(r *capture.Record, inferred map[string]string) string {
+	key := "\x00" + strings.Join(r.Tools, ",")
+	if len(r.Messages) > 0 && r.Messages[0].Role == "system" {
+		m := r.Messages[0]
+		key = cmp.Or(m.Hash, capture.HashText(strings.TrimSpace(m.Text)), strconv.Itoa(m.Tokens)) + key
+	}
+	name, ok := inferred[key]
+	if !ok {
+		name = "agent-" + strconv.Itoa(len(inferred)+1)
+		inferred[key] = name
+	}
+	return name
 }
 
 func later(a, b time.Time) time.Time {
@@ -351,16 +506,32 @@ func (x *quoteIndex) add(r *capture.Record) {
 	if h != "" {
 		x.byHash[h] = append(x.byHash[h], r)
 	}
+	short := false // tried one by one
 	if len(chunks) >= 4 {
 		c := chunks[1] // one interior chunk suffices to find it
 		x.byChunk[c] = append(x.byChunk[c], r)
-	} else if r.Output.Text != "" {
-		x.short = append(x.short, r)
+	} else {
+		short = r.Output.Text != ""
 	}
 	for _, tc := range r.Output.ToolCalls {
 		if tc.ID != "" {
 			x.byCall[tc.ID] = append(x.byCall[tc.ID], r)
 		}
+		// The string values of its arguments: a sub-agent's prompt.
+		for _, v := range tc.Values {
+			x.byHash[v] = append(x.byHash[v], r)
+		}
+		for _, v := range capture.ArgStrings(tc.Arguments) {
+			x.byHash[capture.HashText(v)] = append(x.byHash[capture.HashText(v)], r)
+			if chunks := capture.Chunks(v); len(chunks) >= 4 {
+				x.byChunk[chunks[1]] = append(x.byChunk[chunks[1]], r)
+			} else if len(v) >= capture.MinQuote {
+				short = true
+			}
+		}
+	}
+	if short {
+		x.short = append(x.short, r)
 	}
 }
 

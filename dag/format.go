@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"sort"
 	"strconv"
@@ -39,6 +40,9 @@ type Options struct {
 	Edges    EdgeSource // "" means EdgesRebuild
 	MaxBytes int64      // 0 means DefaultMaxBytes
 	Encoder  *tokenizer.Encoder
+	// TimeScale divides the times of OpenTelemetry spans (wall seconds
+	// per modeled second of the server that served them); 0: as recorded.
+	TimeScale float64
 }
 
 // Validate checks the options.
@@ -52,6 +56,9 @@ func (o Options) Validate() error {
 	case "", EdgesRebuild, EdgesFile:
 	default:
 		return fmt.Errorf("unknown edge source %q (want rebuild or file)", o.Edges)
+	}
+	if o.TimeScale < 0 || math.IsNaN(o.TimeScale) || math.IsInf(o.TimeScale, 0) {
+		return fmt.Errorf("time scale %v: want a positive number (wall seconds per modeled second)", o.TimeScale)
 	}
 	if o.MaxBytes < 0 {
 		return fmt.Errorf("size limit %d is negative", o.MaxBytes)

@@ -3,8 +3,10 @@ package dag
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,7 +43,21 @@ func (otelFormat) Parse(data []byte, opt Options) ([]*Graph, error) {
 	if err != nil {
 		return nil, err
 	}
-	return FromCapture(recs)
+	// Span times are the client's wall times: a server that ran on a
+	// scaled clock (wfsched sim --time-scale) is not named in them, so the
+	// scale comes from the user.
+	note := "wall times as recorded (give --time-scale if the server ran on a scaled clock)"
+	if opt.TimeScale > 0 {
+		note = "divided by --time-scale " + strconv.FormatFloat(opt.TimeScale, 'g', -1, 64)
+		for i := range recs {
+			recs[i].TimeScale = opt.TimeScale
+		}
+	}
+	gs, err := FromCapture(recs)
+	for _, g := range gs {
+		g.Meta[MetaTimeScale] = note
+	}
+	return gs, err
 }
 
 type otlpValue struct {
@@ -224,6 +240,32 @@ func OTelRecords(data []byte, enc *tokenizer.Encoder) ([]capture.Record, error) 
 		if _, ok := s.attrs["llm.token_count.prompt_details.cache_read"]; ok {
 			r.CachedTokens = num("llm.token_count.prompt_details.cache_read")
 		}
+		// The response's own id, as a capture of the same call names it.
+		if s.attrs["output.mime_type"] == "application/json" {
+			var resp struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal([]byte(s.attrs["output.value"]), &resp) == nil && resp.ID != "" {
+				r.RequestID = resp.ID
+			}
+		}
+		for i := 0; ; i++ {
+			schema, ok := s.attrs["llm.tools."+strconv.Itoa(i)+".tool.json_schema"]
+			if !ok {
+				break
+			}
+			var t struct {
+				Name     string `json:"name"`
+				Function struct {
+					Name string `json:"name"`
+				} `json:"function"`
+			}
+			json.Unmarshal([]byte(schema), &t)
+			if n := cmp.Or(t.Function.Name, t.Name); n != "" {
+				r.Tools = append(r.Tools, n)
+			}
+		}
+		slices.Sort(r.Tools)
 		msgs, out := openInferenceMessages(s.attrs, enc)
 		if len(msgs) == 0 && out == nil {
 			msgs, out = genAIMessages(s.attrs, enc)

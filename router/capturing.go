@@ -3,11 +3,13 @@ package router
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"log"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -39,6 +41,13 @@ type capturedRequest struct {
 	Instructions       string          `json:"instructions"`
 	Input              json.RawMessage `json:"input"`
 	PreviousResponseID string          `json:"previous_response_id"`
+	// Tools: chat's {function: {name}}, the Responses API's {name}.
+	Tools []struct {
+		Name     string `json:"name"`
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	} `json:"tools"`
 }
 
 type wireToolCall struct {
@@ -61,9 +70,17 @@ func contentText(raw json.RawMessage) string {
 }
 
 // captureMessages reads the messages a request sent.
-func captureMessages(api string, body []byte, mode string, enc *tokenizer.Encoder) (msgs []capture.Message, prevResponse string) {
+func captureMessages(api string, body []byte, mode string, enc *tokenizer.Encoder) (msgs []capture.Message, prevResponse string, tools []string) {
 	var req capturedRequest
 	json.Unmarshal(body, &req)
+	if mode != capture.None {
+		for _, t := range req.Tools {
+			if n := cmp.Or(t.Function.Name, t.Name); n != "" {
+				tools = append(tools, n)
+			}
+		}
+		slices.Sort(tools)
+	}
 	add := func(role, text string, calls []capture.ToolCall, toolCallID string) {
 		msgs = append(msgs, capture.NewMessage(role, text, calls, toolCallID, mode, enc))
 	}
@@ -96,7 +113,7 @@ func captureMessages(api string, body []byte, mode string, enc *tokenizer.Encode
 			add(m.Role, contentText(m.Content), calls, m.ToolCallID)
 		}
 	}
-	return msgs, prevResponse
+	return msgs, prevResponse, tools
 }
 
 // answer is what a response said: its id, text and tool calls.
@@ -237,7 +254,7 @@ func (rt *Router) record(r *http.Request, req *Request, body []byte, info *relay
 		rec.Workflow = "conn:" + r.RemoteAddr
 	}
 	var prev string
-	rec.Messages, prev = captureMessages(api, body, mode, enc)
+	rec.Messages, prev, rec.Tools = captureMessages(api, body, mode, enc)
 	if rec.Parent == "" {
 		rec.Parent = prev
 	}

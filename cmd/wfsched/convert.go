@@ -59,7 +59,16 @@ func runConvert(cmd *cobra.Command, o convertOptions, path string) error {
 			}
 		}
 	}
+	noteCapture(cmd, gs)
 	return writeOut(cmd.OutOrStdout(), o.output, func(w io.Writer) error { return dag.WriteJSON(w, gs...) })
+}
+
+// noteCapture tells on stderr what rebuilding a capture could not be sure
+// of (dag.CaptureNotes).
+func noteCapture(cmd *cobra.Command, gs []*dag.Graph) {
+	for _, n := range dag.CaptureNotes(gs) {
+		fmt.Fprintln(cmd.ErrOrStderr(), "note: "+n)
+	}
 }
 
 // ioWriter shortens signatures of writers passed to writeOut.

@@ -58,11 +58,13 @@ func runInspect(cmd *cobra.Command, o inspectOptions, path string) error {
 		if g, t, err = o.trace.readOne(path); err != nil {
 			return err
 		}
+		noteCapture(cmd, []*dag.Graph{g})
 	} else {
 		gs, err := dag.ReadFile(path, opt)
 		if err != nil {
 			return err
 		}
+		noteCapture(cmd, gs)
 		if len(gs) > 1 && (o.output == "table" || o.output == "json") {
 			stats := make([]dag.Stats, len(gs))
 			for i, g := range gs {

@@ -15,6 +15,7 @@ type traceFlags struct {
 	index    int
 	edges    string
 	maxBytes int64
+	spanTime float64
 }
 
 func (f *traceFlags) register(fs *pflag.FlagSet) {
@@ -23,14 +24,16 @@ func (f *traceFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.index, "index", -1, "in a multi-trace file, the trace at this 0-based position")
 	fs.StringVar(&f.edges, "edges", string(dag.EdgesRebuild), "rebuild (real dependencies) or file (the file's own edges, dag-json only)")
 	fs.Int64Var(&f.maxBytes, "max-bytes", dag.DefaultMaxBytes, "largest input file accepted, in bytes")
+	fs.Float64Var(&f.spanTime, "span-time-scale", 0, "OpenTelemetry spans: divide their wall times by this (the time scale of the wfsched sim that served them); 0: as recorded")
 	brief(fs, map[string]string{
-		"format": "trace format: auto, or a name from docs/cli.md",
-		"edges":  "rebuild (real dependencies) or file (dag-json's own edges)",
+		"format":          "trace format: auto, or a name from docs/cli.md",
+		"edges":           "rebuild (real dependencies) or file (dag-json's own edges)",
+		"span-time-scale": "OTLP spans: divide wall times by the serving sim's --time-scale",
 	})
 }
 
 func (f *traceFlags) options() (dag.Options, error) {
-	o := dag.Options{Format: f.format, Edges: dag.EdgeSource(f.edges), MaxBytes: f.maxBytes}
+	o := dag.Options{Format: f.format, Edges: dag.EdgeSource(f.edges), MaxBytes: f.maxBytes, TimeScale: f.spanTime}
 	if f.maxBytes <= 0 {
 		return o, usageError("--max-bytes %d: want a positive size", f.maxBytes)
 	}
