@@ -231,25 +231,34 @@ func HashText(text string) string {
 	return hex.EncodeToString(h[:16])
 }
 
-// Chunks are content-defined chunk hashes of a text: its words are cut
-// after each word whose own hash ends in three zero bits (about one word in
-// eight), and each chunk's hash is kept (8 hex digits). The cuts depend on
-// the words alone, so a text quoted inside a longer one yields the same
-// interior chunks there: Contains tells containment without the texts.
+// Chunks are content-defined chunk hashes of a text: the words of each
+// line are cut after each word whose own hash ends in three zero bits
+// (about one word in eight) and at the line's end, and each chunk's hash
+// is kept (8 hex digits). The cuts depend on the words and line breaks
+// alone, so a text quoted inside a longer one yields the same interior
+// chunks there, and all of its chunks when it is quoted as whole lines (as
+// prompt templates put an earlier answer on lines of its own): Contains
+// tells containment without the texts.
 func Chunks(text string) []string {
-	words := strings.Fields(text)
 	var out []string
-	start := 0
-	for i, w := range words {
-		h := sha256.Sum256([]byte(w))
-		if h[0]&7 == 0 || i == len(words)-1 {
-			c := sha256.Sum256([]byte(strings.Join(words[start:i+1], " ")))
-			out = append(out, hex.EncodeToString(c[:4]))
-			start = i + 1
+	for line := range strings.Lines(text) {
+		words := strings.Fields(line)
+		start := 0
+		for i, w := range words {
+			h := sha256.Sum256([]byte(w))
+			if h[0]&7 == 0 || i == len(words)-1 {
+				c := sha256.Sum256([]byte(strings.Join(words[start:i+1], " ")))
+				out = append(out, hex.EncodeToString(c[:4]))
+				start = i + 1
+			}
 		}
 	}
 	return out
 }
+
+// minQuoteTokens is the least output, in tokens, whose chunks quoted as
+// whole lines count as a quote.
+const minQuoteTokens = 3
 
 // Contains reports whether message m holds what out describes: one of its
 // tool calls (by id), its text (in full mode as a substring of at least
@@ -281,14 +290,19 @@ func Contains(m, out Message) bool {
 	if out.Hash != "" && out.Hash == m.Hash {
 		return true
 	}
-	// The interior chunks, at least two of them (one short chunk can be a
-	// common word or two), as a run in the message's chunks.
-	if len(out.Chunks) < 4 {
-		return false
+	// All of its chunks (quoted as whole lines), or the interior ones,
+	// at least two of them (one short chunk can be a common word or two),
+	// as a run in the message's chunks.
+	if len(out.Chunks) > 0 && out.Tokens >= minQuoteTokens && hasRun(m.Chunks, out.Chunks) {
+		return true
 	}
-	inner := out.Chunks[1 : len(out.Chunks)-1]
-	for i := 0; i+len(inner) <= len(m.Chunks); i++ {
-		if slices.Equal(m.Chunks[i:i+len(inner)], inner) {
+	return len(out.Chunks) >= 4 && hasRun(m.Chunks, out.Chunks[1:len(out.Chunks)-1])
+}
+
+// hasRun reports whether run occurs in s.
+func hasRun(s, run []string) bool {
+	for i := 0; i+len(run) <= len(s); i++ {
+		if slices.Equal(s[i:i+len(run)], run) {
 			return true
 		}
 	}

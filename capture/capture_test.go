@@ -60,3 +60,48 @@ func TestReadErrorsSayWhere(t *testing.T) {
 		t.Errorf("a cut last line: %d records, %v", len(recs), err)
 	}
 }
+
+// TestShortQuoteOnItsOwnLines: in hash mode, an answer too short for
+// interior chunks is found when a prompt quotes it on lines of its own (as
+// templates do), and not when only some of its words recur.
+func TestShortQuoteOnItsOwnLines(t *testing.T) {
+	enc := tokenizer.MustDefault()
+	plan := "Cover the cache, then the router."
+	out := NewMessage("assistant", plan, nil, "", Hash, enc)
+	if len(out.Chunks) >= 4 {
+		t.Fatalf("the plan has %d chunks: the test wants a short one", len(out.Chunks))
+	}
+	if !Contains(NewMessage("user", "The plan:\n"+plan+"\nWrite part 2.", nil, "", Hash, enc), out) {
+		t.Error("a short answer quoted on its own line is not found")
+	}
+	if Contains(NewMessage("user", "The plan:\nCover the cache.\nWrite part 2.", nil, "", Hash, enc), out) {
+		t.Error("part of a short answer counts as quoting it")
+	}
+}
+
+// TestArguments: tool-call arguments compare up to serialization, and
+// their string values are what a sub-agent's prompt is matched against.
+func TestArguments(t *testing.T) {
+	spaced, compact := `{"city": "Lisbon", "days": 3, "tags": ["a<b", "x"]}`, `{"tags":["a<b","x"],"days":3,"city":"Lisbon"}`
+	if CanonicalJSON(spaced) != CanonicalJSON(compact) || CanonicalJSON(spaced) != `{"city":"Lisbon","days":3,"tags":["a<b","x"]}` {
+		t.Errorf("canonical forms %s and %s", CanonicalJSON(spaced), CanonicalJSON(compact))
+	}
+	if CanonicalJSON(`{"n": 1.50}`) != `{"n":1.50}` || CanonicalJSON("not json") != "not json" || CanonicalJSON(`{} {}`) != `{} {}` {
+		t.Error("numbers must keep their digits; what is not one JSON value is returned as it is")
+	}
+	enc := tokenizer.MustDefault()
+	for _, mode := range []string{Full, Hash} {
+		a := NewMessage("assistant", "", []ToolCall{{ID: "c1", Name: "f", Arguments: spaced}}, "", mode, enc)
+		b := NewMessage("assistant", "", []ToolCall{{ID: "c1", Name: "f", Arguments: compact}}, "", mode, enc)
+		c := NewMessage("assistant", "", []ToolCall{{ID: "c1", Name: "f", Arguments: `{"city": "Porto", "days": 3}`}}, "", mode, enc)
+		if !SameArgs(a.ToolCalls[0], b.ToolCalls[0]) || SameArgs(a.ToolCalls[0], c.ToolCalls[0]) {
+			t.Errorf("%s: re-serialized arguments must compare equal, other arguments not", mode)
+		}
+		if !Contains(NewMessage("user", "Lisbon", nil, "", mode, enc), a) || Contains(NewMessage("user", "Porto", nil, "", mode, enc), a) {
+			t.Errorf("%s: a prompt that is a string value of the arguments must count as quoting the call, another not", mode)
+		}
+	}
+	if got := ArgStrings(`{"b": ["x", {"c": "y"}], "a": "z", "n": 2}`); strings.Join(got, ",") != "z,x,y" {
+		t.Errorf("ArgStrings: %q", got)
+	}
+}

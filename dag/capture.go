@@ -210,12 +210,16 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 			toolRecs = append(toolRecs, r)
 		}
 	}
-	// toolSpan finds the recorded tool run between an agent's calls.
-	toolSpan := func(agent string, from, to time.Time) *capture.Record {
-		for k, t := range toolRecs {
-			if t != nil && (t.Agent == "" || t.Agent == agent) && !t.Arrival.Before(from.Add(-time.Millisecond)) && !t.End.After(to.Add(time.Millisecond)) {
-				toolRecs[k] = nil
-				return t
+	// toolSpan finds the recorded run of tool name (any tool if the
+	// name is not known) between an agent's calls.
+	toolSpan := func(agent, name string, from, to time.Time) *capture.Record {
+		for _, named := range []bool{true, false} {
+			for k, t := range toolRecs {
+				if t != nil && (t.Agent == "" || t.Agent == agent) && (!named || t.Tool == name) &&
+					!t.Arrival.Before(from.Add(-time.Millisecond)) && !t.End.After(to.Add(time.Millisecond)) {
+					toolRecs[k] = nil
+					return t
+				}
 			}
 		}
 		return nil
@@ -317,7 +321,13 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 				for k := 2; slices.ContainsFunc(tools, func(x *Node) bool { return x.ID == t.ID }); k++ {
 					t.ID = fmt.Sprintf("%s/tool%d.%d", c.name, c.n-1, k)
 				}
-				if ts := toolSpan(agent, c.rec.End, r.Arrival); ts != nil {
+				name := "" // the call's tool, by the result's call id
+				for _, tc := range c.rec.Output.ToolCalls {
+					if m.ToolCallID != "" && tc.ID == m.ToolCallID {
+						name, t.Label = tc.Name, tc.Name
+					}
+				}
+				if ts := toolSpan(agent, name, c.rec.End, r.Arrival); ts != nil {
 					// The tool's own span: its duration, not the gap.
 					t.Duration = Seconds(modeled(ts.End.Sub(ts.Arrival), r) * float64(time.Second))
 					if ts.Tool != "" {
@@ -507,9 +517,13 @@ func (x *quoteIndex) add(r *capture.Record) {
 		x.byHash[h] = append(x.byHash[h], r)
 	}
 	short := false // tried one by one
+	if len(chunks) > 0 {
+		// Its first chunk finds it quoted as whole lines, an interior one
+		// quoted anywhere.
+		x.byChunk[chunks[0]] = append(x.byChunk[chunks[0]], r)
+	}
 	if len(chunks) >= 4 {
-		c := chunks[1] // one interior chunk suffices to find it
-		x.byChunk[c] = append(x.byChunk[c], r)
+		x.byChunk[chunks[1]] = append(x.byChunk[chunks[1]], r)
 	} else {
 		short = r.Output.Text != ""
 	}

@@ -20,7 +20,7 @@ bin=$(wfsched_bin "${2:-}")
 (cd scripts/fixtures && npm ci --no-audit --no-fund --loglevel=error)
 # The time scale the corpus test reads back (spans carry none).
 scale=0.2
-start sim "$bin" sim --listen 127.0.0.1:0 --instances 2 --time-scale "$scale" --seed 7 --enable-auto-tool-choice
+start sim "$bin" sim --listen 127.0.0.1:0 --instances 2 --time-scale "$scale" --seed 7 --enable-auto-tool-choice --parallel-tool-calls 2
 backends=$urls
 for mode in full hash none; do
 	dir=$out/$mode

@@ -518,3 +518,140 @@ func TestREADMEFieldsTable(t *testing.T) {
 		t.Errorf("README.md's request-field table differs from sim.Fields: paste the output of `wfsched sim --fields`")
 	}
 }
+
+// TestParallelToolCalls: with ServerConfig.ParallelToolCalls an auto answer
+// calls several tools, the same ones streamed or not, over chat and the
+// Responses API; parallel_tool_calls false keeps it to one, and a turn that
+// returns every result gets a text answer.
+func TestParallelToolCalls(t *testing.T) {
+	c := startCluster(t, func(cc *ClusterConfig) { cc.Server.AutoToolChoice, cc.Server.ParallelToolCalls = true, 3 })
+	url := c.URLs()[0]
+	params := map[string]string{"get_weather": schemas[0], "book": `{"type": "object", "properties": {"city": {"type": "string"}, "nights": {"type": "integer", "minimum": 1, "maximum": 9}}, "required": ["city", "nights"]}`}
+	tools := `"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": ` + params["get_weather"] + `}},
+		{"type": "function", "function": {"name": "book", "parameters": ` + params["book"] + `}}]`
+	type call struct{ ID, Name, Args string }
+	// chat answers the calls of a chat body, streamed or not.
+	chat := func(body string, stream bool) (calls []call, finish string) {
+		t.Helper()
+		if stream {
+			body = strings.TrimSuffix(body, "}") + `, "stream": true}`
+		}
+		status, _, out := post(t, url, chatURL, body)
+		if status != 200 {
+			t.Fatalf("%d %s", status, out)
+		}
+		type wireCall struct {
+			Index    int    `json:"index"`
+			ID       string `json:"id"`
+			Function struct {
+				Name, Arguments string
+			} `json:"function"`
+		}
+		type chunk struct {
+			Choices []struct {
+				Message, Delta struct {
+					ToolCalls []wireCall `json:"tool_calls"`
+				}
+				Finish string `json:"finish_reason"`
+			} `json:"choices"`
+		}
+		var chunks []chunk
+		for _, line := range strings.Split(out, "\n") {
+			d, ok := strings.CutPrefix(line, "data: ")
+			if !stream {
+				d, ok = out, true
+			}
+			if ok && d != "[DONE]" {
+				var ch chunk
+				json.Unmarshal([]byte(d), &ch)
+				chunks = append(chunks, ch)
+			}
+			if !stream {
+				break
+			}
+		}
+		for _, ch := range chunks {
+			for _, cc := range ch.Choices {
+				for i, w := range append(cc.Message.ToolCalls, cc.Delta.ToolCalls...) {
+					k := w.Index
+					if len(cc.Message.ToolCalls) > 0 {
+						k = i
+					}
+					for len(calls) <= k {
+						calls = append(calls, call{})
+					}
+					calls[k].ID += w.ID
+					calls[k].Name += w.Function.Name
+					calls[k].Args += w.Function.Arguments
+				}
+				if cc.Finish != "" {
+					finish = cc.Finish
+				}
+			}
+		}
+		return calls, finish
+	}
+	whole, finish := chat(`{`+userHi+`, "seed": 3, `+tools+`}`, false)
+	if len(whole) != 2 || whole[0].Name == whole[1].Name || finish != "tool_calls" {
+		t.Fatalf("auto with 3 parallel calls allowed, 2 tools: %+v, %s", whole, finish)
+	}
+	for _, c := range whole {
+		validate(t, params[c.Name], c.Args)
+	}
+	streamed, finish := chat(`{`+userHi+`, "seed": 3, `+tools+`}`, true)
+	if len(streamed) != 2 || finish != "tool_calls" {
+		t.Fatalf("streamed: %+v, %s", streamed, finish)
+	}
+	for i := range whole {
+		if streamed[i].Name != whole[i].Name || streamed[i].Args != whole[i].Args || !strings.HasPrefix(streamed[i].ID, "chatcmpl-tool-") {
+			t.Errorf("call %d streamed %+v, whole %+v", i, streamed[i], whole[i])
+		}
+	}
+	if one, _ := chat(`{`+userHi+`, "seed": 3, "parallel_tool_calls": false, `+tools+`}`, false); len(one) != 1 {
+		t.Errorf("parallel_tool_calls false: %d calls", len(one))
+	}
+
+	// The Responses API: two function_call items, the same streamed; the
+	// results of both in a follow-up get a text answer.
+	rtools := `"tools": [{"type": "function", "name": "get_weather", "parameters": ` + params["get_weather"] + `},
+		{"type": "function", "name": "book", "parameters": ` + params["book"] + `}]`
+	status, _, out := post(t, url, "/v1/responses", `{"input": "Plan the trip.", "seed": 3, `+rtools+`}`)
+	var resp struct {
+		ID     string `json:"id"`
+		Output []struct {
+			Type, CallID, Name, Arguments string
+		} `json:"output"`
+	}
+	if json.Unmarshal([]byte(out), &resp); status != 200 || len(resp.Output) != 2 || resp.Output[0].Type != "function_call" || resp.Output[0].Name == resp.Output[1].Name {
+		t.Fatalf("responses: %d %s", status, out)
+	}
+	_, _, out = post(t, url, "/v1/responses", `{"input": "Plan the trip.", "seed": 3, "stream": true, `+rtools+`}`)
+	args := map[int]string{}
+	for _, line := range strings.Split(out, "\n") {
+		d, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
+		}
+		var ev struct {
+			Type        string `json:"type"`
+			OutputIndex int    `json:"output_index"`
+			Delta       string `json:"delta"`
+		}
+		if json.Unmarshal([]byte(d), &ev); ev.Type == "response.function_call_arguments.delta" {
+			args[ev.OutputIndex] += ev.Delta
+		}
+	}
+	for i, o := range resp.Output {
+		if args[i] != o.Arguments {
+			t.Errorf("responses streamed call %d: %q, whole %q", i, args[i], o.Arguments)
+		}
+	}
+	results := ""
+	for _, o := range resp.Output {
+		results += `, {"type": "function_call_output", "call_id": "` + o.CallID + `", "output": "done"}`
+	}
+	status, _, out = post(t, url, "/v1/responses", `{"previous_response_id": "`+resp.ID+`", "input": [`+results[2:]+`], "seed": 3, `+rtools+`}`)
+	if status != 200 || !strings.Contains(out, `"type":"message"`) || strings.Contains(out, `"type":"function_call"`) {
+		t.Errorf("both results returned: %d %s", status, out)
+	}
+}

@@ -22,6 +22,7 @@ type answer struct {
 	raw  []byte // output bytes so far, token by token
 	ends []int  // ends[i]: len(raw) after token i
 	sent int    // bytes of raw already answered
+	step [2]int // bytes [from, to) of raw the stream's current step answers
 	out  *bufio.Writer
 }
 
@@ -55,11 +56,15 @@ func (a *answer) limit(done bool, stop Stop) int {
 	return n
 }
 
-// text returns the answer's text in bytes [from, to) of raw: for a tool
-// call only what falls within its arguments.
+// text returns the answer's text in bytes [from, to) of raw: for an
+// answer that calls tools only what falls within their arguments.
 func (a *answer) text(from, to int) string {
-	if t := a.p.tool; t != nil {
-		from, to = max(from, t.from), min(to, t.to)
+	if len(a.p.calls) > 0 {
+		var b strings.Builder
+		for i := range a.p.calls {
+			b.WriteString(a.callText(i, from, to))
+		}
+		return b.String()
 	}
 	if from >= to {
 		return ""
@@ -67,11 +72,28 @@ func (a *answer) text(from, to int) string {
 	return strings.ToValidUTF8(string(a.raw[from:to]), "\uFFFD")
 }
 
+// callText returns what falls within call i's arguments of bytes
+// [from, to) of raw.
+func (a *answer) callText(i, from, to int) string {
+	t := a.p.calls[i]
+	from, to = max(from, t.from), min(to, t.to)
+	if from >= to {
+		return ""
+	}
+	return strings.ToValidUTF8(string(a.raw[from:to]), "\uFFFD")
+}
+
+// reached reports whether an answer of end bytes has got to call i (the
+// first, or past the arguments of the one before).
+func (a *answer) reached(i, end int) bool {
+	return i == 0 || end > a.p.calls[i-1].to
+}
+
 // finish returns the finish reason and stop reason the answer ends with.
 func (a *answer) finish(reason string, stop Stop) (string, any) {
 	if reason == FinishStop {
-		if t := a.p.tool; t != nil && len(a.raw) >= t.to {
-			return t.reason, nil
+		if n := len(a.p.calls); n > 0 && len(a.raw) >= a.p.calls[n-1].to {
+			return a.p.calls[0].reason, nil
 		}
 		switch {
 		case stop.String != "":
@@ -83,11 +105,11 @@ func (a *answer) finish(reason string, stop Stop) (string, any) {
 	return reason, nil
 }
 
-// toolCall is the answer's tool call, with the arguments given so far.
-func (a *answer) toolCall(args string, header bool) map[string]any {
-	t := a.p.tool
+// toolCall is the answer's call i, with the arguments given so far.
+func (a *answer) toolCall(i int, args string, header bool) map[string]any {
+	t := a.p.calls[i]
 	fn := map[string]any{"arguments": args}
-	call := map[string]any{"index": 0, "function": fn}
+	call := map[string]any{"index": i, "function": fn}
 	if header {
 		call["id"], call["type"] = t.id, "function"
 		fn["name"] = t.name
@@ -240,13 +262,19 @@ func (s *Server) whole(w http.ResponseWriter, r *http.Request, st *Stream, p *pl
 	if p.chat {
 		body["object"] = "chat.completion"
 		msg := map[string]any{"role": "assistant", "content": text, "tool_calls": []any{}}
-		if p.tool != nil {
+		if len(p.calls) > 0 {
 			msg["content"] = nil
 			if p.echo != "" {
 				msg["content"] = p.echo
 			}
-			msg["tool_calls"] = []any{map[string]any{"id": p.tool.id, "type": "function",
-				"function": map[string]any{"name": p.tool.name, "arguments": a.text(0, end)}}}
+			calls := []any{}
+			for i, t := range p.calls {
+				if a.reached(i, end) {
+					calls = append(calls, map[string]any{"id": t.id, "type": "function",
+						"function": map[string]any{"name": t.name, "arguments": a.callText(i, 0, end)}})
+				}
+			}
+			msg["tool_calls"] = calls
 		}
 		choice["message"] = msg
 		if p.promptLP >= 0 {
@@ -314,6 +342,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *Stream, a *a
 			a.add(toks[k : k+1])
 			lim := a.limit(done && k == len(toks)-1, stop)
 			text := a.text(a.sent, lim)
+			a.step = [2]int{a.sent, max(a.sent, lim)}
 			a.sent = max(a.sent, lim)
 			if done && k == len(toks)-1 {
 				fr, sr := a.finish(reason, stop)
@@ -351,11 +380,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *Stream, a *a
 // stream_options.include_usage is set (usage on every chunk with
 // continuous_usage_stats); and "data: [DONE]".
 type chatEmitter struct {
-	a          *answer
-	st         *Stream
-	object     string
-	created    int64
-	headerSent bool
+	a       *answer
+	st      *Stream
+	object  string
+	created int64
+	headers int // tool calls whose id and name were sent
 }
 
 func newChatEmitter(a *answer, st *Stream) *chatEmitter {
@@ -389,7 +418,8 @@ func (c *chatEmitter) begin() {
 }
 
 func (c *chatEmitter) delta(text string, toks []int, first int) {
-	if text == "" && c.a.p.logprobs < 0 && (c.a.p.tool == nil || c.headerSent) {
+	a := c.a
+	if text == "" && a.p.logprobs < 0 && (c.headers == len(a.p.calls) || !a.reached(c.headers, a.step[1])) {
 		return // nothing to say yet
 	}
 	c.chunk(text, toks, first, "", nil)
@@ -405,11 +435,23 @@ func (c *chatEmitter) chunk(text string, toks []int, first int, reason string, s
 	switch {
 	case !p.chat:
 		choice["text"] = text
-	case p.tool != nil:
+	case len(p.calls) > 0:
+		// Each call's part of this step's bytes; a call's id and name
+		// with its first chunk.
+		var calls []any
+		for i := range p.calls {
+			part := a.callText(i, a.step[0], a.step[1])
+			switch {
+			case i < c.headers && part != "":
+				calls = append(calls, a.toolCall(i, part, false))
+			case i == c.headers && a.reached(i, a.step[1]):
+				calls = append(calls, a.toolCall(i, part, true))
+				c.headers++
+			}
+		}
 		d := map[string]any{}
-		if text != "" || !c.headerSent {
-			d["tool_calls"] = []any{a.toolCall(text, !c.headerSent)}
-			c.headerSent = true
+		if calls != nil {
+			d["tool_calls"] = calls
 		}
 		choice["delta"] = d
 	default:

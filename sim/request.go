@@ -64,6 +64,7 @@ type completionRequest struct {
 	StructuralTag        json.RawMessage `json:"structural_tag"`
 	Tools                []toolParam     `json:"tools"`
 	ToolChoice           json.RawMessage `json:"tool_choice"`
+	ParallelToolCalls    *bool           `json:"parallel_tool_calls"`
 	TruncatePromptTokens *int            `json:"truncate_prompt_tokens"`
 	AddGenerationPrompt  *bool           `json:"add_generation_prompt"`
 	ContinueFinalMsg     bool            `json:"continue_final_message"`
@@ -102,16 +103,16 @@ type plan struct {
 	promptLP int // prompt logprobs' alternatives; -1: none
 	tokenIDs bool
 	prompt   []int
-	tool     *toolPlan
-	echo     string // text the answer starts with (echo)
-	seed     uint64 // draws of the guided output and the logprobs
-	usage    bool   // a usage chunk ends the stream
-	eachUse  bool   // usage on every chunk
+	calls    []toolPlan // the tools the answer calls, in order
+	echo     string     // text the answer starts with (echo)
+	seed     uint64     // draws of the guided output and the logprobs
+	usage    bool       // a usage chunk ends the stream
+	eachUse  bool       // usage on every chunk
 }
 
-// toolPlan is an answer that calls a tool: the output text is the call as
-// the chat template renders one ({"name": ..., "parameters": ARGS}), and
-// the arguments are bytes [from, to) of it.
+// toolPlan is a tool call of an answer: the output text is the calls as
+// the chat template renders them ({"name": ..., "parameters": ARGS}, one
+// per line), and this call's arguments are bytes [from, to) of it.
 type toolPlan struct {
 	id, name string
 	from, to int
@@ -429,7 +430,7 @@ func (s *Server) guide(p *plan, req *completionRequest) *apiError {
 	}
 	var text string
 	switch {
-	case p.tool != nil:
+	case len(p.calls) > 0:
 		text = tool
 	case len(kinds) == 0:
 		return nil
@@ -517,7 +518,7 @@ func (s *Server) toolChoice(p *plan, req *completionRequest, rng *rand.Rand) (st
 			return "", badRequest("tools", "tools[%d]: want {type: function, function: {name, parameters}}", i)
 		}
 	}
-	var pick *toolParam
+	var picks []*toolParam
 	switch choice {
 	case "none":
 		return "", nil
@@ -525,14 +526,14 @@ func (s *Server) toolChoice(p *plan, req *completionRequest, rng *rand.Rand) (st
 		if len(req.Tools) == 0 {
 			return "", nil // as "none", as OpenAI and vLLM do
 		}
-		pick = &req.Tools[rng.IntN(len(req.Tools))]
+		picks = []*toolParam{&req.Tools[rng.IntN(len(req.Tools))]}
 	case "named":
 		for i := range req.Tools {
 			if req.Tools[i].Function.Name == named {
-				pick = &req.Tools[i]
+				picks = []*toolParam{&req.Tools[i]}
 			}
 		}
-		if pick == nil {
+		if picks == nil {
 			return "", badRequest("tool_choice", "The tool specified in `tool_choice` does not match any of the specified `tools`")
 		}
 	case "auto":
@@ -549,31 +550,48 @@ func (s *Server) toolChoice(p *plan, req *completionRequest, rng *rand.Rand) (st
 		if len(open) == 0 {
 			return "", nil
 		}
-		pick = &req.Tools[open[rng.IntN(len(open))]]
+		// One call, or with --parallel-tool-calls N up to N open tools at
+		// once, in a drawn order.
+		n := 1
+		if s.cfg.ParallelToolCalls > 1 && (req.ParallelToolCalls == nil || *req.ParallelToolCalls) {
+			n = min(s.cfg.ParallelToolCalls, len(open))
+		}
+		if n == 1 {
+			picks = []*toolParam{&req.Tools[open[rng.IntN(len(open))]]}
+			break
+		}
+		for _, k := range rng.Perm(len(open))[:n] {
+			picks = append(picks, &req.Tools[open[k]])
+		}
 	default:
 		return "", badRequest("tool_choice", "Invalid value for `tool_choice`: %s! Only named tools, \"none\", \"auto\" or \"required\" are supported.", raw)
 	}
-	args := "{}"
-	if params := pick.Function.Parameters; len(params) > 0 && string(params) != "null" {
-		var sch map[string]any
-		d := json.NewDecoder(bytes.NewReader(params))
-		d.UseNumber()
-		if err := d.Decode(&sch); err != nil {
-			return "", badRequest("tools", "tools: function %s: parameters is not a JSON schema object: %v", pick.Function.Name, err)
-		}
-		doc, err := generateJSON(sch, rng)
-		if err != nil {
-			return "", badRequest("tools", "tools: function %s: parameters%v", pick.Function.Name, slashPath(err))
-		}
-		args = doc
-	}
-	text := tokenizer.Message{ToolCalls: []tokenizer.ToolCall{{Name: pick.Function.Name, Arguments: args}}}.Text()
-	from := strings.LastIndex(text, args)
 	reason := "tool_calls"
 	if choice == "named" {
 		reason = FinishStop // OpenAI's answer to a forced function
 	}
-	p.tool = &toolPlan{id: newID("chatcmpl-tool-"), name: pick.Function.Name, from: from, to: from + len(args), reason: reason}
+	var calls []tokenizer.ToolCall
+	var text string
+	for _, pick := range picks {
+		args := "{}"
+		if params := pick.Function.Parameters; len(params) > 0 && string(params) != "null" {
+			var sch map[string]any
+			d := json.NewDecoder(bytes.NewReader(params))
+			d.UseNumber()
+			if err := d.Decode(&sch); err != nil {
+				return "", badRequest("tools", "tools: function %s: parameters is not a JSON schema object: %v", pick.Function.Name, err)
+			}
+			doc, err := generateJSON(sch, rng)
+			if err != nil {
+				return "", badRequest("tools", "tools: function %s: parameters%v", pick.Function.Name, slashPath(err))
+			}
+			args = doc
+		}
+		calls = append(calls, tokenizer.ToolCall{Name: pick.Function.Name, Arguments: args})
+		text = tokenizer.Message{ToolCalls: calls}.Text()
+		to := len(text) - 1 // the call's closing brace
+		p.calls = append(p.calls, toolPlan{id: newID("chatcmpl-tool-"), name: pick.Function.Name, from: to - len(args), to: to, reason: reason})
+	}
 	return text, nil
 }
 

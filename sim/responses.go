@@ -219,8 +219,8 @@ type responsePlan struct {
 	added   []convMsg // this request's input, for the store
 	store   bool
 	created int64
-	itemID  string // the output item's id
-	callID  string
+	itemIDs []string // the output items' ids: the message, or one per tool call
+	callIDs []string
 }
 
 // planResponse translates a Responses request into a chat plan.
@@ -256,7 +256,8 @@ func (s *Server) planResponse(body []byte, requestID string) (*responsePlan, *ap
 	msgs = append(msgs, input...)
 	rawMsgs, _ := json.Marshal(msgs)
 	req := completionRequest{Model: rr.Model, Messages: rawMsgs, MaxTokens: rr.MaxOutputTokens, Temperature: rr.Temperature,
-		TopP: rr.TopP, Priority: rr.Priority, Seed: rr.Seed, IgnoreEOS: rr.IgnoreEOS, MinTokens: rr.MinTokens, RequestID: rr.RequestID, CacheSalt: rr.CacheSalt, Stream: rr.Stream}
+		TopP: rr.TopP, Priority: rr.Priority, Seed: rr.Seed, IgnoreEOS: rr.IgnoreEOS, MinTokens: rr.MinTokens, RequestID: rr.RequestID, CacheSalt: rr.CacheSalt, Stream: rr.Stream,
+		ParallelToolCalls: rr.ParallelToolCalls}
 	for _, t := range rr.Tools {
 		if t.Type != "function" {
 			return nil, badRequest("tools", "tools: type %q is not supported by the embedded engine (function tools only)", t.Type)
@@ -304,12 +305,15 @@ func (s *Server) planResponse(body []byte, requestID string) (*responsePlan, *ap
 		}
 		return nil, apiErr
 	}
-	rp := &responsePlan{plan: p, rr: &rr, added: input, store: rr.Store == nil || *rr.Store, created: time.Now().Unix(),
-		itemID: newID("msg_")}
+	rp := &responsePlan{plan: p, rr: &rr, added: input, store: rr.Store == nil || *rr.Store, created: time.Now().Unix()}
 	base := strings.TrimPrefix(p.id, "chatcmpl-")
 	p.id = "resp_" + base
-	if p.tool != nil {
-		rp.itemID, rp.callID = newID("fc_"), "call_"+strings.TrimPrefix(p.tool.id, "chatcmpl-tool-")
+	for _, t := range p.calls {
+		rp.itemIDs = append(rp.itemIDs, newID("fc_"))
+		rp.callIDs = append(rp.callIDs, "call_"+strings.TrimPrefix(t.id, "chatcmpl-tool-"))
+	}
+	if len(p.calls) == 0 {
+		rp.itemIDs = []string{newID("msg_")}
 	}
 	return rp, nil
 }
@@ -337,29 +341,30 @@ func (s *Server) responsesHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	writeJSON(w, s.responseObject(rp, st, a, a.text(0, end), finish, true))
+	writeJSON(w, s.responseObject(rp, st, a, end, finish, true))
 }
 
-// outputItem is the response's one output item: a message or a function
-// call, with its text so far.
-func (rp *responsePlan) outputItem(text string, done bool) map[string]any {
+// outputItem is the response's output item i: the message, or its tool
+// call i, with its text so far.
+func (rp *responsePlan) outputItem(i int, text string, done bool) map[string]any {
 	status := "in_progress"
 	if done {
 		status = "completed"
 	}
-	if t := rp.tool; t != nil {
-		return map[string]any{"type": "function_call", "id": rp.itemID, "call_id": rp.callID, "name": t.name, "arguments": text, "status": status}
+	if len(rp.calls) > 0 {
+		return map[string]any{"type": "function_call", "id": rp.itemIDs[i], "call_id": rp.callIDs[i], "name": rp.calls[i].name, "arguments": text, "status": status}
 	}
 	content := []any{}
 	if done {
 		content = []any{map[string]any{"type": "output_text", "text": text, "annotations": []any{}, "logprobs": []any{}}}
 	}
-	return map[string]any{"type": "message", "id": rp.itemID, "status": status, "role": "assistant", "content": content}
+	return map[string]any{"type": "message", "id": rp.itemIDs[0], "status": status, "role": "assistant", "content": content}
 }
 
 // responseObject is the response as the API returns it; once done, a
-// stored response is kept for follow-ups.
-func (s *Server) responseObject(rp *responsePlan, st *Stream, a *answer, text, finish string, done bool) map[string]any {
+// stored response is kept for follow-ups. end is how many bytes of the
+// answer's output it holds.
+func (s *Server) responseObject(rp *responsePlan, st *Stream, a *answer, end int, finish string, done bool) map[string]any {
 	rr := rp.rr
 	obj := map[string]any{
 		"id": rp.id, "object": "response", "created_at": rp.created, "model": s.e.Model(), "status": "in_progress",
@@ -385,17 +390,30 @@ func (s *Server) responseObject(rp *responsePlan, st *Stream, a *answer, text, f
 	if finish == FinishLength {
 		obj["status"], obj["incomplete_details"] = "incomplete", map[string]any{"reason": "max_output_tokens"}
 	}
-	obj["output"] = []any{rp.outputItem(text, true)}
+	text := a.text(0, end)
+	output := []any{rp.outputItem(0, text, true)}
+	var calls []convCall // what the store keeps of the calls
+	if len(rp.calls) > 0 {
+		output = nil
+		for i, t := range rp.calls {
+			if a.reached(i, end) {
+				args := a.callText(i, 0, end)
+				output = append(output, rp.outputItem(i, args, true))
+				c := convCall{ID: rp.callIDs[i], Type: "function"}
+				c.Function.Name, c.Function.Arguments = t.name, args
+				calls = append(calls, c)
+			}
+		}
+	}
+	obj["output"] = output
 	p, cached, c := st.Usage()
 	obj["usage"] = map[string]any{"input_tokens": p, "input_tokens_details": map[string]any{"cached_tokens": cached},
 		"output_tokens": c, "output_tokens_details": map[string]any{"reasoning_tokens": 0}, "total_tokens": p + c}
 	if rp.store {
 		added := append([]convMsg(nil), rp.added...)
 		out := convMsg{Role: "assistant", Content: strp(text)}
-		if t := rp.tool; t != nil {
-			c := convCall{ID: rp.callID, Type: "function"}
-			c.Function.Name, c.Function.Arguments = t.name, text
-			out = convMsg{Role: "assistant", ToolCalls: []convCall{c}}
+		if calls != nil {
+			out = convMsg{Role: "assistant", ToolCalls: calls}
 		}
 		added = append(added, out)
 		size := 0
@@ -427,7 +445,8 @@ type responseEmitter struct {
 	rp   *responsePlan
 	st   *Stream
 	seq  int
-	text strings.Builder
+	text strings.Builder // the message's text so far
+	item int             // the output item open
 }
 
 func (e *responseEmitter) event(typ string, fields map[string]any) {
@@ -443,40 +462,60 @@ func (e *responseEmitter) event(typ string, fields map[string]any) {
 }
 
 func (e *responseEmitter) begin() {
-	obj := e.a.s.responseObject(e.rp, e.st, e.a, "", "", false)
+	obj := e.a.s.responseObject(e.rp, e.st, e.a, 0, "", false)
 	e.event("response.created", map[string]any{"response": obj})
 	e.event("response.in_progress", map[string]any{"response": obj})
-	e.event("response.output_item.added", map[string]any{"output_index": 0, "item": e.rp.outputItem("", false)})
-	if e.rp.tool == nil {
-		e.event("response.content_part.added", map[string]any{"item_id": e.rp.itemID, "output_index": 0, "content_index": 0,
+	e.event("response.output_item.added", map[string]any{"output_index": 0, "item": e.rp.outputItem(0, "", false)})
+	if len(e.rp.calls) == 0 {
+		e.event("response.content_part.added", map[string]any{"item_id": e.rp.itemIDs[0], "output_index": 0, "content_index": 0,
 			"part": map[string]any{"type": "output_text", "text": "", "annotations": []any{}}})
 	}
 }
 
 func (e *responseEmitter) delta(text string, _ []int, _ int) {
+	a := e.a
+	if len(e.rp.calls) > 0 {
+		// Each call's part of this step, a call's item opened once the
+		// answer gets to it and the one before closed.
+		for i := range e.rp.calls {
+			part := a.callText(i, a.step[0], a.step[1])
+			if i > e.item && a.reached(i, a.step[1]) {
+				e.closeCall()
+				e.item = i
+				e.event("response.output_item.added", map[string]any{"output_index": i, "item": e.rp.outputItem(i, "", false)})
+			}
+			if part != "" {
+				e.event("response.function_call_arguments.delta", map[string]any{"item_id": e.rp.itemIDs[i], "output_index": i, "delta": part})
+			}
+		}
+		return
+	}
 	if text == "" {
 		return
 	}
 	e.text.WriteString(text)
-	if e.rp.tool != nil {
-		e.event("response.function_call_arguments.delta", map[string]any{"item_id": e.rp.itemID, "output_index": 0, "delta": text})
-		return
-	}
-	e.event("response.output_text.delta", map[string]any{"item_id": e.rp.itemID, "output_index": 0, "content_index": 0, "delta": text, "logprobs": []any{}})
+	e.event("response.output_text.delta", map[string]any{"item_id": e.rp.itemIDs[0], "output_index": 0, "content_index": 0, "delta": text, "logprobs": []any{}})
+}
+
+// closeCall ends the open tool call's item.
+func (e *responseEmitter) closeCall() {
+	args := e.a.callText(e.item, 0, e.a.sent)
+	e.event("response.function_call_arguments.done", map[string]any{"item_id": e.rp.itemIDs[e.item], "output_index": e.item, "arguments": args})
+	e.event("response.output_item.done", map[string]any{"output_index": e.item, "item": e.rp.outputItem(e.item, args, true)})
 }
 
 func (e *responseEmitter) end(text string, toks []int, first int, reason string, _ any) {
 	e.delta(text, toks, first)
-	full := e.text.String()
-	if e.rp.tool != nil {
-		e.event("response.function_call_arguments.done", map[string]any{"item_id": e.rp.itemID, "output_index": 0, "arguments": full})
+	if len(e.rp.calls) > 0 {
+		e.closeCall()
 	} else {
-		e.event("response.output_text.done", map[string]any{"item_id": e.rp.itemID, "output_index": 0, "content_index": 0, "text": full, "logprobs": []any{}})
-		e.event("response.content_part.done", map[string]any{"item_id": e.rp.itemID, "output_index": 0, "content_index": 0,
+		full := e.text.String()
+		e.event("response.output_text.done", map[string]any{"item_id": e.rp.itemIDs[0], "output_index": 0, "content_index": 0, "text": full, "logprobs": []any{}})
+		e.event("response.content_part.done", map[string]any{"item_id": e.rp.itemIDs[0], "output_index": 0, "content_index": 0,
 			"part": map[string]any{"type": "output_text", "text": full, "annotations": []any{}}})
+		e.event("response.output_item.done", map[string]any{"output_index": 0, "item": e.rp.outputItem(0, full, true)})
 	}
-	e.event("response.output_item.done", map[string]any{"output_index": 0, "item": e.rp.outputItem(full, true)})
-	obj := e.a.s.responseObject(e.rp, e.st, e.a, full, reason, true)
+	obj := e.a.s.responseObject(e.rp, e.st, e.a, e.a.sent, reason, true)
 	typ := "response.completed"
 	if obj["status"] == "incomplete" {
 		typ = "response.incomplete"

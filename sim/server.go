@@ -48,6 +48,11 @@ type ServerConfig struct {
 	// tool_choice), as vLLM's --enable-auto-tool-choice; without it such
 	// requests get vLLM's 400.
 	AutoToolChoice bool
+	// ParallelToolCalls is how many tools an "auto" answer may call at
+	// once (a model that emits several calls, as Hermes-style parsers
+	// return them), when the request allows it (parallel_tool_calls not
+	// false); 0 or 1: one call per answer.
+	ParallelToolCalls int
 }
 
 // Server serves one Engine over vLLM's OpenAI-compatible HTTP API.

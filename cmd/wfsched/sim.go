@@ -25,6 +25,7 @@ type simOptions struct {
 	apiKey       string
 	sched        string
 	autoTools    bool
+	parallel     int
 	fields       bool
 }
 
@@ -68,10 +69,12 @@ X-Wfsched-Fault: error=503 | hang | cut=N | slow=F.`,
 	f.DurationVar(&o.spin, "spin-wait", 0, "poll the clock for the last part of each step instead of sleeping (e.g. 1.5ms): exact times for a lone engine, at the cost of a core")
 	f.StringVar(&o.apiKey, "api-key", "", "require this bearer token on /v1 requests, as vLLM's --api-key does")
 	f.BoolVar(&o.autoTools, "enable-auto-tool-choice", false, "serve tool_choice \"auto\" (and tools without a tool_choice), as vLLM's flag of that name; without it such requests get vLLM's 400")
+	f.IntVar(&o.parallel, "parallel-tool-calls", 1, "with --enable-auto-tool-choice: call up to this many of the offered tools in one answer, unless the request sends parallel_tool_calls false")
 	f.BoolVar(&o.fields, "fields", false, "print the table of request fields and what the engine does with each (markdown), and exit")
 	f.BoolVar(&o.noDetails, "no-prompt-details", false, "answer prompt_tokens_details as null, like vLLM without --enable-prompt-tokens-details")
 	brief(f, map[string]string{
 		"enable-auto-tool-choice": "serve tool_choice \"auto\", as vLLM's flag of that name",
+		"parallel-tool-calls":     "with auto tool choice: tools one answer may call at once",
 		"fields":                  "print the request fields and what the engine does with each; exit",
 		"no-prompt-details":       "answer prompt_tokens_details as null, as vLLM does by default",
 		"profile":                 "built-in profile name, or a JSON profile file",
@@ -95,6 +98,9 @@ func runSim(cmd *cobra.Command, o simOptions) error {
 	}
 	if o.instances < 1 {
 		return usageError("--instances %d: want at least 1", o.instances)
+	}
+	if o.parallel < 1 {
+		return usageError("--parallel-tool-calls %d: want at least 1", o.parallel)
 	}
 	if err := sim.CheckTimeScale(o.timeScale); err != nil {
 		return usageError("--time-scale: %v", err)
@@ -121,7 +127,7 @@ func runSim(cmd *cobra.Command, o simOptions) error {
 	}
 	c, err := sim.Start(cmd.Context(), sim.ClusterConfig{
 		Engine:    sim.Config{Profile: prof, Model: o.model, TimeScale: o.timeScale, Seed: o.seed, SlowFactor: o.slow, Spin: o.spin, SchedulingPolicy: o.sched},
-		Server:    sim.ServerConfig{Faults: o.faults, NoPromptDetails: o.noDetails, APIKey: o.apiKey, AutoToolChoice: o.autoTools},
+		Server:    sim.ServerConfig{Faults: o.faults, NoPromptDetails: o.noDetails, APIKey: o.apiKey, AutoToolChoice: o.autoTools, ParallelToolCalls: o.parallel},
 		Instances: o.instances,
 		Listen:    o.listen,
 	})
