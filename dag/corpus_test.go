@@ -295,8 +295,16 @@ func TestCorpus(t *testing.T) {
 	}
 	var table strings.Builder
 	fmt.Fprintf(&table, "%-6s %-14s %12s %12s\n", "mode", "framework", "nodes exact", "edges exact")
-	for _, r := range results {
+	total := map[string]*corpusScore{}
+	for i, r := range results {
 		fmt.Fprintf(&table, "%-6s %-14s %7d/%-4d %7d/%-4d\n", r.mode, r.framework, r.nodesOK, r.nodes, r.edgesOK, r.edges)
+		if total[r.mode] == nil {
+			total[r.mode] = &corpusScore{}
+		}
+		total[r.mode].add(corpusScore{nodes: r.nodes, nodesOK: r.nodesOK, edges: r.edges, edgesOK: r.edgesOK})
+		if t := total[r.mode]; i == len(results)-1 || results[i+1].mode != r.mode {
+			fmt.Fprintf(&table, "%-6s %-14s %7d/%-4d %7d/%-4d\n", r.mode, "all", t.nodesOK, t.nodes, t.edgesOK, t.edges)
+		}
 		if r.mode == "none" {
 			continue
 		}
