@@ -141,6 +141,9 @@ func CanonicalJSON(s string) string {
 }
 
 func parseJSON(s string) (any, bool) {
+	if strings.TrimSpace(s) == "" {
+		return nil, false
+	}
 	d := json.NewDecoder(strings.NewReader(s))
 	d.UseNumber()
 	var v any

@@ -2,11 +2,16 @@ package dag
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/wfsched/wfsched/capture"
 	"github.com/wfsched/wfsched/tokenizer"
 )
 
@@ -91,6 +96,44 @@ func BenchmarkParseSharedSteps(b *testing.B) {
 	for b.Loop() {
 		if _, err := ReadFile(path, Options{}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFromCapture rebuilds a hash-mode capture of 200 workflows, each
+// an agent's 12-step tool loop (a growing conversation) and a sub-agent
+// called as a tool: 2,800 calls.
+func BenchmarkFromCapture(b *testing.B) {
+	enc := tokenizer.MustDefault()
+	var recs []capture.Record
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := t0
+	msg := func(role, text string, calls []capture.ToolCall, id string) capture.Message {
+		return capture.NewMessage(role, text, calls, id, capture.Hash, enc)
+	}
+	for w := range 200 {
+		wf := fmt.Sprintf("wf-%d", w)
+		conv := []capture.Message{msg("system", "You research with the tools.", nil, ""), msg("user", fmt.Sprintf("Question %d about caching.", w), nil, "")}
+		for s := range 12 {
+			call := capture.ToolCall{ID: fmt.Sprintf("call-%d-%d", w, s), Name: "search", Arguments: fmt.Sprintf(`{"q": "step %d of workflow %d"}`, s, w)}
+			out := msg("assistant", "", []capture.ToolCall{call}, "")
+			recs = append(recs, capture.Record{V: capture.Version, Workflow: wf, Agent: "researcher", RequestID: fmt.Sprintf("r-%d-%d", w, s),
+				Status: 200, Arrival: at, End: at.Add(50 * time.Millisecond), Content: capture.Hash, Messages: slices.Clone(conv), Output: out})
+			at = at.Add(100 * time.Millisecond)
+			conv = append(conv, out, msg("tool", strings.Repeat(fmt.Sprintf("result %d of step %d ", w, s), 20), nil, call.ID))
+			if s == 5 {
+				sub := msg("assistant", strings.Repeat(fmt.Sprintf("the editor's answer %d ", w), 10), nil, "")
+				recs = append(recs, capture.Record{V: capture.Version, Workflow: wf, Agent: "editor", RequestID: fmt.Sprintf("e-%d", w), Status: 200,
+					Arrival: at, End: at.Add(50 * time.Millisecond), Content: capture.Hash, Messages: []capture.Message{msg("user", fmt.Sprintf("step 5 of workflow %d", w), nil, "")}, Output: sub})
+				at = at.Add(100 * time.Millisecond)
+			}
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		gs, err := FromCapture(recs)
+		if err != nil || len(gs) != 200 {
+			b.Fatal(err, len(gs))
 		}
 	}
 }

@@ -155,24 +155,33 @@ func sameMessage(a, b capture.Message) bool {
 	return a.Tokens == b.Tokens
 }
 
-// messageKey indexes a message for finding the conversation a call
-// continues: what sameMessage compares first.
-func messageKey(m capture.Message) string {
-	var b strings.Builder
-	b.WriteString(m.Role)
-	for _, c := range m.ToolCalls {
-		b.WriteString("\x00" + c.ID + "\x00" + c.Name)
-	}
+// contextKey indexes a conversation by its agent, its length and its last
+// message (what sameMessage compares first), for finding the conversation
+// a call continues.
+type contextKey struct {
+	agent      string
+	n          int
+	role, text string
+	calls      string // the tool calls' ids and names
+}
+
+func newContextKey(agent string, n int, last capture.Message) contextKey {
+	k := contextKey{agent: agent, n: n, role: last.Role}
 	switch {
-	case len(m.ToolCalls) > 0:
-	case m.Text != "":
-		b.WriteString("\x00" + capture.HashText(strings.TrimSpace(m.Text)))
-	case m.Hash != "":
-		b.WriteString("\x00" + m.Hash)
+	case len(last.ToolCalls) > 0:
+		var b strings.Builder
+		for _, c := range last.ToolCalls {
+			b.WriteString(c.ID + "\x00" + c.Name + "\x00")
+		}
+		k.calls = b.String()
+	case last.Text != "":
+		k.text = capture.HashText(strings.TrimSpace(last.Text))
+	case last.Hash != "":
+		k.text = last.Hash
 	default:
-		b.WriteString("\x00" + strconv.Itoa(m.Tokens))
+		k.text = strconv.Itoa(last.Tokens)
 	}
-	return b.String()
+	return k
 }
 
 // modeled converts a recorded duration to modeled seconds (wall divided by
@@ -187,13 +196,13 @@ func modeled(d time.Duration, r *capture.Record) float64 {
 func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 	slices.SortStableFunc(recs, func(a, b *capture.Record) int { return a.Arrival.Compare(b.Arrival) })
 	g := &Graph{ID: wf, Format: "capture", Meta: map[string]string{}, Start: recs[0].Arrival}
-	ctxs := map[string][]*captureContext{} // contexts by agent, conversation length and last message
-	contexts := map[string]int{}           // contexts started per agent
-	inferred := map[string]string{}        // agents inferred: name by system prompt and tools
-	nodeOf := map[*capture.Record]*Node{}  // each call's node
-	byID := map[string]*capture.Record{}   // calls by request id
-	ctxOf := map[*Node]*captureContext{}   // each call node's context
-	toolIDs := map[string]bool{}           // tool call ids in use
+	ctxs := map[contextKey][]*captureContext{} // contexts by agent, conversation length and last message
+	contexts := map[string]int{}               // contexts started per agent
+	inferred := map[string]string{}            // agents inferred: name by system prompt and tools
+	nodeOf := map[*capture.Record]*Node{}      // each call's node
+	byID := map[string]*capture.Record{}       // calls by request id
+	ctxOf := map[*Node]*captureContext{}       // each call node's context
+	toolIDs := map[string]bool{}               // tool call ids in use
 	seq := 0
 	quoted := newQuoteIndex()
 	edges := map[[2]string]bool{}
@@ -241,7 +250,7 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 			// The longest conversation of the agent that these messages
 			// repeat and go on from.
 			for l := len(r.Messages) - 1; l > 0 && !continuing; l-- {
-				for _, k := range ctxs[contextKey(agent, l, r.Messages[l-1])] {
+				for _, k := range ctxs[newContextKey(agent, l, r.Messages[l-1])] {
 					if len(k.conv) == l && repeats(r.Messages, k.conv) {
 						c, continuing, fresh = k, true, r.Messages[l:]
 						break
@@ -368,7 +377,7 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 		quoted.add(r)
 		c.conv = append(append([]capture.Message(nil), r.Messages...), r.Output)
 		c.last, c.rec = n, r
-		key := contextKey(agent, len(c.conv), r.Output)
+		key := newContextKey(agent, len(c.conv), r.Output)
 		ctxs[key] = append(ctxs[key], c)
 		nodeOf[r], byID[r.RequestID], ctxOf[n] = n, r, c
 	}
@@ -448,12 +457,6 @@ func CaptureNotes(gs []*Graph) []string {
 			len(toolsOnly), strings.Join(toolsOnly, ", ")))
 	}
 	return out
-}
-
-// contextKey indexes a conversation by its agent, its length and its last
-// message.
-func contextKey(agent string, n int, last capture.Message) string {
-	return agent + "\x00" + strconv.Itoa(n) + "\x00" + messageKey(last)
 }
 
 // repeats reports whether msgs begin with conv.
