@@ -263,19 +263,12 @@ func Chunks(text string) []string {
 // whole lines count as a quote.
 const minQuoteTokens = 3
 
-// Contains reports whether message m holds what out describes: one of its
-// tool calls (by id), its text (in full mode as a substring of at least
-// MinQuote bytes, in hash mode as an equal whole text, or out's interior
-// chunks, two or more, as a run of m's), or a string value of its tool
-// calls' arguments (as m's whole text, or in full mode as a substring of
-// at least MinQuote bytes: the prompt of an agent called as a tool).
-func Contains(m, out Message) bool {
-	// Tool calls are the same calls when their ids are (a framework that
-	// hands the conversation on carries the calls of the agent before).
+// PassesArgs reports whether message m is, or in full mode holds (at
+// least MinQuote bytes of it), a string value of out's tool calls'
+// arguments: the prompt of an agent called as a tool, with the task its
+// caller wrote.
+func PassesArgs(m, out Message) bool {
 	for _, c := range out.ToolCalls {
-		if c.ID != "" && slices.ContainsFunc(m.ToolCalls, func(x ToolCall) bool { return x.ID == c.ID }) {
-			return true
-		}
 		if m.Text != "" {
 			for _, v := range ArgStrings(c.Arguments) {
 				if m.Text == v || len(v) >= MinQuote && strings.Contains(m.Text, v) {
@@ -284,6 +277,21 @@ func Contains(m, out Message) bool {
 			}
 		}
 		if m.Hash != "" && slices.Contains(c.Values, m.Hash) {
+			return true
+		}
+	}
+	return false
+}
+
+// Contains reports whether message m holds what out describes: one of its
+// tool calls (by id), or its text: in full mode as a substring of at least
+// MinQuote bytes, in hash mode as an equal whole text, or out's chunks as
+// a run of m's (all of them, or the interior ones, two or more).
+func Contains(m, out Message) bool {
+	// Tool calls are the same calls when their ids are (a framework that
+	// hands the conversation on carries the calls of the agent before).
+	for _, c := range out.ToolCalls {
+		if c.ID != "" && slices.ContainsFunc(m.ToolCalls, func(x ToolCall) bool { return x.ID == c.ID }) {
 			return true
 		}
 	}

@@ -97,8 +97,8 @@ func TestArguments(t *testing.T) {
 		if !SameArgs(a.ToolCalls[0], b.ToolCalls[0]) || SameArgs(a.ToolCalls[0], c.ToolCalls[0]) {
 			t.Errorf("%s: re-serialized arguments must compare equal, other arguments not", mode)
 		}
-		if !Contains(NewMessage("user", "Lisbon", nil, "", mode, enc), a) || Contains(NewMessage("user", "Porto", nil, "", mode, enc), a) {
-			t.Errorf("%s: a prompt that is a string value of the arguments must count as quoting the call, another not", mode)
+		if !PassesArgs(NewMessage("user", "Lisbon", nil, "", mode, enc), a) || PassesArgs(NewMessage("user", "Porto", nil, "", mode, enc), a) || Contains(NewMessage("user", "Lisbon", nil, "", mode, enc), a) {
+			t.Errorf("%s: a prompt that is a string value of the arguments must count as passed by the call (not as quoting its output), another not", mode)
 		}
 	}
 	if got := ArgStrings(`{"b": ["x", {"c": "y"}], "a": "z", "n": 2}`); strings.Join(got, ",") != "z,x,y" {

@@ -300,7 +300,8 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 		var tools []*Node
 		for _, m := range fresh {
 			in := Input{Text: m.Text, Tokens: m.Tokens}
-			var src *capture.Record // the latest call the message quotes
+			var src *capture.Record    // the latest call the message quotes
+			var passer *capture.Record // the latest call that passed it as an argument
 			for _, q := range quoted.candidates(m) {
 				// A call that started before this one and whose output
 				// this message quotes: the quote is the evidence (its
@@ -309,8 +310,13 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 				// quoting another conversation's answer is that agent's
 				// answer (an agent called as a tool); one quoting the
 				// agent's own call is a tool's work on it.
-				if q == r || nodeOf[q] == nil || !q.Arrival.Before(r.Arrival) ||
-					m.Role == "tool" && ctxOf[nodeOf[q]] == c || !capture.Contains(m, q.Output) {
+				if q == r || nodeOf[q] == nil || !q.Arrival.Before(r.Arrival) || m.Role == "tool" && ctxOf[nodeOf[q]] == c {
+					continue
+				}
+				if !capture.Contains(m, q.Output) {
+					if capture.PassesArgs(m, q.Output) && (passer == nil || q.Arrival.After(passer.Arrival)) {
+						passer = q
+					}
 					continue
 				}
 				edge(nodeOf[q], n, EdgeMessage) // one message may quote several calls
@@ -318,6 +324,14 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 				if src == nil || q.End.After(src.End) {
 					src = q
 				}
+			}
+			// A task handed on in a tool call's arguments came from one
+			// call: the latest that passed it (the same short value may
+			// recur in earlier calls' arguments by chance).
+			if src == nil && passer != nil {
+				edge(nodeOf[passer], n, EdgeMessage)
+				ready = later(ready, passer.End)
+				src = passer
 			}
 			switch {
 			case src != nil:

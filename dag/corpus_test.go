@@ -13,9 +13,11 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wfsched/wfsched/capture"
 	"github.com/wfsched/wfsched/internal/gzfile"
+	"github.com/wfsched/wfsched/tokenizer"
 )
 
 // The capture corpus (testdata/corpus, recorded by scripts/record-corpus.sh
@@ -317,4 +319,42 @@ func TestCorpus(t *testing.T) {
 		}
 	}
 	t.Logf("the corpus (%s) rebuilt against its ground truth:\n%s", root, table.String())
+}
+
+// TestTaskFromLatestPasser: a sub-agent's prompt that is a string some
+// earlier calls passed as a tool-call argument gets one edge, from the
+// latest of them (a one-word task recurs in other calls' arguments by
+// chance; recorded so in a CI run of the corpus).
+func TestTaskFromLatestPasser(t *testing.T) {
+	enc := tokenizer.MustDefault()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, mode := range []string{capture.Full, capture.Hash} {
+		msg := func(role, text string, calls ...capture.ToolCall) capture.Message {
+			return capture.NewMessage(role, text, calls, "", mode, enc)
+		}
+		rec := func(id, agent string, at int, msgs []capture.Message, out capture.Message) capture.Record {
+			start := t0.Add(time.Duration(at) * time.Second)
+			return capture.Record{V: capture.Version, Workflow: "w", Agent: agent, RequestID: id, Status: 200,
+				Arrival: start, End: start.Add(500 * time.Millisecond), Content: mode, Messages: msgs, Output: out}
+		}
+		lookup := msg("assistant", "", capture.ToolCall{ID: "c1", Name: "lookup", Arguments: `{"topic": "data"}`})
+		ask := msg("assistant", "", capture.ToolCall{ID: "c2", Name: "ask_editor", Arguments: `{"input": "data"}`})
+		gs, err := FromCapture([]capture.Record{
+			rec("r1", "researcher", 0, []capture.Message{msg("user", "Find the growth figures.")}, lookup),
+			rec("m1", "manager", 1, []capture.Message{msg("user", "How fast did it grow?")}, ask),
+			rec("e1", "editor", 2, []capture.Message{msg("system", "Rewrite clearly."), msg("user", "data")}, msg("assistant", "The data, rewritten.")),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var into []string
+		for _, e := range gs[0].Edges {
+			if e.To == "editor/1" {
+				into = append(into, e.From)
+			}
+		}
+		if !slices.Equal(into, []string{"manager/1"}) {
+			t.Errorf("%s: the editor's task comes from %v, want [manager/1]", mode, into)
+		}
+	}
 }
