@@ -107,7 +107,7 @@ func FromCapture(recs []capture.Record) ([]*Graph, error) {
 		// Starts in modeled time from the capture's first call, so that
 		// workflows replay at the offsets the server's clock saw.
 		first := byWF[wf][0]
-		g.Start = t0.Add(time.Duration(modeled(first.Arrival.Sub(t0), first) * float64(time.Second)))
+		g.Start = t0.Add(secondsOf(modeled(first.Arrival.Sub(t0), first)).D())
 		gs = append(gs, g)
 	}
 	if len(gs) == 0 {
@@ -340,7 +340,7 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 				// An observation no call produced: a tool ran between the
 				// agent's previous call and this one.
 				t := &Node{ID: fmt.Sprintf("%s/tool%d", c.name, c.n-1), Kind: KindTool, Agent: c.name, Label: c.name + " tool",
-					Output: m.Text, OutputTokens: TokenCount{N: m.Tokens, Exact: true}, Duration: Seconds(modeled(r.Arrival.Sub(c.rec.End), r) * float64(time.Second))}
+					Output: m.Text, OutputTokens: TokenCount{N: m.Tokens, Exact: true}, Duration: secondsOf(max(0, modeled(r.Arrival.Sub(c.rec.End), r)))}
 				for k := 2; slices.ContainsFunc(tools, func(x *Node) bool { return x.ID == t.ID }); k++ {
 					t.ID = fmt.Sprintf("%s/tool%d.%d", c.name, c.n-1, k)
 				}
@@ -352,7 +352,7 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 				}
 				if ts := toolSpan(agent, name, c.rec.End, r.Arrival); ts != nil {
 					// The tool's own span: its duration, not the gap.
-					t.Duration = Seconds(modeled(ts.End.Sub(ts.Arrival), r) * float64(time.Second))
+					t.Duration = secondsOf(modeled(ts.End.Sub(ts.Arrival), r))
 					if ts.Tool != "" {
 						t.Label = ts.Tool
 					}
@@ -385,7 +385,7 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 		}
 		if !ready.IsZero() {
 			if think := modeled(r.Arrival.Sub(ready), r); think >= MinThink.Seconds() {
-				n.Think = Seconds(think * float64(time.Second))
+				n.Think = secondsOf(think)
 			}
 		}
 		quoted.add(r)

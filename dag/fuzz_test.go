@@ -1,14 +1,17 @@
 package dag
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/wfsched/wfsched/internal/gzfile"
 	"github.com/wfsched/wfsched/internal/testenv"
 	"github.com/wfsched/wfsched/tokenizer"
 )
@@ -112,5 +115,28 @@ func FuzzParseMetaGPT(f *testing.F) {
 
 func FuzzParseCapture(f *testing.F) {
 	addSeeds(f, "capture-seed.jsonl")
+	// A workflow of the corpus in each content mode: tool calls with
+	// canonical-argument hashes and values, a sub-agent, inferred agents.
+	for _, mode := range []string{"full", "hash", "none"} {
+		r, err := gzfile.Open(filepath.Join("testdata", "corpus", mode, "capture.jsonl.gz"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		data, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			f.Fatal(err)
+		}
+		// Its first three calls: small, for the fuzzer minimizes each new
+		// input it keeps, which takes long on large ones.
+		var seed []byte
+		n := 0
+		for line := range bytes.Lines(data) {
+			if n < 3 && bytes.Contains(line, []byte(`"oa-astools-noid-1"`)) {
+				seed, n = append(seed, line...), n+1
+			}
+		}
+		f.Add(seed)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzParse(t, data, "capture") })
 }
