@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -14,11 +15,14 @@ import (
 // Profile is the hardware and model the engine models. Step time follows
 // the form of calibrated simulators (BLIS, Vidur):
 //
-//	step = TFixed + max(TWeights, CTok*T) + CKV*K + CReq*B
+//	step = TFixed + max(TWeights + TExperts*touched(T), CTok*T) + CKV*K + CReq*B + CComm*T
 //
 // where T is the tokens computed in the step (prefill chunks plus one per
 // decoding sequence; cached prompt tokens are not computed), K the sum of the
 // context lengths the step's sequences read, and B the number of sequences.
+// For a mixture of experts, touched(T) is the share of the experts T
+// tokens touch (each routed to ExpertShare of them); CComm is the
+// tensor-parallel all-reduces' cost per token.
 type Profile struct {
 	Name  string `json:"name"`
 	Model string `json:"model"` // the served model name
@@ -28,6 +32,11 @@ type Profile struct {
 	CTok     Micros `json:"c_tok_us"`     // compute per token
 	CKV      Micros `json:"c_kv_us"`      // per context token read
 	CReq     Micros `json:"c_req_us"`     // per sequence in the step
+	// A mixture of experts: reading all experts' weights, and the share
+	// of them one token is routed to.
+	TExperts    Micros  `json:"t_experts_us,omitempty"`
+	ExpertShare float64 `json:"expert_share,omitempty"`
+	CComm       Micros  `json:"c_comm_us,omitempty"` // tensor-parallel communication per token
 
 	BlockSize           int `json:"block_size"`
 	NumBlocks           int `json:"num_blocks"` // KV-cache capacity in blocks
@@ -36,6 +45,9 @@ type Profile struct {
 	MaxModelLen         int `json:"max_model_len"`
 
 	Source string `json:"source,omitempty"` // where the numbers come from
+	// Hardware is what the profile runs: a derived profile's description,
+	// or a file's claim, which CheckPhysics holds it to.
+	Hardware *Hardware `json:"hardware,omitempty"`
 }
 
 // Micros is a duration written in JSON as microseconds.
@@ -94,16 +106,35 @@ func LoadProfile(name string) (Profile, error) {
 	if p, ok := builtin[name]; ok {
 		return p, nil
 	}
+	if h, ok, err := HardwareByName(name); ok || err != nil {
+		if err != nil {
+			return Profile{}, err
+		}
+		return Derive(h)
+	}
 	data, err := os.ReadFile(name)
 	if err != nil {
 		if os.IsNotExist(err) {
-			_, e := BuiltinProfile(name)
-			return Profile{}, e
+			return Profile{}, fmt.Errorf("unknown profile %q (built-in: %s; derived: GPU-MODEL[-tpN][-bf16|fp8] with a GPU of %s and a model of %s; or a file)",
+				name, strings.Join(Profiles(), ", "), strings.Join(GPUs(), ", "), strings.Join(Models(), ", "))
 		}
 		return Profile{}, err
 	}
+	// A description (a GPU and a model) is derived from.
+	var probe map[string]json.RawMessage
+	if json.Unmarshal(data, &probe) == nil && probe["gpu"] != nil && probe["t_weights_us"] == nil {
+		h, err := readHardware(data, filepath.Dir(name))
+		if err != nil {
+			return Profile{}, fmt.Errorf("profile %s: %w", name, err)
+		}
+		p, err := Derive(h)
+		if err != nil {
+			return Profile{}, fmt.Errorf("profile %s: %w", name, err)
+		}
+		return p, nil
+	}
 	p := builtin[DefaultProfile]
-	p.Name, p.Source = name, "file "+name
+	p.Name, p.Source, p.Hardware = name, "file "+name, nil
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
@@ -111,6 +142,11 @@ func LoadProfile(name string) (Profile, error) {
 	}
 	if err := p.Validate(); err != nil {
 		return Profile{}, fmt.Errorf("profile %s: %w", name, err)
+	}
+	if p.Hardware != nil {
+		if err := CheckPhysics(p, *p.Hardware); err != nil {
+			return Profile{}, fmt.Errorf("profile %s breaks the physics of its hardware: %w", name, err)
+		}
 	}
 	return p, nil
 }
@@ -120,10 +156,14 @@ func (p Profile) Validate() error {
 	for _, c := range []struct {
 		name string
 		v    float64
-	}{{"t_weights_us", float64(p.TWeights)}, {"t_fixed_us", float64(p.TFixed)}, {"c_tok_us", float64(p.CTok)}, {"c_kv_us", float64(p.CKV)}, {"c_req_us", float64(p.CReq)}} {
+	}{{"t_weights_us", float64(p.TWeights)}, {"t_fixed_us", float64(p.TFixed)}, {"c_tok_us", float64(p.CTok)}, {"c_kv_us", float64(p.CKV)}, {"c_req_us", float64(p.CReq)},
+		{"t_experts_us", float64(p.TExperts)}, {"c_comm_us", float64(p.CComm)}} {
 		if c.v < 0 {
 			return fmt.Errorf("%s = %v: must not be negative", c.name, c.v)
 		}
+	}
+	if p.ExpertShare < 0 || p.ExpertShare > 1 {
+		return fmt.Errorf("expert_share = %v: want a share of the experts, 0 to 1", p.ExpertShare)
 	}
 	if p.TWeights+p.TFixed+p.CTok <= 0 {
 		return fmt.Errorf("a step would take no time: set t_weights_us, t_fixed_us or c_tok_us")
@@ -145,8 +185,12 @@ func (p Profile) Validate() error {
 // StepTime is the modeled duration of a step computing tokens tokens for
 // seqs sequences that read ctx context tokens in all.
 func (p *Profile) StepTime(tokens, ctx, seqs int) time.Duration {
-	us := float64(p.TFixed) + max(float64(p.TWeights), float64(p.CTok)*float64(tokens)) +
-		float64(p.CKV)*float64(ctx) + float64(p.CReq)*float64(seqs)
+	weights := float64(p.TWeights)
+	if p.TExperts > 0 {
+		weights += float64(p.TExperts) * touched(tokens, p.ExpertShare)
+	}
+	us := float64(p.TFixed) + max(weights, float64(p.CTok)*float64(tokens)) +
+		float64(p.CKV)*float64(ctx) + float64(p.CReq)*float64(seqs) + float64(p.CComm)*float64(tokens)
 	return time.Duration(us * float64(time.Microsecond))
 }
 

@@ -242,7 +242,7 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.IntVar(&o.instances, "instances", 1, "embedded engines; more than one are served behind the router")
 	f.StringVar(&o.routing, "routing-logic", "", "put wfsched's router in front of the engines or endpoints: "+strings.Join(router.Logics(), ", ")+" (default workflow-aware when several)")
 	f.StringVar(&o.slo, "slo", "", "service-level objectives for goodput, in ms: ttft:MS,tpot:MS,e2el:MS (any subset)")
-	f.StringVar(&o.profile, "profile", sim.DefaultProfile, "embedded engine: built-in profile or JSON file")
+	f.StringVar(&o.profile, "profile", sim.DefaultProfile, "embedded engine: built-in profile, derived GPU-MODEL[-tpN][-bf16|fp8] (h200-llama3.1-70b-tp4-fp8), or a file")
 	f.Float64Var(&o.timeScale, "time-scale", replay.DefaultEmbeddedScale, "embedded engine on the wall clock: wall seconds per modeled second")
 	f.StringVar(&o.workflowPolicy, "workflow-policy", "fcfs", "order across workflows: "+strings.Join(scheduler.WorkflowPolicies(), ", ")+" (see README); other than fcfs, calls carry priorities")
 	f.IntVar(&o.admission, "admission", 0, "with wfsched's router: requests each engine or endpoint serves at once; more wait at the router, by priority then arrival (0: none)")
@@ -250,6 +250,7 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.StringVar(&o.schedPolicy, "scheduling-policy", "", "embedded engines: fcfs or priority, as vLLM's (default: priority with a workflow policy other than fcfs, else fcfs)")
 	f.StringVar(&o.clock, "clock", "", "virtual (the embedded engines in modeled time: exact and fast; the default without --endpoint) or wall (over HTTP in wall-clock time; always with --endpoint)")
 	brief(f, map[string]string{
+		"profile":           "engine: built-in, GPU-MODEL[-tpN][-bf16|fp8], or file",
 		"wait-ready":        "wait this long for --endpoint to answer (0: do not wait)",
 		"admission":         "router admission: requests each server serves at once (0: no limit)",
 		"aging":             "workflow policies: a handicap per level, so no call waits forever",

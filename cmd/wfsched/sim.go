@@ -54,7 +54,7 @@ X-Wfsched-Fault: error=503 | hang | cut=N | slow=F.`,
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8000", "first instance's address; the others take the next ports")
 	f.IntVar(&o.instances, "instances", 1, "number of independent engines")
-	f.StringVar(&o.profile, "profile", sim.DefaultProfile, "built-in profile ("+strings.Join(sim.Profiles(), ", ")+") or a JSON profile file")
+	f.StringVar(&o.profile, "profile", sim.DefaultProfile, "built-in profile ("+strings.Join(sim.Profiles(), ", ")+"), a derived GPU-MODEL[-tpN][-bf16|fp8] (GPUs: "+strings.Join(sim.GPUs(), ", ")+"; models: "+strings.Join(sim.Models(), ", ")+"), a description file or a JSON profile file")
 	f.StringVar(&o.model, "model", "", "served model name (default: the profile's)")
 	f.Float64Var(&o.timeScale, "time-scale", 1, "wall seconds per modeled second (0.1 runs 10x faster than the modeled GPU)")
 	f.Uint64Var(&o.seed, "seed", 1, "seed of output lengths, outputs and fault draws")
@@ -77,7 +77,7 @@ X-Wfsched-Fault: error=503 | hang | cut=N | slow=F.`,
 		"parallel-tool-calls":     "with auto tool choice: tools one answer may call at once",
 		"fields":                  "print the request fields and what the engine does with each; exit",
 		"no-prompt-details":       "answer prompt_tokens_details as null, as vLLM does by default",
-		"profile":                 "built-in profile name, or a JSON profile file",
+		"profile":                 "built-in, GPU-MODEL[-tpN][-bf16|fp8], or a file",
 		"scheduling-policy":       "as vLLM's: fcfs, or priority (lower first; preempts the lowest)",
 		"spin-wait":               "poll the clock for the last part of each step (exact; costs a core)",
 		"time-scale":              "wall seconds per modeled second (0.1: ten times faster)",
