@@ -107,7 +107,7 @@ vLLM (router).`,
 		})
 		return bad
 	}
-	root.AddCommand(newRunCmd(), newCompareCmd(), newReportCmd(), newInspectCmd(), newConvertCmd(), newGenCmd(), newSimCmd(), newRouterCmd(), newBenchCmd(), newSweepCmd())
+	root.AddCommand(newRunCmd(), newCompareCmd(), newReportCmd(), newInspectCmd(), newConvertCmd(), newGenCmd(), newSimCmd(), newRouterCmd(), newBenchCmd(), newSweepCmd(), newCalibrateCmd())
 	return root
 }
 
