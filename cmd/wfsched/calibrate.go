@@ -20,10 +20,10 @@ import (
 
 type calibrateOptions struct {
 	endpoint, model, apiKey, like, out string
-	maxPrompt, repeats, validation   int
-	maxError                         float64
-	budget                           time.Duration
-	seed                             uint64
+	maxPrompt, repeats, validation     int
+	maxError                           float64
+	budget                             time.Duration
+	seed                               uint64
 }
 
 func newCalibrateCmd() *cobra.Command {
