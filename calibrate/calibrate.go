@@ -58,6 +58,10 @@ type Probe struct {
 	Seqs    int     `json:"seqs"`
 	US      float64 `json:"measured_us"` // modeled microseconds
 	FitUS   float64 `json:"fitted_us"`
+	// Sent is how many requests a decode probe sent at once; Seqs is how
+	// many the server ran at once (fewer when its vllm:num_requests_running
+	// said so: its max_num_seqs).
+	Sent int `json:"sent,omitempty"`
 }
 
 // Result is a calibration's outcome.
@@ -94,7 +98,7 @@ var ErrNotLike = errors.New("the server does not answer as vLLM does")
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.defaults()
 	enc := tokenizer.MustDefault()
-	m := &measurer{cfg: cfg, enc: enc, rng: rand.New(rand.NewPCG(cfg.Seed, 0x63616c))}
+	m := &measurer{cfg: cfg, enc: enc, rng: rand.New(rand.NewPCG(cfg.Seed, 0x63616c)), running: newRunning(ctx, cfg.Client.BaseURL())}
 	var probes []Probe
 	// Decode at batch 1, short prompt: a step's floor; its first token is
 	// a short prefill's (the overhead beside it).
@@ -143,11 +147,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 type measurer struct {
-	cfg Config
-	enc *tokenizer.Encoder
-	rng *rand.Rand
-	n   uint64
-	mu  sync.Mutex
+	cfg     Config
+	enc     *tokenizer.Encoder
+	rng     *rand.Rand
+	running *running // nil: the server serves no vLLM metrics
+	n       uint64
+	mu      sync.Mutex
 }
 
 // prompt is a fresh prompt of about n tokens (fresh: no prefix cache hit).
@@ -171,11 +176,16 @@ type batchResult struct {
 // TTFT.
 func (m *measurer) batch(ctx context.Context, seqs, prompt, out int) (batchResult, error) {
 	var gaps, ttfts, prompts []float64
+	ran := seqs // the batch the server ran, by its metrics where served
 	for range m.cfg.Repeats {
 		if m.cfg.Progress != nil {
 			m.cfg.Progress(fmt.Sprintf("%d request(s) of %d prompt tokens, %d output tokens", seqs, prompt, out))
 		}
 		results := make([]scheduler.CallResult, seqs)
+		var stop func() int
+		if m.running != nil && seqs > 1 {
+			stop = m.running.watch(ctx, 10*time.Millisecond)
+		}
 		var wg sync.WaitGroup
 		for i := range seqs {
 			text := m.prompt(prompt)
@@ -186,6 +196,11 @@ func (m *measurer) batch(ctx context.Context, seqs, prompt, out int) (batchResul
 			}()
 		}
 		wg.Wait()
+		if stop != nil {
+			if most := stop(); most > 0 && most < seqs {
+				ran = min(ran, most)
+			}
+		}
 		if err := ctx.Err(); err != nil {
 			return batchResult{}, err
 		}
@@ -216,7 +231,7 @@ func (m *measurer) batch(ctx context.Context, seqs, prompt, out int) (batchResul
 			return res, fmt.Errorf("%w: no gaps between output chunks: is the server streaming token by token?", ErrNotLike)
 		}
 		// The context the batch reads in a mid-run step.
-		res.decode = Probe{Kind: "decode", Tokens: seqs, Seqs: seqs, Context: seqs * (res.prompt + out/2), US: median(gaps)}
+		res.decode = Probe{Kind: "decode", Tokens: ran, Seqs: ran, Context: ran * (res.prompt + out/2), US: median(gaps), Sent: seqs}
 	}
 	return res, nil
 }

@@ -2,6 +2,7 @@ package calibrate
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -22,11 +23,21 @@ func TestRecoversSecretProfiles(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("measures servers on the wall clock (about 40 s): run without -race or -short, as .ci/run does")
 	}
-	for _, name := range []string{"h100-llama3.1-8b", "h200-llama3.1-70b-tp4-fp8", "h100-qwen3-30b-a3b"} {
+	for _, tc := range []struct {
+		name    string
+		maxSeqs int // a server that runs at most this many at once (0: the profile's)
+	}{{"h100-llama3.1-8b", 0}, {"h200-llama3.1-70b-tp4-fp8", 0}, {"h100-qwen3-30b-a3b", 0}, {"h100-llama3.1-8b", 16}} {
+		name := tc.name
+		if tc.maxSeqs > 0 {
+			name += fmt.Sprintf(" max_num_seqs %d", tc.maxSeqs)
+		}
 		t.Run(name, func(t *testing.T) {
-			secret, err := sim.LoadProfile(name)
+			secret, err := sim.LoadProfile(tc.name)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.maxSeqs > 0 {
+				secret.MaxNumSeqs = tc.maxSeqs
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
@@ -46,6 +57,11 @@ func TestRecoversSecretProfiles(t *testing.T) {
 				t.Fatal(err)
 			}
 			p := res.Profile
+			for _, pr := range res.Probes {
+				if pr.Sent > secret.MaxNumSeqs && pr.Seqs != secret.MaxNumSeqs {
+					t.Errorf("a probe sent %d requests to a server running %d at once, and was taken as a batch of %d", pr.Sent, secret.MaxNumSeqs, pr.Seqs)
+				}
+			}
 			t.Logf("fitted: t_fixed %.0f, t_weights %.0f, c_tok %.2f, c_kv %.4f, c_req %.2f, t_experts %.0f (secret: %.0f, %.0f, %.2f, %.4f, %.2f, %.0f); rms %.3f; overhead %.0f us",
 				float64(p.TFixed), float64(p.TWeights), float64(p.CTok), float64(p.CKV), float64(p.CReq), float64(p.TExperts),
 				float64(secret.TFixed), float64(secret.TWeights), float64(secret.CTok+secret.CComm), float64(secret.CKV), float64(secret.CReq), float64(secret.TExperts), res.RMSRelative, res.OverheadUS)
@@ -63,12 +79,12 @@ func TestRecoversSecretProfiles(t *testing.T) {
 				t.Logf("validation %s: real mean %.1f ms p90 %.1f; simulated mean %.1f p90 %.1f (errors %.1f%%, %.1f%%); per request, median error %.1f%%",
 					k, m.RealMean, m.RealP90, m.SimMean, m.SimP90, m.MeanErr, m.P90Err, m.MedianRequestErr)
 			}
-			// Means within 5%; p90s within 10%: a request that arrives at a
+			// Means within 5%; p90s within 15%: a request that arrives at a
 			// step's boundary joins this step or the next by the server's
-			// timing jitter, and p90 TTFT moved by up to 7.4% from run to
-			// run on this 2-core machine (25 ms steps of the MoE).
+			// timing jitter, and p90 TTFT (of 60 requests) moved by up to 11%
+			// from run to run on this 2-core machine, about one step.
 			for k, m := range v.Metrics {
-				if m.MeanErr > 5 || m.P90Err > 10 {
+				if m.MeanErr > 5 || m.P90Err > 15 {
 					t.Errorf("validation: %s's mean off by %.1f%%, p90 by %.1f%%", k, m.MeanErr, m.P90Err)
 				}
 			}

@@ -56,7 +56,7 @@ Probes are sent one batch at a time and take about a minute on a GPU; --budget b
 	f.IntVar(&o.maxPrompt, "max-prompt", 8192, "longest prompt to probe, in tokens")
 	f.IntVar(&o.repeats, "repeats", 2, "times each probe runs")
 	f.IntVar(&o.validation, "validation", 40, "requests in the held-out validation stream (0: no validation)")
-	f.Float64Var(&o.maxError, "max-error", 10, "fail when a validated metric's mean or p90 is off by more than this many percent")
+	f.Float64Var(&o.maxError, "max-error", 15, "fail when a validated metric's mean or p90 is off by more than this many percent")
 	f.DurationVar(&o.budget, "budget", 10*time.Minute, "stop (with an error) after this long")
 	f.Uint64Var(&o.seed, "seed", 1, "seeds the prompts and the validation stream")
 	brief(f, map[string]string{
