@@ -73,8 +73,11 @@ type Result struct {
 	// short prompt less a decode step of the same shape.
 	OverheadUS float64 `json:"overhead_us"`
 	// RMSRelative is the fit's root-mean-square relative residual.
-	RMSRelative float64     `json:"rms_relative_residual"`
-	Validation  *Validation `json:"validation,omitempty"`
+	RMSRelative float64 `json:"rms_relative_residual"`
+	// StdErr is each coefficient's standard error relative to its value
+	// (0.05: ±5%), from the residuals: the fit's uncertainty.
+	StdErr     map[string]float64 `json:"relative_standard_errors"`
+	Validation *Validation        `json:"validation,omitempty"`
 }
 
 // Defaults fills what the config leaves unset.
@@ -128,14 +131,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		probes = append(probes, Probe{Kind: "ttft", Tokens: r.prompt, Context: r.prompt, Seqs: 1, US: r.ttft})
 	}
-	p, overhead, rms, err := Fit(probes, cfg.Like)
+	p, overhead, rms, stderr, err := fit(probes, cfg.Like)
 	if err != nil {
 		return &Result{Probes: probes}, err
 	}
 	for i := range probes {
 		probes[i].FitUS = fitted(p, overhead, probes[i])
 	}
-	res := &Result{Profile: p, Probes: probes, OverheadUS: overhead, RMSRelative: rms}
+	res := &Result{Profile: p, Probes: probes, OverheadUS: overhead, RMSRelative: rms, StdErr: stderr}
 	if cfg.ValidationRequests > 0 {
 		v, err := validate(ctx, m, p, overhead)
 		if err != nil {
@@ -272,6 +275,14 @@ func fitted(p sim.Profile, overheadUS float64, pr Probe) float64 {
 // falls on (decided by the previous fit, until no probe changes branch);
 // coefficients are kept non-negative. like gives the rest of the profile.
 func Fit(probes []Probe, like sim.Profile) (sim.Profile, float64, float64, error) {
+	p, ovh, rms, _, err := fit(probes, like)
+	return p, ovh, rms, err
+}
+
+// fit is Fit, with each fitted coefficient's standard error relative to
+// its value (from the residuals and the fit's design; 0 for one clamped
+// at zero), by the profile's JSON names.
+func fit(probes []Probe, like sim.Profile) (sim.Profile, float64, float64, map[string]float64, error) {
 	const (
 		fixed = iota
 		weights
@@ -299,12 +310,14 @@ func Fit(probes []Probe, like sim.Profile) (sim.Profile, float64, float64, error
 		compute[i] = p.Kind == "ttft" && p.Tokens > 1000
 	}
 	var x []float64
+	var free []bool
+	var rows [][]float64
 	for round := 0; round < 20; round++ {
-		free := make([]bool, n)
+		free = make([]bool, n)
 		for i := range free {
 			free[i] = true
 		}
-		rows := make([][]float64, len(probes))
+		rows = make([][]float64, len(probes))
 		ys := make([]float64, len(probes))
 		for i, p := range probes {
 			r := make([]float64, n)
@@ -336,7 +349,7 @@ func Fit(probes []Probe, like sim.Profile) (sim.Profile, float64, float64, error
 				continue
 			}
 			if err != nil {
-				return sim.Profile{}, 0, 0, err
+				return sim.Profile{}, 0, 0, nil, err
 			}
 			neg := -1
 			for j, v := range x {
@@ -375,9 +388,50 @@ func Fit(probes []Probe, like sim.Profile) (sim.Profile, float64, float64, error
 	}
 	rms := math.Sqrt(ss / float64(len(probes)))
 	if err := p.Validate(); err != nil {
-		return p, x[overhead], rms, fmt.Errorf("the fitted profile is not usable (%v): the probes do not determine it", err)
+		return p, x[overhead], rms, nil, fmt.Errorf("the fitted profile is not usable (%v): the probes do not determine it", err)
 	}
-	return p, x[overhead], rms, nil
+	// Standard errors: the residual variance over the degrees of freedom
+	// left, times the diagonal of the normal matrix's inverse.
+	names := []string{"t_fixed_us", "t_weights_us", "c_tok_us", "c_kv_us", "c_req_us", "overhead_us", "t_experts_us"}
+	k := 0
+	for _, f := range free {
+		if f {
+			k++
+		}
+	}
+	stderr := map[string]float64{}
+	if dof := len(probes) - k; dof > 0 {
+		sigma2 := ss / float64(dof)
+		inv := normalInverse(rows, free)
+		for j := range n {
+			if free[j] && x[j] > 0 {
+				stderr[names[j]] = math.Sqrt(sigma2*inv[j]) / x[j]
+			} else {
+				stderr[names[j]] = 0
+			}
+		}
+	}
+	return p, x[overhead], rms, stderr, nil
+}
+
+// normalInverse returns the diagonal of (AᵀA)⁻¹ over the free columns (0
+// for the others).
+func normalInverse(a [][]float64, free []bool) []float64 {
+	diag := make([]float64, len(free))
+	for j, f := range free {
+		if !f {
+			continue
+		}
+		// Solve (AᵀA) z = e_j by least squares on the augmented system:
+		// the j-th component of z is the j-th diagonal entry.
+		e := make([]float64, len(free))
+		e[j] = 1
+		z, err := solveNormal(a, e, free)
+		if err == nil {
+			diag[j] = z[j]
+		}
+	}
+	return diag
 }
 
 // touched mirrors sim's share of experts that tokens tokens touch.
@@ -391,6 +445,18 @@ func touched(tokens int, share float64) float64 {
 // leastSquares solves min |A x - y| over the free columns (the others 0)
 // through the normal equations.
 func leastSquares(a [][]float64, y []float64, free []bool) ([]float64, error) {
+	rhs := make([]float64, len(free))
+	for j := range free {
+		for r := range a {
+			rhs[j] += a[r][j] * y[r]
+		}
+	}
+	return solveNormal(a, rhs, free)
+}
+
+// solveNormal solves (AᵀA) x = rhs over the free columns (the others 0),
+// by Gaussian elimination with partial pivoting.
+func solveNormal(a [][]float64, rhs []float64, free []bool) ([]float64, error) {
 	var cols []int
 	for j, f := range free {
 		if f {
@@ -406,11 +472,8 @@ func leastSquares(a [][]float64, y []float64, free []bool) ([]float64, error) {
 				m[i][j] += a[r][cols[i]] * a[r][cols[j]]
 			}
 		}
-		for r := range a {
-			m[i][k] += a[r][cols[i]] * y[r]
-		}
+		m[i][k] = rhs[cols[i]]
 	}
-	// Gaussian elimination with partial pivoting.
 	for c := range k {
 		p := c
 		for r := c + 1; r < k; r++ {

@@ -65,6 +65,7 @@ func TestRecoversSecretProfiles(t *testing.T) {
 			t.Logf("fitted: t_fixed %.0f, t_weights %.0f, c_tok %.2f, c_kv %.4f, c_req %.2f, t_experts %.0f (secret: %.0f, %.0f, %.2f, %.4f, %.2f, %.0f); rms %.3f; overhead %.0f us",
 				float64(p.TFixed), float64(p.TWeights), float64(p.CTok), float64(p.CKV), float64(p.CReq), float64(p.TExperts),
 				float64(secret.TFixed), float64(secret.TWeights), float64(secret.CTok+secret.CComm), float64(secret.CKV), float64(secret.CReq), float64(secret.TExperts), res.RMSRelative, res.OverheadUS)
+			t.Logf("relative standard errors: %v", res.StdErr)
 			// The step times that matter, within 5%: decode alone and at
 			// batch 64, long-context decode, an 8k and a 2k prefill.
 			for _, s := range [][3]int{{1, 1000, 1}, {64, 64 * 600, 64}, {8, 8 * 4096, 8}, {8192, 8192, 1}, {2048, 2048, 1}} {
@@ -119,7 +120,7 @@ func TestFitExactAndNoisy(t *testing.T) {
 			}
 			like := truth
 			like.TFixed, like.TWeights, like.CTok, like.CKV, like.CReq, like.TExperts = 0, 0, 0, 0, 0, 0
-			p, ovh, _, err := Fit(probes, like)
+			p, ovh, _, stderr, err := fit(probes, like)
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
@@ -136,6 +137,17 @@ func TestFitExactAndNoisy(t *testing.T) {
 				want, got := truth.StepTime(s[0], s[1], s[2]).Seconds(), p.StepTime(s[0], s[1], s[2]).Seconds()
 				if math.Abs(got-want) > 0.05*want {
 					t.Errorf("%s, 3%% noise: step %v fitted %.4g s, truth %.4g s", name, s, got, want)
+				}
+			}
+			// The reported uncertainty covers the error: compute and KV
+			// terms within four standard errors of the truth.
+			for _, c := range []struct {
+				key       string
+				got, want float64
+			}{{"c_tok_us", float64(p.CTok), float64(truth.CTok)}, {"c_kv_us", float64(p.CKV), float64(truth.CKV)}} {
+				se := stderr[c.key] * c.got
+				if se <= 0 || math.Abs(c.got-c.want) > 4*se {
+					t.Errorf("%s, 3%% noise: %s %.4g ± %.2g (one standard error), truth %.4g", name, c.key, c.got, se, c.want)
 				}
 			}
 		}

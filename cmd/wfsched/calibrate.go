@@ -126,6 +126,15 @@ func runCalibrate(cmd *cobra.Command, o calibrateOptions) error {
 		fmt.Fprintf(w, ", t_experts %.0f", float64(p.TExperts))
 	}
 	fmt.Fprintf(w, "; overhead beside a first token %.0f; RMS relative residual %.1f%% over %d probes\n", res.OverheadUS, 100*res.RMSRelative, len(res.Probes))
+	var unc []string
+	for _, k := range []string{"t_fixed_us", "t_weights_us", "c_tok_us", "c_kv_us", "c_req_us", "t_experts_us", "overhead_us"} {
+		if se, ok := res.StdErr[k]; ok && se > 0 {
+			unc = append(unc, fmt.Sprintf("%s ±%.1f%%", strings.TrimSuffix(k, "_us"), 100*se))
+		}
+	}
+	if len(unc) > 0 {
+		fmt.Fprintf(w, "Uncertainty (one standard error): %s\n", strings.Join(unc, ", "))
+	}
 	fmt.Fprintf(w, "Profile: %s (wfsched sim --profile %s); probes and validation: %s\n", o.out, o.out, reportPath)
 	if v := res.Validation; v != nil {
 		fmt.Fprintf(w, "Validation, %d requests at %.2f/s (modeled):\n", v.Requests, v.Rate)
