@@ -78,6 +78,7 @@ type Result struct {
 	// (0.05: ±5%), from the residuals: the fit's uncertainty.
 	StdErr     map[string]float64 `json:"relative_standard_errors"`
 	Validation *Validation        `json:"validation,omitempty"`
+	Warnings   []string           `json:"warnings,omitempty"`
 }
 
 // Defaults fills what the config leaves unset.
@@ -139,6 +140,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		probes[i].FitUS = fitted(p, overhead, probes[i])
 	}
 	res := &Result{Profile: p, Probes: probes, OverheadUS: overhead, RMSRelative: rms, StdErr: stderr}
+	if h := cfg.Like.Hardware; h != nil {
+		// A fit faster than the hardware named can be (a cached prompt, a
+		// server that is not what --like says) is reported, not kept
+		// quiet.
+		if err := sim.CheckPhysics(p, *h); err != nil {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("the fit beats the physics of %s: %v; is the server that hardware and model, and are the probes' prompts uncached?", cfg.Like.Name, err))
+		}
+	}
 	if cfg.ValidationRequests > 0 {
 		v, err := validate(ctx, m, p, overhead)
 		if err != nil {

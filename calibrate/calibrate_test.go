@@ -2,9 +2,14 @@ package calibrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,5 +156,109 @@ func TestFitExactAndNoisy(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestNoisyServer: against an engine whose every step varies by 5%
+// (seeded jitter), two calibrations with different probe prompts agree
+// with each other and with the truth, and report a larger uncertainty than
+// a quiet server's fit.
+func TestNoisyServer(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("measures servers on the wall clock: run without -race or -short, as .ci/run does")
+	}
+	secret, err := sim.LoadProfile("h100-llama3.1-8b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c, err := sim.Start(ctx, sim.ClusterConfig{Engine: sim.Config{Profile: secret, Seed: 5, Spin: 2 * time.Millisecond, Jitter: 0.05}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := client.New(client.Config{BaseURL: c.URLs()[0], Model: secret.Model, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fits []*Result
+	for _, seed := range []uint64{1, 2} {
+		res, err := Run(ctx, Config{Client: cl, Like: secret, Seed: seed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("seed %d: c_tok %.2f, t_weights+t_fixed %.0f, c_kv %.4f; relative standard errors %v; rms %.3f",
+			seed, float64(res.Profile.CTok), float64(res.Profile.TWeights+res.Profile.TFixed), float64(res.Profile.CKV), res.StdErr, res.RMSRelative)
+		fits = append(fits, res)
+	}
+	for _, s := range [][3]int{{1, 1000, 1}, {64, 64 * 600, 64}, {8, 8 * 4096, 8}, {8192, 8192, 1}} {
+		want := secret.StepTime(s[0], s[1], s[2]).Seconds()
+		for i, f := range fits {
+			if got := f.Profile.StepTime(s[0], s[1], s[2]).Seconds(); math.Abs(got-want) > 0.05*want {
+				t.Errorf("fit %d: step %v fitted %.4g s, truth %.4g s (%+.1f%%)", i, s, got, want, 100*(got-want)/want)
+			}
+		}
+	}
+	// The uncertainty it reports covers the truth's compute term.
+	for i, f := range fits {
+		se := f.StdErr["c_tok_us"] * float64(f.Profile.CTok)
+		if se <= 0 || math.Abs(float64(f.Profile.CTok)-float64(secret.CTok)) > 4*se {
+			t.Errorf("fit %d: c_tok %.3f ± %.3f, truth %.3f", i, float64(f.Profile.CTok), se, float64(secret.CTok))
+		}
+	}
+}
+
+// TestNotLikeVLLM: a server that answers without streamed usage is refused
+// with the reason, not fitted.
+func TestNotLikeVLLM(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello there"}, "finish_reason": "stop"}]}`)
+	}))
+	defer srv.Close()
+	cl, err := client.New(client.Config{BaseURL: srv.URL, Model: "m", MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), Config{Client: cl, Repeats: 1})
+	if !errors.Is(err, ErrNotLike) || !strings.Contains(err.Error(), "usage") {
+		t.Errorf("a server without usage: %v", err)
+	}
+}
+
+// TestFitBeatingThePhysics: a server faster than the hardware --like names
+// (here an engine computing at five times the H100's peak) is fitted, and
+// the result says it beats that hardware's physics.
+func TestFitBeatingThePhysics(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("measures servers on the wall clock: run without -race or -short, as .ci/run does")
+	}
+	fast, err := sim.LoadProfile("h100-llama3.1-8b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast.CTok = 5 // 16 GFLOP a token in 5 us: 3.2 PFLOPS
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c, err := sim.Start(ctx, sim.ClusterConfig{Engine: sim.Config{Profile: fast, Seed: 5, Spin: 2 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := client.New(client.Config{BaseURL: c.URLs()[0], Model: fast.Model, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	like, err := sim.LoadProfile("h100-llama3.1-8b-tp1-bf16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(ctx, Config{Client: cl, Like: like, Repeats: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "beats the physics") || !strings.Contains(res.Warnings[0], "c_tok_us") {
+		t.Errorf("fitted c_tok %.2f on an H100: warnings %q", float64(res.Profile.CTok), res.Warnings)
 	}
 }

@@ -35,6 +35,10 @@ type Config struct {
 	// SlowFactor multiplies every step's time (a fault: 1.2 plants a 20%
 	// slowdown); 0 means 1.
 	SlowFactor float64
+	// Jitter is the relative standard deviation of each step's time (a
+	// fault: 0.05 makes steps vary by about 5%, as a real server's do),
+	// drawn from the seed; 0: none.
+	Jitter float64
 	// MedianOutput is the median output length of requests without
 	// ignore_eos (a log-normal draw); 0 means DefaultMedianOutput.
 	MedianOutput int
@@ -61,6 +65,9 @@ func (c Config) Validate() error {
 		if err := CheckTimeScale(c.TimeScale); err != nil {
 			return err
 		}
+	}
+	if c.Jitter < 0 || c.Jitter > 0.5 || math.IsNaN(c.Jitter) {
+		return fmt.Errorf("jitter %v: want a relative standard deviation from 0 to 0.5", c.Jitter)
 	}
 	if c.SlowFactor < 0 || math.IsNaN(c.SlowFactor) || math.IsInf(c.SlowFactor, 0) {
 		return fmt.Errorf("slow factor %v: want a positive number", c.SlowFactor)
@@ -293,6 +300,7 @@ type Engine struct {
 	clock    Clock
 	scale    float64
 	slow     float64
+	jitter   *rand.Rand // draws Config.Jitter's factors
 	epoch    time.Time
 	model    string
 	enc      *tokenizer.Encoder
@@ -346,6 +354,7 @@ func New(cfg Config) (*Engine, error) {
 	if e.scale == 0 {
 		e.scale = 1
 	}
+	e.jitter = rand.New(rand.NewPCG(cfg.Seed, 0x6a6974)) // "jit"
 	if e.slow == 0 {
 		e.slow = 1
 	}
@@ -813,6 +822,10 @@ func (e *Engine) schedule() (StepInfo, bool) {
 		}
 	}
 	info.Duration = time.Duration(float64(p.StepTime(info.Tokens, info.Context, info.Seqs)) * e.slow)
+	if j := e.cfg.Jitter; j > 0 {
+		f := 1 + j*e.jitter.NormFloat64()
+		info.Duration = time.Duration(float64(info.Duration) * max(f, 0.1))
+	}
 	e.now += info.Duration
 
 	for _, sc := range e.sched {

@@ -136,6 +136,9 @@ func runCalibrate(cmd *cobra.Command, o calibrateOptions) error {
 		fmt.Fprintf(w, "Uncertainty (one standard error): %s\n", strings.Join(unc, ", "))
 	}
 	fmt.Fprintf(w, "Profile: %s (wfsched sim --profile %s); probes and validation: %s\n", o.out, o.out, reportPath)
+	for _, warn := range res.Warnings {
+		fmt.Fprintf(w, "Warning: %s\n", warn)
+	}
 	if v := res.Validation; v != nil {
 		fmt.Fprintf(w, "Validation, %d requests at %.2f/s (modeled):\n", v.Requests, v.Rate)
 		fmt.Fprintf(w, "  %-5s %12s %12s %12s %12s %9s %9s\n", "", "server mean", "model mean", "server p90", "model p90", "mean err", "p90 err")

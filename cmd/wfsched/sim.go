@@ -25,6 +25,7 @@ type simOptions struct {
 	apiKey       string
 	sched        string
 	autoTools    bool
+	jitter       float64
 	parallel     int
 	fields       bool
 }
@@ -61,6 +62,7 @@ X-Wfsched-Fault: error=503 | hang | cut=N | slow=F.`,
 	f.BoolVar(&o.printProfile, "print-profile", false, "print the profile in use as JSON and exit")
 	f.StringVar(&o.sched, "scheduling-policy", sim.SchedulingFCFS, "as vLLM's: fcfs, or priority (requests' priority field orders the queue, lower first, and the lowest priority is preempted first; under fcfs a non-zero priority is refused)")
 	f.Float64Var(&o.slow, "fault-slow", 1, "multiply every step's modeled time (1.2 = a 20% slowdown)")
+	f.Float64Var(&o.jitter, "fault-jitter", 0, "vary every step's modeled time by this relative standard deviation (0.05: about 5%), seeded")
 	f.Float64Var(&o.faults.ErrorRate, "fault-error-rate", 0, "fraction of requests answered with --fault-error-status")
 	f.IntVar(&o.faults.ErrorStatus, "fault-error-status", 503, "status of injected errors: 429, 500 or 503")
 	f.Float64Var(&o.faults.HangRate, "fault-hang-rate", 0, "fraction of requests never answered")
@@ -111,6 +113,9 @@ func runSim(cmd *cobra.Command, o simOptions) error {
 	if o.slow < 1 {
 		return usageError("--fault-slow %v: want a factor of at least 1", o.slow)
 	}
+	if o.jitter < 0 || o.jitter > 0.5 {
+		return usageError("--fault-jitter %v: want 0 to 0.5", o.jitter)
+	}
 	if err := (sim.Config{SchedulingPolicy: o.sched}).Validate(); err != nil {
 		return usageError("--scheduling-policy: %v", err)
 	}
@@ -126,7 +131,7 @@ func runSim(cmd *cobra.Command, o simOptions) error {
 		fmt.Fprintf(cmd.ErrOrStderr(), "wfsched: warning: listening on %s, beyond this machine's loopback\n", host)
 	}
 	c, err := sim.Start(cmd.Context(), sim.ClusterConfig{
-		Engine:    sim.Config{Profile: prof, Model: o.model, TimeScale: o.timeScale, Seed: o.seed, SlowFactor: o.slow, Spin: o.spin, SchedulingPolicy: o.sched},
+		Engine:    sim.Config{Profile: prof, Model: o.model, TimeScale: o.timeScale, Seed: o.seed, SlowFactor: o.slow, Jitter: o.jitter, Spin: o.spin, SchedulingPolicy: o.sched},
 		Server:    sim.ServerConfig{Faults: o.faults, NoPromptDetails: o.noDetails, APIKey: o.apiKey, AutoToolChoice: o.autoTools, ParallelToolCalls: o.parallel},
 		Instances: o.instances,
 		Listen:    o.listen,
