@@ -77,6 +77,7 @@ X-Wfsched-Fault: error=503 | hang | cut=N | slow=F.`,
 	brief(f, map[string]string{
 		"enable-auto-tool-choice": "serve tool_choice \"auto\", as vLLM's flag of that name",
 		"parallel-tool-calls":     "with auto tool choice: tools one answer may call at once",
+		"fault-jitter":            "vary every step's time by this relative deviation (0.05: 5%)",
 		"fields":                  "print the request fields and what the engine does with each; exit",
 		"no-prompt-details":       "answer prompt_tokens_details as null, as vLLM does by default",
 		"profile":                 "built-in, GPU-MODEL[-tpN][-bf16|fp8], or a file",
