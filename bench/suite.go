@@ -136,7 +136,7 @@ func yamlError(path string, err error) error {
 	}
 	if strings.HasPrefix(msg, "field ") && strings.Contains(msg, " not found in type") {
 		key := strings.Fields(msg)[1]
-		return &SuiteError{File: path, Line: line, Key: key, Msg: "unknown key (see the suite format in README.md)"}
+		return &SuiteError{File: path, Line: line, Key: key, Msg: "unknown key (see the suite format in docs/bench.md)"}
 	}
 	if msg == "EOF" {
 		return &SuiteError{File: path, Msg: "empty suite"}

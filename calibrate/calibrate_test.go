@@ -184,7 +184,7 @@ func TestNoisyServer(t *testing.T) {
 	}
 	var fits []*Result
 	for _, seed := range []uint64{1, 2} {
-		res, err := Run(ctx, Config{Client: cl, Like: secret, Seed: seed})
+		res, err := Run(ctx, Config{Client: cl, Like: secret, Seed: seed, Repeats: 4})
 		if err != nil {
 			t.Fatal(err)
 		}

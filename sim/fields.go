@@ -7,7 +7,7 @@ import (
 
 // Field is one request field of vLLM's OpenAI-compatible API and what the
 // embedded engine does with it. Fields is the one table of them: the
-// README's table is printed from it (wfsched sim --fields) and a test keeps
+// docs/engine.md's table is printed from it (wfsched sim --fields) and a test keeps
 // the two equal.
 type Field struct {
 	Name string
@@ -61,7 +61,7 @@ var Fields = []Field{
 	{"prompt_embeds", "completions", "not modeled: 400"},
 }
 
-// WriteFieldsTable writes Fields as the README's markdown table.
+// WriteFieldsTable writes Fields as docs/engine.md's markdown table.
 func WriteFieldsTable(w io.Writer) error {
 	if _, err := fmt.Fprintln(w, "| Field | Endpoint | What the engine does |\n|---|---|---|"); err != nil {
 		return err

@@ -506,16 +506,16 @@ func TestRefusedFields(t *testing.T) {
 	}
 }
 
-// The README's table of request fields is the one Fields prints.
+// docs/engine.md's table of request fields is the one Fields prints.
 func TestREADMEFieldsTable(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("../docs/engine.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
 	WriteFieldsTable(&b)
 	if !bytes.Contains(readme, b.Bytes()) {
-		t.Errorf("README.md's request-field table differs from sim.Fields: paste the output of `wfsched sim --fields`")
+		t.Errorf("docs/engine.md's request-field table differs from sim.Fields: paste the output of `wfsched sim --fields`")
 	}
 }
 

@@ -62,7 +62,7 @@ const DefaultProfile = "h100-llama3.1-8b"
 // The built-in profiles: Llama-3.1-8B in BF16 on one GPU, derived from
 // Vidur's published operator profiles, datasheet bandwidth and BLIS's
 // fitted overheads (see ../shared/reference/engine-model.md as summarized in
-// README.md). KV capacity is about 400k tokens at 0.9 memory utilization
+// docs/engine.md). KV capacity is about 400k tokens at 0.9 memory utilization
 // (128 KiB per token). Scheduler limits are vLLM's usual single-GPU serving
 // settings.
 var builtin = map[string]Profile{

@@ -37,7 +37,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench --suite FILE [--baseline FILE] [--max-regression PCT] [--out DIR]",
 		Short: "Run a benchmark suite and gate regressions against a baseline",
 		Long: `Bench runs a suite (a YAML file naming traces, policies, routing logics, instances,
-iterations and the figures to track; see README.md) on the embedded engines, or on the given
+iterations and the figures to track; see docs/bench.md) on the embedded engines, or on the given
 endpoints, and writes bench.json and summary.md (for a CI job summary or a pull-request
 comment) in OUT/<id>-bench/. Cases run on the virtual clock unless the suite or the case says
 clock: wall (or --endpoint is given); a virtual case runs once, its figures exact. Given a

@@ -1,6 +1,6 @@
 // Command wfsched loads multi-agent workflow traces into dependency graphs,
 // replays them against LLM servers under scheduling policies, and reports how
-// much each policy saves. See README.md.
+// much each policy saves. See README.md and docs/.
 package main
 
 import (

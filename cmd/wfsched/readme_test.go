@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -14,16 +15,28 @@ import (
 	"time"
 )
 
-// shBlocks returns the README's ```sh blocks, one slice of lines each.
+// shBlocks returns the ```sh blocks of README.md and docs/*.md, one
+// slice of lines each.
 func shBlocks(t *testing.T) [][]string {
-	b, err := os.ReadFile("../../README.md")
+	docs, err := filepath.Glob("../../docs/*.md")
 	if err != nil {
 		t.Fatal(err)
+	}
+	var all []byte
+	for _, name := range append([]string{"../../README.md"}, docs...) {
+		if filepath.Base(name) == "cli.md" {
+			continue // the commands' help, generated: its examples are the help's
+		}
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(append(all, b...), '\n')
 	}
 	var blocks [][]string
 	var cur []string
 	in := false
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(string(all), "\n") {
 		switch {
 		case !in && strings.HasPrefix(line, "```sh"):
 			in, cur = true, nil
@@ -39,8 +52,8 @@ func shBlocks(t *testing.T) [][]string {
 
 var listenFlag = regexp.MustCompile(`--listen (\S+)`)
 
-// TestREADMEServerExamples runs, with their exact commands, every README
-// example that starts servers: from the line that starts the first server
+// TestREADMEServerExamples runs, with their exact commands, every example
+// in README.md and docs/ that starts servers: from the line that starts the first server
 // (a command ending in &) to the end of its block. Servers run in-process
 // until the block ends; `run` writes into a temporary folder; curl lines
 // must get 200.
@@ -61,7 +74,7 @@ func TestREADMEServerExamples(t *testing.T) {
 		t.Run(stripComment(block[first]), func(t *testing.T) { runServerBlock(t, block[first:]) })
 	}
 	if ran < 2 {
-		t.Errorf("found %d README examples that start servers, want at least 2 (the router's and run's)", ran)
+		t.Errorf("found %d examples in README.md and docs/ that start servers, want at least 2 (the router's and run's)", ran)
 	}
 }
 
@@ -193,4 +206,60 @@ func waitListening(t *testing.T, addr string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("nothing listens on %s after 10 s", addr)
+}
+
+var (
+	mdLink    = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	mdFence   = regexp.MustCompile("(?s)```.*?```")
+	mdHeading = regexp.MustCompile(`(?m)^#+ (.+)$`)
+	notAnchor = regexp.MustCompile(`[^\p{L}\p{N}_\- ]`)
+)
+
+// TestDocLinks: every relative link in README.md, CONTRIBUTING.md,
+// CHANGELOG.md and docs/ names a file that exists, and a heading in it when
+// it names one (GitHub's anchors).
+func TestDocLinks(t *testing.T) {
+	docs, _ := filepath.Glob("../../docs/*.md")
+	files := append([]string{"../../README.md", "../../CONTRIBUTING.md", "../../CHANGELOG.md"}, docs...)
+	anchors := func(path string) map[string]bool {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		out := map[string]bool{}
+		for _, m := range mdHeading.FindAllStringSubmatch(mdFence.ReplaceAllString(string(b), ""), -1) {
+			a := notAnchor.ReplaceAllString(strings.ToLower(strings.TrimSpace(m[1])), "")
+			out[strings.ReplaceAll(a, " ", "-")] = true
+		}
+		return out
+	}
+	checked := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range mdLink.FindAllStringSubmatch(mdFence.ReplaceAllString(string(b), ""), -1) {
+			target := m[1]
+			if strings.HasPrefix(target, "http") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			p, frag, _ := strings.Cut(target, "#")
+			path := f
+			if p != "" {
+				path = filepath.Join(filepath.Dir(f), p)
+			}
+			checked++
+			if _, err := os.Stat(path); err != nil {
+				t.Errorf("%s: link %s: no such file", f, target)
+				continue
+			}
+			if frag != "" && strings.HasSuffix(path, ".md") && !anchors(path)[frag] {
+				t.Errorf("%s: link %s: no heading #%s in %s", f, target, frag, path)
+			}
+		}
+	}
+	if checked < 50 {
+		t.Errorf("only %d links checked", checked)
+	}
 }

@@ -198,7 +198,7 @@ func runRouter(cmd *cobra.Command, o *routerOptions) error {
 	// clients reach the engine directly).
 	for _, b := range o.cfg.Backends {
 		if u, err := url.Parse(b); err == nil && u.Port() == port && sameHost(u.Hostname(), host) {
-			return usageError("backend %s is the router's own --listen address %s: give the router another --listen port or move the backend (the README's example serves engines on 8100-8103 and the router on 8001)", b, o.listen)
+			return usageError("backend %s is the router's own --listen address %s: give the router another --listen port or move the backend (docs/router.md's example serves engines on 8100-8103 and the router on 8001)", b, o.listen)
 		}
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {

@@ -244,7 +244,7 @@ func (o *runOptions) register(f *pflag.FlagSet, withPolicy bool) {
 	f.StringVar(&o.slo, "slo", "", "service-level objectives for goodput, in ms: ttft:MS,tpot:MS,e2el:MS (any subset)")
 	f.StringVar(&o.profile, "profile", sim.DefaultProfile, "embedded engine: built-in profile, derived GPU-MODEL[-tpN][-bf16|fp8] (h200-llama3.1-70b-tp4-fp8), or a file")
 	f.Float64Var(&o.timeScale, "time-scale", replay.DefaultEmbeddedScale, "embedded engine on the wall clock: wall seconds per modeled second")
-	f.StringVar(&o.workflowPolicy, "workflow-policy", "fcfs", "order across workflows: "+strings.Join(scheduler.WorkflowPolicies(), ", ")+" (see README); other than fcfs, calls carry priorities")
+	f.StringVar(&o.workflowPolicy, "workflow-policy", "fcfs", "order across workflows: "+strings.Join(scheduler.WorkflowPolicies(), ", ")+" (see docs/workflow-ordering.md); other than fcfs, calls carry priorities")
 	f.IntVar(&o.admission, "admission", 0, "with wfsched's router: requests each engine or endpoint serves at once; more wait at the router, by priority then arrival (0: none)")
 	f.DurationVar(&o.aging, "aging", 0, "workflow policies: a call at level L goes as if sent L times this later (first come first served with a handicap), so none waits forever; 0: by level alone")
 	f.StringVar(&o.schedPolicy, "scheduling-policy", "", "embedded engines: fcfs or priority, as vLLM's (default: priority with a workflow policy other than fcfs, else fcfs)")
