@@ -217,7 +217,7 @@ func MemoryCeiling(cfg Config) int64 {
 // under MemoryCeiling: collect when the heap has grown by four times what
 // is live. The router's live heap is small and its garbage per request, so
 // Go's default (100) collected tens of times a second under load; under
-// wrk 400 cut its CPU per request by about a tenth (README, "Proxy
+// wrk 400 cut its CPU per request by about a tenth (docs/router.md, "Proxy
 // speed"), and the ceiling still bounds the heap.
 const GCPercent = 400
 

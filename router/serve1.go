@@ -33,7 +33,7 @@ import (
 // wrk, the server's own work (request parsing into a fresh header map,
 // a read deadline set three times, a background read per request to
 // notice a client leaving, the response's two buffers) was about a fifth of
-// the router's CPU (pprof, README "Proxy speed").
+// the router's CPU (pprof, docs/router.md "Proxy speed").
 //
 // Both serve the same handler (Router.ServeHTTP) with the same bounds:
 // the header within HeaderTimeout and 64 KiB (over the 8 KiB read buffer
