@@ -44,17 +44,7 @@ func TestRecoversSecretProfiles(t *testing.T) {
 			if tc.maxSeqs > 0 {
 				secret.MaxNumSeqs = tc.maxSeqs
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			c, err := sim.Start(ctx, sim.ClusterConfig{Engine: sim.Config{Profile: secret, Seed: 3, Spin: 2 * time.Millisecond}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			cl, err := client.New(client.Config{BaseURL: c.URLs()[0], Model: secret.Model, MaxAttempts: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
+			ctx, cl := serve(t, sim.Config{Profile: secret, Seed: 3})
 			like := secret
 			like.TFixed, like.TWeights, like.CTok, like.CKV, like.CReq, like.TExperts, like.CComm = 0, 0, 0, 0, 0, 0, 0
 			res, err := Run(ctx, Config{Client: cl, Like: like, ValidationRequests: 60, Seed: 1})
@@ -171,17 +161,7 @@ func TestNoisyServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	c, err := sim.Start(ctx, sim.ClusterConfig{Engine: sim.Config{Profile: secret, Seed: 5, Spin: 2 * time.Millisecond, Jitter: 0.05}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, err := client.New(client.Config{BaseURL: c.URLs()[0], Model: secret.Model, MaxAttempts: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, cl := serve(t, sim.Config{Profile: secret, Seed: 5, Jitter: 0.05})
 	var fits []*Result
 	for _, seed := range []uint64{1, 2} {
 		res, err := Run(ctx, Config{Client: cl, Like: secret, Seed: seed, Repeats: 4})
@@ -239,17 +219,7 @@ func TestFitBeatingThePhysics(t *testing.T) {
 		t.Fatal(err)
 	}
 	fast.CTok = 5 // 16 GFLOP a token in 5 us: 3.2 PFLOPS
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	c, err := sim.Start(ctx, sim.ClusterConfig{Engine: sim.Config{Profile: fast, Seed: 5, Spin: 2 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, err := client.New(client.Config{BaseURL: c.URLs()[0], Model: fast.Model, MaxAttempts: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, cl := serve(t, sim.Config{Profile: fast, Seed: 5})
 	like, err := sim.LoadProfile("h100-llama3.1-8b-tp1-bf16")
 	if err != nil {
 		t.Fatal(err)
@@ -261,4 +231,23 @@ func TestFitBeatingThePhysics(t *testing.T) {
 	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "beats the physics") || !strings.Contains(res.Warnings[0], "c_tok_us") {
 		t.Errorf("fitted c_tok %.2f on an H100: warnings %q", float64(res.Profile.CTok), res.Warnings)
 	}
+}
+
+// serve starts an engine on the wall clock (polling the last 2 ms of each
+// step, for exact step times) and a client of it; both end with the test.
+func serve(t *testing.T, cfg sim.Config) (context.Context, *client.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	cfg.Spin = 2 * time.Millisecond
+	c, err := sim.Start(ctx, sim.ClusterConfig{Engine: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	cl, err := client.New(client.Config{BaseURL: c.URLs()[0], Model: cfg.Profile.Model, MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, cl
 }
