@@ -143,7 +143,19 @@ func (d SweepDoc) answer() string {
 		s := d.Saturation[arm]
 		switch {
 		case s.Reached && s.Below > 0:
-			parts = append(parts, fmt.Sprintf("%s saturates between %.3g and %.3g workflows/s", arm, s.Below, s.Rate))
+			// Rates between the two that were too short to judge leave the
+			// interval open there: the sentence says so, as the table does.
+			var gap []float64
+			for _, r := range s.TooShort {
+				if r > s.Below && r < s.Rate {
+					gap = append(gap, r)
+				}
+			}
+			part := fmt.Sprintf("%s saturates between %.3g and %.3g workflows/s", arm, s.Below, s.Rate)
+			if len(gap) > 0 {
+				part += fmt.Sprintf(" (%s between them too short to judge: sweep with --duration to narrow it)", rateList(gap))
+			}
+			parts = append(parts, part)
 		case s.Reached && len(s.TooShort) > 0:
 			parts = append(parts, fmt.Sprintf("%s is saturated at %.3g workflows/s (lower rates too short to judge)", arm, s.Rate))
 		case s.Reached:
