@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math"
 	"net"
 	"net/http"
@@ -296,6 +297,9 @@ type Router struct {
 	conns  *connLimiter
 	// captureErrs counts failed capture writes (the first is logged).
 	captureErrs atomic.Int64
+	// starting is set during the first health check, whose findings
+	// Serve sums up in one line instead of one per backend.
+	starting atomic.Bool
 	// shared is the Redis of --state, nil with memory state.
 	shared *redisState
 	// joinMu orders changes of the backends (discovery, tests).
@@ -522,11 +526,23 @@ func (rt *Router) probe(ctx context.Context, backends []*backend, downAfter int6
 		case b.gone.Load(): // left while it was probed
 		case ok:
 			b.fails.Store(0)
-			b.healthy.Store(true)
+			if !b.healthy.Swap(true) {
+				log.Printf("wfsched router: backend %s answers /health: it takes requests", b.url)
+			}
 		case b.fails.Add(1) >= downAfter:
-			b.healthy.Store(false)
+			if b.healthy.Swap(false) && !rt.starting.Load() {
+				log.Printf("wfsched router: backend %s is down (%s); its requests go to the others", b.url, healthProblem(resp, err))
+			}
 		}
 	}
+}
+
+// healthProblem says why a health probe failed.
+func healthProblem(resp *http.Response, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return "/health answered " + resp.Status
 }
 
 // Serve serves on ln until ctx is done.
@@ -537,7 +553,25 @@ func (rt *Router) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes: 64 << 10}
 	rt.conns.serverHooks(hs)
 	ln = limitListener{Listener: ln, lim: rt.conns}
-	rt.checkHealthN(ctx, 1) // serve with the backends' state known
+	// Serve with the backends' state known, and say when none is ready:
+	// clients then get 503 until one answers /health (an engine still
+	// loading, a vLLM downloading its model).
+	rt.starting.Store(true)
+	rt.checkHealthN(ctx, 1)
+	rt.starting.Store(false)
+	healthy := 0
+	var down []string
+	for _, b := range rt.present() {
+		if b.healthy.Load() {
+			healthy++
+		} else {
+			down = append(down, b.url)
+		}
+	}
+	if healthy == 0 && len(down) > 0 {
+		log.Printf("wfsched router: no backend answers /health yet (%s): requests get 503 until one does; checked every %v, and each one that comes up is logged",
+			strings.Join(down, ", "), rt.cfg.HealthInterval)
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

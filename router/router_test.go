@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -639,5 +642,60 @@ func TestHomeByLoad(t *testing.T) {
 	}
 	if fmt.Sprint(got) != "[1 2 1 2 1]" {
 		t.Errorf("homes %v, want [1 2 1 2 1]", got)
+	}
+}
+
+// syncBuffer is a log destination tests read while the router writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestHealthLog: a router whose backends are not up yet says so once, and
+// logs each backend as it comes up and goes down, so a client's 503 is
+// explained where the router runs.
+func TestHealthLog(t *testing.T) {
+	var logged syncBuffer
+	log.SetOutput(&logged)
+	defer log.SetOutput(os.Stderr)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there yet
+	startRouter(t, Config{Backends: []string{"http://" + addr}, HealthInterval: 20 * time.Millisecond})
+	waitLog := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if strings.Contains(logged.String(), want) {
+				return
+			}
+		}
+		t.Fatalf("the router's log lacks %q:\n%s", want, logged.String())
+	}
+	waitLog("no backend answers /health yet (http://" + addr + ")")
+	if ln, err = net.Listen("tcp", addr); err != nil {
+		t.Skipf("%s was taken meanwhile: %v", addr, err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
+	go srv.Serve(ln)
+	waitLog("backend http://" + addr + " answers /health: it takes requests")
+	srv.Close()
+	waitLog("backend http://" + addr + " is down")
+	if n := strings.Count(logged.String(), "no backend answers"); n != 1 {
+		t.Errorf("the startup line came %d times", n)
 	}
 }
