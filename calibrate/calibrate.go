@@ -308,7 +308,7 @@ func fit(probes []Probe, like sim.Profile) (sim.Profile, float64, float64, map[s
 	weightsOf := func(x []float64, tokens int) float64 {
 		w := x[weights]
 		if n > experts {
-			w += x[experts] * touched(tokens, like.ExpertShare)
+			w += x[experts] * sim.Touched(tokens, like.ExpertShare)
 		}
 		return w
 	}
@@ -339,7 +339,7 @@ func fit(probes []Probe, like sim.Profile) (sim.Profile, float64, float64, map[s
 			} else {
 				r[weights] = 1
 				if n > experts {
-					r[experts] = touched(p.Tokens, like.ExpertShare)
+					r[experts] = sim.Touched(p.Tokens, like.ExpertShare)
 				}
 			}
 			// Relative error: each row divided by what it measured.
@@ -441,14 +441,6 @@ func normalInverse(a [][]float64, free []bool) []float64 {
 		}
 	}
 	return diag
-}
-
-// touched mirrors sim's share of experts that tokens tokens touch.
-func touched(tokens int, share float64) float64 {
-	if share <= 0 {
-		return 0
-	}
-	return 1 - math.Pow(1-share, float64(tokens))
 }
 
 // leastSquares solves min |A x - y| over the free columns (the others 0)

@@ -3,6 +3,7 @@ package sim
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"regexp"
@@ -20,16 +21,16 @@ import (
 
 // Arch is a model's architecture, as its config.json states it.
 type Arch struct {
-	Name               string `json:"name,omitempty"`      // a short key (llama3.1-70b)
-	HFName             string `json:"hf_name,omitempty"`   // the served model name
-	Layers             int    `json:"num_hidden_layers"`   //
-	Hidden             int    `json:"hidden_size"`         //
-	Heads              int    `json:"num_attention_heads"` //
-	KVHeads            int    `json:"num_key_value_heads"` //
-	HeadDim            int    `json:"head_dim"`            // 0: hidden / heads
-	Intermediate       int    `json:"intermediate_size"`   // the dense MLP's width
-	Vocab              int    `json:"vocab_size"`          //
-	Tied               bool   `json:"tie_word_embeddings"` //
+	Name               string `json:"name,omitempty"`    // a short key (llama3.1-70b)
+	HFName             string `json:"hf_name,omitempty"` // the served model name
+	Layers             int    `json:"num_hidden_layers"`
+	Hidden             int    `json:"hidden_size"`
+	Heads              int    `json:"num_attention_heads"`
+	KVHeads            int    `json:"num_key_value_heads"`
+	HeadDim            int    `json:"head_dim"`          // 0: hidden / heads
+	Intermediate       int    `json:"intermediate_size"` // the dense MLP's width
+	Vocab              int    `json:"vocab_size"`
+	Tied               bool   `json:"tie_word_embeddings"`
 	MaxPosition        int    `json:"max_position_embeddings"`
 	Experts            int    `json:"num_experts"`         // 0: dense (also read as num_local_experts)
 	ExpertsPerToken    int    `json:"num_experts_per_tok"` // (also experts_per_token)
@@ -160,18 +161,8 @@ var models = map[string]Arch{
 }
 
 // GPUs and Models list the shipped tables' keys.
-func GPUs() []string   { return slices.Sorted(mapKeys(gpus)) }
-func Models() []string { return slices.Sorted(mapKeys(models)) }
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
+func GPUs() []string   { return slices.Sorted(maps.Keys(gpus)) }
+func Models() []string { return slices.Sorted(maps.Keys(models)) }
 
 // bytesPer is a dtype's bytes per parameter or KV element.
 func bytesPer(dtype string) (float64, error) {
@@ -449,7 +440,7 @@ func CheckPhysics(p Profile, h Hardware) error {
 		weights := d.weightBytes
 		if h.Model.Experts > 0 { // the experts b tokens touch
 			expertBytes := experts * eb / float64(h.TP)
-			weights += -expertBytes + expertBytes*touched(b, float64(h.Model.ExpertsPerToken)/float64(h.Model.Experts))
+			weights += -expertBytes + expertBytes*Touched(b, float64(h.Model.ExpertsPerToken)/float64(h.Model.Experts))
 		}
 		floor := (weights + d.kvBytesPerToken*float64(ctx)) / d.bw
 		if got := p.StepTime(b, ctx, b).Seconds(); got < floor {
@@ -465,9 +456,9 @@ func CheckPhysics(p Profile, h Hardware) error {
 	return nil
 }
 
-// touched is the expected share of experts that tokens tokens, each
+// Touched is the expected share of experts that tokens tokens, each
 // routed to share of them independently, touch.
-func touched(tokens int, share float64) float64 {
+func Touched(tokens int, share float64) float64 {
 	if share <= 0 {
 		return 0
 	}

@@ -15,12 +15,12 @@ import (
 // Profile is the hardware and model the engine models. Step time follows
 // the form of calibrated simulators (BLIS, Vidur):
 //
-//	step = TFixed + max(TWeights + TExperts*touched(T), CTok*T) + CKV*K + CReq*B + CComm*T
+//	step = TFixed + max(TWeights + TExperts*Touched(T), CTok*T) + CKV*K + CReq*B + CComm*T
 //
 // where T is the tokens computed in the step (prefill chunks plus one per
 // decoding sequence; cached prompt tokens are not computed), K the sum of the
 // context lengths the step's sequences read, and B the number of sequences.
-// For a mixture of experts, touched(T) is the share of the experts T
+// For a mixture of experts, Touched(T) is the share of the experts T
 // tokens touch (each routed to ExpertShare of them); CComm is the
 // tensor-parallel all-reduces' cost per token.
 type Profile struct {
@@ -187,7 +187,7 @@ func (p Profile) Validate() error {
 func (p *Profile) StepTime(tokens, ctx, seqs int) time.Duration {
 	weights := float64(p.TWeights)
 	if p.TExperts > 0 {
-		weights += float64(p.TExperts) * touched(tokens, p.ExpertShare)
+		weights += float64(p.TExperts) * Touched(tokens, p.ExpertShare)
 	}
 	us := float64(p.TFixed) + max(weights, float64(p.CTok)*float64(tokens)) +
 		float64(p.CKV)*float64(ctx) + float64(p.CReq)*float64(seqs) + float64(p.CComm)*float64(tokens)

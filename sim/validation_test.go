@@ -58,7 +58,7 @@ func TestValidationPage(t *testing.T) {
 			w := d.weightBytes
 			if h.Model.Experts > 0 {
 				e := experts * eb / float64(h.TP)
-				w += -e + e*touched(seqs, float64(h.Model.ExpertsPerToken)/float64(h.Model.Experts))
+				w += -e + e*Touched(seqs, float64(h.Model.ExpertsPerToken)/float64(h.Model.Experts))
 			}
 			return (w + d.kvBytesPerToken*float64(seqs*1024)) / d.bw
 		}
