@@ -131,16 +131,16 @@ func validate(ctx context.Context, m *measurer, p sim.Profile, overheadUS float6
 		return nil, err
 	}
 	v := &Validation{Requests: n, Rate: rate, Metrics: map[string]*MetricError{}}
-	real := func(f func(heldOut) float64) []float64 {
+	server := func(f func(heldOut) float64) []float64 {
 		out := make([]float64, n)
 		for i, r := range reqs {
 			out[i] = f(r)
 		}
 		return out
 	}
-	v.Metrics["ttft"] = compare(real(func(r heldOut) float64 { return r.ttft }), simTTFT)
-	v.Metrics["itl"] = compare(real(func(r heldOut) float64 { return r.itl }), simITL)
-	v.Metrics["e2e"] = compare(real(func(r heldOut) float64 { return r.e2 }), simE2E)
+	v.Metrics["ttft"] = compare(server(func(r heldOut) float64 { return r.ttft }), simTTFT)
+	v.Metrics["itl"] = compare(server(func(r heldOut) float64 { return r.itl }), simITL)
+	v.Metrics["e2e"] = compare(server(func(r heldOut) float64 { return r.e2 }), simE2E)
 	return v, nil
 }
 
@@ -196,12 +196,12 @@ func simulate(p sim.Profile, reqs []heldOut, overheadUS float64) (ttft, itl, e2e
 	return ttft, itl, e2e, nil
 }
 
-func compare(real, simulated []float64) *MetricError {
-	ape := make([]float64, len(real))
-	for i := range real {
-		ape[i] = 100 * math.Abs(simulated[i]-real[i]) / math.Max(real[i], 1e-9)
+func compare(measured, simulated []float64) *MetricError {
+	ape := make([]float64, len(measured))
+	for i := range measured {
+		ape[i] = 100 * math.Abs(simulated[i]-measured[i]) / math.Max(measured[i], 1e-9)
 	}
-	e := &MetricError{RealMean: mean(real), SimMean: mean(simulated), RealP90: p90(real), SimP90: p90(simulated), MedianRequestErr: median(ape)}
+	e := &MetricError{RealMean: mean(measured), SimMean: mean(simulated), RealP90: p90(measured), SimP90: p90(simulated), MedianRequestErr: median(ape)}
 	e.MeanErr = 100 * math.Abs(e.SimMean-e.RealMean) / math.Max(e.RealMean, 1e-9)
 	e.P90Err = 100 * math.Abs(e.SimP90-e.RealP90) / math.Max(e.RealP90, 1e-9)
 	return e

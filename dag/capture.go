@@ -203,7 +203,6 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 	byID := map[string]*capture.Record{}       // calls by request id
 	ctxOf := map[*Node]*captureContext{}       // each call node's context
 	toolIDs := map[string]bool{}               // tool call ids in use
-	seq := 0
 	quoted := newQuoteIndex()
 	edges := map[[2]string]bool{}
 	edge := func(from, to *Node, typ EdgeType) {
@@ -267,7 +266,6 @@ func fromCalls(wf string, recs []*capture.Record) (*Graph, error) {
 			c = &captureContext{name: name}
 			fresh = r.Messages
 		}
-		seq++
 		c.n++
 		n := &Node{ID: fmt.Sprintf("%s/%d", c.name, c.n), Kind: KindLLM, Agent: c.name, Label: c.name + " call",
 			Output: r.Output.Text, InputTokens: TokenCount{N: r.PromptTokens, Exact: r.PromptTokens > 0},

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wfsched/wfsched/internal/testenv"
 )
 
 // fakeBackend answers completions with a fixed SSE stream and records
@@ -645,29 +647,11 @@ func TestHomeByLoad(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination tests read while the router writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestHealthLog: a router whose backends are not up yet says so once, and
 // logs each backend as it comes up and goes down, so a client's 503 is
 // explained where the router runs.
 func TestHealthLog(t *testing.T) {
-	var logged syncBuffer
+	var logged testenv.Buffer
 	log.SetOutput(&logged)
 	defer log.SetOutput(os.Stderr)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -202,10 +202,26 @@ type Hardware struct {
 	MemUtil float64 `json:"gpu_memory_utilization"`
 }
 
-// derived are the physical quantities behind a derived profile, per GPU.
+// derived are the physical quantities behind a derived profile, per GPU:
+// the weights' bytes (all experts' among them), the share of experts a
+// token is routed to, the KV bytes per context token, the FLOPs per token,
+// the peak FLOPS and the memory bandwidth.
 type derived struct {
-	weightBytes, kvBytesPerToken, flopsPerToken float64
-	peakFLOPS, bw                               float64
+	weightBytes, expertBytes, expertShare float64
+	kvBytesPerToken, flopsPerToken        float64
+	peakFLOPS, bw                         float64
+}
+
+// prefillFloor is the least time, in seconds, tokens tokens' FLOPs take.
+func (d derived) prefillFloor(tokens int) float64 {
+	return d.flopsPerToken * float64(tokens) / d.peakFLOPS
+}
+
+// decodeBytes is what a step of seqs decoding sequences reading ctx
+// context tokens must read: the dense weights, the experts its tokens
+// touch and the KV.
+func (d derived) decodeBytes(seqs, ctx int) float64 {
+	return d.weightBytes - d.expertBytes + d.expertBytes*Touched(seqs, d.expertShare) + d.kvBytesPerToken*float64(ctx)
 }
 
 func (h Hardware) physics() (derived, error) {
@@ -235,12 +251,16 @@ func (h Hardware) physics() (derived, error) {
 	dense, experts, embed := h.Model.Params()
 	// gpt-oss's published experts are MXFP4, the rest BF16; other weights
 	// take the weight dtype.
-	expertBytes := wb
+	eb := wb // the experts' bytes per parameter
 	if h.Model.NativeDtype == "mxfp4" && h.Dtype == "mxfp4" {
 		wb = 2
 	}
 	t := float64(h.TP)
-	d.weightBytes = ((dense+embed)*wb + experts*expertBytes) / t
+	d.expertBytes = experts * eb / t
+	d.weightBytes = (dense+embed)*wb/t + d.expertBytes
+	if h.Model.Experts > 0 {
+		d.expertShare = float64(h.Model.ExpertsPerToken) / float64(h.Model.Experts)
+	}
 	// KV heads are split across the TP ranks, and replicated when fewer.
 	kvHeads := math.Max(1, float64(h.Model.KVHeads)/t)
 	d.kvBytesPerToken = 2 * float64(h.Model.Layers) * kvHeads * float64(h.Model.headDim()) * kb
@@ -268,18 +288,13 @@ func Derive(h Hardware) (Profile, error) {
 	p.CTok = Micros(d.flopsPerToken / (d.peakFLOPS * effCompute) * us)
 	p.CKV = Micros(d.kvBytesPerToken / (d.bw * effKV) * us)
 	p.TFixed, p.CReq = tFixedUS, cReqUS
-	denseBytes := d.weightBytes
-	if a.Experts > 0 {
-		// Weight reads: the dense part every step; the experts by the
-		// share a step's tokens touch (StepTime).
-		_, experts, _ := a.Params()
-		eb, _ := bytesPer(h.Dtype)
-		expertBytes := experts * eb / float64(h.TP)
-		denseBytes -= expertBytes
-		p.TExperts = Micros(expertBytes / (d.bw * effWeights) * us)
-		p.ExpertShare = float64(a.ExpertsPerToken) / float64(a.Experts)
+	// Weight reads: the dense part every step; the experts by the share a
+	// step's tokens touch (StepTime).
+	p.TWeights = Micros((d.weightBytes - d.expertBytes) / (d.bw * effWeights) * us)
+	if d.expertBytes > 0 {
+		p.TExperts = Micros(d.expertBytes / (d.bw * effWeights) * us)
+		p.ExpertShare = d.expertShare
 	}
-	p.TWeights = Micros(denseBytes / (d.bw * effWeights) * us)
 	if h.TP > 1 {
 		// Two all-reduces of the hidden state per layer: their latency per
 		// step, and a ring's 2(t-1)/t of the activations per token.
@@ -427,22 +442,16 @@ func CheckPhysics(p Profile, h Hardware) error {
 		return err
 	}
 	for _, tokens := range []int{512, 2048, 8192} {
-		floor := d.flopsPerToken * float64(tokens) / d.peakFLOPS
+		floor := d.prefillFloor(tokens)
 		if got := p.StepTime(tokens, tokens, 1).Seconds(); got < floor {
 			return fmt.Errorf("a %d-token prefill step takes %.3g s, under the %.3g s its FLOPs take at the GPU's peak: c_tok_us %.3g is below %.3g",
 				tokens, got, floor, float64(p.CTok), floor/float64(tokens)*1e6)
 		}
 	}
-	_, experts, _ := h.Model.Params()
-	eb, _ := bytesPer(h.Dtype)
 	for _, b := range []int{1, 32, 256} {
 		ctx := b * 2048
-		weights := d.weightBytes
-		if h.Model.Experts > 0 { // the experts b tokens touch
-			expertBytes := experts * eb / float64(h.TP)
-			weights += -expertBytes + expertBytes*Touched(b, float64(h.Model.ExpertsPerToken)/float64(h.Model.Experts))
-		}
-		floor := (weights + d.kvBytesPerToken*float64(ctx)) / d.bw
+		weights := d.decodeBytes(b, 0) // the dense weights and the experts b tokens touch
+		floor := d.decodeBytes(b, ctx) / d.bw
 		if got := p.StepTime(b, ctx, b).Seconds(); got < floor {
 			return fmt.Errorf("a decode step of %d sequences (%d context tokens) takes %.3g s, under the %.3g s it takes to read %.3g GB of weights and %.3g GB of KV at peak bandwidth: raise t_weights_us (%.4g) or c_kv_us (%.3g)",
 				b, ctx, got, floor, weights/1e9, d.kvBytesPerToken*float64(ctx)/1e9, float64(p.TWeights), float64(p.CKV))

@@ -557,6 +557,8 @@ func (s *Server) toolChoice(p *plan, req *completionRequest, rng *rand.Rand) (st
 			n = min(s.cfg.ParallelToolCalls, len(open))
 		}
 		if n == 1 {
+			// One draw, as before parallel calls existed: a seed's answers
+			// stay what they were.
 			picks = []*toolParam{&req.Tools[open[rng.IntN(len(open))]]}
 			break
 		}

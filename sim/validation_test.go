@@ -52,18 +52,9 @@ func TestValidationPage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, experts, _ := h.Model.Params()
-		eb, _ := bytesPer(h.Dtype)
-		decodeFloor := func(seqs int) float64 {
-			w := d.weightBytes
-			if h.Model.Experts > 0 {
-				e := experts * eb / float64(h.TP)
-				w += -e + e*Touched(seqs, float64(h.Model.ExpertsPerToken)/float64(h.Model.Experts))
-			}
-			return (w + d.kvBytesPerToken*float64(seqs*1024)) / d.bw
-		}
+		decodeFloor := func(seqs int) float64 { return d.decodeBytes(seqs, seqs*1024) / d.bw }
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s | %s | %s |\n", c.name,
-			ms(p.StepTime(1024, 1024, 1).Seconds()), ms(p.StepTime(8192, 8192, 1).Seconds()), ms(d.flopsPerToken*8192/d.peakFLOPS),
+			ms(p.StepTime(1024, 1024, 1).Seconds()), ms(p.StepTime(8192, 8192, 1).Seconds()), ms(d.prefillFloor(8192)),
 			ms(p.StepTime(1, 1024, 1).Seconds()), ms(decodeFloor(1)), ms(p.StepTime(64, 64*1024, 64).Seconds()), ms(decodeFloor(64)))
 	}
 	got := doc[:i+len(begin)] + b.String() + doc[j:]

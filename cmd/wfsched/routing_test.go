@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/wfsched/wfsched/report"
+
+	"github.com/wfsched/wfsched/internal/testenv"
 )
 
 func TestRunBehindEmbeddedRouter(t *testing.T) {
@@ -72,13 +74,13 @@ func TestCompareRoutingLogics(t *testing.T) {
 func TestRouterCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var simOut, out, errOut syncBuffer
+	var simOut, out, errOut testenv.Buffer
 	simDone := make(chan int, 1)
 	go func() {
 		simDone <- execute(ctx, []string{"sim", "--listen", "127.0.0.1:0", "--instances", "2", "--time-scale", "0.05"}, &simOut, &errOut)
 	}()
 	urlRE := regexp.MustCompile(`http://127\.0\.0\.1:\d+`)
-	waitFor := func(b *syncBuffer, n int) []string {
+	waitFor := func(b *testenv.Buffer, n int) []string {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			if u := urlRE.FindAllString(b.String(), -1); len(u) >= n {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/wfsched/wfsched/report"
 	"github.com/wfsched/wfsched/scheduler"
+
+	"github.com/wfsched/wfsched/internal/testenv"
 )
 
 // runDir returns the only run folder under out.
@@ -122,7 +124,7 @@ func TestRunErrors(t *testing.T) {
 func TestRunInterruptedKeepsResults(t *testing.T) {
 	out := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- execute(ctx, []string{"run", "--dag", "../../traces/agents-40.json", "--out", out, "--time-scale", "0.5",
